@@ -1,0 +1,179 @@
+"""Everything that reacts to a step: progress bar, frames, loss log, checkpoints.
+
+Each callback is a small object called with a StepEvent; the optimisation loop knows none of
+them. Files are written through nst_cli.outputs, so each write is atomic.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from .images import to_pil
+from .optimize import StepEvent
+from .outputs import RunDir, save_png, write_bytes, write_loss_rows
+
+CHECKPOINT_VERSION = 1
+
+
+class LatestImage:
+    """Keeps a copy of the newest good image, so an error or Ctrl-C can still save it."""
+
+    def __init__(self) -> None:
+        self.image: torch.Tensor | None = None
+        self.step: int = -1
+        self.losses: dict[str, float] = {}
+
+    def __call__(self, event: StepEvent) -> None:
+        # A copy: event.image is the live tensor the optimiser keeps changing.
+        self.image = event.image.detach().clone()
+        self.step = event.step
+        self.losses = dict(event.losses)
+
+
+class FrameSaver:
+    """Writes frames/step_NNNNNN.png at step 0 and every `save_every` steps."""
+
+    def __init__(self, run_dir: RunDir, save_every: int, png_text: Mapping[str, str]) -> None:
+        self.run_dir = run_dir
+        self.save_every = save_every
+        self.png_text = dict(png_text)
+        self.saved: list[int] = []
+
+    def __call__(self, event: StepEvent) -> None:
+        if event.step % self.save_every == 0:
+            text = {**self.png_text, "nst:step": str(event.step)}
+            save_png(to_pil(event.image), self.run_dir.frame(event.step), text)
+            self.saved.append(event.step)
+
+
+class LossLog:
+    """Collects one row per step; rewrites losses.csv atomically every `flush_every` steps
+    and at the end (the file is small, and a rewrite never leaves a torn line)."""
+
+    def __init__(
+        self, path: Path, flush_every: int, rows: list[dict[str, float]] | None = None
+    ) -> None:
+        self.path = path
+        self.flush_every = flush_every
+        self.rows: list[dict[str, float]] = list(rows or [])
+        self._dirty = False
+
+    def __call__(self, event: StepEvent) -> None:
+        self.rows = [r for r in self.rows if r["step"] < event.step]
+        self.rows.append({"step": event.step, "elapsed_s": event.elapsed, **event.losses})
+        self._dirty = True
+        if event.is_final or event.step % self.flush_every == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._dirty:
+            write_loss_rows(self.path, self.rows)
+            self._dirty = False
+
+
+class Checkpointer:
+    """Saves the image, optimiser state and step every `save_every` steps (for --resume)."""
+
+    def __init__(self, run_dir: RunDir, save_every: int, elapsed_offset: float = 0.0) -> None:
+        self.run_dir = run_dir
+        self.save_every = save_every
+        self.elapsed_offset = elapsed_offset
+
+    def __call__(self, event: StepEvent) -> None:
+        if event.step % self.save_every == 0 or event.is_final:
+            save_checkpoint(self.run_dir.checkpoint, event, self.elapsed_offset)
+
+
+def save_checkpoint(path: Path, event: StepEvent, elapsed_offset: float = 0.0) -> None:
+    """Atomically write what a resumed run needs to continue exactly where this one stands."""
+    state = {
+        "version": CHECKPOINT_VERSION,
+        "step": event.step,
+        "elapsed": elapsed_offset + event.elapsed,
+        "image": event.image.detach().cpu().clone(),
+        "optimizer": _to_cpu(event.optimizer_state()) if event.optimizer_state else None,
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes(path, buffer.getvalue())
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+class _SpeedColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(
+            "–– it/s" if speed is None else f"{speed:.2f} it/s", style="progress.data.speed"
+        )
+
+
+def format_losses(losses: Mapping[str, float]) -> str:
+    """'total 1.2e+04 · content 3.1 · style 0.52' for the headline terms present."""
+    parts = []
+    for name in ("total", "content", "style", "tv"):
+        if name in losses and (name != "tv" or losses[name]):
+            parts.append(f"{name} {losses[name]:.4g}")
+    return " · ".join(parts)
+
+
+def make_progress(console: Console | None = None) -> Progress:
+    """The rich progress display shared by stylize and sweep."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        _SpeedColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[losses]}"),
+        console=console,
+        transient=False,
+    )
+
+
+class ProgressBar:
+    """A rich bar per run: step/total, it/s, elapsed, ETA and the losses of the current step."""
+
+    def __init__(self, progress: Progress, description: str = "stylize") -> None:
+        self.progress = progress
+        self.description = description
+        self.task_id: Any = None
+
+    def __call__(self, event: StepEvent) -> None:
+        if self.task_id is None:
+            self.task_id = self.progress.add_task(
+                self.description, total=event.total_steps, completed=event.step, losses=""
+            )
+        self.progress.update(
+            self.task_id,
+            completed=event.step,
+            total=event.total_steps,
+            losses=format_losses(event.losses),
+        )

@@ -1,0 +1,268 @@
+"""The `nst` command: thin Typer commands over the Python API.
+
+Each command parses options, calls the library once, and turns domain errors into one
+styled line and an exit code (2 = usage/config, 1 = runtime failure, 130 = interrupted).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import ConfigError, NSTError
+
+app = typer.Typer(
+    name="nst",
+    help="Gatys-style neural style transfer: a photo's structure, a painting's texture.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True, soft_wrap=True)
+out_console = Console()
+EXIT_INTERRUPTED = 130
+
+
+class _ConsoleHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        style = {logging.WARNING: "yellow", logging.ERROR: "red"}.get(record.levelno, "dim")
+        label = record.levelname.lower()
+        err_console.print(
+            f"[{style}]{label}:[/] {record.getMessage()}", highlight=False, markup=True
+        )
+
+
+def _setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("nst")
+    logger.handlers[:] = [_ConsoleHandler()]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+@contextmanager
+def _errors_to_exit(debug: bool) -> Iterator[None]:
+    """The command boundary: NSTError -> one line + exit code; no traceback unless --debug."""
+    try:
+        yield
+    except NSTError as exc:
+        if debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        err_console.print("[bold yellow]aborted[/] (files saved so far are kept)")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a bug: say so in one line, show the traceback with --debug
+        if debug:
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+            "(run again with --debug for the traceback and report it)",
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"nst {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Gatys-style neural style transfer."""
+
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="YAML config (or a PNG written by nst, to re-run its settings)."
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override any key: --set weights.style=1e5 (repeatable).",
+        metavar="KEY.PATH=VALUE",
+    ),
+]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks (for bug reports).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+
+
+def _flag_overrides(**flags: Any) -> dict[str, Any]:
+    """Map CLI flags to dotted config keys; None means 'not given'."""
+    keys = {
+        "content": "content",
+        "style": "style",
+        "output": "output",
+        "resolution": "resolution",
+        "steps": "steps",
+        "lr": "optimizer.lr",
+        "style_weight": "weights.style",
+        "content_weight": "weights.content",
+        "device": "device",
+        "seed": "seed",
+    }
+    return {
+        keys[name]: (str(v) if isinstance(v, Path) else v)
+        for name, v in flags.items()
+        if v is not None
+    }
+
+
+@app.command()
+def stylize(
+    config: ConfigOpt = None,
+    content: Annotated[Path | None, typer.Option(help="Content image (the photo).")] = None,
+    style: Annotated[Path | None, typer.Option(help="Style image (the painting).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder.")] = None,
+    resolution: Annotated[int | None, typer.Option(help="Long side of the output, px.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimisation steps.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    style_weight: Annotated[float | None, typer.Option(help="β, the style loss weight.")] = None,
+    content_weight: Annotated[
+        float | None, typer.Option(help="α, the content loss weight.")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    set_: SetOpt = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue an interrupted or finished run folder."),
+    ] = None,
+    print_config: Annotated[
+        bool, typer.Option("--print-config", help="Print the resolved config as YAML and exit.")
+    ] = False,
+    allow_large: Annotated[
+        bool, typer.Option("--allow-large", help="Accept images over the 100-megapixel limit.")
+    ] = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Stylise one image: content photo + style painting -> run folder with frames and final.png."""
+    from .config import dump_yaml, resolve_config
+    from .pipeline import stylize as run_stylize
+
+    _setup_logging(quiet)
+    with _errors_to_exit(debug):
+        overrides = _flag_overrides(
+            content=content,
+            style=style,
+            output=output,
+            resolution=resolution,
+            steps=steps,
+            lr=lr,
+            style_weight=style_weight,
+            content_weight=content_weight,
+            device=device,
+            seed=seed,
+        )
+        if resume is not None:
+            if config is not None:
+                raise ConfigError(
+                    "--resume reads RUN_DIR/config.yaml; drop --config (use --set to change values)"
+                )
+            if not (resume / "config.yaml").is_file():
+                raise ConfigError(
+                    f"--resume {resume}: no config.yaml there; is it an nst run folder?"
+                )
+            config = resume / "config.yaml"
+            overrides["output"] = str(resume)
+        resolved = resolve_config(config, set_ or (), overrides)
+        if print_config:
+            typer.echo(dump_yaml(resolved.to_yaml_dict()), nl=False)
+            return
+        result = _run_with_progress(
+            lambda callbacks, should_stop: run_stylize(
+                resolved,
+                callbacks=callbacks,
+                should_stop=should_stop,
+                resume=resume is not None,
+                allow_large=allow_large,
+            ),
+            quiet,
+        )
+        if not quiet:
+            _print_summary(result)
+        if result.status == "interrupted":
+            err_console.print(
+                f"[yellow]interrupted[/] at step {result.steps}; continue with: "
+                f"nst stylize --resume {result.run_dir}"
+            )
+            raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _run_with_progress(run: Callable[..., Any], quiet: bool) -> Any:
+    from .callbacks import ProgressBar, make_progress
+    from .interrupts import GracefulInterrupt
+
+    def announce() -> None:
+        err_console.print("[yellow]stopping after this step[/] (Ctrl-C again to abort now)")
+
+    with GracefulInterrupt(on_first=announce) as stop:
+        if quiet:
+            return run([], stop)
+        with make_progress(err_console) as progress:
+            return run([ProgressBar(progress)], stop)
+
+
+def _print_summary(result: Any) -> None:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("status", result.status)
+    table.add_row("steps", f"{result.steps} ({result.steps_run} this run)")
+    table.add_row("time", f"{result.seconds:.1f} s optimising + {result.setup_seconds:.1f} s setup")
+    table.add_row("speed", f"{result.iterations_per_second:.2f} it/s on {result.device}")
+    for name in ("total", "content", "style", "tv"):
+        if name in result.losses:
+            table.add_row(f"{name} loss", f"{result.losses[name]:.6g}")
+    table.add_row("frames", f"{len(result.frames)} in {result.run_dir / 'frames'}")
+    table.add_row("image", str(result.final_image))
+    out_console.print(table)
+
+
+@app.command()
+def sweep() -> None:
+    """Run a config over several values of a parameter (not yet implemented)."""
+    err_console.print("error: nst sweep is not yet implemented")
+    raise typer.Exit(2)
+
+
+@app.command()
+def gif() -> None:
+    """Turn a run's frames into an animation (not yet implemented)."""
+    err_console.print("error: nst gif is not yet implemented")
+    raise typer.Exit(2)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""The run configuration: pydantic models, YAML loading, overrides, one validation.
+
+Precedence: defaults < config file < `--set key.path=value` < dedicated CLI flags.
+Everything is merged into one plain dict first and validated once, so a value set by a flag
+gets exactly the same checks (and error messages) as the same value in a file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+from .features import LAYER_NAMES
+
+DEFAULT_CONTENT_LAYERS = {"relu4_2": 1.0}
+DEFAULT_STYLE_LAYERS = {
+    name: 1.0 for name in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+}
+#: Default learning rate per optimiser; the image is RGB in [0, 1].
+DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
+#: Keys written into a run's config.yaml by the tool itself; ignored when the file is read back.
+METADATA_KEYS = ("run",)
+
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _finite(value: float, *, allow_zero: bool = True) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number (not NaN or inf)")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError("must be positive" if not allow_zero else "must be >= 0")
+    return value
+
+
+def _check_layer_map(value: dict[str, float]) -> dict[str, float]:
+    for name, weight in value.items():
+        if name not in LAYER_NAMES:
+            close = difflib.get_close_matches(name, LAYER_NAMES, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(
+                f"unknown VGG19 layer '{name}'{hint}; valid: conv1_1 … conv5_4, relu1_1 … "
+                "relu5_4, pool1 … pool5"
+            )
+        _finite(weight)
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LayersConfig(_Strict):
+    """Which VGG layers feed each loss, with a per-layer weight."""
+
+    content: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_CONTENT_LAYERS))
+    style: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_STYLE_LAYERS))
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: dict[str, float]) -> dict[str, float]:
+        return _check_layer_map(value)
+
+    @field_validator("style")
+    @classmethod
+    def _style(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("needs at least one layer, e.g. {relu1_1: 1.0}")
+        return _check_layer_map(value)
+
+
+class WeightsConfig(_Strict):
+    """Loss weights: total = content·L_content + style·L_style + tv·L_tv."""
+
+    content: float = 1.0
+    style: float = 1.0e4
+    tv: float = 0.0
+
+    @field_validator("content", "style", "tv")
+    @classmethod
+    def _weights(cls, value: float) -> float:
+        return _finite(value)
+
+
+class OptimizerConfig(_Strict):
+    """Which optimiser moves the pixels, and how fast."""
+
+    name: Literal["lbfgs", "adam"] = "lbfgs"
+    lr: float | None = Field(default=None, description="None = the optimiser's own default")
+
+    @field_validator("lr")
+    @classmethod
+    def _lr(cls, value: float | None) -> float | None:
+        return None if value is None else _finite(value, allow_zero=False)
+
+    @property
+    def effective_lr(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.name]
+
+
+class ModelConfig(_Strict):
+    """The frozen feature network."""
+
+    weights: str = "caffe"
+    pooling: Literal["max", "avg"] = "max"
+    preprocessing: Literal["auto", "caffe", "torchvision"] = "auto"
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: str) -> str:
+        if value in ("caffe", "torchvision", "random"):
+            return value
+        if value.endswith((".pth", ".pt", ".bin")):
+            return value
+        raise ValueError(
+            f"'{value}' is not a weight source: use caffe, torchvision, random, "
+            "or a path to a .pth state dict"
+        )
+
+
+class Config(_Strict):
+    """One stylisation run, fully specified."""
+
+    content: Path | None = None
+    style: Path | None = None
+    output: Path | None = None
+    resolution: int = Field(default=512, gt=0)
+    style_scale: float = 1.0
+    layers: LayersConfig = Field(default_factory=LayersConfig)
+    weights: WeightsConfig = Field(default_factory=WeightsConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    steps: int = Field(default=300, gt=0)
+    save_every: int = Field(default=50, gt=0)
+    init: str = "content"
+    seed: int = 0
+    device: str = "auto"
+
+    @field_validator("style_scale")
+    @classmethod
+    def _style_scale(cls, value: float) -> float:
+        return _finite(value, allow_zero=False)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE_PATTERN.match(value):
+            raise ValueError(f"'{value}' is not a device: use auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    @field_validator("init")
+    @classmethod
+    def _init(cls, value: str) -> str:
+        if not value:
+            raise ValueError("use content, noise, style or an image path")
+        return value
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """Plain, YAML-safe dict of every setting (defaults filled in)."""
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a YAML config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; expected a YAML config") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys (content:, style:, …), "
+            f"not a {type(data).__name__}"
+        )
+    for key in METADATA_KEYS:
+        data.pop(key, None)
+    return data
+
+
+def _read_png_config(path: Path) -> dict[str, Any]:
+    """Settings embedded by nst in a PNG's text metadata (provenance)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            text = image.info.get("nst:config")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ConfigError(f"{path}: cannot read PNG ({exc})") from None
+    if not text:
+        raise ConfigError(f"{path}: this PNG carries no nst settings (only images nst wrote do)")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the embedded nst settings are damaged")
+    for key in METADATA_KEYS:
+        data.pop(key, None)
+    return data
+
+
+def parse_set_option(item: str) -> tuple[str, Any]:
+    """Parse `key.path=value` (value read as YAML, so 1e4, true, [a, b] and {x: 1} work)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. --set weights.style=1e5")
+    key, _, raw = item.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {item!r}: empty key; expected key.path=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def set_by_path(data: dict[str, Any], key: str, value: Any, origin: str = "--set") -> None:
+    """Set data['a']['b'] for key 'a.b', creating mappings on the way."""
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(f"{origin} {key}: '{where}' is a single value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _suggest(loc: Sequence[str | int]) -> str:
+    """Closest valid key for an unknown one, by walking the model tree along loc."""
+    model: type[BaseModel] | None = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if model else None
+        ann = field.annotation if field else None
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    valid = ", ".join(model.model_fields)
+    return f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {valid})"
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem: `source: key.path: message`, joined into one line."""
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            message = f"unknown key{_suggest(loc)}"
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            shown = err["type"] not in ("missing", "value_error")
+            if shown and "input" in err and not isinstance(err["input"], dict | list):
+                message += f" (got {err['input']!r})"
+        problems.append(f"{key}: {message}")
+    return f"{source}: " + "; ".join(problems)
+
+
+def _resolve_relative(data: dict[str, Any], base: Path) -> None:
+    """Paths in a config file are relative to the file's folder, not the working directory."""
+
+    def rebase(node: dict[str, Any], key: str, keywords: tuple[str, ...]) -> None:
+        value = node.get(key)
+        relative = isinstance(value, str) and value and not Path(value).expanduser().is_absolute()
+        if relative and value not in keywords:
+            node[key] = str(base / value)
+
+    rebase(data, "content", ())
+    rebase(data, "style", ())
+    rebase(data, "init", ("content", "noise", "style"))
+    if isinstance(data.get("model"), dict):
+        rebase(data["model"], "weights", ("caffe", "torchvision", "random"))
+
+
+def resolve_config(
+    path: Path | str | None = None,
+    sets: Sequence[str] = (),
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Merge file, `--set` items and flag overrides (dotted keys), validate once."""
+    data: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        data = _read_png_config(path) if path.suffix.lower() == ".png" else _read_yaml(path)
+        _resolve_relative(data, path.resolve().parent)
+    for item in sets:
+        key, value = parse_set_option(item)
+        set_by_path(data, key, value)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            set_by_path(data, key, value, origin="option")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    if config.output is None:
+        config.output = Path("outputs") / default_run_name(config, path)
+    return config
+
+
+def default_run_name(config: Config, path: Path | None) -> str:
+    """outputs/<config name>, or <content>_<style> when there is no config file."""
+    if path is not None and Path(path).suffix.lower() != ".png":
+        return Path(path).stem
+    content = config.content.stem if config.content else "content"
+    style = config.style.stem if config.style else "style"
+    return f"{content}_{style}"
+
+
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    """YAML text in the key order of the model (readable, diffable)."""
+    return yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True)

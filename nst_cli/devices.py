@@ -1,0 +1,43 @@
+"""Turning the config's `device` string into a torch.device that really exists."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import DeviceError
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto = cuda, then mps, then cpu; an explicit device that is absent is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not _mps_available():
+            raise DeviceError("device: mps (Apple GPU) is not available here; use cpu or auto")
+        return torch.device("mps")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device: {name} requested but no CUDA GPU is available (torch "
+                f"{torch.__version__}); use --device cpu or auto"
+            )
+        index = int(name.split(":", 1)[1]) if ":" in name else 0
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise DeviceError(
+                f"device: {name} requested but only {count} CUDA device(s) exist "
+                f"(cuda:0 … cuda:{count - 1})"
+            )
+        return torch.device(name)
+    raise DeviceError(f"device: '{name}' is not a device; use auto, cpu, cuda, cuda:N or mps")

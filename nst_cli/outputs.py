@@ -1,0 +1,161 @@
+"""The run folder and every file in it, written atomically.
+
+A crash, a full disk or Ctrl-C never leaves a half-written file: each write goes to a temp
+file in the same folder and is renamed over the target only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from PIL import Image, PngImagePlugin
+
+from .errors import OutputError
+
+FRAME_DIGITS = 6
+LOSS_COLUMNS = ("step", "elapsed_s", "total", "content", "style", "tv")
+
+
+def _describe(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temp file beside `path`; rename it over `path` only if the block succeeds."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path.parent}: cannot write here ({_describe(exc)})") from None
+    try:
+        with os.fdopen(
+            fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})
+        ) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise OutputError(
+            f"{path}: write failed ({_describe(exc)}); earlier files are kept"
+        ) from None
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomically write a text file."""
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Atomically write a binary file."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+
+
+def save_png(image: Image.Image, path: Path, text: Mapping[str, str] | None = None) -> None:
+    """Atomically save a PNG, with `text` stored as PNG text chunks (provenance)."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_itxt(key, value)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info, compress_level=6)
+    write_bytes(path, buffer.getvalue())
+
+
+def save_with(path: Path, writer: Callable[[IO[bytes]], None]) -> None:
+    """Atomically write a binary file produced by `writer(file)`."""
+    with atomic_open(path, "wb") as fh:
+        writer(fh)
+
+
+def frame_name(step: int) -> str:
+    """frames/step_000050.png: zero-padded so names sort in step order."""
+    return f"step_{step:0{FRAME_DIGITS}d}.png"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one run's outputs."""
+
+    root: Path
+
+    @property
+    def frames(self) -> Path:
+        return self.root / "frames"
+
+    @property
+    def final(self) -> Path:
+        return self.root / "final.png"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def losses(self) -> Path:
+        return self.root / "losses.csv"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoint.pt"
+
+    def frame(self, step: int) -> Path:
+        return self.frames / frame_name(step)
+
+    def create(self) -> None:
+        """Make the folder (and frames/), or fail with one clear line."""
+        try:
+            self.frames.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(
+                f"output folder {self.root}: cannot create it ({_describe(exc)}); "
+                "choose another with --output"
+            ) from None
+        if not os.access(self.root, os.W_OK):
+            raise OutputError(
+                f"output folder {self.root}: not writable; choose another with --output"
+            )
+
+
+def write_loss_rows(path: Path, rows: Sequence[Mapping[str, float]]) -> None:
+    """Atomically (re)write losses.csv with every row so far."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOSS_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(row.get(k, 0.0)) for k in LOSS_COLUMNS})
+    write_text(path, buffer.getvalue())
+
+
+def read_loss_rows(path: Path) -> list[dict[str, float]]:
+    """Rows of an existing losses.csv (empty if there is none)."""
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8", newline="") as fh:
+        return [
+            {k: float(v) for k, v in row.items() if k in LOSS_COLUMNS} for row in csv.DictReader(fh)
+        ]
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:.6g}"

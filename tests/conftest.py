@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny images made inside the tests, and a tiny-run config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def make_image(
+    path: Path, size: tuple[int, int] = (64, 48), seed: int = 0, mode: str = "RGB"
+) -> Path:
+    """A small structured image (gradients + a square) so content has edges to keep."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    y, x = np.mgrid[0:height, 0:width]
+    red = 255 * x / max(1, width - 1)
+    green = 255 * y / max(1, height - 1)
+    blue = 128 + 100 * np.sin(x / 3.0 + seed) * np.cos(y / 4.0)
+    array = np.stack([red, green, blue], axis=-1)
+    array[height // 4 : height // 2, width // 4 : width // 2] = rng.integers(0, 255, 3)
+    image = Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
+    if mode != "RGB":
+        image = image.convert(mode)
+    image.save(path)
+    return path
+
+
+@pytest.fixture
+def content_path(tmp_path: Path) -> Path:
+    return make_image(tmp_path / "content.png", (64, 48), seed=1)
+
+
+@pytest.fixture
+def style_path(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(2)
+    noise = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    stripes = np.zeros((40, 40, 3), dtype=np.uint8)
+    stripes[:, ::4] = (250, 200, 20)
+    path = tmp_path / "style.png"
+    Image.fromarray(np.maximum(noise // 2, stripes)).save(path)
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path, content_path: Path, style_path: Path) -> Path:
+    """A config file for a 64 px, 6-step run; paths relative to the config's folder."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        "content: content.png\n"
+        "style: style.png\n"
+        "resolution: 64\n"
+        "steps: 6\n"
+        "save_every: 2\n"
+        "device: cpu\n"
+        "weights:\n  content: 1.0\n  style: 1.0\n"
+    )
+    return path

@@ -1,0 +1,139 @@
+"""Config loading, validation and override precedence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nst_cli.config import (
+    DEFAULT_STYLE_LAYERS,
+    Config,
+    dump_yaml,
+    parse_set_option,
+    resolve_config,
+)
+from nst_cli.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults() -> None:
+    config = Config()
+    assert config.layers.content == {"relu4_2": 1.0}
+    assert config.layers.style == DEFAULT_STYLE_LAYERS
+    assert config.optimizer.name == "lbfgs" and config.optimizer.effective_lr == 1.0
+    assert config.model.weights == "caffe" and config.model.pooling == "max"
+    assert config.init == "content" and config.device == "auto"
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    sub = tmp_path / "configs"
+    sub.mkdir()
+    path = write(sub, "content: ../img/a.png\nstyle: b.jpg\n")
+    config = resolve_config(path)
+    assert config.content == sub / "../img/a.png"
+    assert config.style == sub / "b.jpg"
+    assert config.output == Path("outputs") / "c"
+
+
+def test_no_config_file_output_named_after_images() -> None:
+    config = resolve_config(None, overrides={"content": "photos/cat.jpg", "style": "art/waves.png"})
+    assert config.output == Path("outputs/cat_waves")
+
+
+def test_precedence_file_then_set_then_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, "steps: 10\nweights:\n  style: 5\n")
+    config = resolve_config(path, ["steps=20", "weights.style=1e5"], {"steps": 30})
+    assert config.steps == 30
+    assert config.weights.style == 1e5
+    assert config.weights.content == 1.0  # untouched default
+
+
+def test_set_parses_yaml_values() -> None:
+    assert parse_set_option("layers.style={relu1_1: 2}") == ("layers.style", {"relu1_1": 2})
+    assert parse_set_option("optimizer.name=adam") == ("optimizer.name", "adam")
+    config = resolve_config(None, ["layers.style={relu1_1: 2, relu3_1: 0.5}", "weights.tv=1e-3"])
+    assert config.layers.style == {"relu1_1": 2.0, "relu3_1": 0.5}
+    assert config.weights.tv == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("steps: [1\n", "not valid YAML at line"),
+        ("- a\n- b\n", "top level must be a mapping"),
+        ("stesp: 3\n", "stesp: unknown key (did you mean 'steps'?)"),
+        ("weights:\n  stlye: 3\n", "weights.stlye: unknown key (did you mean 'style'?)"),
+        ("steps: many\n", "steps: Input should be a valid integer"),
+        ("steps: 0\n", "steps: Input should be greater than 0"),
+        ("resolution: -5\n", "resolution: Input should be greater than 0"),
+        ("weights:\n  style: .nan\n", "weights.style: must be a finite number"),
+        ("weights:\n  content: .inf\n", "weights.content: must be a finite number"),
+        ("layers:\n  style: {relu9_9: 1}\n", "unknown VGG19 layer 'relu9_9'"),
+        ("layers:\n  style: {}\n", "layers.style: needs at least one layer"),
+        ("device: gpu\n", "'gpu' is not a device"),
+        ("optimizer:\n  name: sgd\n", "optimizer.name"),
+        ("optimizer:\n  lr: 0\n", "optimizer.lr: must be positive"),
+        ("model:\n  weights: imagenet\n", "not a weight source"),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        resolve_config(path)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("nokey", "expected key.path=value"),
+        ("=3", "empty key"),
+        ("steps.deep=1", "steps"),
+        ("weights.style.x=1", "weights.style: Input should be a valid number"),
+        ("weights.style=abc", "weights.style"),
+        ("colour=1", "colour: unknown key"),
+    ],
+)
+def test_bad_set_items(item: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        resolve_config(None, [item])
+
+
+def test_missing_and_unreadable_config_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        resolve_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="is a directory"):
+        resolve_config(tmp_path)
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00\x81garbage")
+    with pytest.raises(ConfigError):
+        resolve_config(binary)
+
+
+def test_empty_file_is_all_defaults(tmp_path: Path) -> None:
+    assert resolve_config(write(tmp_path, "")).steps == Config().steps
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path: Path) -> None:
+    config = resolve_config(
+        None, ["weights.style=123", "optimizer.name=adam"], {"content": "a.png"}
+    )
+    text = dump_yaml({**config.to_yaml_dict(), "run": {"status": "completed"}})
+    again = resolve_config(write(tmp_path, text, "again.yaml"))
+    assert again.weights.style == 123 and again.optimizer.name == "adam"
+    assert yaml.safe_load(text)["run"]["status"] == "completed"
+
+
+def test_set_below_a_single_value_names_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "steps: 5\n")
+    with pytest.raises(ConfigError, match="'steps' is a single value, not a section"):
+        resolve_config(path, ["steps.x=1"])

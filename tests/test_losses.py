@@ -1,0 +1,71 @@
+"""Gram, content, style and TV losses against values computed by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nst_cli.losses import StyleTransferLoss, content_loss, gram_matrix, style_loss, tv_loss
+
+
+def test_gram_matrix_matches_hand_computation() -> None:
+    # Two channels on a 1x2 map: F = [[1, 2], [3, 4]]
+    features = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    # F·Fᵀ = [[5, 11], [11, 25]], divided by C·H·W = 2·1·2 = 4
+    expected = torch.tensor([[[5.0, 11.0], [11.0, 25.0]]]) / 4
+    assert torch.allclose(gram_matrix(features), expected)
+
+
+def test_gram_is_independent_of_spatial_size_for_repeated_texture() -> None:
+    tile = torch.rand(1, 3, 4, 4)
+    big = tile.repeat(1, 1, 3, 3)
+    assert torch.allclose(gram_matrix(tile), gram_matrix(big), atol=1e-6)
+
+
+def test_content_loss_is_mean_squared_difference() -> None:
+    a = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    b = torch.tensor([[[[1.0, 0.0], [3.0, 8.0]]]])
+    assert content_loss(a, b).item() == pytest.approx((0 + 4 + 0 + 16) / 4)
+
+
+def test_style_loss_is_mse_of_grams() -> None:
+    features = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    target = torch.zeros(1, 2, 2)
+    grams = [5 / 4, 11 / 4, 11 / 4, 25 / 4]
+    assert style_loss(features, target).item() == pytest.approx(sum(g * g for g in grams) / 4)
+    assert style_loss(features, gram_matrix(features)).item() == 0
+
+
+def test_tv_loss_hand_values() -> None:
+    image = torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])
+    # vertical differences all 0; horizontal differences both 1
+    assert tv_loss(image).item() == pytest.approx(1.0)
+    assert tv_loss(torch.ones(1, 3, 5, 5)).item() == 0
+
+
+def test_total_is_weighted_sum_and_terms_are_unweighted() -> None:
+    feats = {"a": torch.ones(1, 2, 2, 2), "b": torch.full((1, 2, 2, 2), 2.0)}
+    content_target = {"a": torch.zeros(1, 2, 2, 2)}
+    style_target = {"b": torch.zeros(1, 2, 2)}
+    image = torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])
+    loss = StyleTransferLoss(content_target, style_target, {"a": 2.0}, {"b": 3.0}, 10.0, 100.0, 0.5)
+    out = loss(feats, image)
+    content = 2.0 * 1.0  # layer weight 2 × mse 1
+    gram_entry = 4.0 * 4 / 8  # F·Fᵀ entries are 16, divided by C·H·W = 8
+    style = 3.0 * gram_entry**2
+    tv = 1.0
+    assert out.terms["content"].item() == pytest.approx(content)
+    assert out.terms["style"].item() == pytest.approx(style)
+    assert out.terms["content.a"].item() == pytest.approx(1.0)
+    assert out.terms["style.b"].item() == pytest.approx(gram_entry**2)
+    assert out.total.item() == pytest.approx(10 * content + 100 * style + 0.5 * tv)
+    floats = out.as_floats()
+    assert set(floats) >= {"total", "content", "style", "tv", "content.a", "style.b"}
+    assert loss.layers == ["a", "b"]
+
+
+def test_layers_are_listed_once_when_shared() -> None:
+    loss = StyleTransferLoss(
+        {"x": torch.zeros(1)}, {"x": torch.zeros(1, 1, 1)}, {"x": 1}, {"x": 1}, 1, 1
+    )
+    assert loss.layers == ["x"]
