@@ -7,12 +7,12 @@ them. Files are written through nst_cli.outputs, so each write is atomic.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -142,17 +142,28 @@ def format_losses(losses: Mapping[str, float]) -> str:
     return " · ".join(parts)
 
 
+class _StepProgress(Progress):
+    """A progress display that prints each running task's losses on a line under its bar,
+    so the bar stays readable in an 80-column terminal."""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        for task in self.tasks:
+            losses = task.fields.get("losses")
+            if losses and not task.finished:
+                yield Text(f"  {losses}", style="dim", overflow="fold")
+
+
 def make_progress(console: Console | None = None) -> Progress:
     """The rich progress display shared by stylize and sweep."""
-    return Progress(
+    return _StepProgress(
         TextColumn("[bold]{task.description}"),
         BarColumn(bar_width=24),
         MofNCompleteColumn(),
         _SpeedColumn(),
-        TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[losses]}"),
+        TimeElapsedColumn(),
         console=console,
         transient=False,
     )

@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from . import __version__
 from .errors import ConfigError, NSTError
@@ -230,19 +229,20 @@ def _run_with_progress(run: Callable[..., Any], quiet: bool) -> Any:
 
 
 def _print_summary(result: Any) -> None:
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("status", result.status)
-    table.add_row("steps", f"{result.steps} ({result.steps_run} this run)")
-    table.add_row("time", f"{result.seconds:.1f} s optimising + {result.setup_seconds:.1f} s setup")
-    table.add_row("speed", f"{result.iterations_per_second:.2f} it/s on {result.device}")
-    for name in ("total", "content", "style", "tv"):
-        if name in result.losses:
-            table.add_row(f"{name} loss", f"{result.losses[name]:.6g}")
-    table.add_row("frames", f"{len(result.frames)} in {result.run_dir / 'frames'}")
-    table.add_row("image", str(result.final_image))
-    out_console.print(table)
+    """One screen: how it went, final losses, where the files are (paths never wrapped)."""
+    rows = [
+        ("status", result.status),
+        ("steps", f"{result.steps} ({result.steps_run} this run)"),
+        ("time", f"{result.seconds:.1f} s optimising + {result.setup_seconds:.1f} s setup"),
+        ("speed", f"{result.iterations_per_second:.2f} it/s on {result.device}"),
+    ]
+    rows += [(f"{n} loss", f"{result.losses[n]:.6g}") for n in ("total", "content", "style", "tv") if n in result.losses]
+    rows += [
+        ("frames", f"{len(result.frames)} in {result.run_dir / 'frames'}"),
+        ("image", str(result.final_image)),
+    ]
+    for key, value in rows:
+        out_console.print(f"[bold]{key:<13}[/]{value}", soft_wrap=True, highlight=False)
 
 
 @app.command()

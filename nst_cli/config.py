@@ -80,7 +80,7 @@ class WeightsConfig(_Strict):
     """Loss weights: total = content·L_content + style·L_style + tv·L_tv."""
 
     content: float = 1.0
-    style: float = 1.0e4
+    style: float = 1.0
     tv: float = 0.0
 
     @field_validator("content", "style", "tv")

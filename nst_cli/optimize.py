@@ -56,8 +56,9 @@ def make_optimizer(name: str, params: Sequence[torch.Tensor], lr: float) -> torc
     if name == "lbfgs":
         # No line search: one function evaluation per step keeps steps equal in cost and
         # makes it/s meaningful; the tolerances are disabled so the step count is the user's.
+        # A 20-pair history keeps checkpoints (which hold it, for exact resume) small.
         return torch.optim.LBFGS(
-            params, lr=lr, max_iter=1, history_size=50, tolerance_grad=-1, tolerance_change=-1
+            params, lr=lr, max_iter=1, history_size=20, tolerance_grad=-1, tolerance_change=-1
         )
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)

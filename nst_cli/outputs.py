@@ -21,6 +21,9 @@ from PIL import Image, PngImagePlugin
 from .errors import OutputError
 
 FRAME_DIGITS = 6
+# mkstemp creates files readable by the owner only; outputs should get the usual permissions.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 LOSS_COLUMNS = ("step", "elapsed_s", "total", "content", "style", "tv")
 
 
@@ -44,6 +47,7 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)
