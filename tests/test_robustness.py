@@ -1,0 +1,266 @@
+"""Never lose work: interrupts, NaN losses, failing writes, resume, provenance, fuzzed configs."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from typer.testing import CliRunner
+
+from nst_cli import resolve_config, stylize
+from nst_cli.cli import app
+from nst_cli.errors import NonFiniteLossError, NSTError, OutputError
+from nst_cli.outputs import save_png, write_text
+
+runner = CliRunner()
+
+
+def pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
+
+
+def test_sigint_stops_after_the_step_and_keeps_everything(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "interrupted"
+    command = [
+        sys.executable, "-m", "nst_cli", "stylize", "-c", str(tiny_config), "-o", str(out),
+        "--steps", "100000", "--set", "save_every=2", "--quiet",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "frames" / "step_000004.png").exists():
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, "no frames appeared"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "--resume" in stderr
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["run"]["status"] == "interrupted"
+    assert (out / "final.png").is_file() and (out / "checkpoint.pt").is_file()
+    rows = (out / "losses.csv").read_text().splitlines()
+    assert len(rows) - 1 == saved["run"]["steps_done"] + 1  # header + steps 0..k
+    assert not [p for p in out.rglob("*.tmp")]
+
+
+def test_nan_loss_stops_and_keeps_last_good_image(
+    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nst_cli.losses as losses
+
+    calls = {"n": 0}
+    real_tv = losses.tv_loss
+
+    def flaky_tv(image):  # turns NaN on the 4th evaluation
+        calls["n"] += 1
+        value = real_tv(image)
+        return value * float("nan") if calls["n"] >= 4 else value
+
+    monkeypatch.setattr(losses, "tv_loss", flaky_tv)
+    out = tmp_path / "nan"
+    config = resolve_config(tiny_config, ["weights.tv=1", "save_every=1"], {"output": str(out)})
+    with pytest.raises(
+        NonFiniteLossError, match="the tv loss became nan at step 3.*Lower optimizer.lr"
+    ):
+        stylize(config)
+    assert np.array_equal(pixels(out / "final.png"), pixels(out / "frames" / "step_000002.png"))
+    assert yaml.safe_load((out / "config.yaml").read_text())["run"]["status"] == "failed"
+    result = runner.invoke(
+        app,
+        [
+            "stylize",
+            "-c",
+            str(tiny_config),
+            "-o",
+            str(tmp_path / "nan2"),
+            "-q",
+            "--set",
+            "weights.tv=1",
+        ],
+    )
+    assert (
+        result.exit_code == 1 and "became nan" in result.output and "Traceback" not in result.output
+    )
+
+
+def test_failed_write_leaves_the_old_file_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "final.png"
+    save_png(Image.new("RGB", (4, 4), (1, 2, 3)), target)
+    before = target.read_bytes()
+
+    def full_disk(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OutputError, match="No space left on device"):
+        save_png(Image.new("RGB", (4, 4), (9, 9, 9)), target)
+    with pytest.raises(OutputError):
+        write_text(tmp_path / "config.yaml", "x: 1\n")
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final.png"]  # no temp files left
+
+
+def test_disk_full_mid_run_keeps_what_was_saved(
+    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nst_cli.callbacks as callbacks
+
+    real_save = callbacks.save_png
+    saved = {"n": 0}
+
+    def save_until_full(image, path, text=None):
+        saved["n"] += 1
+        if saved["n"] > 2:
+            raise OutputError(
+                f"{path}: write failed (No space left on device); earlier files are kept"
+            )
+        real_save(image, path, text)
+
+    monkeypatch.setattr(callbacks, "save_png", save_until_full)
+    out = tmp_path / "full"
+    result = runner.invoke(
+        app, ["stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--set", "save_every=1"]
+    )
+    assert result.exit_code == 1
+    assert "No space left on device" in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in (out / "frames").iterdir()) == [
+        "step_000000.png",
+        "step_000001.png",
+    ]
+    assert (out / "final.png").is_file()
+    assert yaml.safe_load((out / "config.yaml").read_text())["run"]["status"] == "failed"
+
+
+def test_unwritable_output_folder(tiny_config: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    result = runner.invoke(
+        app, ["stylize", "-c", str(tiny_config), "-o", str(blocker / "run"), "-q"]
+    )
+    assert result.exit_code == 1
+    assert "cannot create it" in result.output and "--output" in result.output
+
+
+def test_resume_matches_an_uninterrupted_run(tiny_config: Path, tmp_path: Path) -> None:
+    base = resolve_config(tiny_config, ["steps=8", "save_every=3"])
+    straight = stylize(base.model_copy(update={"output": tmp_path / "straight"}))
+    stop_at = {"step": 4}
+    calls = {"n": 0}
+
+    def stop_after_four() -> bool:
+        calls["n"] += 1
+        return calls["n"] > stop_at["step"]
+
+    run = base.model_copy(update={"output": tmp_path / "resumed"})
+    first = stylize(run, should_stop=stop_after_four)
+    assert first.status == "interrupted" and first.steps == 4
+    second = stylize(run, resume=True)
+    assert second.status == "completed" and second.steps == 8 and second.steps_run == 4
+    assert np.abs(pixels(second.final_image) - pixels(straight.final_image)).max() <= 1.0
+    rows = (tmp_path / "resumed" / "losses.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(9))
+    frames = sorted(p.name for p in (tmp_path / "resumed" / "frames").iterdir())
+    assert frames == ["step_000000.png", "step_000003.png", "step_000006.png"]
+
+
+def test_resume_via_cli_with_more_steps(tiny_config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "more"
+    assert (
+        runner.invoke(app, ["stylize", "-c", str(tiny_config), "-o", str(out), "-q"]).exit_code == 0
+    )
+    result = runner.invoke(app, ["stylize", "--resume", str(out), "--steps", "9", "-q"])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["steps"] == 9 and saved["run"]["steps_done"] == 9
+    bad = runner.invoke(app, ["stylize", "--resume", str(tmp_path / "nowhere"), "-q"])
+    assert bad.exit_code == 2 and "no config.yaml" in bad.output
+
+
+def test_png_carries_config_and_reruns_it(tiny_config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "prov"
+    assert (
+        runner.invoke(
+            app, ["stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--seed", "3"]
+        ).exit_code
+        == 0
+    )
+    info = Image.open(out / "final.png").info
+    assert info["nst:version"] and yaml.safe_load(info["nst:config"])["seed"] == 3
+    assert "nst:config" in Image.open(out / "frames" / "step_000000.png").info
+    again = tmp_path / "again"
+    result = runner.invoke(
+        app, ["stylize", "--config", str(out / "final.png"), "-o", str(again), "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(pixels(out / "final.png"), pixels(again / "final.png"))
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (4, 4)).save(plain)
+    result = runner.invoke(app, ["stylize", "--config", str(plain), "-q"])
+    assert result.exit_code == 2 and "carries no nst settings" in result.output
+
+
+def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
+    path = tmp_path / "evil.yaml"
+    path.write_text("content: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(NSTError, match="not valid YAML"):
+        resolve_config(path)
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+config_keys = st.sampled_from(
+    [
+        "steps",
+        "resolution",
+        "weights",
+        "layers",
+        "optimizer",
+        "model",
+        "device",
+        "init",
+        "style_scale",
+        "seed",
+        "nope",
+        "save_every",
+    ]
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    document=st.dictionaries(config_keys, yaml_values, max_size=5) | yaml_values,
+    raw=st.text(max_size=60),
+)
+def test_config_loader_only_raises_its_own_errors(
+    tmp_path: Path, document: object, raw: str
+) -> None:
+    for text in (yaml.safe_dump(document), raw):
+        path = tmp_path / "fuzz.yaml"
+        path.write_text(text)
+        try:
+            resolve_config(path, ["weights.style=2"])
+        except NSTError as exc:
+            assert "\n" not in str(exc)
