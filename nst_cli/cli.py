@@ -44,7 +44,6 @@ def _setup_logging(quiet: bool) -> None:
     logger = logging.getLogger("nst")
     logger.handlers[:] = [_ConsoleHandler()]
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
 
 
 @contextmanager
@@ -236,7 +235,11 @@ def _print_summary(result: Any) -> None:
         ("time", f"{result.seconds:.1f} s optimising + {result.setup_seconds:.1f} s setup"),
         ("speed", f"{result.iterations_per_second:.2f} it/s on {result.device}"),
     ]
-    rows += [(f"{n} loss", f"{result.losses[n]:.6g}") for n in ("total", "content", "style", "tv") if n in result.losses]
+    rows += [
+        (f"{n} loss", f"{result.losses[n]:.6g}")
+        for n in ("total", "content", "style", "tv")
+        if n in result.losses
+    ]
     rows += [
         ("frames", f"{len(result.frames)} in {result.run_dir / 'frames'}"),
         ("image", str(result.final_image)),
@@ -246,17 +249,172 @@ def _print_summary(result: Any) -> None:
 
 
 @app.command()
-def sweep() -> None:
-    """Run a config over several values of a parameter (not yet implemented)."""
-    err_console.print("error: nst sweep is not yet implemented")
-    raise typer.Exit(2)
+def sweep(
+    config: ConfigOpt = None,
+    style_weights: Annotated[
+        str | None, typer.Option("--style-weights", help="Comma-separated β values: 0.1,1,10.")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="key.path=v1,v2,... (repeatable; several make a grid).",
+            metavar="KEY.PATH=V1,V2",
+        ),
+    ] = None,
+    content: Annotated[Path | None, typer.Option(help="Content image.")] = None,
+    style: Annotated[Path | None, typer.Option(help="Style image.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Sweep folder.")] = None,
+    resolution: Annotated[int | None, typer.Option(help="Long side of the output, px.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimisation steps per run.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    set_: SetOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the planned runs and exit.")
+    ] = False,
+    allow_large: Annotated[
+        bool, typer.Option("--allow-large", help="Accept images over 100 MP.")
+    ] = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Run one config over several values (style weights or any key); grid.png + summary.csv + index.html."""
+    from .sweep import parse_param, plan_sweep, run_sweep
+
+    _setup_logging(quiet)
+    with _errors_to_exit(debug):
+        params = [parse_param(item) for item in param or ()]
+        if style_weights is not None:
+            params.insert(0, parse_param(f"weights.style={style_weights}"))
+        overrides = _flag_overrides(
+            content=content, style=style, resolution=resolution, steps=steps, device=device
+        )
+        root, runs = plan_sweep(config, params, set_ or (), overrides, output)
+        if dry_run or not quiet:
+            for i, run in enumerate(runs, 1):
+                note = {"done": "done, will skip", "resume": "will resume", "new": "will run"}[
+                    run.state
+                ]
+                out_console.print(f"{i:>3}. {run.name:<40} {note}", soft_wrap=True, highlight=False)
+        if dry_run:
+            return
+        outcome = _sweep_with_progress(root, runs, quiet, allow_large, run_sweep)
+        if not quiet:
+            _print_sweep_table(outcome)
+        if any(run.state != "done" for run in runs):
+            err_console.print(
+                f"[yellow]sweep interrupted[/]; run the same command again to continue ({root})"
+            )
+            raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _sweep_with_progress(
+    root: Path, runs: list[Any], quiet: bool, allow_large: bool, run_sweep: Any
+) -> Any:
+    from .callbacks import ProgressBar, make_progress
+    from .interrupts import GracefulInterrupt
+
+    def announce() -> None:
+        err_console.print("[yellow]stopping after this step[/] (Ctrl-C again to abort now)")
+
+    with GracefulInterrupt(on_first=announce) as stop:
+        if quiet:
+            return run_sweep(root, runs, should_stop=stop, allow_large=allow_large)
+        with make_progress(err_console) as progress:
+            overall = progress.add_task("sweep", total=len(runs), completed=0, losses="")
+            bars: dict[int, ProgressBar] = {}
+
+            def callbacks_for(i: int, run: Any) -> list[Any]:
+                bars[i] = ProgressBar(progress, f"run {i + 1}/{len(runs)}")
+                return [bars[i]]
+
+            def on_run_done(i: int, run: Any, result: Any) -> None:
+                progress.update(overall, advance=1)
+                if i in bars and bars[i].task_id is not None:
+                    progress.remove_task(bars[i].task_id)
+
+            return run_sweep(
+                root, runs, callbacks_for=callbacks_for, should_stop=stop,
+                on_run_done=on_run_done, allow_large=allow_large,
+            )  # fmt: skip
+
+
+def _print_sweep_table(outcome: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"sweep: {len(outcome.rows)} runs")
+    # The swept values identify a run; the folder name and image path are in summary.csv.
+    hidden = {"run", "image"} | ({"tv"} if all(not r.get("tv") for r in outcome.rows) else set())
+    columns = [c for c in outcome.rows[0] if c not in hidden] if outcome.rows else []
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in outcome.rows:
+        table.add_row(
+            *(
+                ""
+                if row[c] is None
+                else (f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]))
+                for c in columns
+            )
+        )
+    out_console.print(table)
+    for label, path in (
+        ("grid", outcome.grid),
+        ("summary", outcome.summary),
+        ("index", outcome.index),
+    ):
+        out_console.print(f"[bold]{label:<9}[/]{path}", soft_wrap=True, highlight=False)
 
 
 @app.command()
-def gif() -> None:
-    """Turn a run's frames into an animation (not yet implemented)."""
-    err_console.print("error: nst gif is not yet implemented")
-    raise typer.Exit(2)
+def gif(
+    source: Annotated[
+        Path, typer.Argument(help="A run folder (uses its frames/) or a folder of frames.")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Default RUN_DIR/optimization.gif; .mp4/.webm write video."
+        ),
+    ] = None,
+    fps: Annotated[float, typer.Option(help="Frames per second.")] = 10.0,
+    duration: Annotated[
+        float | None,
+        typer.Option(help="Length of the whole animation in seconds (overrides --fps)."),
+    ] = None,
+    hold_last: Annotated[
+        float, typer.Option("--hold-last", help="Seconds the last image stays on screen.")
+    ] = 1.0,
+    size: Annotated[int | None, typer.Option(help="Long side in px (aspect kept).")] = None,
+    loop: Annotated[int, typer.Option(help="GIF loop count, 0 = forever.")] = 0,
+    label: Annotated[
+        bool, typer.Option("--label/--no-label", help="Write the step number in a corner.")
+    ] = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Turn a run's saved frames into an animation of the optimisation."""
+    from .gif import make_animation
+
+    _setup_logging(quiet)
+    with _errors_to_exit(debug):
+        result = make_animation(
+            source,
+            output,
+            fps=fps,
+            duration=duration,
+            hold_last=hold_last,
+            size=size,
+            loop=loop,
+            label=label,
+        )
+        if not quiet:
+            out_console.print(
+                f"wrote {result.output} ({result.frames} frames from {result.source_frames} images, "
+                f"{result.size[0]}×{result.size[1]}, {result.bytes / 1024:.0f} KiB)",
+                soft_wrap=True,
+                highlight=False,
+            )
 
 
 def main() -> None:

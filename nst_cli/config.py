@@ -26,8 +26,9 @@ DEFAULT_STYLE_LAYERS = {
 }
 #: Default learning rate per optimiser; the image is RGB in [0, 1].
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
-#: Keys written into a run's config.yaml by the tool itself; ignored when the file is read back.
-METADATA_KEYS = ("run",)
+#: Sections that are not run settings: `run` (written by the tool into a run's config.yaml)
+#: and `sweep` (read by `nst sweep`); both are set aside when a config is validated.
+METADATA_KEYS = ("run", "sweep")
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -200,6 +201,15 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def read_sweep_section(path: Path) -> object | None:
+    """The `sweep:` section of a YAML config file, if any (validated by the sweep module)."""
+    path = Path(path)
+    if path.suffix.lower() == ".png":
+        return None
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return data.get("sweep") if isinstance(data, dict) else None
+
+
 def _read_png_config(path: Path) -> dict[str, Any]:
     """Settings embedded by nst in a PNG's text metadata (provenance)."""
     from PIL import Image, UnidentifiedImageError
@@ -259,6 +269,8 @@ def _suggest(loc: Sequence[str | int]) -> str:
     if model is None:
         return ""
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    if not str(loc[-1]).strip("'"):
+        close = []
     valid = ", ".join(model.model_fields)
     return f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {valid})"
 
@@ -267,7 +279,7 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     """One line per problem: `source: key.path: message`, joined into one line."""
     problems = []
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
+        loc = [str(p) if str(p).isprintable() else repr(str(p)) for p in err["loc"]]
         key = ".".join(loc) or "(top level)"
         if err["type"] == "extra_forbidden":
             message = f"unknown key{_suggest(loc)}"

@@ -111,6 +111,6 @@ def test_resize_keeps_aspect_and_tensor_round_trip(tmp_path: Path) -> None:
     assert tall.size == (40, 60)
     tensor = to_tensor(small)
     assert tensor.shape == (1, 3, 40, 60) and tensor.is_contiguous()
-    assert 0 <= tensor.min() and tensor.max() <= 1
+    assert tensor.min() >= 0 and tensor.max() <= 1
     assert np.array_equal(np.asarray(to_pil(tensor)), np.asarray(small))
     assert to_pil(torch.full((1, 3, 2, 2), 7.0)).getpixel((0, 0)) == (255, 255, 255)

@@ -1,0 +1,208 @@
+"""Saved frames -> an animation of the optimisation (GIF, or MP4/WebM through imageio-ffmpeg)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .errors import ImageError, OutputError
+from .images import resize_long_side, resize_to
+from .outputs import write_bytes
+
+log = logging.getLogger("nst")
+
+_STEP = re.compile(r"(\d+)")
+VIDEO_SUFFIXES = (".mp4", ".webm")
+
+
+@dataclass(frozen=True)
+class Frame:
+    path: Path
+    step: int | None  # None for final.png
+    label: str
+
+
+@dataclass
+class AnimationResult:
+    output: Path
+    frames: int
+    source_frames: int
+    bytes: int
+    size: tuple[int, int]
+
+
+def collect_frames(source: Path) -> tuple[list[Frame], Path]:
+    """Frames of a run folder (its frames/) or of a frames folder, in numeric step order;
+    the run's final.png is appended when it is newer than the last frame."""
+    source = Path(source)
+    if not source.exists():
+        raise ImageError(f"{source}: no such folder; pass a run folder or its frames/ folder")
+    if not source.is_dir():
+        raise ImageError(f"{source}: not a folder; pass a run folder or its frames/ folder")
+    frames_dir = source / "frames" if (source / "frames").is_dir() else source
+    run_dir = source if frames_dir != source else source.parent
+    frames: list[Frame] = []
+    for path in frames_dir.iterdir():
+        match = _STEP.search(path.stem)
+        if path.suffix.lower() == ".png" and match and path.name != "final.png":
+            step = int(match.group(1))
+            frames.append(Frame(path, step, f"step {step}"))
+    # Numeric order: step_900 comes before step_10200 whatever the zero padding.
+    frames.sort(key=lambda f: f.step or 0)
+    final = run_dir / "final.png"
+    if final.is_file() and (not frames or final.stat().st_mtime > frames[-1].path.stat().st_mtime):
+        frames.append(Frame(final, None, "final"))
+    if not frames:
+        raise ImageError(
+            f"{frames_dir}: no frames found (expected step_NNNNNN.png files from nst stylize)"
+        )
+    return frames, run_dir
+
+
+def _font(height: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=max(10, height // 18))
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        return ImageFont.load_default()
+
+
+def _label(image: Image.Image, text: str) -> Image.Image:
+    """Write `text` in the bottom-left corner on a dark box, readable on any image."""
+    image = image.copy()
+    draw = ImageDraw.Draw(image)
+    font = _font(image.height)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    pad = max(2, image.height // 100)
+    x, y = pad, image.height - (bottom - top) - 3 * pad
+    draw.rectangle(
+        (x - pad, y - pad + top, x + right - left + pad, y + bottom + pad), fill=(0, 0, 0)
+    )
+    draw.text((x - left, y), text, font=font, fill=(255, 255, 255))
+    return image
+
+
+def _load_frames(frames: list[Frame], size: int | None, label: bool) -> list[Image.Image]:
+    images: list[Image.Image] = []
+    first_size: tuple[int, int] | None = None
+    resized = 0
+    for frame in frames:
+        try:
+            with Image.open(frame.path) as handle:
+                image = handle.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise ImageError(f"{frame.path}: unreadable frame ({exc})") from None
+        if size:
+            image = resize_long_side(image, size)
+        if first_size is None:
+            first_size = image.size
+        elif image.size != first_size:
+            image = resize_to(image, first_size)
+            resized += 1
+        images.append(_label(image, frame.label) if label else image)
+    if resized:
+        log.warning(
+            "%d frame(s) differ in size from the first; resized to %d×%d", resized, *first_size
+        )
+    return images
+
+
+def make_animation(
+    source: Path,
+    output: Path | None = None,
+    *,
+    fps: float = 10.0,
+    duration: float | None = None,
+    hold_last: float = 0.0,
+    size: int | None = None,
+    loop: int = 0,
+    label: bool = False,
+) -> AnimationResult:
+    """Write an animation of a run's frames; returns where and how big."""
+    if fps <= 0 or (duration is not None and duration <= 0) or hold_last < 0 or loop < 0:
+        raise ImageError("--fps and --duration must be > 0, --hold-last and --loop >= 0")
+    if size is not None and size < 8:
+        raise ImageError(f"--size {size}: too small; use at least 8 px")
+    frames, run_dir = collect_frames(source)
+    output = Path(output) if output else run_dir / "optimization.gif"
+    images = _load_frames(frames, size, label)
+    count = len(images)
+    if duration is not None:
+        fps = count / duration
+    images += [images[-1]] * round(hold_last * fps)
+    suffix = output.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        _write_video(images, output, fps)
+    elif suffix == ".gif":
+        _write_gif(images, output, fps, loop)
+    else:
+        raise ImageError(f"--output {output}: unknown format; use .gif, .mp4 or .webm")
+    return AnimationResult(output, len(images), count, output.stat().st_size, images[0].size)
+
+
+def _write_gif(images: list[Image.Image], output: Path, fps: float, loop: int) -> None:
+    # One adaptive palette per frame (frames change colour as the style takes over), no
+    # dithering (dither noise defeats GIF's LZW compression and inflates the file), and
+    # Pillow's optimize crops each frame to the region that changed.
+    quantized = [
+        im.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        for im in images
+    ]
+    buffer = io.BytesIO()
+    quantized[0].save(
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=quantized[1:],
+        duration=max(20, round(1000 / fps)),
+        loop=loop,
+        optimize=True,
+        disposal=1,
+    )
+    write_bytes(output, buffer.getvalue())
+
+
+def _write_video(images: list[Image.Image], output: Path, fps: float) -> None:
+    try:
+        import imageio.v3 as iio
+    except ImportError:  # pragma: no cover - imageio is a dependency
+        raise OutputError(
+            "video output needs imageio and imageio-ffmpeg: pip install imageio-ffmpeg"
+        ) from None
+    # yuv420p video needs even dimensions; pad by one pixel rather than distort.
+    width, height = images[0].size
+    even = (width + width % 2, height + height % 2)
+    arrays = [np.asarray(resize_to(im, even) if even != im.size else im) for im in images]
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{output.stem}.", suffix=output.suffix, dir=output.parent
+        )
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"{output}: cannot write here ({exc.strerror})") from None
+    codec = "libvpx-vp9" if output.suffix.lower() == ".webm" else "libx264"
+    try:
+        iio.imwrite(
+            tmp,
+            np.stack(arrays),
+            extension=output.suffix.lower(),
+            fps=fps,
+            codec=codec,
+            macro_block_size=1,
+        )
+        os.replace(tmp, output)
+    except Exception as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.strerror:
+            raise OutputError(f"{output}: write failed ({exc.strerror})") from None
+        raise OutputError(
+            f"{output}: video encoding failed ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from None

@@ -1,0 +1,356 @@
+"""A grid of runs: one config, several values of one or more keys (cartesian product).
+
+Each run gets its own folder named from its values; at the end a contact sheet (grid.png),
+summary.csv and a sortable index.html sit beside them. Finished runs with the same resolved
+config are skipped on a re-run; interrupted ones resume from their checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import itertools
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from PIL import Image, ImageDraw
+
+from .config import (
+    Config,
+    ConfigError,
+    default_run_name,
+    parse_set_option,
+    read_sweep_section,
+    resolve_config,
+)
+from .outputs import RunDir, read_loss_rows, save_png, write_text
+from .pipeline import ModelCache, StylizeResult, stylize
+
+#: Short folder names for the most swept keys.
+ALIASES = {
+    "weights.style": "style_weight",
+    "weights.content": "content_weight",
+    "weights.tv": "tv_weight",
+}
+
+
+@dataclass
+class Param:
+    key: str
+    values: list[Any]
+    labels: list[str]
+
+
+@dataclass
+class PlannedRun:
+    name: str
+    values: dict[str, Any]
+    labels: dict[str, str]
+    config: Config
+    state: str = "new"  # new | done | resume
+
+
+@dataclass
+class SweepOutcome:
+    root: Path
+    runs: list[PlannedRun]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    grid: Path | None = None
+    summary: Path | None = None
+    index: Path | None = None
+
+
+def split_values(text: str) -> list[str]:
+    """Split 'a,b,{x: 1, y: 2}' on top-level commas only."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        if char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth -= 1
+        if char == "," and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current).strip())
+    return parts
+
+
+def parse_param(item: str) -> Param:
+    """'key.path=v1,v2,...' -> Param (values read as YAML, labels kept as typed)."""
+    key, raw = parse_set_option(item)[0], item.partition("=")[2]
+    labels = split_values(raw)
+    if not raw.strip() or any(not label for label in labels):
+        raise ConfigError(f"--param {item!r}: expected key.path=v1,v2,... with no empty values")
+    values = []
+    for label in labels:
+        try:
+            values.append(yaml.safe_load(label))
+        except yaml.YAMLError:
+            values.append(label)
+    return Param(key, values, labels)
+
+
+def params_from_section(section: object, source: str) -> list[Param]:
+    """The YAML `sweep:` section: {key.path: [v1, v2], ...}."""
+    if not isinstance(section, dict) or not section:
+        raise ConfigError(
+            f"{source}: sweep: must map keys to lists, e.g. sweep: {{weights.style: [0.1, 1, 10]}}"
+        )
+    params = []
+    for key, values in section.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{source}: sweep.{key}: needs a non-empty list of values")
+        params.append(Param(str(key), list(values), [_label(v) for v in values]))
+    return params
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=,+-]+", "-", text).strip("-") or "x"
+
+
+def plan_sweep(
+    config_path: Path | None,
+    params: Sequence[Param],
+    sets: Sequence[str] = (),
+    overrides: Mapping[str, Any] | None = None,
+    output: Path | None = None,
+) -> tuple[Path, list[PlannedRun]]:
+    """Resolve and validate every run of the grid before any of them starts."""
+    base = resolve_config(config_path, sets, overrides)
+    if not params and config_path is not None:
+        section = read_sweep_section(config_path)
+        params = params_from_section(section, str(config_path)) if section is not None else []
+    if not params:
+        raise ConfigError(
+            "nothing to sweep: give --style-weights, --param key=v1,v2 or a sweep: section in the config"
+        )
+    keys = [p.key for p in params]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"--param: key swept twice ({', '.join(keys)})")
+    root = (
+        Path(output) if output else Path("outputs") / f"sweep_{default_run_name(base, config_path)}"
+    )
+    runs = []
+    for combo in itertools.product(*(range(len(p.values)) for p in params)):
+        values = {p.key: p.values[i] for p, i in zip(params, combo, strict=True)}
+        labels = {p.key: p.labels[i] for p, i in zip(params, combo, strict=True)}
+        name = "__".join(_safe(f"{ALIASES.get(k, k)}={labels[k]}") for k in keys)
+        run_sets = [*sets, *(f"{k}={json.dumps(v)}" for k, v in values.items())]
+        try:
+            config = resolve_config(
+                config_path, run_sets, {**(overrides or {}), "output": str(root / name)}
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"sweep run {name}: {exc}") from None
+        runs.append(PlannedRun(name, values, labels, config, _state(config)))
+    return root, runs
+
+
+def _state(config: Config) -> str:
+    """done if this folder already holds a completed run of the same resolved config."""
+    from .pipeline import _config_for_file
+
+    run_dir = RunDir(Path(config.output))
+    if not run_dir.config.is_file():
+        return "new"
+    try:
+        saved = yaml.safe_load(run_dir.config.read_text())
+    except (OSError, yaml.YAMLError):
+        return "new"
+    if not isinstance(saved, dict):
+        return "new"
+    run = saved.pop("run", {}) or {}
+    if saved != _config_for_file(config):
+        return "new"
+    if run.get("status") == "completed" and run_dir.final.is_file():
+        return "done"
+    return "resume" if run_dir.checkpoint.is_file() else "new"
+
+
+def run_sweep(
+    root: Path,
+    runs: Sequence[PlannedRun],
+    *,
+    callbacks_for: Callable[[int, PlannedRun], Sequence[Any]] = lambda i, run: (),
+    should_stop: Callable[[], bool] = lambda: False,
+    on_run_done: Callable[[int, PlannedRun, StylizeResult | None], None] = lambda i, r, res: None,
+    allow_large: bool = False,
+) -> SweepOutcome:
+    """Run every planned run not already done (sharing the network and style targets), then
+    write grid.png, summary.csv and index.html."""
+    cache = ModelCache()
+    outcome = SweepOutcome(root, list(runs))
+    for i, run in enumerate(runs):
+        if should_stop():
+            break
+        result = None
+        if run.state != "done":
+            result = stylize(
+                run.config, callbacks=callbacks_for(i, run), should_stop=should_stop,
+                resume=run.state == "resume", allow_large=allow_large, cache=cache,
+            )  # fmt: skip
+            run.state = "done" if result.status == "completed" else "resume"
+        on_run_done(i, run, result)
+    outcome.rows = [summary_row(run) for run in runs]
+    write_reports(outcome, runs)
+    return outcome
+
+
+def summary_row(run: PlannedRun) -> dict[str, Any]:
+    """Swept values, final losses, seconds and where the image is."""
+    run_dir = RunDir(Path(run.config.output))
+    rows = read_loss_rows(run_dir.losses)
+    last = rows[-1] if rows else {}
+    status = "missing"
+    if run_dir.config.is_file():
+        saved = yaml.safe_load(run_dir.config.read_text()) or {}
+        status = (saved.get("run") or {}).get("status", "unknown")
+    return {
+        "run": run.name,
+        **{k: run.labels[k] for k in run.values},
+        "status": status,
+        "total": last.get("total"),
+        "content": last.get("content"),
+        "style": last.get("style"),
+        "tv": last.get("tv"),
+        "seconds": last.get("elapsed_s"),
+        "image": str(run_dir.final),
+    }
+
+
+def write_reports(outcome: SweepOutcome, runs: Sequence[PlannedRun]) -> None:
+    """grid.png, summary.csv and index.html in the sweep folder."""
+    root = outcome.root
+    keys = list(runs[0].values) if runs else []
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(outcome.rows[0]) if outcome.rows else ["run"])
+    writer.writeheader()
+    writer.writerows(outcome.rows)
+    outcome.summary = root / "summary.csv"
+    write_text(outcome.summary, buffer.getvalue())
+    outcome.grid = root / "grid.png"
+    save_png(contact_sheet(runs, keys), outcome.grid)
+    outcome.index = root / "index.html"
+    write_text(outcome.index, index_html(outcome.rows, keys, root))
+
+
+def contact_sheet(runs: Sequence[PlannedRun], keys: Sequence[str], cell: int = 256) -> Image.Image:
+    """Final images in a grid: rows by the first swept key, columns by the rest; labelled."""
+    row_values = list(dict.fromkeys(run.labels[keys[0]] for run in runs)) if len(keys) > 1 else [""]
+    columns = math.ceil(len(runs) / len(row_values))
+    label_height = 20
+    sheet = Image.new(
+        "RGB", (columns * cell, len(row_values) * (cell + label_height)), (24, 24, 24)
+    )
+    draw = ImageDraw.Draw(sheet)
+    for index, run in enumerate(runs):
+        row, column = divmod(index, columns)
+        x, y = column * cell, row * (cell + label_height)
+        final = RunDir(Path(run.config.output)).final
+        if final.is_file():
+            with Image.open(final) as image:
+                thumb = image.convert("RGB")
+                thumb.thumbnail((cell, cell))
+            sheet.paste(
+                thumb,
+                (x + (cell - thumb.width) // 2, y + label_height + (cell - thumb.height) // 2),
+            )
+        else:
+            draw.text((x + 8, y + label_height + cell // 2), "not finished", fill=(200, 80, 80))
+        text = ", ".join(f"{ALIASES.get(k, k)}={run.labels[k]}" for k in keys)
+        draw.text((x + 4, y + 4), text, fill=(235, 235, 235))
+    return sheet
+
+
+def index_html(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], root: Path) -> str:
+    """A self-contained page: every run's image, values and losses; click a header to sort."""
+    columns = ["image", "run", *keys, "status", "total", "content", "style", "tv", "seconds"]
+    head = "".join(
+        f'<th data-col="{i}">{html.escape(ALIASES.get(c, c))}</th>' for i, c in enumerate(columns)
+    )
+    body = []
+    for row in rows:
+        image = Path(row["image"])
+        try:
+            src = image.relative_to(root).as_posix()
+        except ValueError:
+            src = image.as_posix()
+        cells = [
+            f'<td><a href="{html.escape(src)}"><img src="{html.escape(src)}" alt="{html.escape(row["run"])}"></a></td>'
+        ]
+        for column in columns[1:]:
+            value = row.get(column)
+            shown = (
+                ""
+                if value is None
+                else (f"{value:.6g}" if isinstance(value, float) else str(value))
+            )
+            sort = value if isinstance(value, int | float) else shown
+            cells.append(f'<td data-sort="{html.escape(str(sort))}">{html.escape(shown)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        _PAGE.replace("{{HEAD}}", head)
+        .replace("{{BODY}}", "\n".join(body))
+        .replace("{{COUNT}}", str(len(rows)))
+    )
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>nst sweep ({{COUNT}} runs)</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
+table{border-collapse:collapse}th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
+th{cursor:pointer;background:#eee;position:sticky;top:0}th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
+img{width:160px;height:auto;display:block}
+</style></head><body>
+<h1>nst sweep: {{COUNT}} runs</h1><p>Click a column header to sort. <a href="grid.png">Contact sheet</a> · <a href="summary.csv">summary.csv</a></p>
+<table id="runs"><thead><tr>{{HEAD}}</tr></thead><tbody>
+{{BODY}}
+</tbody></table>
+<script>
+document.querySelectorAll("#runs th").forEach(function (th) {
+  th.addEventListener("click", function () {
+    var col = +th.dataset.col, body = document.querySelector("#runs tbody");
+    var asc = !th.classList.contains("asc");
+    document.querySelectorAll("#runs th").forEach(function (h) { h.classList.remove("asc", "desc"); });
+    th.classList.add(asc ? "asc" : "desc");
+    var rows = Array.from(body.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[col].dataset.sort || "", y = b.cells[col].dataset.sort || "";
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var r = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return asc ? r : -r;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+</script></body></html>
+"""
+
+
+__all__ = [
+    "Param",
+    "PlannedRun",
+    "SweepOutcome",
+    "parse_param",
+    "plan_sweep",
+    "read_sweep_section",
+    "run_sweep",
+]

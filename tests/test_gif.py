@@ -1,0 +1,108 @@
+"""`nst gif`: frame order, formats, hold-last, sizes and errors."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from nst_cli.cli import app
+from nst_cli.errors import ImageError
+from nst_cli.gif import collect_frames, make_animation
+
+runner = CliRunner()
+
+
+def fake_run(
+    root: Path, steps: list[int], size: tuple[int, int] = (40, 30), final: bool = True
+) -> Path:
+    frames = root / "frames"
+    frames.mkdir(parents=True)
+    for i, step in enumerate(steps):
+        # unpadded names on purpose: order must be numeric, not lexicographic
+        Image.new("RGB", size, (i * 20 % 256, 100, 200)).save(frames / f"step_{step}.png")
+    if final:
+        time.sleep(0.01)
+        Image.new("RGB", size, (255, 255, 255)).save(root / "final.png")
+        later = time.time() + 5
+        os.utime(root / "final.png", (later, later))
+    return root
+
+
+def gif_frames(path: Path) -> int:
+    with Image.open(path) as image:
+        return image.n_frames
+
+
+def test_frames_in_numeric_order_with_final(tmp_path: Path) -> None:
+    run = fake_run(tmp_path / "run", [10200, 900, 0, 50])
+    frames, run_dir = collect_frames(run)
+    assert [f.step for f in frames] == [0, 50, 900, 10200, None]
+    assert run_dir == run
+    frames_only, _ = collect_frames(run / "frames")
+    assert [f.step for f in frames_only] == [0, 50, 900, 10200, None]
+
+
+def test_gif_written_with_frame_count_and_hold_last(tmp_path: Path) -> None:
+    run = fake_run(tmp_path / "run", [0, 2, 4])
+    result = make_animation(run, fps=10, hold_last=0)
+    assert result.output == run / "optimization.gif"
+    assert gif_frames(result.output) == 4 == result.frames
+    held = make_animation(run, tmp_path / "held.gif", fps=10, hold_last=1.0)
+    assert held.frames == 4 + 10
+
+
+def test_cli_gif_size_label_and_mp4(tmp_path: Path) -> None:
+    run = fake_run(tmp_path / "run", [0, 1, 2, 3], size=(101, 51))
+    result = runner.invoke(app, ["gif", str(run), "--size", "64", "--label", "--hold-last", "0"])
+    assert result.exit_code == 0, result.output
+    with Image.open(run / "optimization.gif") as image:
+        assert image.size == (64, 32)
+    video = tmp_path / "out.mp4"
+    result = runner.invoke(
+        app, ["gif", str(run), "-o", str(video), "--hold-last", "0", "--fps", "5"]
+    )
+    assert result.exit_code == 0, result.output
+    frames = iio.imread(video)
+    assert frames.shape[0] == 5 and frames.shape[1:3] == (52, 102)  # padded to even sizes
+
+
+def test_mixed_sizes_are_resized_with_a_warning(tmp_path: Path) -> None:
+    run = fake_run(tmp_path / "run", [0, 1], size=(40, 30), final=False)
+    Image.new("RGB", (80, 60)).save(run / "frames" / "step_2.png")
+    result = runner.invoke(app, ["gif", str(run), "--hold-last", "0"])
+    assert result.exit_code == 0
+    assert "resized to 40×30" in result.output
+    with Image.open(run / "optimization.gif") as image:
+        assert image.size == (40, 30) and image.n_frames == 3
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "no_frames", "file"])
+def test_bad_sources_are_one_line(tmp_path: Path, case: str) -> None:
+    source = tmp_path / "src"
+    if case == "empty":
+        source.mkdir()
+    elif case == "no_frames":
+        (source / "frames").mkdir(parents=True)
+        (source / "frames" / "notes.txt").write_text("x")
+    elif case == "file":
+        source.write_text("x")
+    with pytest.raises(ImageError):
+        make_animation(source)
+    result = runner.invoke(app, ["gif", str(source)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_unwritable_output(tmp_path: Path) -> None:
+    run = fake_run(tmp_path / "run", [0, 1])
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    result = runner.invoke(app, ["gif", str(run), "-o", str(blocker / "a.gif")])
+    assert result.exit_code == 1 and "cannot write here" in result.output
+    result = runner.invoke(app, ["gif", str(run), "-o", str(tmp_path / "a.avi")])
+    assert result.exit_code == 2 and "unknown format" in result.output

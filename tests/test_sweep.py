@@ -1,0 +1,205 @@
+"""`nst sweep`: per-run folders, grid, summary, skip-on-rerun, dry-run, the HTML index."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from nst_cli.cli import app
+from nst_cli.errors import ConfigError
+from nst_cli.sweep import parse_param, split_values
+
+runner = CliRunner()
+
+
+def read_summary(root: Path) -> list[dict[str, str]]:
+    with (root / "summary.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    from tests.conftest import make_image
+
+    base = tmp_path_factory.mktemp("sweep")
+    make_image(base / "content.png", (64, 48), seed=1)
+    make_image(base / "style.png", (48, 48), seed=7)
+    config = base / "tiny.yaml"
+    config.write_text(
+        "content: content.png\nstyle: style.png\nresolution: 48\nsteps: 6\nsave_every: 3\ndevice: cpu\n"
+    )
+    root = base / "out"
+    result = runner.invoke(
+        app, ["sweep", "-c", str(config), "--style-weights", "0.01,1,100", "-o", str(root)]
+    )
+    return config, root, result.output
+
+
+def test_three_runs_grid_and_summary(swept: tuple[Path, Path, str]) -> None:
+    _, root, output = swept
+    names = ["style_weight=0.01", "style_weight=1", "style_weight=100"]
+    for name in names:
+        assert (root / name / "final.png").is_file()
+        assert (root / name / "losses.csv").is_file()
+    rows = read_summary(root)
+    assert [r["run"] for r in rows] == names
+    assert [r["weights.style"] for r in rows] == ["0.01", "1", "100"]
+    style = [float(r["style"]) for r in rows]
+    assert style[0] > style[1] > style[2]  # more style weight, less style loss
+    assert all(r["status"] == "completed" for r in rows)
+    with Image.open(root / "grid.png") as grid:
+        assert grid.size == (3 * 256, 256 + 20)  # one row, three columns
+    assert "grid" in output and "sweep: 3 runs" in output
+
+
+def test_second_invocation_skips_finished_runs(swept: tuple[Path, Path, str]) -> None:
+    config, root, _ = swept
+    before = {p: p.stat().st_mtime_ns for p in root.glob("*/final.png")}
+    result = runner.invoke(
+        app, ["sweep", "-c", str(config), "--style-weights", "0.01,1,100", "-o", str(root)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("done, will skip") == 3
+    assert {p: p.stat().st_mtime_ns for p in root.glob("*/final.png")} == before
+
+
+def test_dry_run_lists_and_writes_nothing(swept: tuple[Path, Path, str], tmp_path: Path) -> None:
+    config, _, _ = swept
+    out = tmp_path / "dry"
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            "-c",
+            str(config),
+            "--param",
+            "weights.style=1,2",
+            "--param",
+            "optimizer.name=lbfgs,adam",
+            "-o",
+            str(out),
+            "--dry-run",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("will run") == 4
+    assert "style_weight=2__optimizer.name=adam" in result.output
+    assert not out.exists()
+
+
+def test_two_params_make_a_grid_of_rows_and_columns(
+    swept: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    config, _, _ = swept
+    out = tmp_path / "grid2"
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            "-c",
+            str(config),
+            "--param",
+            "weights.style=1,10",
+            "--param",
+            "optimizer.name=lbfgs,adam",
+            "-o",
+            str(out),
+            "-q",
+            "--steps",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    with Image.open(out / "grid.png") as grid:
+        assert grid.size == (2 * 256, 2 * (256 + 20))
+    assert len(read_summary(out)) == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--param", "weights.style=1,abc"], "weights.style"),
+        (["--param", "weights.style="], "no empty values"),
+        (["--param", "stepz=1,2"], "stepz: unknown key"),
+        (["--param", "steps=1,-1"], "steps: Input should be greater than 0"),
+        (["--param", "noequals"], "expected key.path=value"),
+        ([], "nothing to sweep"),
+    ],
+)
+def test_bad_params_are_clear_errors(
+    swept: tuple[Path, Path, str], tmp_path: Path, args: list[str], message: str
+) -> None:
+    config, _, _ = swept
+    result = runner.invoke(app, ["sweep", "-c", str(config), "-o", str(tmp_path / "bad"), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_param_parsing() -> None:
+    assert split_values("1,{a: 1, b: 2},[3, 4]") == ["1", "{a: 1, b: 2}", "[3, 4]"]
+    param = parse_param("layers.style={relu1_1: 1},{relu2_1: 1}")
+    assert param.values == [{"relu1_1": 1}, {"relu2_1": 1}]
+    with pytest.raises(ConfigError):
+        parse_param("weights.style=1,,2")
+
+
+def test_sweep_section_in_yaml(swept: tuple[Path, Path, str], tmp_path: Path) -> None:
+    config, _, _ = swept
+    text = (
+        config.read_text()
+        .replace("content.png", str(config.parent / "content.png"))
+        .replace("style.png", str(config.parent / "style.png"))
+    )
+    with_section = tmp_path / "with_sweep.yaml"
+    with_section.write_text(text + "sweep:\n  weights.style: [0.5, 5]\n")
+    result = runner.invoke(
+        app, ["sweep", "-c", str(with_section), "-o", str(tmp_path / "sec"), "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "style_weight=0.5" in result.output and "style_weight=5" in result.output
+    # stylize ignores the sweep section
+    assert runner.invoke(app, ["stylize", "-c", str(with_section), "--print-config"]).exit_code == 0
+
+
+def _browser() -> str | None:
+    return (
+        shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or shutil.which("google-chrome")
+    )
+
+
+@pytest.mark.skipif(
+    _browser() is None, reason="no headless browser installed (apt-get install chromium)"
+)
+def test_index_html_renders_and_sorts_in_a_real_browser(
+    swept: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    _, root, _ = swept
+    # Click the 'style' header twice (descending) from a script appended to a copy of the page.
+    page = (root / "index.html").read_text()
+    probe = """<script>
+    var th = Array.from(document.querySelectorAll('#runs th')).find(function (h) { return h.textContent === 'style'; });
+    th.click(); th.click();
+    var order = Array.from(document.querySelectorAll('#runs tbody tr')).map(function (r) { return r.cells[1].textContent; });
+    var loaded = Array.from(document.images).every(function (i) { return i.complete && i.naturalWidth > 0; });
+    document.title = 'RESULT ' + order.join('|') + ' images=' + document.images.length;
+    </script></body>"""
+    probe_page = root / "probe.html"
+    probe_page.write_text(page.replace("</body>", probe))
+    dom = subprocess.run(
+        [
+            _browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files",
+            "--dump-dom", probe_page.as_uri(),
+        ],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    probe_page.unlink()
+    assert "RESULT style_weight=0.01|style_weight=1|style_weight=100 images=3" in dom
