@@ -21,6 +21,7 @@ log = logging.getLogger("nst")
 
 _STEP = re.compile(r"(\d+)")
 VIDEO_SUFFIXES = (".mp4", ".webm")
+TRANSPARENT = 255
 
 
 @dataclass(frozen=True)
@@ -148,23 +149,37 @@ def make_animation(
 
 
 def _write_gif(images: list[Image.Image], output: Path, fps: float, loop: int) -> None:
-    # One adaptive palette per frame (frames change colour as the style takes over), no
-    # dithering (dither noise defeats GIF's LZW compression and inflates the file), and
-    # Pillow's optimize crops each frame to the region that changed.
-    quantized = [
-        im.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-        for im in images
-    ]
+    # Size matters: one shared 255-colour palette (taken from frames spread over the run), no
+    # dithering (dither noise defeats LZW), and every pixel whose colour index did not change
+    # since the previous frame becomes transparent, so late frames of a converging run cost
+    # little. Index 255 is kept for that transparency.
+    sample = images[:: max(1, len(images) // 8)][:8]
+    strip = Image.new("RGB", (sample[0].width, sample[0].height * len(sample)))
+    for i, image in enumerate(sample):
+        strip.paste(image, (0, i * image.height))
+    palette = strip.quantize(colors=255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    frames: list[Image.Image] = []
+    previous: np.ndarray | None = None
+    for image in images:
+        indices = np.asarray(image.quantize(palette=palette, dither=Image.Dither.NONE))
+        shown = indices.copy()
+        if previous is not None:
+            shown[indices == previous] = TRANSPARENT
+        previous = indices
+        frame = Image.fromarray(shown.astype(np.uint8), mode="P")
+        frame.putpalette(palette.getpalette())
+        frames.append(frame)
     buffer = io.BytesIO()
-    quantized[0].save(
+    frames[0].save(
         buffer,
         format="GIF",
         save_all=True,
-        append_images=quantized[1:],
+        append_images=frames[1:],
         duration=max(20, round(1000 / fps)),
         loop=loop,
-        optimize=True,
+        transparency=TRANSPARENT,
         disposal=1,
+        optimize=False,
     )
     write_bytes(output, buffer.getvalue())
 
