@@ -35,4 +35,12 @@ def __getattr__(name: str) -> Any:
     return getattr(import_module(f".{module}", __name__), name)
 
 
-__all__ = ["Config", "ModelCache", "NSTError", "StylizeResult", "__version__", "resolve_config", "stylize"]
+__all__ = [
+    "Config",
+    "ModelCache",
+    "NSTError",
+    "StylizeResult",
+    "__version__",
+    "resolve_config",
+    "stylize",
+]

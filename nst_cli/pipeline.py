@@ -22,7 +22,7 @@ from .callbacks import Checkpointer, FrameSaver, LatestImage, LossLog
 from .config import Config, dump_yaml, resolve_config
 from .devices import resolve_device
 from .errors import ConfigError, NSTError, WeightsError
-from .features import FeatureExtractor, build_extractor, downsampling_factor
+from .features import FeatureExtractor, build_extractor, downsampling_factor, layer_index
 from .images import load_image, resize_long_side, resize_to, to_pil, to_tensor
 from .losses import StyleTransferLoss, style_targets
 from .optimize import Callback, optimize
@@ -98,8 +98,6 @@ class ModelCache:
 
 
 def _fits(extractor: FeatureExtractor, layer: str) -> bool:
-    from .features import layer_index
-
     return layer_index(layer) < len(extractor.layers)
 
 
@@ -108,15 +106,9 @@ def _check_size(size: tuple[int, int], layers: Sequence[str], role: str, key: st
     if min(size) < factor:
         raise ConfigError(
             f"{key}: the {role} image would be {size[0]}×{size[1]} px, too small for the layers "
-            f"used (down to {max(layers, key=_layer_depth)}, halved {factor.bit_length() - 1} "
+            f"used (down to {max(layers, key=layer_index)}, halved {factor.bit_length() - 1} "
             f"times); its short side must be at least {factor} px. Raise {key}"
         )
-
-
-def _layer_depth(name: str) -> int:
-    from .features import layer_index
-
-    return layer_index(name)
 
 
 def prepare_images(config: Config, allow_large: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
