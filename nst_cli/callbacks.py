@@ -178,6 +178,9 @@ class ProgressBar:
         self.task_id: Any = None
 
     def __call__(self, event: StepEvent) -> None:
+        if not self.progress.live.is_started:
+            # Started on the first step, so errors during setup print without an empty bar.
+            self.progress.start()
         if self.task_id is None:
             self.task_id = self.progress.add_task(
                 self.description, total=event.total_steps, completed=event.step, losses=""

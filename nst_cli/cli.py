@@ -213,18 +213,22 @@ def stylize(
             raise typer.Exit(EXIT_INTERRUPTED)
 
 
+def _announce_stop() -> None:
+    err_console.print("[yellow]stopping after this step[/] (Ctrl-C again to abort now)")
+
+
 def _run_with_progress(run: Callable[..., Any], quiet: bool) -> Any:
     from .callbacks import ProgressBar, make_progress
     from .interrupts import GracefulInterrupt
 
-    def announce() -> None:
-        err_console.print("[yellow]stopping after this step[/] (Ctrl-C again to abort now)")
-
-    with GracefulInterrupt(on_first=announce) as stop:
+    with GracefulInterrupt(on_first=_announce_stop) as stop:
         if quiet:
             return run([], stop)
-        with make_progress(err_console) as progress:
+        progress = make_progress(err_console)
+        try:
             return run([ProgressBar(progress)], stop)
+        finally:
+            progress.stop()
 
 
 def _print_summary(result: Any) -> None:
@@ -314,13 +318,11 @@ def _sweep_with_progress(
     from .callbacks import ProgressBar, make_progress
     from .interrupts import GracefulInterrupt
 
-    def announce() -> None:
-        err_console.print("[yellow]stopping after this step[/] (Ctrl-C again to abort now)")
-
-    with GracefulInterrupt(on_first=announce) as stop:
+    with GracefulInterrupt(on_first=_announce_stop) as stop:
         if quiet:
             return run_sweep(root, runs, should_stop=stop, allow_large=allow_large)
-        with make_progress(err_console) as progress:
+        progress = make_progress(err_console)
+        try:
             overall = progress.add_task("sweep", total=len(runs), completed=0, losses="")
             bars: dict[int, ProgressBar] = {}
 
@@ -337,6 +339,8 @@ def _sweep_with_progress(
                 root, runs, callbacks_for=callbacks_for, should_stop=stop,
                 on_run_done=on_run_done, allow_large=allow_large,
             )  # fmt: skip
+        finally:
+            progress.stop()
 
 
 def _print_sweep_table(outcome: Any) -> None:

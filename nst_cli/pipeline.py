@@ -111,14 +111,20 @@ def _check_size(size: tuple[int, int], layers: Sequence[str], role: str, key: st
         )
 
 
+def require_inputs(config: Config) -> None:
+    """Both images must be named and exist: checked before any work (or any sweep run) starts."""
+    for role, path in (("content", config.content), ("style", config.style)):
+        if path is None:
+            raise ConfigError(
+                f"{role}: no {role} image given; set {role}: in the config or pass --{role}"
+            )
+        if not Path(path).exists():
+            raise ConfigError(f"{role} image {path}: file not found")
+
+
 def prepare_images(config: Config, allow_large: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Content at `resolution` (long side), style at resolution × style_scale; aspect kept."""
-    if config.content is None:
-        raise ConfigError(
-            "content: no content image given; set content: in the config or pass --content"
-        )
-    if config.style is None:
-        raise ConfigError("style: no style image given; set style: in the config or pass --style")
+    require_inputs(config)
     layers = [*config.layers.content, *config.layers.style]
     content = load_image(config.content, "content", allow_large)
     if max(content.size) < config.resolution / 2:
@@ -326,7 +332,8 @@ def stylize(
         setup_seconds=setup_seconds,
         status=status,
         device=str(device),
-        frames=frames.saved,
+        # Every frame in the folder, earlier sessions of a resumed run included.
+        frames=sorted(int(p.stem.split("_")[-1]) for p in run_dir.frames.glob("step_*.png")),
     )
 
 

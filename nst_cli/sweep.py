@@ -31,7 +31,7 @@ from .config import (
     resolve_config,
 )
 from .outputs import RunDir, read_loss_rows, save_png, write_text
-from .pipeline import ModelCache, StylizeResult, stylize
+from .pipeline import ModelCache, StylizeResult, require_inputs, stylize
 
 #: Short folder names for the most swept keys.
 ALIASES = {
@@ -159,6 +159,7 @@ def plan_sweep(
             )
         except ConfigError as exc:
             raise ConfigError(f"sweep run {name}: {exc}") from None
+        require_inputs(config)
         runs.append(PlannedRun(name, values, labels, config, _state(config)))
     return root, runs
 
