@@ -124,6 +124,9 @@ def test_save_every_larger_than_steps(tiny_config: Path, tmp_path: Path) -> None
         (["--steps", "0"], "steps: Input should be greater than 0", 2),
         (["--device", "cuda:7"], "cuda:7", 2),
         (["--resolution", "8"], "at least 16 px", 2),
+        (["--set", "style_scale=0.05"], "Raise style_scale", 2),
+        (["--device", "mps"], "mps (Apple GPU) is not available", 2),
+        (["--set", "init=missing.png"], "neither content, noise, style nor an existing image", 2),
         (["--style", "/nonexistent/style.png"], "file not found", 2),
     ],
 )
@@ -141,3 +144,34 @@ def test_help_lists_the_three_commands() -> None:
     assert code == 0
     for command in ("stylize", "sweep", "gif"):
         assert command in output
+
+
+def test_small_content_is_upscaled_with_a_warning(style_path: Path, tmp_path: Path) -> None:
+    small = tmp_path / "small.png"
+    Image.new("RGB", (12, 10), (90, 120, 200)).save(small)
+    code, output = run_cli(
+        "stylize", "--content", str(small), "--style", str(style_path), "--resolution", "48",
+        "--steps", "1", "-o", str(tmp_path / "up"), "-q", "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, output
+    assert "far smaller than resolution 48; upscaling" in output
+    assert Image.open(tmp_path / "up" / "final.png").size == (48, 40)
+
+
+def test_torchvision_weights_offline_is_one_clear_line(
+    tiny_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from urllib.error import URLError
+
+    from torchvision.models import VGG19_Weights
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise URLError("Name or service not known")
+
+    monkeypatch.setattr(type(VGG19_Weights.IMAGENET1K_V1), "get_state_dict", offline)
+    code, output = run_cli(
+        "stylize", "-c", str(tiny_config), "-q", "--set", "model.weights=torchvision"
+    )
+    assert code == 2
+    assert "could not download" in output and "model.weights=caffe" in output
+    assert "Traceback" not in output

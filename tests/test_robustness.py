@@ -30,10 +30,8 @@ def pixels(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
 
 
-def test_sigint_stops_after_the_step_and_keeps_everything(
-    tiny_config: Path, tmp_path: Path
-) -> None:
-    out = tmp_path / "interrupted"
+def start_long_run(tiny_config: Path, out: Path) -> subprocess.Popen[str]:
+    """A real `nst stylize` subprocess, returned once it has written a few frames."""
     command = [
         sys.executable, "-m", "nst_cli", "stylize", "-c", str(tiny_config), "-o", str(out),
         "--steps", "100000", "--set", "save_every=2", "--quiet",
@@ -44,7 +42,16 @@ def test_sigint_stops_after_the_step_and_keeps_everything(
         assert process.poll() is None, process.communicate()
         assert time.time() < deadline, "no frames appeared"
         time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
+    return process
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_after_the_step_and_keeps_everything(
+    tiny_config: Path, tmp_path: Path, sig: int
+) -> None:
+    out = tmp_path / "interrupted"
+    process = start_long_run(tiny_config, out)
+    process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
@@ -55,6 +62,18 @@ def test_sigint_stops_after_the_step_and_keeps_everything(
     rows = (out / "losses.csv").read_text().splitlines()
     assert len(rows) - 1 == saved["run"]["steps_done"] + 1  # header + steps 0..k
     assert not [p for p in out.rglob("*.tmp")]
+
+
+def test_second_ctrl_c_aborts_at_once_and_keeps_files(tiny_config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "aborted"
+    process = start_long_run(tiny_config, out)
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert (out / "final.png").is_file() and (out / "frames" / "step_000004.png").is_file()
+    assert yaml.safe_load((out / "config.yaml").read_text())["run"]["status"] == "interrupted"
 
 
 def test_nan_loss_stops_and_keeps_last_good_image(
@@ -264,3 +283,32 @@ def test_config_loader_only_raises_its_own_errors(
             resolve_config(path, ["weights.style=2"])
         except NSTError as exc:
             assert "\n" not in str(exc)
+
+
+def test_damaged_checkpoint_is_a_clear_error(tiny_config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ckpt"
+    assert (
+        runner.invoke(app, ["stylize", "-c", str(tiny_config), "-o", str(out), "-q"]).exit_code == 0
+    )
+    (out / "checkpoint.pt").write_bytes(b"garbage")
+    result = runner.invoke(app, ["stylize", "--resume", str(out), "-q"])
+    assert result.exit_code == 2 and "checkpoint unreadable" in result.output
+
+
+def test_interrupted_sweep_resumes_run_by_run(tiny_config: Path, tmp_path: Path) -> None:
+    from nst_cli.sweep import parse_param, plan_sweep, run_sweep
+
+    params = [parse_param("weights.style=1,2,3")]
+    root, runs = plan_sweep(tiny_config, params, output=tmp_path / "sw")
+    calls = {"n": 0}
+
+    def stop_in_second_run() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 10  # run 1 checks 6 times (steps 0-5); run 2 stops partway
+
+    run_sweep(root, runs, should_stop=stop_in_second_run)
+    _, again = plan_sweep(tiny_config, params, output=tmp_path / "sw")
+    assert [r.state for r in again] == ["done", "resume", "new"]
+    outcome = run_sweep(root, again)
+    assert [r.state for r in again] == ["done", "done", "done"]
+    assert all(row["status"] == "completed" for row in outcome.rows)
