@@ -203,3 +203,25 @@ def test_index_html_renders_and_sorts_in_a_real_browser(
     ).stdout  # fmt: skip
     probe_page.unlink()
     assert "RESULT style_weight=0.01|style_weight=1|style_weight=100 images=3" in dom
+
+
+def test_runs_share_one_network_and_style_targets(
+    swept: tuple[Path, Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nst_cli.pipeline as pipeline
+    from nst_cli.sweep import plan_sweep, run_sweep
+
+    config, _, _ = swept
+    builds, targets = [], []
+    real_build, real_targets = pipeline.build_extractor, pipeline.style_targets
+    monkeypatch.setattr(
+        pipeline, "build_extractor", lambda *a, **k: builds.append(1) or real_build(*a, **k)
+    )
+    monkeypatch.setattr(
+        pipeline, "style_targets", lambda *a, **k: targets.append(1) or real_targets(*a, **k)
+    )
+    root, runs = plan_sweep(
+        config, [parse_param("weights.style=1,2,3")], ["steps=1"], output=tmp_path / "shared"
+    )
+    run_sweep(root, runs)
+    assert len(builds) == 1 and len(targets) == 1
