@@ -151,6 +151,9 @@ def stylize(
         Path | None,
         typer.Option("--resume", help="Continue an interrupted or finished run folder."),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a previous run in the output folder.")
+    ] = False,
     print_config: Annotated[
         bool, typer.Option("--print-config", help="Print the resolved config as YAML and exit.")
     ] = False,
@@ -199,6 +202,7 @@ def stylize(
                 callbacks=callbacks,
                 should_stop=should_stop,
                 resume=resume is not None,
+                overwrite=overwrite,
                 allow_large=allow_large,
             ),
             quiet,

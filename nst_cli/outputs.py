@@ -126,6 +126,23 @@ class RunDir:
     def frame(self, step: int) -> Path:
         return self.frames / frame_name(step)
 
+    def previous_outputs(self) -> list[Path]:
+        """Files an earlier run left here (what a new run would mix with or overwrite)."""
+        if not self.root.is_dir():
+            return []
+        found = [p for p in (self.config, self.final, self.losses, self.checkpoint) if p.is_file()]
+        if self.frames.is_dir():
+            found += sorted(self.frames.glob("step_*.png"))
+        return found
+
+    def clear(self) -> None:
+        """Remove a previous run's outputs (only the files nst writes; anything else stays)."""
+        for path in self.previous_outputs():
+            try:
+                path.unlink()
+            except OSError as exc:
+                raise OutputError(f"{path}: cannot remove it ({_describe(exc)})") from None
+
     def create(self) -> None:
         """Make the folder (and frames/), or fail with one clear line."""
         try:

@@ -11,7 +11,7 @@ import datetime as _dt
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -204,12 +204,91 @@ def _load_checkpoint(run_dir: RunDir) -> dict[str, Any] | None:
     return state
 
 
+@dataclass
+class _StartingPoint:
+    image: torch.Tensor
+    step: int = 0
+    optimizer_state: dict[str, Any] | None = None
+    elapsed: float = 0.0
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+
+def _check_run_folder(run_dir: RunDir, resume: bool, overwrite: bool) -> None:
+    """Never mix a new run into (or silently overwrite) a previous run's folder."""
+    previous = run_dir.previous_outputs()
+    if not previous or resume or overwrite:
+        return
+    raise ConfigError(
+        f"output folder {run_dir.root} already holds a run ({len(previous)} files); pass "
+        "--overwrite to replace it, --resume to continue it, or choose another --output"
+    )
+
+
+def _build_loss(
+    config: Config,
+    extractor: FeatureExtractor,
+    content: torch.Tensor,
+    style: torch.Tensor,
+    cache: ModelCache,
+) -> StyleTransferLoss:
+    """Targets are computed once: content features, and the style Grams (cached across runs)."""
+    with torch.no_grad():
+        content_targets = (
+            {k: v.detach() for k, v in extractor(content, config.layers.content).items()}
+            if config.layers.content
+            else {}
+        )
+    style_key = (str(config.style), config.resolution, config.style_scale)
+    return StyleTransferLoss(
+        content_targets,
+        cache.style_targets(extractor, style, style_key, config.layers.style),
+        config.layers.content,
+        config.layers.style,
+        config.weights.content,
+        config.weights.style,
+        config.weights.tv,
+    )
+
+
+def _starting_point(
+    config: Config,
+    run_dir: RunDir,
+    content: torch.Tensor,
+    style: torch.Tensor,
+    resume: bool,
+    allow_large: bool,
+) -> _StartingPoint:
+    """The checkpoint of a resumed run, or the configured initial image."""
+    checkpoint = _load_checkpoint(run_dir) if resume else None
+    if checkpoint is None:
+        if resume:
+            log.warning("no checkpoint in %s; starting from step 0", run_dir.root)
+        return _StartingPoint(initial_image(config, content, style, allow_large))
+    image = checkpoint["image"]
+    if tuple(image.shape) != tuple(content.shape):
+        raise ConfigError(
+            f"--resume {run_dir.root}: the checkpoint image is {image.shape[-1]}×{image.shape[-2]} "
+            f"but this config gives {content.shape[-1]}×{content.shape[-2]}; keep resolution "
+            "and content unchanged"
+        )
+    step = min(int(checkpoint["step"]), config.steps)
+    log.info("resuming %s from step %d", run_dir.root, step)
+    return _StartingPoint(
+        image=image,
+        step=step,
+        optimizer_state=checkpoint.get("optimizer"),
+        elapsed=float(checkpoint.get("elapsed", 0.0)),
+        rows=[r for r in read_loss_rows(run_dir.losses) if r["step"] < step],
+    )
+
+
 def stylize(
     config: Config | str | Path,
     *,
     callbacks: Sequence[Callback] = (),
     should_stop: Callable[[], bool] = lambda: False,
     resume: bool = False,
+    overwrite: bool = False,
     allow_large: bool = False,
     cache: ModelCache | None = None,
 ) -> StylizeResult:
@@ -221,6 +300,7 @@ def stylize(
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     run_dir = RunDir(Path(config.output))
+    _check_run_folder(run_dir, resume, overwrite)
     cache = cache or ModelCache()
 
     content, style = prepare_images(config, allow_large)
@@ -228,75 +308,48 @@ def stylize(
     extractor = cache.extractor(config, layers, device)
     if config.model.weights == "random":
         log.warning("model.weights=random: the network is untrained; results show no real style")
-    content, style = content.to(device), style.to(device)
-    with torch.no_grad():
-        content_targets = (
-            {k: v.detach() for k, v in extractor(content, config.layers.content).items()}
-            if config.layers.content
-            else {}
-        )
-    style_key = (str(config.style), config.resolution, config.style_scale)
-    targets = cache.style_targets(extractor, style, style_key, config.layers.style)
-    loss_fn = StyleTransferLoss(
-        content_targets,
-        targets,
-        config.layers.content,
-        config.layers.style,
-        config.weights.content,
-        config.weights.style,
-        config.weights.tv,
-    )
+    start = _starting_point(config, run_dir, content, style, resume, allow_large)
+    loss_fn = _build_loss(config, extractor, content.to(device), style.to(device), cache)
 
-    start_step, optimizer_state, elapsed_offset, rows = 0, None, 0.0, []
-    checkpoint = _load_checkpoint(run_dir) if resume else None
-    if checkpoint is not None:
-        if tuple(checkpoint["image"].shape) != tuple(content.shape):
-            raise ConfigError(
-                f"--resume {run_dir.root}: the checkpoint image is "
-                f"{checkpoint['image'].shape[-1]}×{checkpoint['image'].shape[-2]} but this config "
-                f"gives {content.shape[-1]}×{content.shape[-2]}; keep resolution and content unchanged"
-            )
-        start_step = min(int(checkpoint["step"]), config.steps)
-        image = checkpoint["image"].to(device)
-        optimizer_state = checkpoint.get("optimizer")
-        elapsed_offset = float(checkpoint.get("elapsed", 0.0))
-        rows = [r for r in read_loss_rows(run_dir.losses) if r["step"] < start_step]
-        log.info("resuming %s from step %d", run_dir.root, start_step)
-    else:
-        image = initial_image(config, content.cpu(), style.cpu(), allow_large).to(device)
-
+    if overwrite and not resume:
+        run_dir.clear()  # only now, once the new run's inputs have all been checked
     run_dir.create()
-    started_at = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    started_at = _now()
     write_run_config(
         run_dir,
         config,
         status="running",
         started=started_at,
         device=str(device),
-        steps_done=start_step,
+        steps_done=start.step,
     )
     text = png_metadata(config)
     latest = LatestImage()
     frames = FrameSaver(run_dir, config.save_every, text)
-    loss_log = LossLog(run_dir.losses, config.save_every, rows)
-    # Each row's elapsed_s continues across resumes.
-    shifted_log = _shift_elapsed(loss_log, elapsed_offset)
-    checkpointer = Checkpointer(run_dir, config.save_every, elapsed_offset)
+    loss_log = LossLog(run_dir.losses, config.save_every, start.rows)
+    checkpointer = Checkpointer(run_dir, config.save_every, start.elapsed)
     setup_seconds = time.perf_counter() - setup_started
 
     status = "failed"
     final_saved = False
     try:
         result = optimize(
-            image,
+            start.image.to(device),
             extractor,
             loss_fn,
             config.optimizer.name,
             config.optimizer.effective_lr,
             config.steps,
-            start_step=start_step,
-            optimizer_state=optimizer_state,
-            callbacks=[latest, frames, shifted_log, checkpointer, *callbacks],
+            start_step=start.step,
+            optimizer_state=start.optimizer_state,
+            # elapsed_s in losses.csv continues across resumes
+            callbacks=[
+                latest,
+                frames,
+                _shift_elapsed(loss_log, start.elapsed),
+                checkpointer,
+                *callbacks,
+            ],
             should_stop=should_stop,
         )
         status = "interrupted" if result.interrupted else "completed"
@@ -305,23 +358,20 @@ def stylize(
     except KeyboardInterrupt:
         status = "interrupted"
         raise
-    except NSTError:
-        status = "failed"
-        raise
     finally:
-        if not final_saved:
-            _save_on_the_way_out(run_dir, latest, text, status)
-        loss_log.flush()
-        finished = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-        write_run_config(
-            run_dir,
-            config,
-            status=status,
-            started=started_at,
-            finished=finished,
-            device=str(device),
-            steps_done=max(latest.step, start_step),
-        )
+        # Bookkeeping on the way out must not hide the error that got us here.
+        try:
+            if not final_saved:
+                _save_on_the_way_out(run_dir, latest, text, status)
+            loss_log.flush()
+            write_run_config(
+                run_dir, config, status=status, started=started_at, finished=_now(),
+                device=str(device), steps_done=max(latest.step, start.step),
+            )  # fmt: skip
+        except NSTError as exc:
+            log.error("%s", exc)
+            if status == "completed":
+                raise
     return StylizeResult(
         run_dir=run_dir.root,
         final_image=run_dir.final,
@@ -337,13 +387,15 @@ def stylize(
     )
 
 
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
 def _shift_elapsed(loss_log: LossLog, offset: float) -> Callback:
     if not offset:
         return loss_log
 
     def shifted(event: Any) -> None:
-        from dataclasses import replace
-
         loss_log(replace(event, elapsed=event.elapsed + offset))
 
     return shifted

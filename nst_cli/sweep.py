@@ -205,7 +205,8 @@ def run_sweep(
         if run.state != "done":
             result = stylize(
                 run.config, callbacks=callbacks_for(i, run), should_stop=should_stop,
-                resume=run.state == "resume", allow_large=allow_large, cache=cache,
+                resume=run.state == "resume", overwrite=run.state == "new",
+                allow_large=allow_large, cache=cache,
             )  # fmt: skip
             run.state = "done" if result.status == "completed" else "resume"
         on_run_done(i, run, result)

@@ -175,3 +175,24 @@ def test_torchvision_weights_offline_is_one_clear_line(
     assert code == 2
     assert "could not download" in output and "model.weights=caffe" in output
     assert "Traceback" not in output
+
+
+def test_existing_run_folder_is_never_overwritten_silently(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "keep"
+    assert run_cli("stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--steps", "8")[0] == 0
+    before = (out / "final.png").read_bytes()
+    code, output = run_cli("stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--steps", "2")
+    assert code == 2 and "already holds a run" in output and "--overwrite" in output
+    assert (out / "final.png").read_bytes() == before
+    (out / "notes.txt").write_text("mine")
+    code, output = run_cli(
+        "stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--steps", "2", "--overwrite"
+    )
+    assert code == 0, output
+    assert sorted(p.name for p in (out / "frames").iterdir()) == [
+        "step_000000.png",
+        "step_000002.png",
+    ]
+    assert (out / "notes.txt").read_text() == "mine"  # only nst's own files are replaced
