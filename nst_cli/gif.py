@@ -27,7 +27,7 @@ TRANSPARENT = 255
 @dataclass(frozen=True)
 class Frame:
     path: Path
-    step: int | None  # None for final.png
+    step: int | None  # None for a final.png without nst metadata
     label: str
 
 
@@ -60,12 +60,25 @@ def collect_frames(source: Path) -> tuple[list[Frame], Path]:
     frames.sort(key=lambda f: f.step or 0)
     final = run_dir / "final.png"
     if final.is_file() and (not frames or final.stat().st_mtime > frames[-1].path.stat().st_mtime):
-        frames.append(Frame(final, None, "final"))
+        final_step = _stored_step(final)
+        if not frames or final_step is None or final_step != frames[-1].step:
+            label = "final" if final_step is None else f"step {final_step}"
+            frames.append(Frame(final, final_step, label))
     if not frames:
         raise ImageError(
             f"{frames_dir}: no frames found (expected step_NNNNNN.png files from nst stylize)"
         )
     return frames, run_dir
+
+
+def _stored_step(path: Path) -> int | None:
+    """The step nst recorded in a PNG's metadata (None for other PNGs)."""
+    try:
+        with Image.open(path) as image:
+            value = image.info.get("nst:step")
+    except OSError:
+        return None
+    return int(value) if value and str(value).isdigit() else None
 
 
 def _font(height: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -106,3 +106,18 @@ def test_unwritable_output(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "cannot write here" in result.output
     result = runner.invoke(app, ["gif", str(run), "-o", str(tmp_path / "a.avi")])
     assert result.exit_code == 2 and "unknown format" in result.output
+
+
+def test_final_identical_to_last_frame_is_not_repeated(tmp_path: Path) -> None:
+    from nst_cli.outputs import save_png
+
+    run = fake_run(tmp_path / "run", [0, 5, 10], final=False)
+    save_png(Image.new("RGB", (40, 30)), run / "final.png", {"nst:step": "10"})
+    later = time.time() + 5
+    os.utime(run / "final.png", (later, later))
+    frames, _ = collect_frames(run)
+    assert [f.step for f in frames] == [0, 5, 10]
+    save_png(Image.new("RGB", (40, 30)), run / "final.png", {"nst:step": "12"})
+    os.utime(run / "final.png", (later, later))
+    frames, _ = collect_frames(run)
+    assert [f.step for f in frames] == [0, 5, 10, 12] and frames[-1].label == "step 12"
