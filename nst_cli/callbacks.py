@@ -76,7 +76,9 @@ class LossLog:
         self._dirty = False
 
     def __call__(self, event: StepEvent) -> None:
-        self.rows = [r for r in self.rows if r["step"] < event.step]
+        if self.rows and self.rows[-1]["step"] >= event.step:
+            # A resumed run repeats the step it resumed from: keep one row per step.
+            self.rows = [r for r in self.rows if r["step"] < event.step]
         self.rows.append({"step": event.step, "elapsed_s": event.elapsed, **event.losses})
         self._dirty = True
         if event.is_final or event.step % self.flush_every == 0:

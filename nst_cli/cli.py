@@ -7,7 +7,6 @@ styled line and an exit code (2 = usage/config, 1 = runtime failure, 130 = inter
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -431,4 +430,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()
