@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from PIL import Image, ImageDraw
 
+from . import __version__
 from .config import (
     Config,
     ConfigError,
@@ -248,7 +249,12 @@ def write_reports(outcome: SweepOutcome, runs: Sequence[PlannedRun]) -> None:
     outcome.summary = root / "summary.csv"
     write_text(outcome.summary, buffer.getvalue())
     outcome.grid = root / "grid.png"
-    save_png(contact_sheet(runs, keys), outcome.grid)
+    provenance = {
+        "Software": f"nst {__version__}",
+        "nst:version": __version__,
+        "nst:sweep": yaml.safe_dump({run.name: run.values for run in runs}, sort_keys=False),
+    }
+    save_png(contact_sheet(runs, keys), outcome.grid, provenance)
     outcome.index = root / "index.html"
     write_text(outcome.index, index_html(outcome.rows, keys, root))
 
