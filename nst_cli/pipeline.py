@@ -367,6 +367,7 @@ def stylize(
             write_run_config(
                 run_dir, config, status=status, started=started_at, finished=_now(),
                 device=str(device), steps_done=max(latest.step, start.step),
+                losses={k: latest.losses[k] for k in ("total", "content", "style", "tv") if k in latest.losses},
             )  # fmt: skip
         except NSTError as exc:
             log.error("%s", exc)
