@@ -196,3 +196,11 @@ def test_existing_run_folder_is_never_overwritten_silently(
         "step_000002.png",
     ]
     assert (out / "notes.txt").read_text() == "mine"  # only nst's own files are replaced
+
+
+def test_debug_shows_the_traceback(tiny_config: Path) -> None:
+    from nst_cli.errors import ConfigError
+
+    result = runner.invoke(app, ["stylize", "-c", str(tiny_config), "--steps", "0", "--debug"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ConfigError)  # re-raised, so Python prints the traceback
