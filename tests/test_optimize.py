@@ -1,0 +1,101 @@
+"""The optimisation loop: events describe the image they carry, stop/resume are exact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nst_cli.errors import NonFiniteLossError
+from nst_cli.features import build_extractor
+from nst_cli.losses import StyleTransferLoss, gram_matrix
+from nst_cli.optimize import StepEvent, optimize
+
+
+@pytest.fixture(scope="module")
+def problem() -> tuple[object, StyleTransferLoss, torch.Tensor]:
+    torch.manual_seed(0)
+    extractor = build_extractor("random", ["relu1_1", "relu2_1"], seed=1)
+    content, style = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        content_feats = extractor(content, ["relu2_1"])
+        style_feats = extractor(style, ["relu1_1"])
+    loss = StyleTransferLoss(
+        content_feats,
+        {"relu1_1": gram_matrix(style_feats["relu1_1"])},
+        {"relu2_1": 1.0},
+        {"relu1_1": 1.0},
+        1.0,
+        1e4,
+    )
+    return extractor, loss, content
+
+
+@pytest.mark.parametrize(("name", "lr"), [("lbfgs", 1.0), ("adam", 0.05)])
+def test_each_event_reports_the_loss_of_its_own_image(problem, name: str, lr: float) -> None:
+    extractor, loss, content = problem
+    events: list[StepEvent] = []
+    snapshots: list[torch.Tensor] = []
+
+    def record(event: StepEvent) -> None:
+        events.append(event)
+        snapshots.append(event.image.clone())
+
+    result = optimize(content, extractor, loss, name, lr, 5, callbacks=[record])
+    assert [e.step for e in events] == [0, 1, 2, 3, 4, 5]
+    assert [e.is_final for e in events] == [False] * 5 + [True]
+    for event, image in zip(events, snapshots, strict=True):
+        with torch.no_grad():
+            expected = loss(extractor(image, loss.layers), image).total.item()
+        assert event.losses["total"] == pytest.approx(expected, rel=1e-4)
+    assert events[-1].losses["total"] < events[0].losses["total"]
+    assert result.step == 5 and result.steps_run == 5 and not result.interrupted
+    assert result.image.min() >= 0 and result.image.max() <= 1
+
+
+def test_stop_and_resume_with_optimizer_state_is_exact(problem) -> None:
+    extractor, loss, content = problem
+    straight = optimize(content, extractor, loss, "lbfgs", 1.0, 6)
+    saved: dict[int, dict] = {}
+
+    def keep_state(event: StepEvent) -> None:
+        saved[event.step] = {"image": event.image.clone(), "optimizer": event.optimizer_state()}
+
+    checks = iter(range(100))
+    first = optimize(
+        content,
+        extractor,
+        loss,
+        "lbfgs",
+        1.0,
+        6,
+        callbacks=[keep_state],
+        should_stop=lambda: next(checks) >= 3,
+    )
+    assert first.interrupted and first.step == 3
+    state = saved[3]
+    second = optimize(
+        state["image"],
+        extractor,
+        loss,
+        "lbfgs",
+        1.0,
+        6,
+        start_step=3,
+        optimizer_state=state["optimizer"],
+    )
+    assert second.step == 6 and second.steps_run == 3
+    assert torch.allclose(second.image, straight.image, atol=1e-6)
+
+
+def test_non_finite_loss_names_the_term(problem) -> None:
+    extractor, loss, content = problem
+    bad = StyleTransferLoss(
+        loss.content_targets,
+        loss.style_targets,
+        loss.content_layers,
+        loss.style_layers,
+        float("nan"),
+        1.0,
+    )
+    with pytest.raises(NonFiniteLossError, match="total loss became nan at step 0"):
+        optimize(content, extractor, bad, "adam", 0.01, 3)
