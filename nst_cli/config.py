@@ -144,6 +144,23 @@ class Config(_Strict):
     seed: int = 0
     device: str = "auto"
 
+    @field_validator("output")
+    @classmethod
+    def _output(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() in (
+            ".png",
+            ".jpg",
+            ".jpeg",
+            ".webp",
+            ".tif",
+            ".tiff",
+        ):
+            raise ValueError(
+                f"'{value}' looks like an image file, but output is the run folder (final.png "
+                f"goes inside it); use e.g. {value.with_suffix('')}"
+            )
+        return value
+
     @field_validator("style_scale")
     @classmethod
     def _style_scale(cls, value: float) -> float:

@@ -127,6 +127,7 @@ def test_save_every_larger_than_steps(tiny_config: Path, tmp_path: Path) -> None
         (["--set", "style_scale=0.05"], "Raise style_scale", 2),
         (["--device", "mps"], "mps (Apple GPU) is not available", 2),
         (["--set", "init=missing.png"], "neither content, noise, style nor an existing image", 2),
+        (["--output", "result.png"], "output is the run folder", 2),
         (["--style", "/nonexistent/style.png"], "file not found", 2),
     ],
 )
