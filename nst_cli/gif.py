@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from .errors import ImageError, OutputError
-from .images import resize_long_side, resize_to
+from .images import label_font, resize_long_side, resize_to
 from .outputs import write_bytes
 
 log = logging.getLogger("nst")
@@ -81,18 +81,11 @@ def _stored_step(path: Path) -> int | None:
     return int(value) if value and str(value).isdigit() else None
 
 
-def _font(height: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=max(10, height // 18))
-    except TypeError:  # Pillow < 10.1 has one fixed-size default font
-        return ImageFont.load_default()
-
-
 def _label(image: Image.Image, text: str) -> Image.Image:
     """Write `text` in the bottom-left corner on a dark box, readable on any image."""
     image = image.copy()
     draw = ImageDraw.Draw(image)
-    font = _font(image.height)
+    font = label_font(max(10, image.height // 18))
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     pad = max(2, image.height // 100)
     x, y = pad, image.height - (bottom - top) - 3 * pad

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFont, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
@@ -115,3 +115,11 @@ def to_pil(tensor: torch.Tensor) -> Image.Image:
     """Float tensor [1, 3, H, W] (any range) -> PIL RGB, clamped to [0, 1] and rounded."""
     array = tensor.detach().float().clamp(0, 1).squeeze(0).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray((array * 255.0 + 0.5).astype(np.uint8))
+
+
+def label_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled font at `size` px (no system fonts needed), for labels on images."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        return ImageFont.load_default()

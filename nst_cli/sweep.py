@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from . import __version__
 from .config import (
@@ -31,6 +31,7 @@ from .config import (
     read_sweep_section,
     resolve_config,
 )
+from .images import label_font
 from .outputs import RunDir, read_loss_rows, save_png, write_text
 from .pipeline import ModelCache, StylizeResult, require_inputs, stylize
 
@@ -274,8 +275,10 @@ def contact_sheet(runs: Sequence[PlannedRun], keys: Sequence[str], cell: int = 2
         final = RunDir(Path(run.config.output)).final
         if final.is_file():
             with Image.open(final) as image:
-                thumb = image.convert("RGB")
-                thumb.thumbnail((cell, cell))
+                # Scaled to fit the cell, up as well as down, so small runs stay visible.
+                thumb = ImageOps.contain(
+                    image.convert("RGB"), (cell, cell), Image.Resampling.LANCZOS
+                )
             sheet.paste(
                 thumb,
                 (x + (cell - thumb.width) // 2, y + label_height + (cell - thumb.height) // 2),
@@ -283,7 +286,7 @@ def contact_sheet(runs: Sequence[PlannedRun], keys: Sequence[str], cell: int = 2
         else:
             draw.text((x + 8, y + label_height + cell // 2), "not finished", fill=(200, 80, 80))
         text = ", ".join(f"{ALIASES.get(k, k)}={run.labels[k]}" for k in keys)
-        draw.text((x + 4, y + 4), text, fill=(235, 235, 235))
+        draw.text((x + 4, y + 3), text, fill=(235, 235, 235), font=label_font(14))
     return sheet
 
 
