@@ -142,7 +142,10 @@ def make_animation(
     images = _load_frames(frames, size, label)
     count = len(images)
     if duration is not None:
-        fps = count / duration
+        # --duration is the whole animation, the final hold included.
+        if duration <= hold_last:
+            raise ImageError(f"--duration {duration:g} must be longer than --hold-last {hold_last:g}")
+        fps = count / (duration - hold_last)
     images += [images[-1]] * round(hold_last * fps)
     suffix = output.suffix.lower()
     if suffix in VIDEO_SUFFIXES:

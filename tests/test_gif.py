@@ -55,6 +55,10 @@ def test_gif_written_with_frame_count_and_hold_last(tmp_path: Path) -> None:
     assert gif_frames(result.output) == 4 == result.frames
     held = make_animation(run, tmp_path / "held.gif", fps=10, hold_last=1.0)
     assert held.frames == 4 + 10
+    timed = make_animation(run, tmp_path / "timed.gif", duration=3.0, hold_last=1.0)
+    assert timed.frames == 4 + 2  # 4 frames in 2 s -> 2 fps, then 1 s of hold
+    with pytest.raises(ImageError, match="longer than --hold-last"):
+        make_animation(run, tmp_path / "bad.gif", duration=1.0, hold_last=1.0)
 
 
 def test_cli_gif_size_label_and_mp4(tmp_path: Path) -> None:
