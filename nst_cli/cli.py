@@ -105,6 +105,14 @@ SetOpt = Annotated[
         metavar="KEY.PATH=VALUE",
     ),
 ]
+ContentOpt = Annotated[Path | None, typer.Option(help="Content image (the photo).")]
+StyleOpt = Annotated[Path | None, typer.Option(help="Style image (the painting).")]
+ResolutionOpt = Annotated[int | None, typer.Option(help="Long side of the output, px.")]
+StepsOpt = Annotated[int | None, typer.Option(help="Optimisation steps.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+AllowLargeOpt = Annotated[
+    bool, typer.Option("--allow-large", help="Accept images over the 100-megapixel limit.")
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks (for bug reports).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 
@@ -133,17 +141,17 @@ def _flag_overrides(**flags: Any) -> dict[str, Any]:
 @app.command()
 def stylize(
     config: ConfigOpt = None,
-    content: Annotated[Path | None, typer.Option(help="Content image (the photo).")] = None,
-    style: Annotated[Path | None, typer.Option(help="Style image (the painting).")] = None,
+    content: ContentOpt = None,
+    style: StyleOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder.")] = None,
-    resolution: Annotated[int | None, typer.Option(help="Long side of the output, px.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Optimisation steps.")] = None,
+    resolution: ResolutionOpt = None,
+    steps: StepsOpt = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
     style_weight: Annotated[float | None, typer.Option(help="β, the style loss weight.")] = None,
     content_weight: Annotated[
         float | None, typer.Option(help="α, the content loss weight.")
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    device: DeviceOpt = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     set_: SetOpt = None,
     resume: Annotated[
@@ -156,9 +164,7 @@ def stylize(
     print_config: Annotated[
         bool, typer.Option("--print-config", help="Print the resolved config as YAML and exit.")
     ] = False,
-    allow_large: Annotated[
-        bool, typer.Option("--allow-large", help="Accept images over the 100-megapixel limit.")
-    ] = False,
+    allow_large: AllowLargeOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -269,19 +275,17 @@ def sweep(
             metavar="KEY.PATH=V1,V2",
         ),
     ] = None,
-    content: Annotated[Path | None, typer.Option(help="Content image.")] = None,
-    style: Annotated[Path | None, typer.Option(help="Style image.")] = None,
+    content: ContentOpt = None,
+    style: StyleOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Sweep folder.")] = None,
-    resolution: Annotated[int | None, typer.Option(help="Long side of the output, px.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Optimisation steps per run.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    resolution: ResolutionOpt = None,
+    steps: StepsOpt = None,
+    device: DeviceOpt = None,
     set_: SetOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List the planned runs and exit.")
     ] = False,
-    allow_large: Annotated[
-        bool, typer.Option("--allow-large", help="Accept images over 100 MP.")
-    ] = False,
+    allow_large: AllowLargeOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:

@@ -279,12 +279,6 @@ def build_extractor(
     return FeatureExtractor(truncated, Preprocess(preprocessing), source=weights)
 
 
-def describe_layers(layer_weights: Mapping[str, float]) -> str:
-    """Short human form of a layer map, e.g. 'relu1_1, relu2_1 (x0.5)'."""
-    parts = [n if w == 1 else f"{n} (x{w:g})" for n, w in layer_weights.items()]
-    return ", ".join(parts)
-
-
 __all__ = [
     "LAYER_NAMES",
     "FeatureExtractor",

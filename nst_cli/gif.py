@@ -144,7 +144,9 @@ def make_animation(
     if duration is not None:
         # --duration is the whole animation, the final hold included.
         if duration <= hold_last:
-            raise ImageError(f"--duration {duration:g} must be longer than --hold-last {hold_last:g}")
+            raise ImageError(
+                f"--duration {duration:g} must be longer than --hold-last {hold_last:g}"
+            )
         fps = count / (duration - hold_last)
     images += [images[-1]] * round(hold_last * fps)
     suffix = output.suffix.lower()

@@ -11,7 +11,7 @@ import csv
 import io
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -84,12 +84,6 @@ def save_png(image: Image.Image, path: Path, text: Mapping[str, str] | None = No
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info, compress_level=6)
     write_bytes(path, buffer.getvalue())
-
-
-def save_with(path: Path, writer: Callable[[IO[bytes]], None]) -> None:
-    """Atomically write a binary file produced by `writer(file)`."""
-    with atomic_open(path, "wb") as fh:
-        writer(fh)
 
 
 def frame_name(step: int) -> str:
