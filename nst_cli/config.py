@@ -180,6 +180,13 @@ class Config(_Strict):
             raise ValueError("use content, noise, style or an image path")
         return value
 
+    @property
+    def output_dir(self) -> Path:
+        """The run folder (resolve_config always fills in a default)."""
+        if self.output is None:
+            raise ConfigError("output: no run folder set; pass --output")
+        return Path(self.output)
+
     def to_yaml_dict(self) -> dict[str, Any]:
         """Plain, YAML-safe dict of every setting (defaults filled in)."""
         return self.model_dump(mode="json")
@@ -314,8 +321,9 @@ def _resolve_relative(data: dict[str, Any], base: Path) -> None:
 
     def rebase(node: dict[str, Any], key: str, keywords: tuple[str, ...]) -> None:
         value = node.get(key)
-        relative = isinstance(value, str) and value and not Path(value).expanduser().is_absolute()
-        if relative and value not in keywords:
+        if not isinstance(value, str) or not value or value in keywords:
+            return
+        if not Path(value).expanduser().is_absolute():
             node[key] = str(base / value)
 
     rebase(data, "content", ())

@@ -68,6 +68,9 @@ def downsampling_factor(names: Iterable[str]) -> int:
 class Preprocess(nn.Module):
     """Maps an RGB image in [0, 1] to the input convention the weights were trained with."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, convention: str) -> None:
         super().__init__()
         self.convention = convention

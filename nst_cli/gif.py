@@ -114,7 +114,7 @@ def _load_frames(frames: list[Frame], size: int | None, label: bool) -> list[Ima
             image = resize_to(image, first_size)
             resized += 1
         images.append(_label(image, frame.label) if label else image)
-    if resized:
+    if resized and first_size is not None:
         log.warning(
             "%d frame(s) differ in size from the first; resized to %d×%d", resized, *first_size
         )
@@ -178,7 +178,7 @@ def _write_gif(images: list[Image.Image], output: Path, fps: float, loop: int) -
             shown[indices == previous] = TRANSPARENT
         previous = indices
         frame = Image.fromarray(shown.astype(np.uint8), mode="P")
-        frame.putpalette(palette.getpalette())
+        frame.putpalette(palette.getpalette() or [])
         frames.append(frame)
     buffer = io.BytesIO()
     frames[0].save(

@@ -43,8 +43,8 @@ def load_image(path: Path, role: str, allow_large: bool = False) -> Image.Image:
                 log.warning("%s image %s has %d frames; using the first", role, path, frames)
             image.seek(0)
             image.load()
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image, path, role)
+            upright = ImageOps.exif_transpose(image)
+            return _to_rgb(upright, path, role)
     except ImageError:
         raise
     except UnidentifiedImageError:

@@ -142,7 +142,7 @@ def optimize(
             interrupted = stop
             break
         cached.append(terms.total)
-        optimizer.step(closure)
+        optimizer.step(closure)  # type: ignore[arg-type]  # LBFGS and Adam accept a tensor
         cached.clear()
         with torch.no_grad():
             # Keep pixels displayable; a projection after each update (as most tools do).

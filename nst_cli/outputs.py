@@ -41,9 +41,12 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     except OSError as exc:
         raise OutputError(f"{path.parent}: cannot write here ({_describe(exc)})") from None
     try:
-        with os.fdopen(
-            fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})
-        ) as fh:
+        binary = "b" in mode
+        with (
+            os.fdopen(fd, mode)
+            if binary
+            else os.fdopen(fd, mode, encoding="utf-8", newline="") as fh
+        ):
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -126,6 +126,7 @@ def prepare_images(config: Config, allow_large: bool = False) -> tuple[torch.Ten
     """Content at `resolution` (long side), style at resolution × style_scale; aspect kept."""
     require_inputs(config)
     layers = [*config.layers.content, *config.layers.style]
+    assert config.content is not None and config.style is not None  # checked just above
     content = load_image(config.content, "content", allow_large)
     if max(content.size) < config.resolution / 2:
         log.warning(
@@ -295,11 +296,10 @@ def stylize(
     """Run one stylisation and write its run folder; returns where things are and the losses."""
     if not isinstance(config, Config):
         config = resolve_config(config)
-    assert config.output is not None
     setup_started = time.perf_counter()
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
-    run_dir = RunDir(Path(config.output))
+    run_dir = RunDir(config.output_dir)
     _check_run_folder(run_dir, resume, overwrite)
     cache = cache or ModelCache()
 

@@ -71,7 +71,9 @@ class SweepOutcome:
 
 def split_values(text: str) -> list[str]:
     """Split 'a,b,{x: 1, y: 2}' on top-level commas only."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         if char in "[{(":
             depth += 1
@@ -170,7 +172,7 @@ def _state(config: Config) -> str:
     """done if this folder already holds a completed run of the same resolved config."""
     from .pipeline import _config_for_file
 
-    run_dir = RunDir(Path(config.output))
+    run_dir = RunDir(config.output_dir)
     if not run_dir.config.is_file():
         return "new"
     try:
@@ -219,7 +221,7 @@ def run_sweep(
 
 def summary_row(run: PlannedRun) -> dict[str, Any]:
     """Swept values, final losses, seconds and where the image is."""
-    run_dir = RunDir(Path(run.config.output))
+    run_dir = RunDir(run.config.output_dir)
     rows = read_loss_rows(run_dir.losses)
     last = rows[-1] if rows else {}
     status = "missing"
@@ -272,7 +274,7 @@ def contact_sheet(runs: Sequence[PlannedRun], keys: Sequence[str], cell: int = 2
     for index, run in enumerate(runs):
         row, column = divmod(index, columns)
         x, y = column * cell, row * (cell + label_height)
-        final = RunDir(Path(run.config.output)).final
+        final = RunDir(run.config.output_dir).final
         if final.is_file():
             with Image.open(final) as image:
                 # Scaled to fit the cell, up as well as down, so small runs stay visible.
