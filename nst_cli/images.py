@@ -72,15 +72,13 @@ def _to_rgb(image: Image.Image, path: Path, role: str) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         log.warning("%s image %s has transparency; composited on white", role, path)
         return Image.alpha_composite(background, rgba).convert("RGB")
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit greyscale: scale to 8 bits instead of clipping at 255.
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16-bit / 32-bit greyscale: scale to 8 bits instead of clipping at 255.
         array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if array.max() > 255 else 255.0
-        grey = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(grey).convert("RGB")
-    if mode == "F":
-        array = np.asarray(image, dtype=np.float64)
-        peak = 1.0 if array.max() <= 1.0 else 255.0
+        if mode == "F":
+            peak = 1.0 if array.max() <= 1.0 else 255.0
+        else:
+            peak = 65535.0 if array.max() > 255 else 255.0
         grey = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(grey).convert("RGB")
     if mode != "RGB":

@@ -169,11 +169,12 @@ def png_metadata(config: Config) -> dict[str, str]:
     return {
         "Software": f"nst {__version__}",
         "nst:version": __version__,
-        "nst:config": dump_yaml(_config_for_file(config)),
+        "nst:config": dump_yaml(run_config_dict(config)),
     }
 
 
-def _config_for_file(config: Config) -> dict[str, Any]:
+def run_config_dict(config: Config) -> dict[str, Any]:
+    """The config as saved in config.yaml and PNG metadata (absolute image paths)."""
     data = config.to_yaml_dict()
     # Absolute image paths, so the saved config re-runs from any working directory.
     for key in ("content", "style"):
@@ -186,7 +187,7 @@ def _config_for_file(config: Config) -> dict[str, Any]:
 
 def write_run_config(run_dir: RunDir, config: Config, **run: Any) -> None:
     """config.yaml: the resolved config plus a `run:` section the loader ignores."""
-    data = _config_for_file(config)
+    data = run_config_dict(config)
     data["run"] = {"nst_version": __version__, **run}
     write_text(run_dir.config, dump_yaml(data))
 

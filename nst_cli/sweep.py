@@ -33,7 +33,7 @@ from .config import (
 )
 from .images import label_font
 from .outputs import RunDir, read_loss_rows, save_png, write_text
-from .pipeline import ModelCache, StylizeResult, require_inputs, stylize
+from .pipeline import ModelCache, StylizeResult, require_inputs, run_config_dict, stylize
 
 #: Short folder names for the most swept keys.
 ALIASES = {
@@ -170,8 +170,6 @@ def plan_sweep(
 
 def _state(config: Config) -> str:
     """done if this folder already holds a completed run of the same resolved config."""
-    from .pipeline import _config_for_file
-
     run_dir = RunDir(config.output_dir)
     if not run_dir.config.is_file():
         return "new"
@@ -182,7 +180,7 @@ def _state(config: Config) -> str:
     if not isinstance(saved, dict):
         return "new"
     run = saved.pop("run", {}) or {}
-    if saved != _config_for_file(config):
+    if saved != run_config_dict(config):
         return "new"
     if run.get("status") == "completed" and run_dir.final.is_file():
         return "done"
