@@ -195,9 +195,83 @@ def draw_fluid(size: int = 512, seed: int = 7) -> Image.Image:
     return Image.fromarray(colours.astype(np.uint8)).filter(ImageFilter.SMOOTH_MORE)
 
 
+def draw_swirls(size: int = 512, seed: int = 11) -> Image.Image:
+    """Large swirling brushwork (night-sky style): noise smeared along a field of vortices.
+
+    A line-integral convolution: each pixel averages noise along the streamline through it,
+    so the texture follows big spirals, the large-scale structure a style loss must carry.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(float)
+    vy, vx = np.zeros_like(yy), np.zeros_like(xx)
+    centres = rng.uniform(0.1, 0.9, size=(7, 2)) * size
+    for (cy, cx), spin in zip(centres, rng.choice([-1.0, 1.0], size=7), strict=True):
+        dy, dx = yy - cy, xx - cx
+        falloff = np.exp(-(dy**2 + dx**2) / (2 * (size * 0.16) ** 2))
+        vy += spin * dx * falloff
+        vx -= spin * dy * falloff
+    vx += 0.25 * size * 0.05 * (_fbm((size, size), rng, octaves=3, base=2) - 0.3)
+    norm = np.hypot(vy, vx) + 1e-6
+    vy, vx = vy / norm, vx / norm
+    # Streaky noise: elongated specks give visible brush marks once smeared.
+    noise = (rng.random((size, size)) > 0.82).astype(float)
+    total = np.zeros_like(yy)
+    for direction in (1.0, -1.0):
+        py, px = yy.copy(), xx.copy()
+        for _ in range(14):
+            iy, ix = np.clip(py, 0, size - 1).astype(int), np.clip(px, 0, size - 1).astype(int)
+            total += noise[iy, ix]
+            py += direction * 1.5 * vy[iy, ix]
+            px += direction * 1.5 * vx[iy, ix]
+    streaks = total / 28.0
+    value = 0.55 * _fbm((size, size), rng, octaves=4, base=2) + 0.45 * streaks / streaks.max()
+    # Equalise, so every colour of the palette (yellow moons included) covers its share.
+    value = np.argsort(np.argsort(value.ravel())).reshape(value.shape) / value.size
+    palette = np.array(
+        [(10, 22, 60), (24, 52, 120), (46, 96, 170), (110, 160, 200), (235, 215, 110),
+         (250, 240, 190)],
+        dtype=float,
+    )
+    position = value * (len(palette) - 1)
+    index = np.minimum(position.astype(int), len(palette) - 2)
+    t = (position - index)[..., None]
+    colours = palette[index] * (1 - t) + palette[index + 1] * t
+    return Image.fromarray(np.clip(colours, 0, 255).astype(np.uint8))
+
+
+def draw_strokes(size: tuple[int, int] = (640, 480), seed: int = 5) -> Image.Image:
+    """Bold expressionist brushwork: big flat strokes with bristle streaks, few strong colours."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    palette = [
+        (200, 40, 30), (240, 140, 20), (250, 210, 60), (30, 60, 140), (20, 130, 120),
+        (240, 235, 220), (25, 20, 25),
+    ]
+    image = Image.new("RGB", size, (230, 200, 150))
+    draw = ImageDraw.Draw(image)
+    for _ in range(420):
+        length = rng.uniform(0.08, 0.3) * width
+        thickness = rng.uniform(0.02, 0.06) * width
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        angle = rng.normal(0.6 if cy < height / 2 else -0.4, 0.5)
+        colour = np.array(palette[rng.integers(len(palette))], dtype=float)
+        ux, uy = np.cos(angle), np.sin(angle)
+        nx, ny = -uy, ux
+        # Bristles: parallel lines across the stroke's width, each a slightly other shade.
+        for offset in np.linspace(-thickness / 2, thickness / 2, max(3, int(thickness / 2))):
+            shade = np.clip(colour * rng.uniform(0.8, 1.15) + rng.normal(0, 8, 3), 0, 255)
+            start = length * rng.uniform(0.0, 0.12)
+            x0, y0 = cx + nx * offset - ux * (length / 2 - start), cy + ny * offset - uy * (length / 2 - start)
+            x1, y1 = cx + nx * offset + ux * length / 2, cy + ny * offset + uy * length / 2
+            draw.line([(x0, y0), (x1, y1)], fill=tuple(int(c) for c in shade), width=3)
+    return image.filter(ImageFilter.SMOOTH)
+
+
 def main() -> None:
     draw_car().save(HERE / "car.png", optimize=True)
     draw_fluid().save(HERE / "fluid.png", optimize=True)
+    draw_swirls().save(HERE / "swirls.png", optimize=True)
+    draw_strokes().save(HERE / "strokes.png", optimize=True)
 
 
 if __name__ == "__main__":
