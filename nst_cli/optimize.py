@@ -17,8 +17,10 @@ from typing import Any, Protocol
 
 import torch
 
+from .config import Stage
 from .errors import NonFiniteLossError
 from .features import FeatureExtractor
+from .lbfgs import ProjectedLBFGS
 from .losses import LossTerms, StyleTransferLoss
 
 
@@ -33,6 +35,8 @@ class StepEvent:
     elapsed: float
     is_final: bool = False
     optimizer_state: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
+    #: Which scale of a coarse-to-fine run this image is at (a one-scale run has one).
+    stage: Stage | None = None
 
 
 @dataclass
@@ -52,14 +56,10 @@ class Callback(Protocol):
 
 
 def make_optimizer(name: str, params: Sequence[torch.Tensor], lr: float) -> torch.optim.Optimizer:
-    """L-BFGS stepped one iteration at a time (so every step can be reported), or Adam."""
+    """Projected L-BFGS, one evaluation per step (so every step can be reported), or Adam."""
     if name == "lbfgs":
-        # No line search: one function evaluation per step keeps steps equal in cost and
-        # makes it/s meaningful; the tolerances are disabled so the step count is the user's.
         # A 20-pair history keeps checkpoints (which hold it, for exact resume) small.
-        return torch.optim.LBFGS(
-            params, lr=lr, max_iter=1, history_size=20, tolerance_grad=-1, tolerance_change=-1
-        )
+        return ProjectedLBFGS(params, lr=lr, history_size=20)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
     raise ValueError(f"unknown optimizer {name!r}")
@@ -87,8 +87,15 @@ def optimize(
     optimizer_state: Mapping[str, Any] | None = None,
     callbacks: Sequence[Callback] = (),
     should_stop: Callable[[], bool] = lambda: False,
+    stage: Stage | None = None,
+    report_last: bool = True,
+    total_steps: int | None = None,
 ) -> OptimizeResult:
-    """Optimise `image` (RGB in [0, 1]) from `start_step` until `steps`, emitting a StepEvent per state."""
+    """Optimise `image` (RGB in [0, 1]) from `start_step` until `steps`, emitting a StepEvent per state.
+
+    With `report_last=False` (a coarse scale of a multi-scale run) the loop ends after the
+    last update without evaluating it: the next scale reports that step, upsampled.
+    """
     pixels = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     optimizer = make_optimizer(optimizer_name, [pixels], lr)
     if optimizer_state is not None:
@@ -113,12 +120,13 @@ def optimize(
     def emit(step: int, losses: dict[str, float], is_final: bool) -> None:
         event = StepEvent(
             step=step,
-            total_steps=steps,
+            total_steps=total_steps or steps,
             losses=losses,
             image=pixels.detach(),
             elapsed=time.perf_counter() - started,
             is_final=is_final,
             optimizer_state=optimizer.state_dict,
+            stage=stage,
         )
         for callback in callbacks:
             callback(event)
@@ -128,6 +136,8 @@ def optimize(
     interrupted = False
     losses: dict[str, float] = {}
     while True:
+        if step >= steps and not report_last:
+            break
         if step < steps:
             terms = evaluate()
         else:
@@ -144,9 +154,11 @@ def optimize(
         cached.append(terms.total)
         optimizer.step(closure)  # type: ignore[arg-type]  # LBFGS and Adam accept a tensor
         cached.clear()
-        with torch.no_grad():
-            # Keep pixels displayable; a projection after each update (as most tools do).
-            pixels.clamp_(0.0, 1.0)
+        if not isinstance(optimizer, ProjectedLBFGS):
+            with torch.no_grad():
+                # Adam: projected gradient descent, pixels back into the displayable range.
+                # (Projected L-BFGS keeps them in range itself, and records the real step.)
+                pixels.clamp_(0.0, 1.0)
         step += 1
     return OptimizeResult(
         image=pixels.detach(),

@@ -24,7 +24,8 @@ FRAME_DIGITS = 6
 # mkstemp creates files readable by the owner only; outputs should get the usual permissions.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-LOSS_COLUMNS = ("step", "elapsed_s", "total", "content", "style", "tv")
+#: losses.csv columns; `scale` is the long side (px) the step ran at in a coarse-to-fine run.
+LOSS_COLUMNS = ("step", "scale", "elapsed_s", "total", "content", "style", "tv")
 
 
 def _describe(exc: OSError) -> str:

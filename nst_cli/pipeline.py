@@ -16,16 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from . import __version__
-from .callbacks import Checkpointer, FrameSaver, LatestImage, LossLog
-from .config import Config, dump_yaml, resolve_config
+from .callbacks import Checkpointer, FrameSaver, LatestImage, LossLog, output_pil
+from .config import Config, Stage, dump_yaml, resolve_config
 from .devices import resolve_device
 from .errors import ConfigError, NSTError, WeightsError
-from .features import FeatureExtractor, build_extractor, downsampling_factor, layer_index
-from .images import load_image, resize_long_side, resize_to, to_pil, to_tensor
-from .losses import StyleTransferLoss, style_targets
-from .optimize import Callback, optimize
+from .features import FeatureExtractor, build_extractor
+from .images import load_image, resize_long_side, resize_to, to_pil, to_tensor, upsample
+from .layers import downsampling_factor, layer_index
+from .losses import StyleTransferLoss, style_norms, style_targets
+from .optimize import Callback, OptimizeResult, optimize
 from .outputs import RunDir, read_loss_rows, save_png, write_text
 
 log = logging.getLogger("nst")
@@ -87,12 +89,13 @@ class ModelCache:
         style: torch.Tensor,
         key: tuple[Any, ...],
         layers: dict[str, float],
+        form: str = "mean",
     ) -> dict[str, torch.Tensor]:
-        full_key = (id(extractor), key, tuple(layers))
+        full_key = (id(extractor), key, tuple(layers), form)
         cached = self._targets.get(full_key)
         if cached is None:
             with torch.no_grad():
-                cached = style_targets(extractor(style, layers), layers)
+                cached = style_targets(extractor(style, layers), layers, form)
             self._targets[full_key] = cached
         return cached
 
@@ -122,10 +125,17 @@ def require_inputs(config: Config) -> None:
             raise ConfigError(f"{role} image {path}: file not found")
 
 
-def prepare_images(config: Config, allow_large: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Content at `resolution` (long side), style at resolution × style_scale; aspect kept."""
+@dataclass(frozen=True)
+class Inputs:
+    """The decoded content and style images at their own size, resized per scale on demand."""
+
+    content: Image.Image
+    style: Image.Image
+
+
+def load_inputs(config: Config, allow_large: bool = False) -> Inputs:
+    """Decode both images once and check that every scale of the run is big enough."""
     require_inputs(config)
-    layers = [*config.layers.content, *config.layers.style]
     assert config.content is not None and config.style is not None  # checked just above
     content = load_image(config.content, "content", allow_large)
     if max(content.size) < config.resolution / 2:
@@ -136,12 +146,34 @@ def prepare_images(config: Config, allow_large: bool = False) -> tuple[torch.Ten
             *content.size,
             config.resolution,
         )
-    content = resize_long_side(content, config.resolution)
-    _check_size(content.size, layers, "content", "resolution")
-    style = load_image(config.style, "style", allow_large)
-    style = resize_long_side(style, max(1, round(config.resolution * config.style_scale)))
-    _check_size(style.size, list(config.layers.style), "style", "style_scale")
+    inputs = Inputs(content, load_image(config.style, "style", allow_large))
+    # The smallest scale is the one that can be too small for the deepest layer.
+    smallest = config.scale_sizes()[0]
+    key = "resolution" if smallest == config.resolution else "scales"
+    layers = [*config.layers.content, *config.layers.style]
+    content_size = resize_long_side(inputs.content, smallest).size
+    _check_size(content_size, layers, "content", key)
+    _check_size(_style_size(config, inputs, smallest), list(config.layers.style), "style", "style_scale")
+    return inputs
+
+
+def _style_size(config: Config, inputs: Inputs, size: int) -> tuple[int, int]:
+    if config.style_resize == "content_shape":
+        return resize_long_side(inputs.content, size).size
+    return resize_long_side(inputs.style, max(1, round(size * config.style_scale))).size
+
+
+def images_at(config: Config, inputs: Inputs, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Content with long side `size`; style at size × style_scale (aspect kept) or squashed to
+    the content's shape (`style_resize: content_shape`)."""
+    content = resize_long_side(inputs.content, size)
+    style = resize_to(inputs.style, _style_size(config, inputs, size))
     return to_tensor(content), to_tensor(style)
+
+
+def prepare_images(config: Config, allow_large: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Content and style tensors at the final resolution."""
+    return images_at(config, load_inputs(config, allow_large), config.resolution)
 
 
 def initial_image(
@@ -210,6 +242,7 @@ def _load_checkpoint(run_dir: RunDir) -> dict[str, Any] | None:
 class _StartingPoint:
     image: torch.Tensor
     step: int = 0
+    stage: int = 0
     optimizer_state: dict[str, Any] | None = None
     elapsed: float = 0.0
     rows: list[dict[str, float]] = field(default_factory=list)
@@ -226,62 +259,145 @@ def _check_run_folder(run_dir: RunDir, resume: bool, overwrite: bool) -> None:
     )
 
 
-def _build_loss(
+def build_loss(
     config: Config,
     extractor: FeatureExtractor,
     content: torch.Tensor,
     style: torch.Tensor,
     cache: ModelCache,
+    size: int,
 ) -> StyleTransferLoss:
-    """Targets are computed once: content features, and the style Grams (cached across runs)."""
+    """Targets are computed once per scale: content features, and the style Grams (cached
+    across runs)."""
     with torch.no_grad():
         content_targets = (
             {k: v.detach() for k, v in extractor(content, config.layers.content).items()}
             if config.layers.content
             else {}
         )
-    style_key = (str(config.style), config.resolution, config.style_scale)
+    style_key = (str(config.style), size, config.style_scale, config.style_resize, content.shape)
+    targets = cache.style_targets(extractor, style, style_key, config.layers.style, config.loss.gram)
+    with torch.no_grad():
+        # Each normalised style term is measured against how far the content's own Gram is
+        # from the style's at this scale (see losses.style_norms).
+        norms = (
+            style_norms(extractor(content, config.layers.style), targets, config.loss.gram)
+            if config.loss.normalize
+            else None
+        )
     return StyleTransferLoss(
         content_targets,
-        cache.style_targets(extractor, style, style_key, config.layers.style),
+        targets,
         config.layers.content,
         config.layers.style,
         config.weights.content,
         config.weights.style,
         config.weights.tv,
+        normalize=config.loss.normalize,
+        gram_form=config.loss.gram,
+        style_norms=norms,
     )
 
 
 def _starting_point(
-    config: Config,
-    run_dir: RunDir,
-    content: torch.Tensor,
-    style: torch.Tensor,
-    resume: bool,
-    allow_large: bool,
+    config: Config, run_dir: RunDir, inputs: Inputs, resume: bool, allow_large: bool
 ) -> _StartingPoint:
-    """The checkpoint of a resumed run, or the configured initial image."""
+    """The checkpoint of a resumed run, or the configured initial image at the first scale."""
     checkpoint = _load_checkpoint(run_dir) if resume else None
+    stages = config.schedule()
     if checkpoint is None:
         if resume:
             log.warning("no checkpoint in %s; starting from step 0", run_dir.root)
+        content, style = images_at(config, inputs, stages[0].size)
         return _StartingPoint(initial_image(config, content, style, allow_large))
+    step = int(checkpoint["step"])
+    if step > config.total_steps:
+        raise ConfigError(
+            f"--resume {run_dir.root}: the run already did {step} steps; steps must be at least "
+            f"{step} (pass --steps {step} or more)"
+        )
+    index = min(int(checkpoint.get("stage", 0)), len(stages) - 1)
     image = checkpoint["image"]
-    if tuple(image.shape) != tuple(content.shape):
+    expected = resize_long_side(inputs.content, stages[index].size).size
+    if tuple(image.shape[-2:]) != (expected[1], expected[0]):
         raise ConfigError(
             f"--resume {run_dir.root}: the checkpoint image is {image.shape[-1]}×{image.shape[-2]} "
-            f"but this config gives {content.shape[-1]}×{content.shape[-2]}; keep resolution "
-            "and content unchanged"
+            f"but this config gives {expected[0]}×{expected[1]} at that scale; keep resolution, "
+            "scales and content unchanged"
         )
-    step = min(int(checkpoint["step"]), config.steps)
     log.info("resuming %s from step %d", run_dir.root, step)
     return _StartingPoint(
         image=image,
         step=step,
+        stage=index,
         optimizer_state=checkpoint.get("optimizer"),
         elapsed=float(checkpoint.get("elapsed", 0.0)),
         rows=[r for r in read_loss_rows(run_dir.losses) if r["step"] < step],
     )
+
+
+def _run_scales(
+    config: Config,
+    inputs: Inputs,
+    extractor: FeatureExtractor,
+    device: torch.device,
+    cache: ModelCache,
+    start: _StartingPoint,
+    callbacks: Sequence[Callback],
+    should_stop: Callable[[], bool],
+) -> OptimizeResult:
+    """Coarse to fine: each scale starts from the previous one's result, upsampled."""
+    image, step, optimizer_state = start.image.to(device), start.step, start.optimizer_state
+    seconds, steps_run = 0.0, 0
+    result: OptimizeResult | None = None
+    for stage in config.schedule()[start.stage :]:
+        content, style = (t.to(device) for t in images_at(config, inputs, stage.size))
+        if image.shape != content.shape:
+            image = upsample(image, content.shape[-2:])
+            optimizer_state = None  # the curvature history belongs to the other size
+        loss_fn = build_loss(config, extractor, content, style, cache, stage.size)
+        result = optimize(
+            image,
+            extractor,
+            loss_fn,
+            config.optimizer.name,
+            config.optimizer.effective_lr,
+            config.total_steps if stage.is_last else max(stage.end, step),
+            start_step=step,
+            optimizer_state=optimizer_state,
+            callbacks=callbacks,
+            should_stop=should_stop,
+            stage=stage,
+            report_last=stage.is_last,
+            total_steps=config.total_steps,
+        )
+        image, step, optimizer_state = result.image, result.step, None
+        seconds += result.seconds
+        steps_run += result.steps_run
+        if result.interrupted:
+            break
+    assert result is not None  # a schedule has at least one stage
+    return replace(result, seconds=seconds, steps_run=steps_run)
+
+
+@dataclass
+class _Recorder:
+    """The callbacks that keep the run folder up to date, and the newest good image."""
+
+    latest: LatestImage
+    frames: FrameSaver
+    loss_log: LossLog
+    checkpointer: Checkpointer
+    offset: float
+
+    def callbacks(self) -> list[Callback]:
+        # elapsed_s in losses.csv continues across resumes
+        return [
+            self.latest,
+            self.frames,
+            _shift_elapsed(self.loss_log, self.offset),
+            self.checkpointer,
+        ]
 
 
 def stylize(
@@ -304,67 +420,53 @@ def stylize(
     _check_run_folder(run_dir, resume, overwrite)
     cache = cache or ModelCache()
 
-    content, style = prepare_images(config, allow_large)
+    inputs = load_inputs(config, allow_large)
     layers = list(dict.fromkeys([*config.layers.content, *config.layers.style]))
     extractor = cache.extractor(config, layers, device)
     if config.model.weights == "random":
         log.warning("model.weights=random: the network is untrained; results show no real style")
-    start = _starting_point(config, run_dir, content, style, resume, allow_large)
-    loss_fn = _build_loss(config, extractor, content.to(device), style.to(device), cache)
+    start = _starting_point(config, run_dir, inputs, resume, allow_large)
 
     if overwrite and not resume:
         run_dir.clear()  # only now, once the new run's inputs have all been checked
     run_dir.create()
     started_at = _now()
     write_run_config(
-        run_dir,
-        config,
-        status="running",
-        started=started_at,
-        device=str(device),
+        run_dir, config, status="running", started=started_at, device=str(device),
         steps_done=start.step,
-    )
+    )  # fmt: skip
     text = png_metadata(config)
-    latest = LatestImage()
-    frames = FrameSaver(run_dir, config.save_every, text)
-    loss_log = LossLog(run_dir.losses, config.save_every, start.rows)
-    checkpointer = Checkpointer(run_dir, config.save_every, start.elapsed)
+    output_size = resize_long_side(inputs.content, config.resolution).size
+    recorder = _Recorder(
+        latest=LatestImage(),
+        frames=FrameSaver(run_dir, config.save_every, text, output_size),
+        loss_log=LossLog(run_dir.losses, config.save_every, start.rows),
+        checkpointer=Checkpointer(run_dir, config.save_every, start.elapsed),
+        offset=start.elapsed,
+    )
     setup_seconds = time.perf_counter() - setup_started
 
     status = "failed"
     final_saved = False
     try:
-        result = optimize(
-            start.image.to(device),
-            extractor,
-            loss_fn,
-            config.optimizer.name,
-            config.optimizer.effective_lr,
-            config.steps,
-            start_step=start.step,
-            optimizer_state=start.optimizer_state,
-            # elapsed_s in losses.csv continues across resumes
-            callbacks=[
-                latest,
-                frames,
-                _shift_elapsed(loss_log, start.elapsed),
-                checkpointer,
-                *callbacks,
-            ],
-            should_stop=should_stop,
-        )
+        result = _run_scales(
+            config, inputs, extractor, device, cache, start,
+            [*recorder.callbacks(), *callbacks], should_stop,
+        )  # fmt: skip
         status = "interrupted" if result.interrupted else "completed"
-        save_png(to_pil(result.image), run_dir.final, {**text, "nst:step": str(result.step)})
+        final = output_pil(result.image, output_size)
+        save_png(final, run_dir.final, {**text, "nst:step": str(result.step)})
         final_saved = True
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
         # Bookkeeping on the way out must not hide the error that got us here.
+        latest = recorder.latest
         try:
             if not final_saved:
-                _save_on_the_way_out(run_dir, latest, text, status)
-            loss_log.flush()
+                _save_on_the_way_out(run_dir, latest, text, status, output_size)
+            recorder.loss_log.flush()
             write_run_config(
                 run_dir, config, status=status, started=started_at, finished=_now(),
                 device=str(device), steps_done=max(latest.step, start.step),
@@ -404,14 +506,18 @@ def _shift_elapsed(loss_log: LossLog, offset: float) -> Callback:
 
 
 def _save_on_the_way_out(
-    run_dir: RunDir, latest: LatestImage, text: dict[str, str], status: str
+    run_dir: RunDir,
+    latest: LatestImage,
+    text: dict[str, str],
+    status: str,
+    output_size: tuple[int, int],
 ) -> None:
     """On failure or interrupt, the newest good image still becomes final.png."""
     if latest.image is None:
         return
     try:
         save_png(
-            to_pil(latest.image),
+            output_pil(latest.image, output_size),
             run_dir.final,
             {**text, "nst:step": str(latest.step), "nst:status": status},
         )

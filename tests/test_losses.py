@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_cli.losses import StyleTransferLoss, content_loss, gram_matrix, style_loss, tv_loss
+from nst_cli.losses import (
+    StyleTransferLoss,
+    content_loss,
+    gram_matrix,
+    style_loss,
+    style_norms,
+    tv_loss,
+)
 
 
 def test_gram_matrix_matches_hand_computation() -> None:
@@ -69,3 +76,52 @@ def test_layers_are_listed_once_when_shared() -> None:
         {"x": torch.zeros(1)}, {"x": torch.zeros(1, 1, 1)}, {"x": 1}, {"x": 1}, 1, 1
     )
     assert loss.layers == ["x"]
+
+
+def test_normalized_terms_do_not_depend_on_the_feature_scale() -> None:
+    # Caffe features are ~60× torchvision's: normalised terms must not care, raw ones do.
+    torch.manual_seed(0)
+    features, target = torch.rand(1, 4, 3, 5), torch.rand(1, 4, 3, 5)
+    gram_target = gram_matrix(torch.rand(1, 4, 6, 2))
+    k = 60.0
+    assert content_loss(k * features, k * target, normalize=True).item() == pytest.approx(
+        content_loss(features, target, normalize=True).item(), rel=1e-5
+    )
+    assert style_loss(k * features, k * k * gram_target, normalize=True).item() == pytest.approx(
+        style_loss(features, gram_target, normalize=True).item(), rel=1e-5
+    )
+    raw = style_loss(features, gram_target).item()
+    assert style_loss(k * features, k * k * gram_target).item() == pytest.approx(raw * k**4, rel=1e-4)
+
+
+def test_normalized_loss_is_relative_error_by_hand() -> None:
+    features = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    target = torch.tensor([[[[1.0, 0.0]], [[3.0, 8.0]]]])
+    # mse = (0 + 4 + 0 + 16) / 4 = 5; mean(target²) = (1 + 0 + 9 + 64) / 4 = 18.5
+    assert content_loss(features, target, normalize=True).item() == pytest.approx(5 / 18.5)
+
+
+def test_sum_gram_is_the_recipe_form() -> None:
+    # F = [[1, 2], [3, 4]] (C=2, H=1, W=2): F·Fᵀ = [[5, 11], [11, 25]] unnormalised.
+    features = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    assert torch.equal(gram_matrix(features, "sum"), torch.tensor([[[5.0, 11.0], [11.0, 25.0]]]))
+    target = torch.zeros(1, 2, 2)
+    # layer loss = mean((G − A)²) / (C·H·W) = (25 + 121 + 121 + 625) / 4 / 4
+    assert style_loss(features, target, form="sum").item() == pytest.approx(892 / 16)
+
+
+def test_style_norms_make_the_content_image_start_at_one_per_layer() -> None:
+    torch.manual_seed(1)
+    content = {"a": torch.rand(1, 3, 4, 5), "b": 50 * torch.rand(1, 6, 2, 3)}
+    targets = {"a": gram_matrix(torch.rand(1, 3, 7, 2)), "b": gram_matrix(9 * torch.rand(1, 6, 3, 3))}
+    norms = style_norms(content, targets)
+    loss = StyleTransferLoss({}, targets, {}, {"a": 1, "b": 1}, 1, 1, normalize=True, style_norms=norms)
+    terms = loss(content, torch.zeros(1, 3, 2, 2)).as_floats()
+    assert terms["style.a"] == pytest.approx(1.0) and terms["style.b"] == pytest.approx(1.0)
+
+
+def test_style_norm_floor_when_content_already_matches() -> None:
+    features = torch.rand(1, 2, 3, 3)
+    target = gram_matrix(features)
+    norm = style_norms({"a": features}, {"a": target})["a"]
+    assert norm.item() == pytest.approx(1e-2 * torch.mean(target**2).item())

@@ -1,0 +1,161 @@
+"""Quality benchmark: a config over a varied set of pairs -> contact sheet + per-layer losses.
+
+Not a test: run it by hand when defaults or losses change, and look at the sheet.
+    python benchmarks/quality.py                                  # the defaults, 512 px
+    python benchmarks/quality.py --resolution 256 --variant raw="loss.normalize=false"
+    python benchmarks/quality.py --variant a="weights.style=1" --variant b="weights.style=4"
+
+Each --variant is `label=key=value;key=value` (any config key, as --set); several variants
+become columns side by side. Writes into --out (default outputs/quality):
+    sheet.png       rows: pairs; columns: content | style | one result per variant
+    results.json    per pair and variant: seconds and the evaluator's scores
+    results.md      the same as a markdown table (mean over pairs at the bottom)
+The pairs use only images the project may redistribute (samples/, see SOURCES.md): a
+portrait, a cat, an object, a landscape and an illustration, against a fluid-art painting,
+a swirling night-sky painting (large-scale structure) and big expressionist strokes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from evaluator import STYLE_LAYERS, Evaluator  # noqa: E402
+
+from nst_cli import ModelCache, resolve_config, stylize  # noqa: E402
+from nst_cli.images import label_font  # noqa: E402
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+PAIRS = {
+    "astronaut-strokes": ("astronaut.png", "strokes.png"),  # portrait
+    "chelsea-swirls": ("chelsea.png", "swirls.png"),  # animal, large-scale style
+    "coffee-fluid": ("coffee.png", "fluid.png"),  # object
+    "rocket-swirls": ("rocket.jpg", "swirls.png"),  # landscape
+    "car-strokes": ("car.png", "strokes.png"),  # illustration, flat colours
+}
+CELL = 256
+
+
+def _parse_variant(text: str) -> tuple[str, list[str]]:
+    label, _, sets = text.partition("=")
+    return label, [s for s in sets.split(";") if s.strip()]
+
+
+def _thumb(path: Path) -> Image.Image:
+    image = Image.open(path).convert("RGB")
+    image.thumbnail((CELL, CELL), Image.Resampling.LANCZOS)
+    cell = Image.new("RGB", (CELL, CELL), (255, 255, 255))
+    cell.paste(image, ((CELL - image.width) // 2, (CELL - image.height) // 2))
+    return cell
+
+
+def _sheet(rows: list[list[Path]], labels: list[str], names: list[str], path: Path) -> None:
+    header, side = 24, 150
+    sheet = Image.new("RGB", (side + CELL * len(labels), header + CELL * len(rows)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = label_font(14)
+    for column, label in enumerate(labels):
+        draw.text((side + column * CELL + 6, 4), label, fill="black", font=font)
+    for row, (name, cells) in enumerate(zip(names, rows, strict=True)):
+        draw.text((6, header + row * CELL + CELL // 2), name, fill="black", font=font)
+        for column, cell in enumerate(cells):
+            sheet.paste(_thumb(cell), (side + column * CELL, header + row * CELL))
+    sheet.save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None, help="base config file (default: defaults)")
+    parser.add_argument("--variant", action="append", default=[], help="label=key=v;key=v")
+    parser.add_argument("--resolution", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=None, help="override steps (all variants)")
+    parser.add_argument("--pairs", default=",".join(PAIRS), help="comma-separated pair names")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default="outputs/quality")
+    args = parser.parse_args()
+
+    variants = [_parse_variant(v) for v in args.variant] or [("defaults", [])]
+    pairs = [p for p in args.pairs.split(",") if p]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = ModelCache()
+    evaluator = Evaluator("cpu")
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    rows: list[list[Path]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for pair in pairs:
+            content, style = (SAMPLES / name for name in PAIRS[pair])
+            row = [content, style]
+            results[pair] = {}
+            for label, sets in variants:
+                config = resolve_config(
+                    args.config,
+                    sets,
+                    {
+                        "content": str(content),
+                        "style": str(style),
+                        "resolution": args.resolution,
+                        "steps": args.steps,
+                        "device": args.device,
+                        "output": f"{tmp}/{pair}_{label}",
+                    },
+                )
+                config.save_every = 10**6  # frames are not what this measures
+                started = time.perf_counter()
+                result = stylize(config, cache=cache)
+                seconds = time.perf_counter() - started
+                kept = out / f"{pair}_{label}.png"
+                kept.write_bytes(result.final_image.read_bytes())
+                scores = evaluator.score(kept, content, style)
+                results[pair][label] = {"seconds": seconds, **scores}
+                print(
+                    f"{pair:<20}{label:<14}{seconds:7.1f} s  content {scores['content']:.3f}  "
+                    f"style {scores['style']:.4f}  "
+                    + " ".join(f"{scores[f'style.{n}']:.3g}" for n in STYLE_LAYERS),
+                    flush=True,
+                )
+                row.append(kept)
+            rows.append(row)
+    labels = ["content", "style", *(label for label, _ in variants)]
+    _sheet(rows, labels, pairs, out / "sheet.png")
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.md").write_text(_markdown(results, [label for label, _ in variants]))
+    print(_markdown(results, [label for label, _ in variants]))
+    print(f"sheet: {out / 'sheet.png'}")
+
+
+def _markdown(results: dict[str, dict[str, dict[str, float]]], labels: list[str]) -> str:
+    columns = ["seconds", "content", "style", *(f"style.{n}" for n in STYLE_LAYERS)]
+    lines = [
+        "| pair | variant | " + " | ".join(columns) + " |",
+        "|" + " --- |" * (len(columns) + 2),
+    ]
+    for pair, by_label in results.items():
+        for label in labels:
+            values = by_label[label]
+            lines.append(
+                f"| {pair} | {label} | " + " | ".join(f"{values[c]:.3g}" for c in columns) + " |"
+            )
+    for label in labels:
+        # Geometric means: errors span decades, and one pair should not dominate.
+        means = [
+            math.exp(
+                sum(math.log(max(results[p][label][c], 1e-12)) for p in results) / len(results)
+            )
+            for c in columns
+        ]
+        lines.append(f"| **mean** | {label} | " + " | ".join(f"{m:.3g}" for m in means) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

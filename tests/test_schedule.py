@@ -1,0 +1,101 @@
+"""Coarse-to-fine schedule and presets: which sizes, how many steps each, what a preset sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nst_cli.config import PRESETS, Config, auto_scales, resolve_config, split_steps
+from nst_cli.errors import ConfigError
+
+
+def test_auto_scales_single_up_to_384_then_root_two_steps() -> None:
+    assert auto_scales(64) == [64]
+    assert auto_scales(384) == [384]
+    assert auto_scales(512) == [256, 362, 512]
+    sizes = auto_scales(1024)
+    assert sizes[0] == 256 and sizes[-1] == 1024
+    ratios = [b / a for a, b in zip(sizes, sizes[1:], strict=False)]
+    assert all(1.3 < r < 1.6 for r in ratios), ratios
+
+
+def test_split_steps_gives_coarse_scales_more_and_keeps_the_total() -> None:
+    counts = split_steps(300, [256, 362, 512])
+    assert sum(counts) == 300
+    assert counts[0] > counts[1] > counts[2] >= 1
+    # equal compute per scale: steps × pixels about the same for every scale
+    work = [c * s * s for c, s in zip(counts, [256, 362, 512], strict=True)]
+    assert max(work) / min(work) < 1.1
+    assert split_steps(3, [10, 20, 30]) == [1, 1, 1]
+    assert split_steps(7, [64]) == [7]
+
+
+def test_schedule_ranges_are_contiguous_and_end_at_total() -> None:
+    config = Config(resolution=512, steps=[5, 6, 7])
+    stages = config.schedule()
+    assert [(s.size, s.start, s.end) for s in stages] == [
+        (256, 0, 5),
+        (362, 5, 11),
+        (512, 11, 18),
+    ]
+    assert config.total_steps == 18 and stages[-1].is_last and not stages[0].is_last
+
+
+def test_explicit_scales_below_resolution_end_at_resolution() -> None:
+    assert Config(resolution=100, scales=[50]).scale_sizes() == [50, 100]
+    assert Config(resolution=100, scales=[50, 100]).scale_sizes() == [50, 100]
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["scales=[]"], "scales: empty list"),
+        (["scales=[64, 128]"], "128 is above resolution 96"),
+        (["scales=[64, 32]"], "must increase"),
+        (["scales=[48]", "steps=[10, 20, 30]"], "3 numbers for 2 scales [48, 96]"),
+        (["scales=[24, 48]", "steps=2"], "fewer than the 3 scales"),
+        (["preset=turbo"], "preset"),
+        (["steps=true"], "steps"),
+    ],
+)
+def test_bad_schedules_are_one_clear_error(sets: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_config(None, [*sets, "resolution=96"])
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_each_preset_resolves_to_its_documented_keys(preset: str) -> None:
+    config = resolve_config(None, [f"preset={preset}"])
+    data = config.to_yaml_dict()
+    for key, value in PRESETS[preset].items():
+        node = data
+        for part in key.split("."):
+            node = node[part]
+        assert node == value, key
+    assert config.preset == preset
+
+
+def test_explicit_keys_win_over_the_preset(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("preset: quality\nsteps: 7\n")
+    config = resolve_config(path)
+    assert config.steps == 7 and config.scales == PRESETS["quality"]["scales"]
+    assert resolve_config(path, overrides={"steps": 9}).steps == 9
+
+
+def test_presets_are_ordered_by_effort() -> None:
+    steps = [PRESETS[name]["steps"] for name in ("fast", "balanced", "quality")]
+    assert steps == sorted(steps) and len(set(steps)) == 3
+
+
+def test_default_is_balanced_and_saved_config_reloads_identically(tmp_path: Path) -> None:
+    config = resolve_config(None, [f"content={tmp_path}/a.png", f"style={tmp_path}/b.png"])
+    assert config.preset == "balanced"
+    path = tmp_path / "saved.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(config.to_yaml_dict()))
+    assert resolve_config(path).to_yaml_dict() == config.to_yaml_dict()
