@@ -64,7 +64,8 @@ class Evaluator:
             raw_style += mse
             scores[f"style.{name}"] = mse / float(torch.mean(gram_style**2))
         scores["style"] = math.exp(
-            sum(math.log(max(scores[f"style.{n}"], 1e-12)) for n in STYLE_LAYERS) / len(STYLE_LAYERS)
+            sum(math.log(max(scores[f"style.{n}"], 1e-12)) for n in STYLE_LAYERS)
+            / len(STYLE_LAYERS)
         )
         scores["raw_J"] = content_mse + 10.0 * raw_style
         return scores

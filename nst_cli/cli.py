@@ -202,7 +202,12 @@ def stylize(
         if resume is not None:
             if config is not None:
                 raise ConfigError(
-                    "--resume reads RUN_DIR/config.yaml; drop --config (use --set to change values)"
+                    "--resume reads RUN_DIR/config.yaml; drop --config (use --steps to run longer)"
+                )
+            if output is not None and output.resolve() != resume.resolve():
+                raise ConfigError(
+                    f"--resume {resume} continues that folder; drop --output {output} (to "
+                    "branch off, copy the folder and resume the copy)"
                 )
             if not (resume / "config.yaml").is_file():
                 raise ConfigError(

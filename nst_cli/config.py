@@ -121,7 +121,8 @@ def split_steps(total: int, sizes: Sequence[int]) -> list[int]:
 
 # --------------------------------------------------------------------------- presets
 
-DEFAULT_PRESET = "balanced"
+PresetName = Literal["fast", "balanced", "quality"]
+DEFAULT_PRESET: PresetName = "balanced"
 #: What each preset sets; any key given explicitly (file, --set, flag) wins over these.
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"scales": "auto", "steps": 80, "optimizer.name": "lbfgs"},
@@ -144,6 +145,22 @@ def _deep_copy(value: Any) -> Any:
         return {k: _deep_copy(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_deep_copy(v) for v in value]
+    return value
+
+
+def _whole_numbers(value: Any, alternative: str) -> Any:
+    """Check an int > 0, or a list of them; booleans are not numbers here."""
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not alternative and not value:
+        return value
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int):
+            also = f", or {alternative}" if alternative else ""
+            raise ValueError(f"Input should be a valid integer{also} (got {item!r})")
+        if item <= 0:
+            raise ValueError(f"Input should be greater than 0 (got {item})")
+    if isinstance(value, list) and alternative and not value:
+        raise ValueError("Input should be a number, or a non-empty list, one per scale")
     return value
 
 
@@ -229,7 +246,7 @@ class ModelConfig(_Strict):
 class Config(_Strict):
     """One stylisation run, fully specified."""
 
-    preset: Literal["fast", "balanced", "quality"] = DEFAULT_PRESET
+    preset: PresetName = DEFAULT_PRESET
     content: Path | None = None
     style: Path | None = None
     output: Path | None = None
@@ -263,13 +280,26 @@ class Config(_Strict):
                         set_by_path(data, key, _deep_copy(value))
         return data
 
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _steps_shape(cls, value: Any) -> Any:
+        # One clear message instead of pydantic's one-per-union-member.
+        return _whole_numbers(value, "a list of them, one per scale")
+
+    @field_validator("scales", mode="before")
+    @classmethod
+    def _scales_shape(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        if not isinstance(value, list):
+            raise ValueError(f"use auto or a list of long sides like [256, 512] (got {value!r})")
+        return _whole_numbers(value, "")
+
     @model_validator(mode="after")
     def _check_schedule(self) -> Config:
         if isinstance(self.scales, list):
             if not self.scales:
-                raise ValueError(
-                    "scales: empty list; give long-side sizes like [256, 512] or auto"
-                )
+                raise ValueError("scales: empty list; give long-side sizes like [256, 512] or auto")
             if any(b <= a for a, b in zip(self.scales, self.scales[1:], strict=False)):
                 raise ValueError(f"scales: {self.scales} must increase, e.g. [256, 512]")
             if self.scales[-1] > self.resolution:
@@ -480,7 +510,10 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
             shown = err["type"] not in ("missing", "value_error")
             if shown and "input" in err and not isinstance(err["input"], dict | list):
                 message += f" (got {err['input']!r})"
-        problems.append(f"{key}: {message}")
+        if not loc and re.match(r"^[a-z_.]+: ", message):
+            problems.append(message)  # a whole-config check names its own key
+        else:
+            problems.append(f"{key}: {message}")
     return f"{source}: " + "; ".join(problems)
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-
 #: How the Gram matrix is scaled: "mean" divides F·Fᵀ by C·H·W (nst, neural-style); "sum" is
 #: the unnormalised F·Fᵀ whose layer loss is then divided by C·H·W (the seed recipe's form).
 GRAM_FORMS = ("mean", "sum")

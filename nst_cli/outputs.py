@@ -11,6 +11,11 @@ import csv
 import io
 import os
 import tempfile
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, runs are not guarded
+    fcntl = None  # type: ignore[assignment]
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +26,8 @@ from PIL import Image, PngImagePlugin
 from .errors import OutputError
 
 FRAME_DIGITS = 6
+#: The file a running nst holds locked inside its run folder (see RunDir.lock).
+LOCK_NAME = ".nst.lock"
 # mkstemp creates files readable by the owner only; outputs should get the usual permissions.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -140,6 +147,30 @@ class RunDir:
                 path.unlink()
             except OSError as exc:
                 raise OutputError(f"{path}: cannot remove it ({_describe(exc)})") from None
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an OS lock on the folder for a whole run: a second nst process that wants to
+        write here fails at once instead of mixing its files in. The kernel drops the lock
+        when the process ends, a crash included."""
+        self.create()
+        path = self.root / LOCK_NAME
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot create the run lock ({_describe(exc)})") from None
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise OutputError(
+                        f"output folder {self.root} is in use by another nst process; wait for "
+                        "it to finish or choose another --output"
+                    ) from None
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def create(self) -> None:
         """Make the folder (and frames/), or fail with one clear line."""

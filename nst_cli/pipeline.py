@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from PIL import Image
 
 from . import __version__
 from .callbacks import Checkpointer, FrameSaver, LatestImage, LossLog, output_pil
-from .config import Config, Stage, dump_yaml, resolve_config
+from .config import Config, dump_yaml, resolve_config
 from .devices import resolve_device
 from .errors import ConfigError, NSTError, WeightsError
 from .features import FeatureExtractor, build_extractor
@@ -153,7 +154,9 @@ def load_inputs(config: Config, allow_large: bool = False) -> Inputs:
     layers = [*config.layers.content, *config.layers.style]
     content_size = resize_long_side(inputs.content, smallest).size
     _check_size(content_size, layers, "content", key)
-    _check_size(_style_size(config, inputs, smallest), list(config.layers.style), "style", "style_scale")
+    _check_size(
+        _style_size(config, inputs, smallest), list(config.layers.style), "style", "style_scale"
+    )
     return inputs
 
 
@@ -224,6 +227,56 @@ def write_run_config(run_dir: RunDir, config: Config, **run: Any) -> None:
     write_text(run_dir.config, dump_yaml(data))
 
 
+#: Keys a resumed run may change: how long it runs, how often it saves, where it computes.
+#: Anything else would make the saved config (and every PNG's provenance) describe settings
+#: the continued optimisation does not use.
+RESUMABLE_KEYS = ("steps", "save_every", "device")
+
+
+def read_run_config(run_dir: RunDir) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A run folder's config.yaml as (settings, run section); None if absent or unreadable."""
+    try:
+        saved = yaml.safe_load(run_dir.config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(saved, dict):
+        return None
+    run = saved.pop("run", None)
+    return saved, run if isinstance(run, dict) else {}
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        # Layer maps are one setting: adding or dropping a layer is a change of that key.
+        flat.update(
+            _flatten(value, name)
+            if name not in ("layers.content", "layers.style")
+            else {name: value}
+        )
+    return flat
+
+
+def _check_resume_changes(run_dir: RunDir, config: Config) -> None:
+    """Refuse to resume with settings other than the run's own, except RESUMABLE_KEYS."""
+    saved = read_run_config(run_dir)
+    if saved is None:
+        return
+    before, now = _flatten(saved[0]), _flatten(run_config_dict(config))
+    for key in sorted(set(before) | set(now)):
+        if key in RESUMABLE_KEYS or key in ("output", "sweep"):
+            continue
+        if before.get(key) != now.get(key):
+            raise ConfigError(
+                f"--resume {run_dir.root}: {key} cannot change on resume (the run used "
+                f"{before.get(key)!r}, now {now.get(key)!r}); only {', '.join(RESUMABLE_KEYS)} "
+                "can. Start a new run with another --output instead"
+            )
+
+
 def _load_checkpoint(run_dir: RunDir) -> dict[str, Any] | None:
     if not run_dir.checkpoint.is_file():
         return None
@@ -276,7 +329,9 @@ def build_loss(
             else {}
         )
     style_key = (str(config.style), size, config.style_scale, config.style_resize, content.shape)
-    targets = cache.style_targets(extractor, style, style_key, config.layers.style, config.loss.gram)
+    targets = cache.style_targets(
+        extractor, style, style_key, config.layers.style, config.loss.gram
+    )
     with torch.no_grad():
         # Each normalised style term is measured against how far the content's own Gram is
         # from the style's at this scale (see losses.style_norms).
@@ -306,8 +361,12 @@ def _starting_point(
     checkpoint = _load_checkpoint(run_dir) if resume else None
     stages = config.schedule()
     if checkpoint is None:
-        if resume:
-            log.warning("no checkpoint in %s; starting from step 0", run_dir.root)
+        if resume and run_dir.previous_outputs():
+            raise ConfigError(
+                f"--resume {run_dir.root}: there is no checkpoint.pt, so the run cannot continue "
+                "where it stopped; start it over with --overwrite (instead of --resume) or use "
+                "another --output"
+            )
         content, style = images_at(config, inputs, stages[0].size)
         return _StartingPoint(initial_image(config, content, style, allow_large))
     step = int(checkpoint["step"])
@@ -400,6 +459,20 @@ class _Recorder:
         ]
 
 
+@dataclass
+class _Prepared:
+    """Everything checked and loaded before the run folder is touched."""
+
+    config: Config
+    device: torch.device
+    run_dir: RunDir
+    inputs: Inputs
+    extractor: FeatureExtractor
+    cache: ModelCache
+    start: _StartingPoint
+    setup_started: float
+
+
 def stylize(
     config: Config | str | Path,
     *,
@@ -413,30 +486,50 @@ def stylize(
     """Run one stylisation and write its run folder; returns where things are and the losses."""
     if not isinstance(config, Config):
         config = resolve_config(config)
+    prepared = _prepare(config, resume, overwrite, allow_large, cache or ModelCache())
+    run_dir = prepared.run_dir
+    with run_dir.lock():
+        # Checked again under the lock: another process may have written a run here meanwhile.
+        _check_run_folder(run_dir, resume, overwrite)
+        if overwrite and not resume:
+            run_dir.clear()  # only now, once the new run's inputs have all been checked
+        return _execute(prepared, callbacks, should_stop)
+
+
+def _prepare(
+    config: Config, resume: bool, overwrite: bool, allow_large: bool, cache: ModelCache
+) -> _Prepared:
+    """Check the folder and the settings, load the images, the network and the start image."""
     setup_started = time.perf_counter()
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     run_dir = RunDir(config.output_dir)
     _check_run_folder(run_dir, resume, overwrite)
-    cache = cache or ModelCache()
-
+    if resume:
+        _check_resume_changes(run_dir, config)
     inputs = load_inputs(config, allow_large)
     layers = list(dict.fromkeys([*config.layers.content, *config.layers.style]))
     extractor = cache.extractor(config, layers, device)
     if config.model.weights == "random":
         log.warning("model.weights=random: the network is untrained; results show no real style")
     start = _starting_point(config, run_dir, inputs, resume, allow_large)
+    return _Prepared(config, device, run_dir, inputs, extractor, cache, start, setup_started)
 
-    if overwrite and not resume:
-        run_dir.clear()  # only now, once the new run's inputs have all been checked
-    run_dir.create()
+
+def _execute(
+    prepared: _Prepared, callbacks: Sequence[Callback], should_stop: Callable[[], bool]
+) -> StylizeResult:
+    """Run every scale, keeping the run folder current; whatever happens, save what we have."""
+    config, run_dir, start, device = (
+        prepared.config, prepared.run_dir, prepared.start, prepared.device
+    )  # fmt: skip
     started_at = _now()
     write_run_config(
         run_dir, config, status="running", started=started_at, device=str(device),
         steps_done=start.step,
     )  # fmt: skip
     text = png_metadata(config)
-    output_size = resize_long_side(inputs.content, config.resolution).size
+    output_size = resize_long_side(prepared.inputs.content, config.resolution).size
     recorder = _Recorder(
         latest=LatestImage(),
         frames=FrameSaver(run_dir, config.save_every, text, output_size),
@@ -444,13 +537,13 @@ def stylize(
         checkpointer=Checkpointer(run_dir, config.save_every, start.elapsed),
         offset=start.elapsed,
     )
-    setup_seconds = time.perf_counter() - setup_started
+    setup_seconds = time.perf_counter() - prepared.setup_started
 
     status = "failed"
     final_saved = False
     try:
         result = _run_scales(
-            config, inputs, extractor, device, cache, start,
+            config, prepared.inputs, prepared.extractor, device, prepared.cache, start,
             [*recorder.callbacks(), *callbacks], should_stop,
         )  # fmt: skip
         status = "interrupted" if result.interrupted else "completed"

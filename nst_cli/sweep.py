@@ -33,7 +33,14 @@ from .config import (
 )
 from .images import label_font
 from .outputs import RunDir, read_loss_rows, save_png, write_text
-from .pipeline import ModelCache, StylizeResult, require_inputs, run_config_dict, stylize
+from .pipeline import (
+    ModelCache,
+    StylizeResult,
+    read_run_config,
+    require_inputs,
+    run_config_dict,
+    stylize,
+)
 
 #: Short folder names for the most swept keys.
 ALIASES = {
@@ -171,15 +178,10 @@ def plan_sweep(
 def _state(config: Config) -> str:
     """done if this folder already holds a completed run of the same resolved config."""
     run_dir = RunDir(config.output_dir)
-    if not run_dir.config.is_file():
+    found = read_run_config(run_dir)
+    if found is None:
         return "new"
-    try:
-        saved = yaml.safe_load(run_dir.config.read_text())
-    except (OSError, yaml.YAMLError):
-        return "new"
-    if not isinstance(saved, dict):
-        return "new"
-    run = saved.pop("run", {}) or {}
+    saved, run = found
     if saved != run_config_dict(config):
         return "new"
     if run.get("status") == "completed" and run_dir.final.is_file():
@@ -223,9 +225,9 @@ def summary_row(run: PlannedRun) -> dict[str, Any]:
     rows = read_loss_rows(run_dir.losses)
     last = rows[-1] if rows else {}
     status = "missing"
-    if run_dir.config.is_file():
-        saved = yaml.safe_load(run_dir.config.read_text()) or {}
-        status = (saved.get("run") or {}).get("status", "unknown")
+    found = read_run_config(run_dir)
+    if found is not None:
+        status = found[1].get("status", "unknown")
     return {
         "run": run.name,
         **{k: run.labels[k] for k in run.values},

@@ -1,8 +1,8 @@
-"""Draw the project's own sample images: a car illustration and a fluid-art painting.
+"""Draw the project's own sample images: a car illustration and three paintings.
 
-Both are procedural, so the project may redistribute them freely. Run from the repo root:
+All four are procedural, so the project may redistribute them freely. Run from the repo root:
     python samples/make_samples.py
-It rewrites samples/car.png and samples/fluid.png deterministically.
+It rewrites car.png, fluid.png, swirls.png and strokes.png in samples/ deterministically.
 """
 
 from __future__ import annotations
@@ -228,8 +228,14 @@ def draw_swirls(size: int = 512, seed: int = 11) -> Image.Image:
     # Equalise, so every colour of the palette (yellow moons included) covers its share.
     value = np.argsort(np.argsort(value.ravel())).reshape(value.shape) / value.size
     palette = np.array(
-        [(10, 22, 60), (24, 52, 120), (46, 96, 170), (110, 160, 200), (235, 215, 110),
-         (250, 240, 190)],
+        [
+            (10, 22, 60),
+            (24, 52, 120),
+            (46, 96, 170),
+            (110, 160, 200),
+            (235, 215, 110),
+            (250, 240, 190),
+        ],
         dtype=float,
     )
     position = value * (len(palette) - 1)
@@ -244,8 +250,13 @@ def draw_strokes(size: tuple[int, int] = (640, 480), seed: int = 5) -> Image.Ima
     rng = np.random.default_rng(seed)
     width, height = size
     palette = [
-        (200, 40, 30), (240, 140, 20), (250, 210, 60), (30, 60, 140), (20, 130, 120),
-        (240, 235, 220), (25, 20, 25),
+        (200, 40, 30),
+        (240, 140, 20),
+        (250, 210, 60),
+        (30, 60, 140),
+        (20, 130, 120),
+        (240, 235, 220),
+        (25, 20, 25),
     ]
     image = Image.new("RGB", size, (230, 200, 150))
     draw = ImageDraw.Draw(image)
@@ -261,7 +272,10 @@ def draw_strokes(size: tuple[int, int] = (640, 480), seed: int = 5) -> Image.Ima
         for offset in np.linspace(-thickness / 2, thickness / 2, max(3, int(thickness / 2))):
             shade = np.clip(colour * rng.uniform(0.8, 1.15) + rng.normal(0, 8, 3), 0, 255)
             start = length * rng.uniform(0.0, 0.12)
-            x0, y0 = cx + nx * offset - ux * (length / 2 - start), cy + ny * offset - uy * (length / 2 - start)
+            x0, y0 = (
+                cx + nx * offset - ux * (length / 2 - start),
+                cy + ny * offset - uy * (length / 2 - start),
+            )
             x1, y1 = cx + nx * offset + ux * length / 2, cy + ny * offset + uy * length / 2
             draw.line([(x0, y0), (x1, y1)], fill=tuple(int(c) for c in shade), width=3)
     return image.filter(ImageFilter.SMOOTH)

@@ -41,7 +41,8 @@ def test_stylize_end_to_end(tiny_config: Path, tmp_path: Path, content_path: Pat
     assert final.size == (64, 48)  # long side = resolution, aspect kept
     rows = read_losses(out)
     assert [int(r["step"]) for r in rows] == list(range(7))
-    assert set(rows[0]) == {"step", "elapsed_s", "total", "content", "style", "tv"}
+    assert set(rows[0]) == {"step", "scale", "elapsed_s", "total", "content", "style", "tv"}
+    assert {int(r["scale"]) for r in rows} == {64}  # one scale at this size
     assert rows[-1]["total"] < rows[0]["total"]
     assert rows[-1]["style"] < rows[0]["style"]
     content = pixels(content_path)

@@ -37,7 +37,7 @@ def test_layer_names_line_up_with_torchvision_vgg19() -> None:
 
 
 def test_unknown_layer_lists_valid_names() -> None:
-    with pytest.raises(ConfigError, match="relu6_1.*valid names are conv1_1"):
+    with pytest.raises(ConfigError, match="relu6_1.*did you mean .relu5_1.*valid: conv1_1"):
         validate_layer_names(["relu6_1"], "layers.style")
 
 

@@ -91,7 +91,9 @@ def test_normalized_terms_do_not_depend_on_the_feature_scale() -> None:
         style_loss(features, gram_target, normalize=True).item(), rel=1e-5
     )
     raw = style_loss(features, gram_target).item()
-    assert style_loss(k * features, k * k * gram_target).item() == pytest.approx(raw * k**4, rel=1e-4)
+    assert style_loss(k * features, k * k * gram_target).item() == pytest.approx(
+        raw * k**4, rel=1e-4
+    )
 
 
 def test_normalized_loss_is_relative_error_by_hand() -> None:
@@ -113,9 +115,14 @@ def test_sum_gram_is_the_recipe_form() -> None:
 def test_style_norms_make_the_content_image_start_at_one_per_layer() -> None:
     torch.manual_seed(1)
     content = {"a": torch.rand(1, 3, 4, 5), "b": 50 * torch.rand(1, 6, 2, 3)}
-    targets = {"a": gram_matrix(torch.rand(1, 3, 7, 2)), "b": gram_matrix(9 * torch.rand(1, 6, 3, 3))}
+    targets = {
+        "a": gram_matrix(torch.rand(1, 3, 7, 2)),
+        "b": gram_matrix(9 * torch.rand(1, 6, 3, 3)),
+    }
     norms = style_norms(content, targets)
-    loss = StyleTransferLoss({}, targets, {}, {"a": 1, "b": 1}, 1, 1, normalize=True, style_norms=norms)
+    loss = StyleTransferLoss(
+        {}, targets, {}, {"a": 1, "b": 1}, 1, 1, normalize=True, style_norms=norms
+    )
     terms = loss(content, torch.zeros(1, 3, 2, 2)).as_floats()
     assert terms["style.a"] == pytest.approx(1.0) and terms["style.b"] == pytest.approx(1.0)
 

@@ -122,3 +122,54 @@ def test_same_style_weight_means_the_same_on_both_weight_conventions(torchvision
     for name in caffe:
         assert abs(caffe[name] - other[name]) < 0.25, (name, caffe, other)
     assert build_extractor  # the extractor is the library's own, not a test double
+
+
+def test_resume_refuses_settings_it_would_not_honour(tiny_config: Path, tmp_path: Path):
+    stylize(resolve_config(tiny_config, [], {"output": str(tmp_path / "run")}))
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    for sets, key in (
+        (["optimizer.lr=0.001"], "optimizer.lr"),
+        (["optimizer.name=adam"], "optimizer.name"),
+        (["layers.style={relu1_1: 1}"], "layers.style"),
+    ):
+        changed = resolve_config(
+            tmp_path / "run" / "config.yaml", sets, {"output": str(tmp_path / "run")}
+        )
+        with pytest.raises(Exception, match=f"{key} cannot change on resume"):
+            stylize(changed, resume=True)
+        assert (tmp_path / "run" / "config.yaml").read_text() == saved  # nothing rewritten
+    longer = resolve_config(tmp_path / "run" / "config.yaml", ["steps=8", "save_every=4"])
+    assert stylize(longer, resume=True).steps == 8  # steps and save_every may change
+
+
+def test_resume_without_checkpoint_is_refused_not_restarted(tiny_config: Path, tmp_path: Path):
+    stylize(resolve_config(tiny_config, [], {"output": str(tmp_path / "run")}))
+    (tmp_path / "run" / "checkpoint.pt").unlink()
+    before = (tmp_path / "run" / "final.png").read_bytes()
+    with pytest.raises(Exception, match="no checkpoint.pt"):
+        stylize(resolve_config(tmp_path / "run" / "config.yaml"), resume=True)
+    assert (tmp_path / "run" / "final.png").read_bytes() == before
+
+
+def test_a_second_process_cannot_write_into_a_running_folder(tiny_config: Path, tmp_path: Path):
+    import subprocess
+    import sys
+
+    from nst_cli.outputs import RunDir
+
+    run_dir = RunDir(tmp_path / "busy")
+    with run_dir.lock():
+        # Another process (flock locks are per open file, so a thread would not do).
+        code = subprocess.run(
+            [sys.executable, "-m", "nst_cli", "stylize", "-c", str(tiny_config), "-o",
+             str(run_dir.root), "-q"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert code.returncode == 1
+    assert "in use by another nst process" in code.stderr
+    assert not run_dir.final.exists()
+    # Released with the holder: now the run goes through.
+    assert (
+        stylize(resolve_config(tiny_config, [], {"output": str(run_dir.root)})).status
+        == "completed"
+    )

@@ -32,7 +32,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     make_image(base / "style.png", (48, 48), seed=7)
     config = base / "tiny.yaml"
     config.write_text(
-        "content: content.png\nstyle: style.png\nresolution: 48\nsteps: 6\nsave_every: 3\ndevice: cpu\n"
+        "content: content.png\nstyle: style.png\nresolution: 48\nsteps: 12\nsave_every: 6\ndevice: cpu\n"
     )
     root = base / "out"
     result = runner.invoke(
