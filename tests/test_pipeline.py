@@ -173,3 +173,27 @@ def test_a_second_process_cannot_write_into_a_running_folder(tiny_config: Path, 
         stylize(resolve_config(tiny_config, [], {"output": str(run_dir.root)})).status
         == "completed"
     )
+
+
+@pytest.mark.parametrize(
+    "pair", [("chelsea.png", "fluid.png"), ("rocket.jpg", "swirls.png"), ("car.png", "strokes.png")]
+)
+def test_defaults_never_blow_up_at_small_sizes(pair, tmp_path: Path):
+    # chelsea × fluid at 96 px used to rise ×40 at step 2 and end in colour noise.
+    config = resolve_config(
+        None,
+        ["save_every=1000"],
+        {
+            "content": str(SAMPLES / pair[0]),
+            "style": str(SAMPLES / pair[1]),
+            "resolution": 64,
+            "steps": 40,
+            "output": str(tmp_path / "run"),
+            "device": "cpu",
+        },
+    )
+    stylize(config)
+    totals = [row["total"] for row in read_loss_rows(tmp_path / "run" / "losses.csv")]
+    worst_rise = max(b / a for a, b in zip(totals, totals[1:], strict=False))
+    assert worst_rise < 1.5, worst_rise
+    assert totals[-1] < 0.5 * totals[0]
