@@ -125,8 +125,8 @@ PresetName = Literal["fast", "balanced", "quality"]
 DEFAULT_PRESET: PresetName = "balanced"
 #: What each preset sets; any key given explicitly (file, --set, flag) wins over these.
 PRESETS: dict[str, dict[str, Any]] = {
-    "fast": {"scales": "auto", "steps": 80, "optimizer.name": "lbfgs"},
-    "balanced": {"scales": "auto", "steps": 200, "optimizer.name": "lbfgs"},
+    "fast": {"scales": "auto", "steps": 60, "optimizer.name": "lbfgs"},
+    "balanced": {"scales": "auto", "steps": 160, "optimizer.name": "lbfgs"},
     "quality": {"scales": "auto", "steps": 500, "optimizer.name": "lbfgs"},
 }
 
@@ -259,7 +259,7 @@ class Config(_Strict):
     loss: LossConfig = Field(default_factory=LossConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    steps: StrictPositiveInt | list[StrictPositiveInt] = 200
+    steps: StrictPositiveInt | list[StrictPositiveInt] = 160
     save_every: StrictPositiveInt = 50
     init: str = "content"
     seed: int = 0

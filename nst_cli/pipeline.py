@@ -260,6 +260,10 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _shown(value: Any) -> str:
+    return "the default" if value is None else repr(value)
+
+
 def _check_resume_changes(run_dir: RunDir, config: Config) -> None:
     """Refuse to resume with settings other than the run's own, except RESUMABLE_KEYS."""
     saved = read_run_config(run_dir)
@@ -270,10 +274,11 @@ def _check_resume_changes(run_dir: RunDir, config: Config) -> None:
         if key in RESUMABLE_KEYS or key in ("output", "sweep"):
             continue
         if before.get(key) != now.get(key):
+            was, wanted = (_shown(v) for v in (before.get(key), now.get(key)))
             raise ConfigError(
-                f"--resume {run_dir.root}: {key} cannot change on resume (the run used "
-                f"{before.get(key)!r}, now {now.get(key)!r}); only {', '.join(RESUMABLE_KEYS)} "
-                "can. Start a new run with another --output instead"
+                f"--resume {run_dir.root}: {key} cannot change on resume (the run used {was}, "
+                f"now {wanted}); only {', '.join(RESUMABLE_KEYS)} can. Start a new run with "
+                "another --output instead"
             )
 
 
