@@ -37,6 +37,8 @@ DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 #: Sections that are not run settings: `run` (written by the tool into a run's config.yaml)
 #: and `sweep` (read by `nst sweep`); both are set aside when a config is validated.
 METADATA_KEYS = ("run", "sweep")
+#: The most text read as settings from a PNG (nst's own are a few kB).
+MAX_EMBEDDED_CONFIG = 256 * 1024
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -262,7 +264,7 @@ class Config(_Strict):
     steps: StrictPositiveInt | list[StrictPositiveInt] = 160
     save_every: StrictPositiveInt = 50
     init: str = "content"
-    seed: int = 0
+    seed: Annotated[int, Field(strict=True, ge=0, lt=2**63)] = 0
     device: str = "auto"
 
     @model_validator(mode="before")
@@ -443,11 +445,19 @@ def _read_png_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read PNG ({exc})") from None
     if not text:
         raise ConfigError(f"{path}: this PNG carries no nst settings (only images nst wrote do)")
-    data = yaml.safe_load(text)
+    if len(text) > MAX_EMBEDDED_CONFIG:
+        raise ConfigError(f"{path}: the embedded nst settings are implausibly large; not read")
+    try:
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError):
+        data = None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the embedded nst settings are damaged")
     for key in METADATA_KEYS:
         data.pop(key, None)
+    # A shared image must not decide where files are written: the run goes where the command
+    # line (or the default) says.
+    data.pop("output", None)
     return data
 
 

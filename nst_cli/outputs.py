@@ -10,6 +10,7 @@ import contextlib
 import csv
 import io
 import os
+import re
 import tempfile
 
 try:
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import yaml
 from PIL import Image, PngImagePlugin
 
 from .errors import OutputError
@@ -33,6 +35,38 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 #: losses.csv columns; `scale` is the long side (px) the step ran at in a coarse-to-fine run.
 LOSS_COLUMNS = ("step", "scale", "elapsed_s", "total", "content", "style", "tv")
+#: Exactly the frame names nst writes; a user's frames/step_1.png is not one of them.
+FRAME_PATTERN = re.compile(r"step_\d{" + str(FRAME_DIGITS) + r",}\.png")
+
+
+def _is_nst_config(path: Path) -> bool:
+    """config.yaml written by nst: it has the `run:` section with the tool version."""
+    try:
+        if path.stat().st_size > 1_000_000:
+            return False
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return False
+    run = data.get("run") if isinstance(data, dict) else None
+    return isinstance(run, dict) and "nst_version" in run
+
+
+def _is_nst_png(path: Path) -> bool:
+    """A PNG nst wrote carries its version in the text metadata."""
+    try:
+        with Image.open(path) as image:
+            return "nst:version" in image.info
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
+def _is_nst_loss_log(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            header = fh.readline().strip().split(",")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return header[:1] == ["step"] and {"total", "content", "style"} <= set(header)
 
 
 def _describe(exc: OSError) -> str:
@@ -132,17 +166,37 @@ class RunDir:
         return self.frames / frame_name(step)
 
     def previous_outputs(self) -> list[Path]:
-        """Files an earlier run left here (what a new run would mix with or overwrite)."""
+        """Files at the names nst writes (what a new run would mix with or overwrite)."""
         if not self.root.is_dir():
             return []
         found = [p for p in (self.config, self.final, self.losses, self.checkpoint) if p.is_file()]
         if self.frames.is_dir():
-            found += sorted(self.frames.glob("step_*.png"))
+            found += sorted(p for p in self.frames.iterdir() if FRAME_PATTERN.fullmatch(p.name))
         return found
 
-    def clear(self) -> None:
-        """Remove a previous run's outputs (only the files nst writes; anything else stays)."""
+    def foreign_files(self) -> list[Path]:
+        """Files at nst's names that nst cannot prove it wrote: never to be replaced or deleted."""
+        own_config = _is_nst_config(self.config)
+        foreign = []
         for path in self.previous_outputs():
+            if path == self.config:
+                mine = own_config
+            elif path.suffix == ".png":
+                mine = _is_nst_png(path)
+            elif path == self.losses:
+                mine = _is_nst_loss_log(path)
+            else:  # checkpoint.pt: nst's if the folder's config.yaml is
+                mine = own_config
+            if not mine:
+                foreign.append(path)
+        return foreign
+
+    def clear(self) -> None:
+        """Remove a previous run's outputs: only files nst provably wrote (anything else stays)."""
+        foreign = self.foreign_files()
+        for path in self.previous_outputs():
+            if path in foreign:
+                continue
             try:
                 path.unlink()
             except OSError as exc:

@@ -309,7 +309,16 @@ class _StartingPoint:
 def _check_run_folder(run_dir: RunDir, resume: bool, overwrite: bool) -> None:
     """Never mix a new run into (or silently overwrite) a previous run's folder."""
     previous = run_dir.previous_outputs()
-    if not previous or resume or overwrite:
+    if not previous or resume:
+        return
+    if overwrite:
+        foreign = run_dir.foreign_files()
+        if foreign:
+            raise ConfigError(
+                f"output folder {run_dir.root}: {foreign[0].name} was not written by nst (it "
+                f"may be yours, or the config being read), so --overwrite will not replace it; "
+                "move it or choose another --output"
+            )
         return
     raise ConfigError(
         f"output folder {run_dir.root} already holds a run ({len(previous)} files); pass "

@@ -312,3 +312,56 @@ def test_interrupted_sweep_resumes_run_by_run(tiny_config: Path, tmp_path: Path)
     outcome = run_sweep(root, again)
     assert [r.state for r in again] == ["done", "done", "done"]
     assert all(row["status"] == "completed" for row in outcome.rows)
+
+
+def test_overwrite_never_touches_files_nst_did_not_write(tiny_config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mixed"
+    assert runner.invoke(app, ["stylize", "-c", str(tiny_config), "-o", str(out), "-q"]).exit_code == 0
+    mine = out / "frames" / "step_1.png"  # a user's file, not an nst frame name
+    Image.new("RGB", (4, 4), "red").save(mine)
+    result = runner.invoke(app, ["stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert mine.is_file() and pixels(mine)[0, 0, 0] == 255
+    # A user's own final.png (no nst metadata) in the folder: refused, left as it was.
+    user_final = out / "final.png"
+    Image.new("RGB", (5, 5), "blue").save(user_final)
+    before = user_final.read_bytes()
+    result = runner.invoke(app, ["stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--overwrite"])
+    assert result.exit_code == 2 and "final.png was not written by nst" in result.output
+    assert user_final.read_bytes() == before
+
+
+def test_overwrite_into_the_config_folder_keeps_the_config(tiny_config: Path) -> None:
+    before = tiny_config.read_text()
+    result = runner.invoke(
+        app, ["stylize", "-c", str(tiny_config), "-o", str(tiny_config.parent), "-q", "--overwrite"]
+    )
+    # tiny.yaml is not at nst's config.yaml name: the run goes ahead and the config survives.
+    assert result.exit_code == 0, result.output
+    assert tiny_config.read_text() == before
+    named = tiny_config.parent / "config.yaml"
+    named.write_text(before)
+    result = runner.invoke(
+        app, ["stylize", "-c", str(named), "-o", str(named.parent), "-q", "--overwrite"]
+    )
+    assert result.exit_code == 2 and "config.yaml was not written by nst" in result.output
+    assert named.read_text() == before
+
+
+def test_a_png_never_decides_where_files_go(tiny_config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "src"
+    assert runner.invoke(app, ["stylize", "-c", str(tiny_config), "-o", str(out), "-q"]).exit_code == 0
+    info = Image.open(out / "final.png").info
+    settings_ = yaml.safe_load(info["nst:config"])
+    target = tmp_path / "elsewhere"
+    settings_["output"] = str(target)
+    crafted = tmp_path / "downloaded.png"
+    save_png(Image.open(out / "final.png"), crafted, {"nst:config": yaml.safe_dump(settings_)})
+    config = resolve_config(crafted)
+    assert config.output != target and not str(config.output).startswith(str(tmp_path))
+    for text in ("!!python/object:os.system ls", "{unclosed: [", "x" * 300_000):
+        save_png(Image.new("RGB", (4, 4)), crafted, {"nst:config": text})
+        result = runner.invoke(app, ["stylize", "--config", str(crafted), "-q", "-o", str(target)])
+        assert result.exit_code == 2, result.output
+        assert "nst settings" in result.output and "Traceback" not in result.output
+    assert not target.exists()
