@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,11 @@ DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 METADATA_KEYS = ("run", "sweep")
 #: The most text read as settings from a PNG (nst's own are a few kB).
 MAX_EMBEDDED_CONFIG = 256 * 1024
+#: Config files are small; anything bigger is the wrong file (or /dev/zero).
+MAX_CONFIG_BYTES = 1_000_000
+#: Bounds on what a YAML config may expand to (see safe_yaml).
+MAX_YAML_DEPTH = 50
+MAX_YAML_NODES = 100_000
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -395,24 +401,79 @@ class Config(_Strict):
 # --------------------------------------------------------------------------- loading
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_text(path: Path) -> str:
+    """A config file's text: a regular file of bounded size (a FIFO or /dev/zero would hang
+    or fill the memory)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, expected a YAML config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{path}: is a directory, expected a YAML config file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path}: not a regular file; give a YAML config file")
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {info.st_size:,} bytes is too large for a config (limit "
+            f"{MAX_CONFIG_BYTES:,}); is it the right file?"
+        )
+    try:
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file; expected a YAML config") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+
+
+class YamlSyntaxError(ConfigError):
+    """Text that is not YAML at all (callers may fall back to the plain string)."""
+
+
+def safe_yaml(text: str, source: str) -> Any:
+    """yaml.safe_load, bounded: nesting at most MAX_YAML_DEPTH deep, and at most
+    MAX_YAML_NODES values once aliases are expanded (a "billion laughs" document of a few
+    hundred bytes expands to gigabytes when the settings are walked)."""
     try:
-        data = yaml.safe_load(text)
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise ConfigError(f"{source}: YAML nested over {MAX_YAML_DEPTH} levels deep")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None and _expanded_size(root, {}) > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{source}: the YAML expands to over {MAX_YAML_NODES:,} values through its "
+                "aliases (*name); a config is far smaller. Write the values out"
+            )
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+        raise YamlSyntaxError(f"{source}: not valid YAML{where}: {problem}") from None
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many values the node becomes with every alias copied out (memoised: linear time)."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = 1  # a cycle counts once instead of recursing forever
+        if isinstance(node, yaml.SequenceNode):
+            memo[key] = 1 + sum(_expanded_size(child, memo) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            memo[key] = 1 + sum(
+                _expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value
+            )
+    return memo[key]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    data = safe_yaml(_read_text(path), str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -430,7 +491,7 @@ def read_sweep_section(path: Path) -> object | None:
     path = Path(path)
     if path.suffix.lower() == ".png":
         return None
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    data = safe_yaml(_read_text(path), str(path)) if path.exists() else None
     return data.get("sweep") if isinstance(data, dict) else None
 
 
@@ -448,8 +509,8 @@ def _read_png_config(path: Path) -> dict[str, Any]:
     if len(text) > MAX_EMBEDDED_CONFIG:
         raise ConfigError(f"{path}: the embedded nst settings are implausibly large; not read")
     try:
-        data = yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError):
+        data = safe_yaml(text, f"{path} (embedded nst settings)")
+    except ConfigError:
         data = None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the embedded nst settings are damaged")
@@ -470,8 +531,8 @@ def parse_set_option(item: str) -> tuple[str, Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {item!r}: empty key; expected key.path=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+        value = safe_yaml(raw, f"--set {key}") if raw.strip() else None
+    except YamlSyntaxError:
         value = raw
     return key, value
 

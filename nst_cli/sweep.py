@@ -26,10 +26,12 @@ from . import __version__
 from .config import (
     Config,
     ConfigError,
+    YamlSyntaxError,
     default_run_name,
     parse_set_option,
     read_sweep_section,
     resolve_config,
+    safe_yaml,
 )
 from .images import label_font
 from .outputs import RunDir, read_loss_rows, save_png, write_text
@@ -104,8 +106,8 @@ def parse_param(item: str) -> Param:
     values = []
     for label in labels:
         try:
-            values.append(yaml.safe_load(label))
-        except yaml.YAMLError:
+            values.append(safe_yaml(label, f"--param {key}"))
+        except YamlSyntaxError:
             values.append(label)
     return Param(key, values, labels)
 

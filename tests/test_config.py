@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,47 @@ def test_set_below_a_single_value_names_it(tmp_path: Path) -> None:
     path = write(tmp_path, "steps: 5\n")
     with pytest.raises(ConfigError, match="'steps' is a single value, not a section"):
         resolve_config(path, ["steps.x=1"])
+
+
+def _billion_laughs(levels: int = 9) -> str:
+    text = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+    previous = "a"
+    for i in range(1, levels):
+        name = chr(ord("a") + i)
+        text += f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]\n"
+        previous = name
+    return text + f"sweep: {{weights.style: *{previous}}}\n"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: os.mkfifo(p), "not a regular file"),
+        (lambda p: p.write_text("x: 1\n" + "#" * 2_000_000), "too large for a config"),
+        (lambda p: p.write_text(_billion_laughs()), "expands to over 100,000 values"),
+        (lambda p: p.write_text("[" * 5000 + "]" * 5000), "nested over 50 levels"),
+    ],
+)
+def test_config_reading_is_bounded(tmp_path: Path, make, message: str) -> None:
+    path = tmp_path / "hostile.yaml"
+    make(path)
+    with pytest.raises(ConfigError, match=message):
+        resolve_config(path)
+    from nst_cli.config import read_sweep_section
+
+    if message != "not a regular file":
+        with pytest.raises(ConfigError, match=message):
+            read_sweep_section(path)
+
+
+def test_dev_zero_is_refused_at_once() -> None:
+    with pytest.raises(ConfigError, match="not a regular file"):
+        resolve_config("/dev/zero")
+
+
+def test_small_aliases_still_work(tmp_path: Path) -> None:
+    path = write(tmp_path, "base: &w {relu1_1: 1.0, relu3_1: 2.0}\nlayers:\n  style: *w\n")
+    with pytest.raises(ConfigError, match="base: unknown key"):
+        resolve_config(path)  # the alias expanded fine; the unknown top-level key is the error
+    path = write(tmp_path, "layers:\n  style: &w {relu1_1: 1.0}\n  content: *w\n")
+    assert resolve_config(path).layers.content == {"relu1_1": 1.0}

@@ -316,17 +316,23 @@ def test_interrupted_sweep_resumes_run_by_run(tiny_config: Path, tmp_path: Path)
 
 def test_overwrite_never_touches_files_nst_did_not_write(tiny_config: Path, tmp_path: Path) -> None:
     out = tmp_path / "mixed"
-    assert runner.invoke(app, ["stylize", "-c", str(tiny_config), "-o", str(out), "-q"]).exit_code == 0
+    assert (
+        runner.invoke(app, ["stylize", "-c", str(tiny_config), "-o", str(out), "-q"]).exit_code == 0
+    )
     mine = out / "frames" / "step_1.png"  # a user's file, not an nst frame name
     Image.new("RGB", (4, 4), "red").save(mine)
-    result = runner.invoke(app, ["stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--overwrite"])
+    result = runner.invoke(
+        app, ["stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--overwrite"]
+    )
     assert result.exit_code == 0, result.output
     assert mine.is_file() and pixels(mine)[0, 0, 0] == 255
     # A user's own final.png (no nst metadata) in the folder: refused, left as it was.
     user_final = out / "final.png"
     Image.new("RGB", (5, 5), "blue").save(user_final)
     before = user_final.read_bytes()
-    result = runner.invoke(app, ["stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--overwrite"])
+    result = runner.invoke(
+        app, ["stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--overwrite"]
+    )
     assert result.exit_code == 2 and "final.png was not written by nst" in result.output
     assert user_final.read_bytes() == before
 
@@ -350,7 +356,9 @@ def test_overwrite_into_the_config_folder_keeps_the_config(tiny_config: Path) ->
 
 def test_a_png_never_decides_where_files_go(tiny_config: Path, tmp_path: Path) -> None:
     out = tmp_path / "src"
-    assert runner.invoke(app, ["stylize", "-c", str(tiny_config), "-o", str(out), "-q"]).exit_code == 0
+    assert (
+        runner.invoke(app, ["stylize", "-c", str(tiny_config), "-o", str(out), "-q"]).exit_code == 0
+    )
     info = Image.open(out / "final.png").info
     settings_ = yaml.safe_load(info["nst:config"])
     target = tmp_path / "elsewhere"
