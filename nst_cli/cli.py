@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
 from .errors import ConfigError, NSTError
@@ -35,7 +36,7 @@ class _ConsoleHandler(logging.Handler):
         style = {logging.WARNING: "yellow", logging.ERROR: "red"}.get(record.levelno, "dim")
         label = record.levelname.lower()
         err_console.print(
-            f"[{style}]{label}:[/] {record.getMessage()}", highlight=False, markup=True
+            f"[{style}]{label}:[/] {escape(record.getMessage())}", highlight=False, markup=True
         )
 
 
@@ -53,7 +54,7 @@ def _errors_to_exit(debug: bool) -> Iterator[None]:
     except NSTError as exc:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         if debug:
@@ -66,7 +67,7 @@ def _errors_to_exit(debug: bool) -> Iterator[None]:
         if debug:
             raise
         err_console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
             "(run again with --debug for the traceback and report it)",
             highlight=False,
         )
@@ -235,7 +236,7 @@ def stylize(
         if result.status == "interrupted":
             err_console.print(
                 f"[yellow]interrupted[/] at step {result.steps}; continue with: "
-                f"nst stylize --resume {result.run_dir}"
+                f"nst stylize --resume {escape(str(result.run_dir))}"
             )
             raise typer.Exit(EXIT_INTERRUPTED)
 
@@ -276,7 +277,7 @@ def _print_summary(result: Any) -> None:
         ("image", str(result.final_image)),
     ]
     for key, value in rows:
-        out_console.print(f"[bold]{key:<13}[/]{value}", soft_wrap=True, highlight=False)
+        out_console.print(f"[bold]{key:<13}[/]{escape(value)}", soft_wrap=True, highlight=False)
 
 
 @app.command()

@@ -86,11 +86,16 @@ def _to_rgb(image: Image.Image, path: Path, role: str) -> Image.Image:
     return image
 
 
+def fit_long_side(size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """The (width, height) that `size` becomes with its longer side at `long_side` px."""
+    width, height = size
+    scale = long_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def resize_long_side(image: Image.Image, long_side: int) -> Image.Image:
     """Resize so the longer side is `long_side` px, keeping the aspect ratio."""
-    width, height = image.size
-    scale = long_side / max(width, height)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    size = fit_long_side(image.size, long_side)
     if size == image.size:
         return image
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +198,35 @@ def test_defaults_never_blow_up_at_small_sizes(pair, tmp_path: Path):
     worst_rise = max(b / a for a, b in zip(totals, totals[1:], strict=False))
     assert worst_rise < 1.5, worst_rise
     assert totals[-1] < 0.5 * totals[0]
+
+
+@pytest.mark.parametrize(
+    "sets", [["resolution=20000", "steps=40"], ["resolution=64", "style_scale=300"], ["steps=2"]]
+)
+def test_oversized_runs_are_refused_before_any_allocation(sets, tiny_config: Path, tmp_path: Path):
+    import subprocess
+    import sys
+
+    # Under a 4 GB address-space limit: a refusal that came after allocating would crash
+    # with MemoryError instead of printing the estimate. The last case is the control: a
+    # normal run does fit under the limit.
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+        "from nst_cli.cli import main\n"
+        "sys.argv = ['nst', 'stylize', '-c', sys.argv[1], '-o', sys.argv[2], '-q', "
+        + ", ".join(f"'--set', '{s}'" for s in sets)
+        + "]\nmain()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_config), str(tmp_path / "big")],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},  # its thread buffers reserve GBs
+    )  # fmt: skip
+    if sets == ["steps=2"]:
+        assert done.returncode == 0, done.stderr
+        return
+    assert done.returncode == 2, done.stderr
+    assert "GiB" in done.stderr and "--allow-large" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "big").exists()
