@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import re
 import tempfile
@@ -14,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .errors import ImageError, OutputError
-from .images import label_font, resize_long_side, resize_to
+from .images import fit_long_side, label_font, resize_long_side, resize_to
 from .outputs import write_bytes
 
 log = logging.getLogger("nst")
@@ -22,6 +23,12 @@ log = logging.getLogger("nst")
 _STEP = re.compile(r"(\d+)")
 VIDEO_SUFFIXES = (".mp4", ".webm")
 TRANSPARENT = 255
+#: Bounds on what one animation may ask for (each checked before any frame is decoded).
+MIN_FPS, MAX_FPS = 0.01, 100.0  # GIF frame delays are whole 10 ms ticks, 20 ms at least
+MAX_LOOP = 65535  # the GIF loop count is 16 bits
+MAX_SIZE = 8192
+MAX_FRAMES = 10_000
+MAX_ANIMATION_BYTES = 4 << 30
 
 
 @dataclass(frozen=True)
@@ -133,14 +140,20 @@ def make_animation(
     label: bool = False,
 ) -> AnimationResult:
     """Write an animation of a run's frames; returns where and how big."""
+    for name, value in (("--fps", fps), ("--duration", duration), ("--hold-last", hold_last)):
+        if value is not None and not math.isfinite(value):
+            raise ImageError(f"{name} {value}: must be a finite number of seconds or frames")
     if fps <= 0 or (duration is not None and duration <= 0) or hold_last < 0 or loop < 0:
         raise ImageError("--fps and --duration must be > 0, --hold-last and --loop >= 0")
-    if size is not None and size < 8:
-        raise ImageError(f"--size {size}: too small; use at least 8 px")
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise ImageError(f"--fps {fps:g}: use {MIN_FPS:g} to {MAX_FPS:g} frames per second")
+    if loop > MAX_LOOP:
+        raise ImageError(f"--loop {loop}: GIF stores at most {MAX_LOOP} (0 loops forever)")
+    if size is not None and not 8 <= size <= MAX_SIZE:
+        raise ImageError(f"--size {size}: use 8 to {MAX_SIZE} px")
     frames, run_dir = collect_frames(source)
     output = Path(output) if output else run_dir / "optimization.gif"
-    images = _load_frames(frames, size, label)
-    count = len(images)
+    count = len(frames)
     if duration is not None:
         # --duration is the whole animation, the final hold included.
         if duration <= hold_last:
@@ -148,7 +161,15 @@ def make_animation(
                 f"--duration {duration:g} must be longer than --hold-last {hold_last:g}"
             )
         fps = count / (duration - hold_last)
-    images += [images[-1]] * round(hold_last * fps)
+        if fps > MAX_FPS:
+            raise ImageError(
+                f"--duration {duration:g}: {count} frames in {duration - hold_last:g} s is over "
+                f"{MAX_FPS:g} frames per second; give more time"
+            )
+    held = round(hold_last * fps)
+    _check_animation_size(frames[0].path, size, count + held)
+    images = _load_frames(frames, size, label)
+    images += [images[-1]] * held
     suffix = output.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
         _write_video(images, output, fps)
@@ -157,6 +178,26 @@ def make_animation(
     else:
         raise ImageError(f"--output {output}: unknown format; use .gif, .mp4 or .webm")
     return AnimationResult(output, len(images), count, output.stat().st_size, images[0].size)
+
+
+def _check_animation_size(first: Path, size: int | None, total: int) -> None:
+    """Refuse, before decoding any frame, an animation that would not fit in memory."""
+    if total > MAX_FRAMES:
+        raise ImageError(
+            f"{total:,} frames (with --hold-last) is over the {MAX_FRAMES:,}-frame limit; "
+            "lower --hold-last or --fps"
+        )
+    try:
+        with Image.open(first) as image:
+            width, height = fit_long_side(image.size, size) if size else image.size
+    except (OSError, ValueError):
+        return  # _load_frames names the damaged frame
+    needed = total * width * height * 4  # RGB frame + palette indices, per frame
+    if needed > MAX_ANIMATION_BYTES:
+        raise ImageError(
+            f"{total:,} frames at {width}×{height} need about {needed / 2**30:.1f} GiB to encode "
+            f"(limit {MAX_ANIMATION_BYTES / 2**30:.0f} GiB); lower --size, --fps or --hold-last"
+        )
 
 
 def _write_gif(images: list[Image.Image], output: Path, fps: float, loop: int) -> None:

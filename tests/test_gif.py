@@ -125,3 +125,27 @@ def test_final_identical_to_last_frame_is_not_repeated(tmp_path: Path) -> None:
     os.utime(run / "final.png", (later, later))
     frames, _ = collect_frames(run)
     assert [f.step for f in frames] == [0, 5, 10, 12] and frames[-1].label == "step 12"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fps", "1e9"], "--fps 1e+09: use 0.01 to 100"),
+        (["--fps", "nan"], "--fps nan: must be a finite number"),
+        (["--fps", "inf"], "--fps inf: must be a finite number"),
+        (["--fps", "1e-9"], "--fps 1e-09: use 0.01 to 100"),
+        (["--hold-last", "1e7"], "over the 10,000-frame limit"),
+        (["--duration", "1.0000001", "--hold-last", "1"], "over 100 frames per second"),
+        (["--size", "100000"], "--size 100000: use 8 to 8192"),
+        (["--loop", "70000"], "--loop 70000: GIF stores at most 65535"),
+        (["--size", "8000", "--hold-last", "50", "--fps", "100"], "GiB to encode"),
+    ],
+)
+def test_animation_requests_are_bounded_before_decoding(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    run = fake_run(tmp_path / "run", [0, 10, 20])
+    result = runner.invoke(app, ["gif", str(run), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (run / "optimization.gif").exists()
