@@ -47,3 +47,9 @@ class NonFiniteLossError(NSTError):
     """The loss became NaN or infinite during optimisation."""
 
     exit_code = 1
+
+
+class CheckpointError(NSTError):
+    """A run's checkpoint.pt is damaged, tampered with, or from another nst."""
+
+    exit_code = 2

@@ -148,8 +148,10 @@ def safe_torch_load(path: Path) -> object:
             f"{path}: refused to load: the file holds more than tensors (a pickle could run "
             f"code). Re-save it as a plain state dict. ({str(exc).splitlines()[0][:120]})"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a readable torch weights file ({exc})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        # A text file or random bytes named .pth reaches torch's unpickler as garbage.
+        detail = f"{type(exc).__name__}: {str(exc)[:80]}"
+        raise WeightsError(f"{path}: not a readable torch weights file ({detail})") from None
 
 
 def caffe_state_dict(path: Path | None = None) -> dict[str, torch.Tensor]:

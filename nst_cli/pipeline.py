@@ -21,10 +21,17 @@ import yaml
 from PIL import Image
 
 from . import __version__
-from .callbacks import Checkpointer, FrameSaver, LatestImage, LossLog, output_pil
+from .callbacks import (
+    CHECKPOINT_VERSION,
+    Checkpointer,
+    FrameSaver,
+    LatestImage,
+    LossLog,
+    output_pil,
+)
 from .config import Config, dump_yaml, resolve_config
 from .devices import resolve_device
-from .errors import ConfigError, NSTError, WeightsError
+from .errors import CheckpointError, ConfigError, NSTError
 from .features import FeatureExtractor, build_extractor
 from .images import (
     fit_long_side,
@@ -157,6 +164,15 @@ def load_inputs(config: Config, allow_large: bool = False) -> Inputs:
             config.resolution,
         )
     inputs = Inputs(content, load_image(config.style, "style", allow_large))
+    style_target = fit_long_side(inputs.style.size, round(config.resolution * config.style_scale))
+    if config.style_resize == "long_side" and max(inputs.style.size) < max(style_target) / 2:
+        log.warning(
+            "style image %s is %d×%d, far smaller than the %d px it is used at; upscaling it "
+            "(its texture will be blurred)",
+            config.style,
+            *inputs.style.size,
+            max(style_target),
+        )
     # The smallest scale is the one that can be too small for the deepest layer.
     smallest = config.scale_sizes()[0]
     key = "resolution" if smallest == config.resolution else "scales"
@@ -339,17 +355,42 @@ def _check_resume_changes(run_dir: RunDir, config: Config) -> None:
 
 
 def _load_checkpoint(run_dir: RunDir) -> dict[str, Any] | None:
-    if not run_dir.checkpoint.is_file():
+    """The run's checkpoint, checked field by field (it is a file a user may have edited)."""
+    path = run_dir.checkpoint
+    if not path.is_file():
         return None
     try:
-        state = torch.load(run_dir.checkpoint, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged file must not stop a fresh start from being offered
-        raise WeightsError(
-            f"{run_dir.checkpoint}: checkpoint unreadable ({type(exc).__name__}); delete it to start over"
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any damage is reported the same way, with the way out
+        raise CheckpointError(
+            f"{path}: checkpoint unreadable ({type(exc).__name__}); delete it to start over"
         ) from None
-    if not isinstance(state, dict) or "image" not in state or "step" not in state:
-        raise WeightsError(f"{run_dir.checkpoint}: not an nst checkpoint; delete it to start over")
+    problem = _checkpoint_problem(state)
+    if problem:
+        raise CheckpointError(f"{path}: not a valid nst checkpoint ({problem}); delete it to start over")
     return state
+
+
+def _checkpoint_problem(state: object) -> str | None:
+    if not isinstance(state, dict):
+        return "not a mapping"
+    if state.get("version", CHECKPOINT_VERSION) != CHECKPOINT_VERSION:
+        return f"version {state.get('version')!r}, this nst writes {CHECKPOINT_VERSION}"
+    image = state.get("image")
+    if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[:2] != (1, 3):
+        return "no [1, 3, H, W] image"
+    if not image.is_floating_point() or not torch.isfinite(image).all():
+        return "the image is not finite floating point"
+    for key in ("step", "stage"):
+        value = state.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"{key} is {value!r}"
+    elapsed = state.get("elapsed", 0.0)
+    if not isinstance(elapsed, int | float) or not elapsed >= 0:
+        return f"elapsed is {elapsed!r}"
+    if not isinstance(state.get("optimizer"), dict | None):
+        return "the optimiser state is not a mapping"
+    return None
 
 
 @dataclass

@@ -230,3 +230,30 @@ def test_oversized_runs_are_refused_before_any_allocation(sets, tiny_config: Pat
     assert "GiB" in done.stderr and "--allow-large" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "big").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("step", -3, "step is -3"),
+        ("step", "12", "step is '12'"),
+        ("stage", True, "stage is True"),
+        ("image", torch.zeros(3, 8, 8), r"no \[1, 3, H, W\] image"),
+        ("image", torch.full((1, 3, 8, 8), float("nan")), "not finite"),
+        ("version", 99, "version 99"),
+        ("optimizer", [1, 2], "optimiser state is not a mapping"),
+    ],
+)
+def test_tampered_checkpoint_is_one_clear_error(
+    tiny_config: Path, tmp_path: Path, field: str, value, message: str
+):
+    from nst_cli.errors import CheckpointError
+
+    config = resolve_config(tiny_config, [], {"output": str(tmp_path / "run")})
+    stylize(config)
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    state[field] = value
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=message):
+        stylize(config, resume=True)
