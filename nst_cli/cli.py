@@ -183,7 +183,6 @@ def stylize(
 ) -> None:
     """Stylise one image: content photo + style painting -> run folder with frames and final.png."""
     from .config import dump_yaml, resolve_config
-    from .pipeline import stylize as run_stylize
 
     _setup_logging(quiet)
     with _errors_to_exit(debug):
@@ -220,6 +219,8 @@ def stylize(
         if print_config:
             typer.echo(dump_yaml(resolved.to_yaml_dict()), nl=False)
             return
+        from .pipeline import stylize as run_stylize  # torch: only once there is work to do
+
         result = _run_with_progress(
             lambda callbacks, should_stop: run_stylize(
                 resolved,
