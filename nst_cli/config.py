@@ -332,7 +332,9 @@ class Config(_Strict):
     @classmethod
     def _output(cls, value: Path | None) -> Path | None:
         if value is not None and any(len(part.encode()) > 255 for part in value.parts):
-            raise ValueError("a folder name in it is over 255 bytes, longer than file systems allow")
+            raise ValueError(
+                "a folder name in it is over 255 bytes, longer than file systems allow"
+            )
         if value is not None and value.suffix.lower() in (
             ".png",
             ".jpg",

@@ -367,7 +367,9 @@ def _load_checkpoint(run_dir: RunDir) -> dict[str, Any] | None:
         ) from None
     problem = _checkpoint_problem(state)
     if problem:
-        raise CheckpointError(f"{path}: not a valid nst checkpoint ({problem}); delete it to start over")
+        raise CheckpointError(
+            f"{path}: not a valid nst checkpoint ({problem}); delete it to start over"
+        )
     return state
 
 
