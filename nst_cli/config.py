@@ -503,11 +503,17 @@ def _read_png_config(path: Path) -> dict[str, Any]:
     """Settings embedded by nst in a PNG's text metadata (provenance)."""
     from PIL import Image, UnidentifiedImageError
 
+    previous_limit = Image.MAX_IMAGE_PIXELS
+    # Only the text chunks are read (nst writes them before the pixels), never the pixels, so
+    # Pillow's decompression-bomb check (a warning from 89 MP, an error from 179 MP) is off.
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with Image.open(path) as image:
             text = image.info.get("nst:config")
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ConfigError(f"{path}: cannot read PNG ({exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous_limit
     if not text:
         raise ConfigError(f"{path}: this PNG carries no nst settings (only images nst wrote do)")
     if len(text) > MAX_EMBEDDED_CONFIG:

@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .errors import ImageError, OutputError
-from .images import fit_long_side, label_font, resize_long_side, resize_to
-from .outputs import write_bytes
+from .images import fit_long_side, label_font, load_image, resize_long_side, resize_to
+from .outputs import png_header, write_bytes
 
 log = logging.getLogger("nst")
 
@@ -80,11 +80,8 @@ def collect_frames(source: Path) -> tuple[list[Frame], Path]:
 
 def _stored_step(path: Path) -> int | None:
     """The step nst recorded in a PNG's metadata (None for other PNGs)."""
-    try:
-        with Image.open(path) as image:
-            value = image.info.get("nst:step")
-    except OSError:
-        return None
+    header = png_header(path)
+    value = header[1].get("nst:step") if header else None
     return int(value) if value and str(value).isdigit() else None
 
 
@@ -108,11 +105,9 @@ def _load_frames(frames: list[Frame], size: int | None, label: bool) -> list[Ima
     first_size: tuple[int, int] | None = None
     resized = 0
     for frame in frames:
-        try:
-            with Image.open(frame.path) as handle:
-                image = handle.convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise ImageError(f"{frame.path}: unreadable frame ({exc})") from None
+        # The same guarded loader as the inputs: size checked from the header before any
+        # pixel is decoded (a decompression bomb among the frames is one clear line).
+        image = load_image(frame.path, "frame")
         if size:
             image = resize_long_side(image, size)
         if first_size is None:
@@ -187,11 +182,10 @@ def _check_animation_size(first: Path, size: int | None, total: int) -> None:
             f"{total:,} frames (with --hold-last) is over the {MAX_FRAMES:,}-frame limit; "
             "lower --hold-last or --fps"
         )
-    try:
-        with Image.open(first) as image:
-            width, height = fit_long_side(image.size, size) if size else image.size
-    except (OSError, ValueError):
+    header = png_header(first)
+    if header is None:
         return  # _load_frames names the damaged frame
+    width, height = fit_long_side(header[0], size) if size else header[0]
     needed = total * width * height * 4  # RGB frame + palette indices, per frame
     if needed > MAX_ANIMATION_BYTES:
         raise ImageError(

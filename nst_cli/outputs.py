@@ -51,13 +51,26 @@ def _is_nst_config(path: Path) -> bool:
     return isinstance(run, dict) and "nst_version" in run
 
 
-def _is_nst_png(path: Path) -> bool:
-    """A PNG nst wrote carries its version in the text metadata."""
+def png_header(path: Path) -> tuple[tuple[int, int], dict[str, Any]] | None:
+    """An image's size and text metadata from its header, no pixel decoded; None if unreadable.
+
+    Pillow's decompression-bomb check is off here (nothing is decoded, and its warning would
+    leak into the output): callers that go on to decode check the size themselves."""
+    previous_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with Image.open(path) as image:
-            return "nst:version" in image.info
+            return image.size, dict(image.info)
     except (OSError, ValueError, SyntaxError):
-        return False
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous_limit
+
+
+def _is_nst_png(path: Path) -> bool:
+    """A PNG nst wrote carries its version in the text metadata."""
+    header = png_header(path)
+    return header is not None and "nst:version" in header[1]
 
 
 def _is_nst_loss_log(path: Path) -> bool:

@@ -373,3 +373,22 @@ def test_a_png_never_decides_where_files_go(tiny_config: Path, tmp_path: Path) -
         assert result.exit_code == 2, result.output
         assert "nst settings" in result.output and "Traceback" not in result.output
     assert not target.exists()
+
+
+def test_decompression_bomb_png_as_config_and_as_frame(tiny_config: Path, tmp_path: Path) -> None:
+    import warnings
+
+    bomb = tmp_path / "bomb.png"
+    settings_ = resolve_config(tiny_config).to_yaml_dict()
+    # 200 megapixels, over Pillow's own error threshold (179 MP); 1-bit keeps the test light.
+    save_png(Image.new("1", (20000, 10000)), bomb, {"nst:config": yaml.safe_dump(settings_)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a leaked DecompressionBombWarning fails the test
+        assert resolve_config(bomb).resolution == settings_["resolution"]
+    frames = tmp_path / "run" / "frames"
+    frames.mkdir(parents=True)
+    bomb.replace(frames / "step_000000.png")
+    # --size 64: small enough for the animation's own size check, so the frame loader answers.
+    result = runner.invoke(app, ["gif", str(tmp_path / "run"), "--size", "64"])
+    assert result.exit_code == 2, result.output
+    assert "100,000,000-pixel limit" in result.output and "Traceback" not in result.output
