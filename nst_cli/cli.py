@@ -306,6 +306,10 @@ def sweep(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List the planned runs and exit.")
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace another sweep recorded in the sweep folder."),
+    ] = False,
     allow_large: AllowLargeOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -326,12 +330,18 @@ def sweep(
             steps=steps,
             device=device,
         )
-        root, runs = plan_sweep(config, params, set_ or (), overrides, output)
+        root, runs = plan_sweep(
+            config, params, set_ or (), overrides, output,
+            overwrite=overwrite, allow_large=allow_large,
+        )  # fmt: skip
         if dry_run or not quiet:
             for i, run in enumerate(runs, 1):
-                note = {"done": "done, will skip", "resume": "will resume", "new": "will run"}[
-                    run.state
-                ]
+                note = {
+                    "done": "done, will skip",
+                    "resume": "will resume",
+                    "new": "will run",
+                    "replace": "will replace the run there (other settings)",
+                }[run.state]
                 out_console.print(f"{i:>3}. {run.name:<40} {note}", soft_wrap=True, highlight=False)
         if dry_run:
             return

@@ -12,6 +12,7 @@ import html
 import io
 import itertools
 import json
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -33,16 +34,19 @@ from .config import (
     resolve_config,
     safe_yaml,
 )
+from .errors import NSTError
 from .images import label_font
 from .outputs import RunDir, read_loss_rows, save_png, write_text
 from .pipeline import (
     ModelCache,
     StylizeResult,
+    load_inputs,
     read_run_config,
-    require_inputs,
     run_config_dict,
     stylize,
 )
+
+log = logging.getLogger("nst")
 
 #: Short folder names for the most swept keys.
 ALIASES = {
@@ -144,6 +148,9 @@ def plan_sweep(
     sets: Sequence[str] = (),
     overrides: Mapping[str, Any] | None = None,
     output: Path | None = None,
+    *,
+    overwrite: bool = False,
+    allow_large: bool = False,
 ) -> tuple[Path, list[PlannedRun]]:
     """Resolve and validate every run of the grid before any of them starts."""
     base = resolve_config(config_path, sets, overrides)
@@ -160,35 +167,104 @@ def plan_sweep(
     root = (
         Path(output) if output else Path("outputs") / f"sweep_{default_run_name(base, config_path)}"
     )
-    runs = []
+    runs: list[PlannedRun] = []
+    seen: dict[str, str] = {}
     for combo in itertools.product(*(range(len(p.values)) for p in params)):
         values = {p.key: p.values[i] for p, i in zip(params, combo, strict=True)}
         labels = {p.key: p.labels[i] for p, i in zip(params, combo, strict=True)}
-        name = "__".join(_safe(f"{ALIASES.get(k, k)}={labels[k]}") for k in keys)
+        identity = json.dumps(values, sort_keys=True, default=str)
+        if identity in seen:
+            log.warning("sweep: %s repeats run %s; running it once", labels, seen[identity])
+            continue
+        name = _unique(
+            "__".join(_safe(f"{ALIASES.get(k, k)}={_folder_label(k, labels[k])}") for k in keys),
+            runs,
+        )
+        seen[identity] = name
         run_sets = [*sets, *(f"{k}={json.dumps(v)}" for k, v in values.items())]
         try:
             config = resolve_config(
                 config_path, run_sets, {**(overrides or {}), "output": str(root / name)}
             )
-        except ConfigError as exc:
-            raise ConfigError(f"sweep run {name}: {exc}") from None
-        require_inputs(config)
+            # Every run's images, sizes and memory are checked before the first one starts.
+            load_inputs(config, allow_large)
+            _check_weights_file(config)
+        except NSTError as exc:
+            raise type(exc)(f"sweep run {name}: {exc}") from None
         runs.append(PlannedRun(name, values, labels, config, _state(config)))
+    _check_sweep_folder(root, runs, overwrite)
     return root, runs
 
 
+#: Swept keys whose values are files: the folder name uses the file's stem.
+_PATH_KEYS = ("content", "style", "init", "model.weights")
+
+
+def _folder_label(key: str, label: str) -> str:
+    if key in _PATH_KEYS and ("/" in label or "." in Path(label).name):
+        return Path(label).stem or label
+    return label
+
+
+def _unique(name: str, runs: Sequence[PlannedRun]) -> str:
+    """Different values can make one folder name (sub/dir/img and sub-dir-img): number them."""
+    taken = {run.name for run in runs}
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name}~{n}", n + 1
+    return candidate
+
+
+def _check_weights_file(config: Config) -> None:
+    weights = config.model.weights
+    if weights not in ("caffe", "torchvision", "random") and not Path(weights).is_file():
+        raise ConfigError(f"model.weights: {weights}: weights file not found")
+
+
+#: The file in a sweep folder that records which runs the sweep holds.
+MANIFEST = "sweep.yaml"
+
+
+def _check_sweep_folder(root: Path, runs: Sequence[PlannedRun], overwrite: bool) -> None:
+    """A sweep folder holds one sweep: another one is refused unless --overwrite."""
+    manifest = root / MANIFEST
+    if not manifest.is_file() or overwrite:
+        return
+    try:
+        recorded = safe_yaml(manifest.read_text(encoding="utf-8"), str(manifest))
+    except (OSError, UnicodeDecodeError, ConfigError):
+        recorded = None
+    planned = {run.name: run.values for run in runs}
+    if isinstance(recorded, dict) and json.dumps(
+        recorded.get("runs"), sort_keys=True, default=str
+    ) == json.dumps(planned, sort_keys=True, default=str):
+        return
+    raise ConfigError(
+        f"{root} holds another sweep ({MANIFEST} lists other runs); pass --overwrite to replace "
+        "it, or choose another --output"
+    )
+
+
+def write_manifest(root: Path, runs: Sequence[PlannedRun]) -> None:
+    """Record the sweep's runs, so a different sweep into this folder is noticed."""
+    root.mkdir(parents=True, exist_ok=True)
+    data = {"nst_version": __version__, "runs": {run.name: run.values for run in runs}}
+    write_text(root / MANIFEST, yaml.safe_dump(data, sort_keys=False))
+
+
 def _state(config: Config) -> str:
-    """done if this folder already holds a completed run of the same resolved config."""
+    """done: this folder holds a completed run of the same resolved config; resume: an
+    interrupted one; replace: a run of other settings; new: nothing yet."""
     run_dir = RunDir(config.output_dir)
     found = read_run_config(run_dir)
     if found is None:
-        return "new"
+        return "replace" if run_dir.previous_outputs() else "new"
     saved, run = found
     if saved != run_config_dict(config):
-        return "new"
+        return "replace"
     if run.get("status") == "completed" and run_dir.final.is_file():
         return "done"
-    return "resume" if run_dir.checkpoint.is_file() else "new"
+    return "resume" if run_dir.checkpoint.is_file() else "replace"
 
 
 def run_sweep(
@@ -204,6 +280,7 @@ def run_sweep(
     write grid.png, summary.csv and index.html."""
     cache = ModelCache()
     outcome = SweepOutcome(root, list(runs))
+    write_manifest(root, runs)
     for i, run in enumerate(runs):
         if should_stop():
             break
@@ -211,7 +288,7 @@ def run_sweep(
         if run.state != "done":
             result = stylize(
                 run.config, callbacks=callbacks_for(i, run), should_stop=should_stop,
-                resume=run.state == "resume", overwrite=run.state == "new",
+                resume=run.state == "resume", overwrite=run.state in ("new", "replace"),
                 allow_large=allow_large, cache=cache,
             )  # fmt: skip
             run.state = "done" if result.status == "completed" else "resume"
@@ -232,7 +309,7 @@ def summary_row(run: PlannedRun) -> dict[str, Any]:
         status = found[1].get("status", "unknown")
     return {
         "run": run.name,
-        **{k: run.labels[k] for k in run.values},
+        **{value_column(k): run.labels[k] for k in run.values},
         "status": status,
         "total": last.get("total"),
         "content": last.get("content"),
@@ -241,6 +318,15 @@ def summary_row(run: PlannedRun) -> dict[str, Any]:
         "seconds": last.get("elapsed_s"),
         "image": str(run_dir.final),
     }
+
+
+#: summary.csv / index.html columns that are not swept values.
+REPORT_COLUMNS = ("image", "run", "status", "total", "content", "style", "tv", "seconds")
+
+
+def value_column(key: str) -> str:
+    """The column of a swept key; `swept.content` where the key would shadow a loss column."""
+    return f"swept.{key}" if key in REPORT_COLUMNS else key
 
 
 def write_reports(outcome: SweepOutcome, runs: Sequence[PlannedRun]) -> None:
@@ -296,7 +382,7 @@ def contact_sheet(runs: Sequence[PlannedRun], keys: Sequence[str], cell: int = 2
 
 def index_html(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], root: Path) -> str:
     """A self-contained page: every run's image, values and losses; click a header to sort."""
-    columns = ["image", "run", *keys, "status", "total", "content", "style", "tv", "seconds"]
+    columns = ["image", "run", *map(value_column, keys), *REPORT_COLUMNS[2:]]
     head = "".join(
         f'<th data-col="{i}">{html.escape(ALIASES.get(c, c))}</th>' for i, c in enumerate(columns)
     )

@@ -225,3 +225,74 @@ def test_runs_share_one_network_and_style_targets(
     )
     run_sweep(root, runs)
     assert len(builds) == 1 and len(targets) == 1
+
+
+def _sweep_base(tmp_path: Path) -> Path:
+    from tests.conftest import make_image
+
+    make_image(tmp_path / "content.png", (64, 48), seed=1)
+    make_image(tmp_path / "style.png", (48, 48), seed=7)
+    (tmp_path / "sub").mkdir()
+    make_image(tmp_path / "sub" / "b.png", (48, 48), seed=9)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "content: content.png\nstyle: style.png\nresolution: 48\nsteps: 2\nsave_every: 2\ndevice: cpu\n"
+    )
+    return config
+
+
+def test_sweeping_style_images_names_folders_by_stem_and_keeps_columns_apart(tmp_path: Path):
+    config = _sweep_base(tmp_path)
+    root = tmp_path / "styles"
+    result = runner.invoke(
+        app,
+        ["sweep", "-c", str(config), "-o", str(root), "-q",
+         "--param", f"style={tmp_path / 'style.png'},{tmp_path / 'sub' / 'b.png'},{tmp_path / 'style.png'}"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = read_summary(root)
+    assert [r["run"] for r in rows] == ["style=style", "style=b"]  # the repeat ran once
+    assert all(float(r["style"]) >= 0 for r in rows)  # the loss column stays a loss
+    assert rows[1]["swept.style"].endswith("b.png")
+
+
+def test_colliding_folder_names_are_numbered(tmp_path: Path):
+    from nst_cli.sweep import parse_param, plan_sweep
+    from tests.conftest import make_image
+
+    config = _sweep_base(tmp_path)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        make_image(tmp_path / folder / "x.png", (48, 48), seed=3)
+    param = parse_param(f"style={tmp_path / 'a' / 'x.png'},{tmp_path / 'b' / 'x.png'}")
+    _, runs = plan_sweep(config, [param], output=tmp_path / "s")
+    assert [run.name for run in runs] == ["style=x", "style=x~2"]
+    assert len({run.config.output for run in runs}) == 2
+
+
+def test_every_combination_is_validated_before_the_first_run(tmp_path: Path):
+    config = _sweep_base(tmp_path)
+    root = tmp_path / "bad"
+    result = runner.invoke(
+        app, ["sweep", "-c", str(config), "-o", str(root), "--param", "resolution=48,12"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "sweep run resolution=12" in result.output and "too small" in result.output
+    assert not (root / "resolution=48" / "final.png").exists()  # nothing ran
+
+
+def test_a_different_sweep_into_the_same_folder_is_refused(tmp_path: Path):
+    config = _sweep_base(tmp_path)
+    root = tmp_path / "one"
+    args = ["sweep", "-c", str(config), "-o", str(root), "-q"]
+    assert runner.invoke(app, [*args, "--style-weights", "1,2"]).exit_code == 0
+    again = runner.invoke(app, [*args, "--style-weights", "1,2", "--dry-run"])
+    assert again.exit_code == 0 and again.output.count("done, will skip") == 2
+    other = runner.invoke(app, [*args, "--style-weights", "3,4"])
+    assert other.exit_code == 2 and "holds another sweep" in other.output
+    assert [r["run"] for r in read_summary(root)] == ["style_weight=1", "style_weight=2"]
+    # Same names, other settings: --overwrite, and the dry run says what it will replace.
+    changed = runner.invoke(
+        app, [*args, "--style-weights", "1,2", "--set", "weights.tv=0.1", "--dry-run"]
+    )
+    assert changed.exit_code == 0 and "will replace the run there" in changed.output
