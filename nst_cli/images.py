@@ -28,6 +28,8 @@ def load_image(path: Path, role: str, allow_large: bool = False) -> Image.Image:
         raise ImageError(f"{role} image {path}: file not found")
     if path.is_dir():
         raise ImageError(f"{role} image {path}: is a directory, expected an image file")
+    if not path.is_file():
+        raise ImageError(f"{role} image {path}: not a regular file (a pipe or device?)")
     if path.stat().st_size == 0:
         raise ImageError(f"{role} image {path}: file is empty")
     previous_limit = Image.MAX_IMAGE_PIXELS

@@ -56,6 +56,8 @@ def png_header(path: Path) -> tuple[tuple[int, int], dict[str, Any]] | None:
 
     Pillow's decompression-bomb check is off here (nothing is decoded, and its warning would
     leak into the output): callers that go on to decode check the size themselves."""
+    if not Path(path).is_file():  # a FIFO would block the open forever
+        return None
     previous_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:

@@ -151,28 +151,13 @@ class Inputs:
 
 
 def load_inputs(config: Config, allow_large: bool = False) -> Inputs:
-    """Decode both images once and check that every scale of the run is big enough."""
+    """Decode both images once; check every scale is big enough and the run fits in memory."""
     require_inputs(config)
     assert config.content is not None and config.style is not None  # checked just above
-    content = load_image(config.content, "content", allow_large)
-    if max(content.size) < config.resolution / 2:
-        log.warning(
-            "content image %s is %d×%d, far smaller than resolution %d; upscaling it (the "
-            "result will look soft)",
-            config.content,
-            *content.size,
-            config.resolution,
-        )
-    inputs = Inputs(content, load_image(config.style, "style", allow_large))
-    style_target = fit_long_side(inputs.style.size, round(config.resolution * config.style_scale))
-    if config.style_resize == "long_side" and max(inputs.style.size) < max(style_target) / 2:
-        log.warning(
-            "style image %s is %d×%d, far smaller than the %d px it is used at; upscaling it "
-            "(its texture will be blurred)",
-            config.style,
-            *inputs.style.size,
-            max(style_target),
-        )
+    inputs = Inputs(
+        load_image(config.content, "content", allow_large),
+        load_image(config.style, "style", allow_large),
+    )
     # The smallest scale is the one that can be too small for the deepest layer.
     smallest = config.scale_sizes()[0]
     key = "resolution" if smallest == config.resolution else "scales"
@@ -182,7 +167,25 @@ def load_inputs(config: Config, allow_large: bool = False) -> Inputs:
     _check_size(style_size, list(config.layers.style), "style", "style_scale")
     if not allow_large:
         _check_memory(config, inputs)
+    _warn_upscaling(config, inputs)
     return inputs
+
+
+def _warn_upscaling(config: Config, inputs: Inputs) -> None:
+    content, style = inputs.content.size, inputs.style.size
+    if max(content) < config.resolution / 2:
+        log.warning(
+            "content image %s is %d×%d, far smaller than resolution %d; upscaling it (the "
+            "result will look soft)",
+            config.content, *content, config.resolution,
+        )  # fmt: skip
+    style_long_side = max(_style_size(config, inputs, config.resolution))
+    if config.style_resize == "long_side" and max(style) < style_long_side / 2:
+        log.warning(
+            "style image %s is %d×%d, far smaller than the %d px it is used at; upscaling it "
+            "(its texture will be blurred)",
+            config.style, *style, style_long_side,
+        )  # fmt: skip
 
 
 #: Bytes per pixel of the image being optimised: VGG19 activations up to relu5_1 kept for

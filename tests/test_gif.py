@@ -149,3 +149,10 @@ def test_animation_requests_are_bounded_before_decoding(
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not (run / "optimization.gif").exists()
+
+
+def test_a_fifo_among_the_frames_is_refused_not_waited_on(tmp_path: Path) -> None:
+    run = fake_run(tmp_path / "run", [0, 10], final=False)
+    os.mkfifo(run / "frames" / "step_20.png")
+    result = runner.invoke(app, ["gif", str(run)])
+    assert result.exit_code == 2 and "not a regular file" in result.output

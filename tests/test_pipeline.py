@@ -257,3 +257,12 @@ def test_tampered_checkpoint_is_one_clear_error(
     torch.save(state, path)
     with pytest.raises(CheckpointError, match=message):
         stylize(config, resume=True)
+
+
+def test_a_tiny_style_is_upscaled_with_a_warning(tiny_config: Path, tmp_path: Path, caplog):
+    one = tmp_path / "one.png"
+    Image.new("RGB", (1, 1), (200, 30, 30)).save(one)
+    config = resolve_config(tiny_config, [f"style={one}"], {"output": str(tmp_path / "r")})
+    with caplog.at_level("WARNING", logger="nst"):
+        load_inputs(config)
+    assert any("style image" in r.getMessage() and "1×1" in r.getMessage() for r in caplog.records)
