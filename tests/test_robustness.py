@@ -392,3 +392,46 @@ def test_decompression_bomb_png_as_config_and_as_frame(tiny_config: Path, tmp_pa
     result = runner.invoke(app, ["gif", str(tmp_path / "run"), "--size", "64"])
     assert result.exit_code == 2, result.output
     assert "100,000,000-pixel limit" in result.output and "Traceback" not in result.output
+
+
+def _under_memory_limit(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`nst ARGS` in a child whose address space is capped at 4 GB: a request refused only
+    after allocating would die of MemoryError (or worse) instead of printing one line."""
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+        "from nst_cli.cli import main\n"
+        "sys.argv = ['nst', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
+        timeout=120, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+    )  # fmt: skip
+
+
+def test_unbounded_requests_are_refused_before_allocation(tmp_path: Path) -> None:
+    frames = tmp_path / "run" / "frames"
+    frames.mkdir(parents=True)
+    for step in (0, 5, 10):
+        save_png(Image.new("RGB", (64, 48), (step * 20, 90, 160)), frames / f"step_{step:06d}.png")
+    laughs = tmp_path / "laughs.yaml"
+    text = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+    for i in range(1, 9):
+        name, previous = chr(ord("a") + i), chr(ord("a") + i - 1)
+        text += f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]\n"
+    laughs.write_text(text + "content: c.png\nstyle: s.png\nsweep: {weights.style: *i}\n")
+    cases = [
+        (["gif", "run", "--fps", "1e9"], "--fps"),
+        (["gif", "run", "--hold-last", "1e7"], "10,000-frame limit"),
+        (["gif", "run", "--duration", "1.0000001", "--hold-last", "1"], "frames per second"),
+        (["gif", "run", "--size", "100000"], "--size 100000"),
+        (["sweep", "-c", str(laughs), "--dry-run"], "expands to over 100,000 values"),
+        (["stylize", "--config", "/dev/zero"], "not a regular file"),
+    ]
+    for args, message in cases:
+        done = _under_memory_limit(args, tmp_path)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+    control = _under_memory_limit(["gif", "run"], tmp_path)  # a normal request fits the cap
+    assert control.returncode == 0, control.stderr
