@@ -438,24 +438,18 @@ def build_loss(
 ) -> StyleTransferLoss:
     """Targets are computed once per scale: content features, and the style Grams (cached
     across runs)."""
-    with torch.no_grad():
-        content_targets = (
-            {k: v.detach() for k, v in extractor(content, config.layers.content).items()}
-            if config.layers.content
-            else {}
-        )
     style_key = (str(config.style), size, config.style_scale, config.style_resize, content.shape)
     targets = cache.style_targets(
         extractor, style, style_key, config.layers.style, config.loss.gram
     )
+    # One pass over the content serves both its targets and the style normalisers.
+    wanted = [*config.layers.content, *(config.layers.style if config.loss.normalize else ())]
     with torch.no_grad():
+        features = extractor(content, wanted) if wanted else {}
+        content_targets = {k: features[k].detach() for k in config.layers.content}
         # Each normalised style term is measured against how far the content's own Gram is
         # from the style's at this scale (see losses.style_norms).
-        norms = (
-            style_norms(extractor(content, config.layers.style), targets, config.loss.gram)
-            if config.loss.normalize
-            else None
-        )
+        norms = style_norms(features, targets, config.loss.gram) if config.loss.normalize else None
     return StyleTransferLoss(
         content_targets,
         targets,
