@@ -249,11 +249,6 @@ def images_at(config: Config, inputs: Inputs, size: int) -> tuple[torch.Tensor, 
     return to_tensor(content), to_tensor(style)
 
 
-def prepare_images(config: Config, allow_large: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Content and style tensors at the final resolution."""
-    return images_at(config, load_inputs(config, allow_large), config.resolution)
-
-
 def initial_image(
     config: Config, content: torch.Tensor, style: torch.Tensor, allow_large: bool = False
 ) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from nst_cli import ModelCache, resolve_config, stylize
-from nst_cli.features import build_extractor, caffe_state_dict
+from nst_cli.features import caffe_state_dict
 from nst_cli.outputs import read_loss_rows
 from nst_cli.pipeline import build_loss, images_at, initial_image, load_inputs
 
