@@ -6,7 +6,6 @@ them. Files are written through nst_cli.outputs, so each write is atomic.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from .checkpoints import CheckpointMode, CheckpointWriter
 from .images import resize_to, to_pil
 from .optimize import StepEvent
-from .outputs import RunDir, save_png, write_bytes, write_loss_rows
-
-CHECKPOINT_VERSION = 1
+from .outputs import RunDir, save_png, write_loss_rows
 
 
 class LatestImage:
@@ -110,41 +108,21 @@ class LossLog:
 
 
 class Checkpointer:
-    """Saves the image, optimiser state and step every `save_every` steps (for --resume)."""
+    """Keeps checkpoint.pt (for --resume) current: at frame steps, within a time budget, and
+    always at the end (see nst_cli.checkpoints)."""
 
-    def __init__(self, run_dir: RunDir, save_every: int, elapsed_offset: float = 0.0) -> None:
-        self.run_dir = run_dir
-        self.save_every = save_every
-        self.elapsed_offset = elapsed_offset
+    def __init__(self, run_dir: RunDir, save_every: int, mode: CheckpointMode = "compact") -> None:
+        self.writer = CheckpointWriter(run_dir.checkpoint, save_every, mode)
 
     def __call__(self, event: StepEvent) -> None:
-        if event.step % self.save_every == 0 or event.is_final:
-            save_checkpoint(self.run_dir.checkpoint, event, self.elapsed_offset)
-
-
-def save_checkpoint(path: Path, event: StepEvent, elapsed_offset: float = 0.0) -> None:
-    """Atomically write what a resumed run needs to continue exactly where this one stands."""
-    state = {
-        "version": CHECKPOINT_VERSION,
-        "step": event.step,
-        "stage": event.stage.index if event.stage else 0,
-        "elapsed": elapsed_offset + event.elapsed,
-        "image": event.image.detach().cpu().clone(),
-        "optimizer": _to_cpu(event.optimizer_state()) if event.optimizer_state else None,
-    }
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_bytes(path, buffer.getvalue())
-
-
-def _to_cpu(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().clone()
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_to_cpu(v) for v in value)
-    return value
+        if self.writer.due(event.step, event.is_final):
+            self.writer.write(
+                image=event.image,
+                step=event.step,
+                stage=event.stage.index if event.stage else 0,
+                elapsed=event.elapsed,
+                optimizer_state=event.optimizer_state() if event.optimizer_state else None,
+            )
 
 
 class _SpeedColumn(ProgressColumn):

@@ -130,6 +130,8 @@ def split_steps(total: int, sizes: Sequence[int]) -> list[int]:
 # --------------------------------------------------------------------------- presets
 
 PresetName = Literal["fast", "balanced", "quality"]
+#: How much optimiser state checkpoint.pt keeps (see nst_cli.checkpoints).
+CheckpointMode = Literal["compact", "exact", "off"]
 DEFAULT_PRESET: PresetName = "balanced"
 #: What each preset sets; any key given explicitly (file, --set, flag) wins over these.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -269,6 +271,7 @@ class Config(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     steps: StrictPositiveInt | list[StrictPositiveInt] = 160
     save_every: StrictPositiveInt = 50
+    checkpoint: CheckpointMode = "compact"
     init: str = "content"
     seed: Annotated[int, Field(strict=True, ge=0, lt=2**63)] = 0
     device: str = "auto"
@@ -287,6 +290,12 @@ class Config(_Strict):
                     if not _has_path(data, key):
                         set_by_path(data, key, _deep_copy(value))
         return data
+
+    @field_validator("checkpoint", mode="before")
+    @classmethod
+    def _checkpoint_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false.
+        return "off" if value is False else value
 
     @field_validator("steps", mode="before")
     @classmethod

@@ -90,11 +90,14 @@ def optimize(
     stage: Stage | None = None,
     report_last: bool = True,
     total_steps: int | None = None,
+    elapsed_offset: float = 0.0,
 ) -> OptimizeResult:
     """Optimise `image` (RGB in [0, 1]) from `start_step` until `steps`, emitting a StepEvent per state.
 
     With `report_last=False` (a coarse scale of a multi-scale run) the loop ends after the
     last update without evaluating it: the next scale reports that step, upsampled.
+    Events' `elapsed` counts from `elapsed_offset` (time already spent by earlier scales or
+    sessions), so one clock runs through a whole run.
     """
     pixels = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     optimizer = make_optimizer(optimizer_name, [pixels], lr)
@@ -123,7 +126,7 @@ def optimize(
             total_steps=total_steps or steps,
             losses=losses,
             image=pixels.detach(),
-            elapsed=time.perf_counter() - started,
+            elapsed=elapsed_offset + time.perf_counter() - started,
             is_final=is_final,
             optimizer_state=optimizer.state_dict,
             stage=stage,

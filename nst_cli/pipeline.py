@@ -22,16 +22,16 @@ from PIL import Image
 
 from . import __version__
 from .callbacks import (
-    CHECKPOINT_VERSION,
     Checkpointer,
     FrameSaver,
     LatestImage,
     LossLog,
     output_pil,
 )
+from .checkpoints import load_checkpoint
 from .config import Config, dump_yaml, resolve_config
 from .devices import resolve_device
-from .errors import CheckpointError, ConfigError, NSTError
+from .errors import ConfigError, NSTError
 from .features import FeatureExtractor, build_extractor
 from .images import (
     fit_long_side,
@@ -300,7 +300,7 @@ def write_run_config(run_dir: RunDir, config: Config, **run: Any) -> None:
 #: Keys a resumed run may change: how long it runs, how often it saves, where it computes.
 #: Anything else would make the saved config (and every PNG's provenance) describe settings
 #: the continued optimisation does not use.
-RESUMABLE_KEYS = ("steps", "save_every", "device")
+RESUMABLE_KEYS = ("steps", "save_every", "device", "checkpoint")
 
 
 def read_run_config(run_dir: RunDir) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -350,47 +350,6 @@ def _check_resume_changes(run_dir: RunDir, config: Config) -> None:
                 f"now {wanted}); only {', '.join(RESUMABLE_KEYS)} can. Start a new run with "
                 "another --output instead"
             )
-
-
-def _load_checkpoint(run_dir: RunDir) -> dict[str, Any] | None:
-    """The run's checkpoint, checked field by field (it is a file a user may have edited)."""
-    path = run_dir.checkpoint
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any damage is reported the same way, with the way out
-        raise CheckpointError(
-            f"{path}: checkpoint unreadable ({type(exc).__name__}); delete it to start over"
-        ) from None
-    problem = _checkpoint_problem(state)
-    if problem:
-        raise CheckpointError(
-            f"{path}: not a valid nst checkpoint ({problem}); delete it to start over"
-        )
-    return state
-
-
-def _checkpoint_problem(state: object) -> str | None:
-    if not isinstance(state, dict):
-        return "not a mapping"
-    if state.get("version", CHECKPOINT_VERSION) != CHECKPOINT_VERSION:
-        return f"version {state.get('version')!r}, this nst writes {CHECKPOINT_VERSION}"
-    image = state.get("image")
-    if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[:2] != (1, 3):
-        return "no [1, 3, H, W] image"
-    if not image.is_floating_point() or not torch.isfinite(image).all():
-        return "the image is not finite floating point"
-    for key in ("step", "stage"):
-        value = state.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            return f"{key} is {value!r}"
-    elapsed = state.get("elapsed", 0.0)
-    if not isinstance(elapsed, int | float) or not elapsed >= 0:
-        return f"elapsed is {elapsed!r}"
-    if not isinstance(state.get("optimizer"), dict | None):
-        return "the optimiser state is not a mapping"
-    return None
 
 
 @dataclass
@@ -463,13 +422,14 @@ def _starting_point(
     config: Config, run_dir: RunDir, inputs: Inputs, resume: bool, allow_large: bool
 ) -> _StartingPoint:
     """The checkpoint of a resumed run, or the configured initial image at the first scale."""
-    checkpoint = _load_checkpoint(run_dir) if resume else None
+    checkpoint = load_checkpoint(run_dir.checkpoint) if resume else None
     stages = config.schedule()
     if checkpoint is None:
         if resume and run_dir.previous_outputs():
             raise ConfigError(
-                f"--resume {run_dir.root}: there is no checkpoint.pt, so the run cannot continue "
-                "where it stopped; start it over with --overwrite (instead of --resume) or use "
+                f"--resume {run_dir.root}: there is no checkpoint.pt"
+                + (" (the run has checkpoint: off)" if config.checkpoint == "off" else "")
+                + ", so the run cannot continue where it stopped; start it over with --overwrite (instead of --resume) or use "
                 "another --output"
             )
         content, style = images_at(config, inputs, stages[0].size)
@@ -534,6 +494,7 @@ def _run_scales(
             stage=stage,
             report_last=stage.is_last,
             total_steps=config.total_steps,
+            elapsed_offset=start.elapsed + seconds,
         )
         image, step, optimizer_state = result.image, result.step, None
         seconds += result.seconds
@@ -552,16 +513,9 @@ class _Recorder:
     frames: FrameSaver
     loss_log: LossLog
     checkpointer: Checkpointer
-    offset: float
 
     def callbacks(self) -> list[Callback]:
-        # elapsed_s in losses.csv continues across resumes
-        return [
-            self.latest,
-            self.frames,
-            _shift_elapsed(self.loss_log, self.offset),
-            self.checkpointer,
-        ]
+        return [self.latest, self.frames, self.loss_log, self.checkpointer]
 
 
 @dataclass
@@ -639,8 +593,7 @@ def _execute(
         latest=LatestImage(),
         frames=FrameSaver(run_dir, config.save_every, text, output_size),
         loss_log=LossLog(run_dir.losses, config.save_every, start.rows),
-        checkpointer=Checkpointer(run_dir, config.save_every, start.elapsed),
-        offset=start.elapsed,
+        checkpointer=Checkpointer(run_dir, config.save_every, config.checkpoint),
     )
     setup_seconds = time.perf_counter() - prepared.setup_started
 
@@ -691,16 +644,6 @@ def _execute(
 
 def _now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def _shift_elapsed(loss_log: LossLog, offset: float) -> Callback:
-    if not offset:
-        return loss_log
-
-    def shifted(event: Any) -> None:
-        loss_log(replace(event, elapsed=event.elapsed + offset))
-
-    return shifted
 
 
 def _save_on_the_way_out(

@@ -47,9 +47,10 @@ def test_two_scales_end_at_resolution_with_frames_from_both(tiny_config: Path, t
 def test_resume_across_the_scale_boundary_matches_a_straight_run(
     tiny_config: Path, tmp_path: Path, stop_at: int
 ):
-    straight = stylize(_two_scale_config(tiny_config, tmp_path / "straight", seed=3))
+    overrides = {"seed": 3, "checkpoint": "exact"}
+    straight = stylize(_two_scale_config(tiny_config, tmp_path / "straight", **overrides))
     seen: list[int] = []
-    config = _two_scale_config(tiny_config, tmp_path / "split", seed=3, save_every=1)
+    config = _two_scale_config(tiny_config, tmp_path / "split", save_every=1, **overrides)
 
     def record(event) -> None:
         seen.append(event.step)
