@@ -6,7 +6,7 @@ them. Files are written through nst_cli.outputs, so each write is atomic.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,38 @@ class Checkpointer:
                 elapsed=event.elapsed,
                 optimizer_state=event.optimizer_state() if event.optimizer_state else None,
             )
+
+
+class LogLines:
+    """Plain progress lines for logs (stderr not a terminal: nohup, CI, cluster jobs): one
+    every `every` steps and at the end, with step, scale, losses, it/s and ETA. Speeds are
+    averages since this session's first step, the same figure as the final summary's."""
+
+    def __init__(self, write: Callable[[str], None], every: int, description: str = "stylize"):
+        self.write = write
+        self.every = max(1, every)
+        self.description = description
+        self._first: tuple[int, float] | None = None
+
+    def __call__(self, event: StepEvent) -> None:
+        if self._first is None:
+            self._first = (event.step, event.elapsed)
+        if event.step % self.every and not event.is_final:
+            return
+        first_step, first_elapsed = self._first
+        done, seconds = event.step - first_step, event.elapsed - first_elapsed
+        rate = done / seconds if seconds > 0 and done > 0 else None
+        parts = [f"{self.description} step {event.step}/{event.total_steps}"]
+        if event.stage is not None and event.stage.count > 1:
+            parts[0] += (
+                f" ({event.stage.size}px, scale {event.stage.index + 1}/{event.stage.count})"
+            )
+        parts.append(format_losses(event.losses))
+        if rate is not None:
+            eta = (event.total_steps - event.step) / rate
+            parts.append(f"{rate:.2f} it/s")
+            parts.append(f"ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        self.write(" · ".join(parts))
 
 
 class _SpeedColumn(ProgressColumn):

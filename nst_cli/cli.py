@@ -17,14 +17,20 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__
+from .config import PRESETS, Config
 from .errors import ConfigError, NSTError
+from .layers import LAYER_NAMES, downsampling_factor
+
+PRESET_NAMES = tuple(PRESETS)
 
 app = typer.Typer(
     name="nst",
     help="Gatys-style neural style transfer: a photo's structure, a painting's texture.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich",
 )
 err_console = Console(stderr=True, soft_wrap=True)
 out_console = Console()
@@ -92,40 +98,124 @@ def _root(
     """Gatys-style neural style transfer."""
 
 
+INPUTS, WEIGHTS, OPTIMISATION, OUTPUT, RUN = (
+    "Inputs", "Weights", "Optimisation", "Output", "Run control",
+)  # fmt: skip
+_DEFAULTS = Config().model_dump(mode="json")
+
+
+def _default(key: str) -> str:
+    """' [default: X]' from the config model, for options whose own default means 'unset'."""
+    value: Any = _DEFAULTS
+    for part in key.split("."):
+        value = value[part]
+    if value is None:
+        value = "the optimiser's own" if key == "optimizer.lr" else "none"
+    return f" [dim]\\[default: {value}][/]"
+
+
+def _complete(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+    return lambda incomplete: [c for c in choices if c.startswith(incomplete)]
+
+
+def _complete_set(incomplete: str) -> list[str]:
+    """--set completion: config keys, and layer names after layers.content= / layers.style=."""
+    if incomplete.startswith(("layers.content=", "layers.style=")):
+        head, _, tail = incomplete.partition("=")
+        return [f"{head}={n}" for n in LAYER_NAMES if n.startswith(tail.lstrip("{"))]
+    return [f"{k}=" for k in _config_keys(_DEFAULTS) if k.startswith(incomplete)]
+
+
+def _config_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        if isinstance(value, dict) and key not in ("layers",):
+            keys += _config_keys(value, f"{prefix}{key}.")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
-        "--config", "-c", help="YAML config (or a PNG written by nst, to re-run its settings)."
+        "--config",
+        "-c",
+        help="YAML config (or a PNG written by nst, to re-run its settings).",
+        rich_help_panel=INPUTS,
     ),
 ]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--set",
-        help="Override any key: --set weights.style=1e5 (repeatable).",
+        help="Override any key: --set weights.style=5 (repeatable).",
         metavar="KEY.PATH=VALUE",
+        autocompletion=_complete_set,
+        rich_help_panel=INPUTS,
     ),
 ]
-ContentOpt = Annotated[Path | None, typer.Option(help="Content image (the photo).")]
-StyleOpt = Annotated[Path | None, typer.Option(help="Style image (the painting).")]
-ResolutionOpt = Annotated[int | None, typer.Option(help="Long side of the output, px.")]
+ContentOpt = Annotated[
+    Path | None, typer.Option(help="Content image (the photo).", rich_help_panel=INPUTS)
+]
+StyleOpt = Annotated[
+    Path | None, typer.Option(help="Style image (the painting).", rich_help_panel=INPUTS)
+]
+ResolutionOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Long side of the output, px." + _default("resolution"), rich_help_panel=OUTPUT
+    ),
+]
 StepsOpt = Annotated[
-    int | None, typer.Option(help="Optimisation steps in all (shared among the scales).")
+    int | None,
+    typer.Option(
+        help="Optimisation steps in all (shared among the scales)." + _default("steps"),
+        rich_help_panel=OPTIMISATION,
+    ),
 ]
 PresetOpt = Annotated[
     str | None,
     typer.Option(
-        help="fast, balanced (the default) or quality: scales, steps and optimiser together; "
-        "explicit keys win.",
+        help="fast, balanced or quality: scales, steps and optimiser together; explicit keys "
+        "win." + _default("preset"),
         metavar="PRESET",
+        autocompletion=_complete(PRESET_NAMES),
+        rich_help_panel=OPTIMISATION,
     ),
 ]
-DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
-AllowLargeOpt = Annotated[
-    bool, typer.Option("--allow-large", help="Accept images over the 100-megapixel limit.")
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="auto, cpu, cuda, cuda:N or mps." + _default("device"),
+        autocompletion=_complete(("auto", "cpu", "cuda", "mps")),
+        rich_help_panel=RUN,
+    ),
 ]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks (for bug reports).")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+AllowLargeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-large", help="Accept images over the 100-megapixel limit.", rich_help_panel=RUN
+    ),
+]
+DebugOpt = Annotated[
+    bool,
+    typer.Option("--debug", help="Show full tracebacks (for bug reports).", rich_help_panel=RUN),
+]
+QuietOpt = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="No progress bar or summary.", rich_help_panel=RUN),
+]
+LogEveryOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--log-every",
+        help="Print a plain progress line every N steps instead of the bar (the default, every "
+        "10 steps, when stderr is not a terminal: nohup, CI, > run.log).",
+        min=1,
+        rich_help_panel=RUN,
+    ),
+]
 
 
 def _flag_overrides(**flags: Any) -> dict[str, Any]:
@@ -142,6 +232,12 @@ def _flag_overrides(**flags: Any) -> dict[str, Any]:
         "device": "device",
         "seed": "seed",
         "preset": "preset",
+        "tv_weight": "weights.tv",
+        "init": "init",
+        "style_scale": "style_scale",
+        "optimizer": "optimizer.name",
+        "save_every": "save_every",
+        "pooling": "model.pooling",
     }
     return {
         keys[name]: (str(v) if isinstance(v, Path) else v)
@@ -150,33 +246,124 @@ def _flag_overrides(**flags: Any) -> dict[str, Any]:
     }
 
 
-@app.command()
+@app.command(
+    epilog="[bold]Examples[/]\n\n"
+    "  nst stylize --config configs/car_fluid.yaml\n\n"
+    "  nst stylize --content photo.jpg --style painting.jpg -o result.png\n\n"
+    "  nst stylize -c configs/car_fluid.yaml --preset fast --style-weight 5 -o outputs/bolder\n\n"
+    "  nst stylize --resume outputs/car_fluid --steps 400"
+)
 def stylize(
     config: ConfigOpt = None,
     content: ContentOpt = None,
     style: StyleOpt = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder.")] = None,
-    preset: PresetOpt = None,
-    resolution: ResolutionOpt = None,
-    steps: StepsOpt = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
-    style_weight: Annotated[float | None, typer.Option(help="β, the style loss weight.")] = None,
-    content_weight: Annotated[
-        float | None, typer.Option(help="α, the content loss weight.")
-    ] = None,
-    device: DeviceOpt = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     set_: SetOpt = None,
-    resume: Annotated[
+    style_weight: Annotated[
+        float | None,
+        typer.Option(
+            help="β, the style loss weight." + _default("weights.style"), rich_help_panel=WEIGHTS
+        ),
+    ] = None,
+    content_weight: Annotated[
+        float | None,
+        typer.Option(
+            help="α, the content loss weight." + _default("weights.content"),
+            rich_help_panel=WEIGHTS,
+        ),
+    ] = None,
+    tv_weight: Annotated[
+        float | None,
+        typer.Option(
+            help="Total-variation weight (smoothness)." + _default("weights.tv"),
+            rich_help_panel=WEIGHTS,
+        ),
+    ] = None,
+    style_scale: Annotated[
+        float | None,
+        typer.Option(
+            help="Style image size relative to the output (bigger = larger brush strokes)."
+            + _default("style_scale"),
+            rich_help_panel=WEIGHTS,
+        ),
+    ] = None,
+    preset: PresetOpt = None,
+    steps: StepsOpt = None,
+    optimizer: Annotated[
+        str | None,
+        typer.Option(
+            help="lbfgs or adam (each with its own default lr)." + _default("optimizer.name"),
+            autocompletion=_complete(("lbfgs", "adam")),
+            rich_help_panel=OPTIMISATION,
+        ),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help="Learning rate." + _default("optimizer.lr"), rich_help_panel=OPTIMISATION
+        ),
+    ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Start image: content, noise, style or an image path." + _default("init"),
+            autocompletion=_complete(("content", "noise", "style")),
+            rich_help_panel=OPTIMISATION,
+        ),
+    ] = None,
+    pooling: Annotated[
+        str | None,
+        typer.Option(
+            help="max or avg pooling in VGG19." + _default("model.pooling"),
+            autocompletion=_complete(("max", "avg")),
+            rich_help_panel=OPTIMISATION,
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Random seed." + _default("seed"), rich_help_panel=OPTIMISATION),
+    ] = None,
+    output: Annotated[
         Path | None,
-        typer.Option("--resume", help="Continue an interrupted or finished run folder."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Run folder, or an image (result.png/.jpg/.tif): the final image goes there "
+            "and the run folder beside it (result/). [dim]\\[default: outputs/<content>_<style>][/]",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    resolution: ResolutionOpt = None,
+    save_every: Annotated[
+        int | None,
+        typer.Option(
+            help="A frame (and checkpoint) every N steps." + _default("save_every"),
+            rich_help_panel=OUTPUT,
+        ),
     ] = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace a previous run in the output folder.")
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace a previous run in the output folder.",
+            rich_help_panel=OUTPUT,
+        ),
     ] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume", help="Continue an interrupted or finished run folder.", rich_help_panel=RUN
+        ),
+    ] = None,
+    device: DeviceOpt = None,
     print_config: Annotated[
-        bool, typer.Option("--print-config", help="Print the resolved config as YAML and exit.")
+        bool,
+        typer.Option(
+            "--print-config",
+            help="Print the resolved config as YAML and exit.",
+            rich_help_panel=RUN,
+        ),
     ] = False,
+    log_every: LogEveryOpt = None,
     allow_large: AllowLargeOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -198,6 +385,12 @@ def stylize(
             content_weight=content_weight,
             device=device,
             seed=seed,
+            tv_weight=tv_weight,
+            init=init,
+            style_scale=style_scale,
+            optimizer=optimizer,
+            save_every=save_every,
+            pooling=pooling,
         )
         if resume is not None:
             if config is not None:
@@ -231,6 +424,7 @@ def stylize(
                 allow_large=allow_large,
             ),
             quiet,
+            log_every,
         )
         if not quiet:
             _print_summary(result)
@@ -246,13 +440,29 @@ def _announce_stop() -> None:
     err_console.print("[yellow]stopping after this step[/] (Ctrl-C again to abort now)")
 
 
-def _run_with_progress(run: Callable[..., Any], quiet: bool) -> Any:
-    from .callbacks import ProgressBar, make_progress
+def _log_lines_every(log_every: int | None) -> int | None:
+    """Plain lines when asked, or when stderr is not a terminal (a rich bar there would only
+    appear when the run ends)."""
+    if log_every is not None:
+        return log_every
+    return None if err_console.is_terminal else 10
+
+
+def _write_line(line: str) -> None:
+    err_console.print(escape(line), soft_wrap=True, highlight=False)
+    err_console.file.flush()
+
+
+def _run_with_progress(run: Callable[..., Any], quiet: bool, log_every: int | None) -> Any:
+    from .callbacks import LogLines, ProgressBar, make_progress
     from .interrupts import GracefulInterrupt
 
     with GracefulInterrupt(on_first=_announce_stop) as stop:
         if quiet:
             return run([], stop)
+        every = _log_lines_every(log_every)
+        if every is not None:
+            return run([LogLines(_write_line, every)], stop)
         progress = make_progress(err_console)
         try:
             return run([ProgressBar(progress)], stop)
@@ -265,7 +475,13 @@ def _print_summary(result: Any) -> None:
     rows = [
         ("status", result.status),
         ("steps", f"{result.steps} ({result.steps_run} this run)"),
-        ("time", f"{result.seconds:.1f} s optimising + {result.setup_seconds:.1f} s setup"),
+        (
+            "time",
+            f"{result.seconds:.1f} s optimising + {result.setup_seconds:.1f} s setup"
+            + (
+                f" + {result.warmup_seconds:.1f} s compile warm-up" if result.warmup_seconds else ""
+            ),
+        ),
         ("speed", f"{result.iterations_per_second:.2f} it/s on {result.device}"),
     ]
     rows += [
@@ -310,6 +526,7 @@ def sweep(
         bool,
         typer.Option("--overwrite", help="Replace another sweep recorded in the sweep folder."),
     ] = False,
+    log_every: LogEveryOpt = None,
     allow_large: AllowLargeOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -345,7 +562,7 @@ def sweep(
                 out_console.print(f"{i:>3}. {run.name:<40} {note}", soft_wrap=True, highlight=False)
         if dry_run:
             return
-        outcome = _sweep_with_progress(root, runs, quiet, allow_large, run_sweep)
+        outcome = _sweep_with_progress(root, runs, quiet, allow_large, run_sweep, log_every)
         if not quiet:
             _print_sweep_table(outcome)
         if any(run.state != "done" for run in runs):
@@ -356,14 +573,28 @@ def sweep(
 
 
 def _sweep_with_progress(
-    root: Path, runs: list[Any], quiet: bool, allow_large: bool, run_sweep: Any
+    root: Path,
+    runs: list[Any],
+    quiet: bool,
+    allow_large: bool,
+    run_sweep: Any,
+    log_every: int | None = None,
 ) -> Any:
-    from .callbacks import ProgressBar, make_progress
+    from .callbacks import LogLines, ProgressBar, make_progress
     from .interrupts import GracefulInterrupt
 
     with GracefulInterrupt(on_first=_announce_stop) as stop:
         if quiet:
             return run_sweep(root, runs, should_stop=stop, allow_large=allow_large)
+        every = _log_lines_every(log_every)
+        if every is not None:
+
+            def lines_for(i: int, run: Any) -> list[Any]:
+                return [LogLines(_write_line, every, f"run {i + 1}/{len(runs)} {run.name}")]
+
+            return run_sweep(
+                root, runs, callbacks_for=lines_for, should_stop=stop, allow_large=allow_large
+            )
         progress = make_progress(err_console)
         try:
             overall = progress.add_task("sweep", total=len(runs), completed=0, losses="")
@@ -462,6 +693,31 @@ def gif(
                 soft_wrap=True,
                 highlight=False,
             )
+
+
+@app.command()
+def schema() -> None:
+    """Print the config's JSON Schema (for editors: the YAML language server completes and
+    checks config files with it, e.g. `# yaml-language-server: $schema=nst.schema.json`)."""
+    import json
+
+    typer.echo(json.dumps(Config.model_json_schema(), indent=2))
+
+
+@app.command()
+def layers() -> None:
+    """List the VGG19 layer names a config may use (layers.content, layers.style)."""
+    content, style = _DEFAULTS["layers"]["content"], _DEFAULTS["layers"]["style"]
+    out_console.print("[bold]layer     stride  default use[/]", highlight=False)
+    for name in LAYER_NAMES:
+        use = ", ".join(
+            f"{role} (weight {table[name]:g})"
+            for role, table in (("content", content), ("style", style))
+            if name in table
+        )
+        out_console.print(
+            f"{name:<10}{downsampling_factor([name]):>6}  {use}".rstrip(), highlight=False
+        )
 
 
 def main() -> None:

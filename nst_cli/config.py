@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 import stat
 from collections.abc import Mapping, Sequence
@@ -21,11 +22,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from .config_docs import FIELD_DOCS, plain
 from .errors import ConfigError
 from .layers import unknown_layer_message
 
@@ -35,6 +38,11 @@ DEFAULT_STYLE_LAYERS = {
 }
 #: Default learning rate per optimiser; the image is RGB in [0, 1].
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
+#: lr ranges each optimiser works in; an explicit lr outside them gets a warning (an lr set
+#: for one optimiser is wrong for the other: L-BFGS's 1.0 destroys an Adam run).
+SENSIBLE_LR = {"lbfgs": (0.1, 2.0), "adam": (1e-4, 0.1)}
+#: `output` ending in one of these names the final image; the run folder goes beside it.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 #: Sections that are not run settings: `run` (written by the tool into a run's config.yaml)
 #: and `sweep` (read by `nst sweep`); both are set aside when a config is validated.
 METADATA_KEYS = ("run", "sweep")
@@ -215,8 +223,12 @@ class OptimizerConfig(_Strict):
 
     name: Literal["lbfgs", "adam"] = "lbfgs"
     lr: float | None = Field(default=None, description="None = the optimiser's own default")
+    #: L-BFGS: curvature pairs kept (a checkpoint stores the newest few; see checkpoints.py).
+    history_size: Annotated[int, Field(strict=True, ge=1, le=1000)] = 20
+    #: L-BFGS: the largest RMS change of the pixels in one step (None: no limit).
+    trust_region: float | None = 0.05
 
-    @field_validator("lr")
+    @field_validator("lr", "trust_region")
     @classmethod
     def _lr(cls, value: float | None) -> float | None:
         return None if value is None else _finite(value, allow_zero=False)
@@ -264,6 +276,7 @@ class Config(_Strict):
     scales: list[StrictPositiveInt] | Literal["auto"] = "auto"
     style_scale: float = 1.0
     style_resize: Literal["long_side", "content_shape"] = "long_side"
+    upsample: Literal["plain", "detail"] = "plain"
     layers: LayersConfig = Field(default_factory=LayersConfig)
     weights: WeightsConfig = Field(default_factory=WeightsConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
@@ -272,6 +285,9 @@ class Config(_Strict):
     steps: StrictPositiveInt | list[StrictPositiveInt] = 160
     save_every: StrictPositiveInt = 50
     checkpoint: CheckpointMode = "compact"
+    precision: Literal["tf32", "fp32", "bf16"] = "tf32"
+    memory: Literal["normal", "low"] = "normal"
+    compile: StrictBool = False
     init: str = "content"
     seed: Annotated[int, Field(strict=True, ge=0, lt=2**63)] = 0
     device: str = "auto"
@@ -344,18 +360,6 @@ class Config(_Strict):
             raise ValueError(
                 "a folder name in it is over 255 bytes, longer than file systems allow"
             )
-        if value is not None and value.suffix.lower() in (
-            ".png",
-            ".jpg",
-            ".jpeg",
-            ".webp",
-            ".tif",
-            ".tiff",
-        ):
-            raise ValueError(
-                f"'{value}' looks like an image file, but output is the run folder (final.png "
-                f"goes inside it); use e.g. {value.with_suffix('')}"
-            )
         return value
 
     @field_validator("style_scale")
@@ -401,14 +405,38 @@ class Config(_Strict):
 
     @property
     def output_dir(self) -> Path:
-        """The run folder (resolve_config always fills in a default)."""
+        """The run folder (resolve_config always fills in a default). An `output` naming an
+        image (result.png) puts the run folder beside it, named after it (result/)."""
         if self.output is None:
             raise ConfigError("output: no run folder set; pass --output")
-        return Path(self.output)
+        output = Path(self.output)
+        return output.with_suffix("") if self.output_image else output
+
+    @property
+    def output_image(self) -> Path | None:
+        """Where the final image is also written, when `output` names an image file."""
+        if self.output is not None and Path(self.output).suffix.lower() in IMAGE_SUFFIXES:
+            return Path(self.output)
+        return None
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """Plain, YAML-safe dict of every setting (defaults filled in)."""
         return self.model_dump(mode="json")
+
+
+def _describe(model: type[BaseModel], prefix: str = "") -> None:
+    """Give every field its description from config_docs.FIELD_DOCS (sections: their doc)."""
+    for name, info in model.model_fields.items():
+        section = info.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            info.description = (section.__doc__ or "").strip().splitlines()[0]
+            _describe(section, f"{prefix}{name}.")
+        else:
+            info.description = plain(FIELD_DOCS[f"{prefix}{name}"][1])
+    model.model_rebuild(force=True)
+
+
+_describe(Config)
 
 
 # --------------------------------------------------------------------------- loading
@@ -649,7 +677,34 @@ def resolve_config(
         raise ConfigError(format_validation_error(exc, source)) from None
     if config.output is None:
         config.output = Path("outputs") / default_run_name(config, path)
+    if os.environ.get(TINY_ENV):
+        config = shrink(config)
     return config
+
+
+#: Set (to anything non-empty) to run every command at thumbnail size in a few steps: the
+#: test that executes the README's commands uses it. Same settings otherwise.
+TINY_ENV = "NST_TINY"
+
+
+def shrink(config: Config) -> Config:
+    """The same run at thumbnail size: as many scales (32, 40, 48 … px), ≤ 2 steps each,
+    a frame every 2 steps."""
+    stages = config.schedule()
+    sizes = [32 + 8 * i for i in range(len(stages))]
+    steps: int | list[int] = (
+        [min(2, n) for n in config.steps]
+        if isinstance(config.steps, list)
+        else min(config.steps, 2 * len(stages))
+    )
+    return config.model_copy(
+        update={
+            "resolution": sizes[-1],
+            "scales": sizes,
+            "steps": steps,
+            "save_every": min(config.save_every, 2),
+        }
+    )
 
 
 def default_run_name(config: Config, path: Path | None) -> str:

@@ -41,3 +41,14 @@ def resolve_device(name: str) -> torch.device:
             )
         return torch.device(name)
     raise DeviceError(f"device: '{name}' is not a device; use auto, cpu, cuda, cuda:N or mps")
+
+
+def configure_precision(device: torch.device, precision: str) -> None:
+    """TensorFloat-32 matmuls and convolutions on CUDA unless `precision: fp32` asks for full
+    float32 (TF32 keeps float32's range with a 10-bit mantissa: ~3× faster on Ampere and
+    later, and far below what changes a stylised image). Nothing to do on other devices."""
+    if device.type != "cuda":
+        return
+    tf32 = precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32

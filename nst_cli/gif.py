@@ -237,7 +237,7 @@ def _write_video(images: list[Image.Image], output: Path, fps: float) -> None:
         raise OutputError(
             "video output needs imageio and imageio-ffmpeg: pip install imageio-ffmpeg"
         ) from None
-    # yuv420p video needs even dimensions; pad by one pixel rather than distort.
+    # yuv420p video needs even dimensions: odd sides are stretched by one pixel.
     width, height = images[0].size
     even = (width + width % 2, height + height % 2)
     arrays = [np.asarray(resize_to(im, even) if even != im.size else im) for im in images]
@@ -259,9 +259,13 @@ def _write_video(images: list[Image.Image], output: Path, fps: float) -> None:
             codec=codec,
             macro_block_size=1,
         )
-        os.replace(tmp, output)
+        # Through the one atomic writer, so a video gets the same permissions as a GIF.
+        write_bytes(output, Path(tmp).read_bytes())
+        Path(tmp).unlink(missing_ok=True)
     except Exception as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OutputError):
+            raise
         if isinstance(exc, OSError) and exc.strerror:
             raise OutputError(f"{output}: write failed ({exc.strerror})") from None
         raise OutputError(

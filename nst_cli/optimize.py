@@ -19,7 +19,6 @@ import torch
 
 from .config import Stage
 from .errors import NonFiniteLossError
-from .features import FeatureExtractor
 from .lbfgs import ProjectedLBFGS
 from .losses import LossTerms, StyleTransferLoss
 
@@ -49,17 +48,24 @@ class OptimizeResult:
     interrupted: bool
     seconds: float
     steps_run: int
+    #: torch.compile's first-call cost at each scale, paid before the timed steps.
+    warmup_seconds: float = 0.0
 
 
 class Callback(Protocol):
     def __call__(self, event: StepEvent) -> None: ...
 
 
-def make_optimizer(name: str, params: Sequence[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str,
+    params: Sequence[torch.Tensor],
+    lr: float,
+    history_size: int = 20,
+    trust_region: float | None = 0.05,
+) -> torch.optim.Optimizer:
     """Projected L-BFGS, one evaluation per step (so every step can be reported), or Adam."""
     if name == "lbfgs":
-        # A 20-pair history keeps checkpoints (which hold it, for exact resume) small.
-        return ProjectedLBFGS(params, lr=lr, history_size=20)
+        return ProjectedLBFGS(params, lr=lr, history_size=history_size, max_rms_step=trust_region)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
     raise ValueError(f"unknown optimizer {name!r}")
@@ -77,7 +83,7 @@ def _check_finite(losses: Mapping[str, float], step: int) -> None:
 
 def optimize(
     image: torch.Tensor,
-    extractor: FeatureExtractor,
+    extractor: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]],
     loss_fn: StyleTransferLoss,
     optimizer_name: str,
     lr: float,
@@ -91,6 +97,8 @@ def optimize(
     report_last: bool = True,
     total_steps: int | None = None,
     elapsed_offset: float = 0.0,
+    history_size: int = 20,
+    trust_region: float | None = 0.05,
 ) -> OptimizeResult:
     """Optimise `image` (RGB in [0, 1]) from `start_step` until `steps`, emitting a StepEvent per state.
 
@@ -100,7 +108,7 @@ def optimize(
     sessions), so one clock runs through a whole run.
     """
     pixels = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
-    optimizer = make_optimizer(optimizer_name, [pixels], lr)
+    optimizer = make_optimizer(optimizer_name, [pixels], lr, history_size, trust_region)
     if optimizer_state is not None:
         optimizer.load_state_dict(dict(optimizer_state))
     layers = loss_fn.layers

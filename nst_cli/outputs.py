@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import os
 import re
@@ -30,9 +31,6 @@ from .errors import OutputError
 FRAME_DIGITS = 6
 #: The file a running nst holds locked inside its run folder (see RunDir.lock).
 LOCK_NAME = ".nst.lock"
-# mkstemp creates files readable by the owner only; outputs should get the usual permissions.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 #: losses.csv columns; `scale` is the long side (px) the step ran at in a coarse-to-fine run.
 LOSS_COLUMNS = ("step", "scale", "elapsed_s", "total", "content", "style", "tv")
 #: Exactly the frame names nst writes; a user's frames/step_1.png is not one of them.
@@ -107,7 +105,8 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        # mkstemp makes files readable by the owner only; outputs get the usual permissions.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)
@@ -117,6 +116,21 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+@functools.cache
+def _umask() -> int:
+    """The process umask, read without changing it where Linux tells it (/proc), else by
+    setting and restoring it once, at the first write rather than at import."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _remove_quietly(path: str) -> None:
@@ -143,6 +157,23 @@ def save_png(image: Image.Image, path: Path, text: Mapping[str, str] | None = No
         info.add_itxt(key, value)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info, compress_level=6)
+    write_bytes(path, buffer.getvalue())
+
+
+def save_image(image: Image.Image, path: Path, text: Mapping[str, str] | None = None) -> None:
+    """Atomically save in the format the suffix names: PNG keeps `text` (provenance), JPEG is
+    written at quality 95, TIFF and WebP losslessly."""
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        save_png(image, path, text)
+        return
+    buffer = io.BytesIO()
+    if suffix in (".jpg", ".jpeg"):
+        image.convert("RGB").save(buffer, format="JPEG", quality=95)
+    elif suffix == ".webp":
+        image.save(buffer, format="WEBP", lossless=True)
+    else:
+        image.save(buffer, format="TIFF", compression="tiff_deflate")
     write_bytes(path, buffer.getvalue())
 
 

@@ -29,8 +29,8 @@ from .callbacks import (
     output_pil,
 )
 from .checkpoints import load_checkpoint
-from .config import Config, dump_yaml, resolve_config
-from .devices import resolve_device
+from .config import DEFAULT_LR, SENSIBLE_LR, Config, dump_yaml, resolve_config
+from .devices import configure_precision, resolve_device
 from .errors import ConfigError, NSTError
 from .features import FeatureExtractor, build_extractor
 from .images import (
@@ -45,7 +45,7 @@ from .images import (
 from .layers import downsampling_factor, layer_index
 from .losses import StyleTransferLoss, style_norms, style_targets
 from .optimize import Callback, OptimizeResult, optimize
-from .outputs import RunDir, read_loss_rows, save_png, write_text
+from .outputs import RunDir, read_loss_rows, save_image, save_png, write_text
 
 log = logging.getLogger("nst")
 
@@ -64,6 +64,8 @@ class StylizeResult:
     status: str
     device: str
     frames: list[int] = field(default_factory=list)
+    #: torch.compile's warm-up (compile: true), not part of `seconds`.
+    warmup_seconds: float = 0.0
 
     @property
     def iterations_per_second(self) -> float:
@@ -76,6 +78,7 @@ class ModelCache:
     def __init__(self) -> None:
         self._extractors: dict[tuple[Any, ...], FeatureExtractor] = {}
         self._targets: dict[tuple[Any, ...], dict[str, torch.Tensor]] = {}
+        self._compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
     def extractor(
         self, config: Config, layers: Sequence[str], device: torch.device
@@ -90,15 +93,29 @@ class ModelCache:
             str(device),
         )
         cached = self._extractors.get(key)
-        if cached is not None and all(_fits(cached, n) for n in layers):
-            return cached
-        extractor = build_extractor(
-            model.weights, layers, model.pooling, model.preprocessing, config.seed
+        if cached is None or not all(_fits(cached, n) for n in layers):
+            cached = build_extractor(
+                model.weights, layers, model.pooling, model.preprocessing, config.seed
+            ).to(device)
+            self._extractors[key] = cached
+            self._targets.clear()
+            self._compiled.pop(key, None)
+        # How it runs may differ between the runs of a sweep; what it computes does not.
+        return cached.configure(
+            precision="bf16" if config.precision == "bf16" else "fp32",
+            low_memory=config.memory == "low",
+            channels_last=torch.device(device).type == "cuda",
         )
-        extractor = extractor.to(device)
-        self._extractors[key] = extractor
-        self._targets.clear()
-        return extractor
+
+    def forward(self, config: Config, extractor: FeatureExtractor) -> Callable[..., Any]:
+        """What the optimisation loop calls: the extractor, or its torch.compile'd form
+        (compiled once per network and kept, so a sweep pays the compile once)."""
+        if not config.compile:
+            return extractor
+        key = next(k for k, v in self._extractors.items() if v is extractor)
+        if key not in self._compiled:
+            self._compiled[key] = torch.compile(extractor)
+        return self._compiled[key]
 
     def style_targets(
         self,
@@ -362,6 +379,16 @@ class _StartingPoint:
     rows: list[dict[str, float]] = field(default_factory=list)
 
 
+def _check_output_image(config: Config, resume: bool, overwrite: bool) -> None:
+    """`-o result.png`: an image already there is the user's; replace it only when asked."""
+    image = config.output_image
+    if image is None or resume or overwrite or not image.exists():
+        return
+    raise ConfigError(
+        f"output image {image} already exists; pass --overwrite to replace it, or choose another -o"
+    )
+
+
 def _check_run_folder(run_dir: RunDir, resume: bool, overwrite: bool) -> None:
     """Never mix a new run into (or silently overwrite) a previous run's folder."""
     previous = run_dir.previous_outputs()
@@ -472,17 +499,20 @@ def _run_scales(
 ) -> OptimizeResult:
     """Coarse to fine: each scale starts from the previous one's result, upsampled."""
     image, step, optimizer_state = start.image.to(device), start.step, start.optimizer_state
-    seconds, steps_run = 0.0, 0
+    seconds, steps_run, warmup = 0.0, 0, 0.0
     result: OptimizeResult | None = None
     for stage in config.schedule()[start.stage :]:
         content, style = (t.to(device) for t in images_at(config, inputs, stage.size))
         if image.shape != content.shape:
-            image = upsample(image, content.shape[-2:])
+            image = next_scale_start(image, content, config.upsample)
             optimizer_state = None  # the curvature history belongs to the other size
         loss_fn = build_loss(config, extractor, content, style, cache, stage.size)
+        forward = cache.forward(config, extractor)
+        if config.compile:
+            warmup += _warm_up(forward, loss_fn, image)
         result = optimize(
             image,
-            extractor,
+            forward,
             loss_fn,
             config.optimizer.name,
             config.optimizer.effective_lr,
@@ -495,6 +525,8 @@ def _run_scales(
             report_last=stage.is_last,
             total_steps=config.total_steps,
             elapsed_offset=start.elapsed + seconds,
+            history_size=config.optimizer.history_size,
+            trust_region=config.optimizer.trust_region,
         )
         image, step, optimizer_state = result.image, result.step, None
         seconds += result.seconds
@@ -502,7 +534,34 @@ def _run_scales(
         if result.interrupted:
             break
     assert result is not None  # a schedule has at least one stage
-    return replace(result, seconds=seconds, steps_run=steps_run)
+    return replace(result, seconds=seconds, steps_run=steps_run, warmup_seconds=warmup)
+
+
+def next_scale_start(image: torch.Tensor, content: torch.Tensor, mode: str) -> torch.Tensor:
+    """The start of the next scale: the result so far, upsampled to the content's size.
+
+    `detail` also adds the content's own detail at the new size, the part an image at the
+    previous size could not hold (content − content downsampled and upsampled again, a
+    Laplacian-pyramid band): the finer scale then starts with the photo's edges and texture in
+    place instead of a blur, and spends its steps on the style's fine texture.
+    """
+    size = content.shape[-2:]
+    start = upsample(image, size)
+    if mode == "detail":
+        coarse = torch.nn.functional.interpolate(content, size=tuple(image.shape[-2:]), mode="area")
+        start = (start + content - upsample(coarse, size)).clamp_(0.0, 1.0)
+    return start
+
+
+def _warm_up(forward: Callable[..., Any], loss_fn: StyleTransferLoss, image: torch.Tensor) -> float:
+    """One untimed-by-the-loop forward+backward, so torch.compile's tracing and code
+    generation (tens of seconds, once per size) is reported apart from the steps' speed."""
+    started = time.perf_counter()
+    pixels = image.detach().clone().requires_grad_(True)
+    loss_fn(forward(pixels, loss_fn.layers), pixels).total.backward()
+    if image.device.type == "cuda":
+        torch.cuda.synchronize(image.device)
+    return time.perf_counter() - started
 
 
 @dataclass
@@ -562,10 +621,13 @@ def _prepare(
     setup_started = time.perf_counter()
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
+    configure_precision(device, config.precision)
     run_dir = RunDir(config.output_dir)
     _check_run_folder(run_dir, resume, overwrite)
+    _check_output_image(config, resume, overwrite)
     if resume:
         _check_resume_changes(run_dir, config)
+    _warn_unusual_lr(config)
     inputs = load_inputs(config, allow_large)
     layers = list(dict.fromkeys([*config.layers.content, *config.layers.style]))
     extractor = cache.extractor(config, layers, device)
@@ -573,6 +635,20 @@ def _prepare(
         log.warning("model.weights=random: the network is untrained; results show no real style")
     start = _starting_point(config, run_dir, inputs, resume, allow_large)
     return _Prepared(config, device, run_dir, inputs, extractor, cache, start, setup_started)
+
+
+def _warn_unusual_lr(config: Config) -> None:
+    """An lr meant for one optimiser is far off for the other; say so before it ruins a run."""
+    name, lr = config.optimizer.name, config.optimizer.lr
+    if lr is None:
+        return
+    low, high = SENSIBLE_LR[name]
+    if not low <= lr <= high:
+        log.warning(
+            "optimizer.lr=%g is outside %s's usual range %g–%g (an lr set for the other "
+            "optimiser?); remove optimizer.lr to use %s's default %g",
+            lr, name, low, high, name, DEFAULT_LR[name],
+        )  # fmt: skip
 
 
 def _execute(
@@ -606,7 +682,10 @@ def _execute(
         )  # fmt: skip
         status = "interrupted" if result.interrupted else "completed"
         final = output_pil(result.image, output_size)
-        save_png(final, run_dir.final, {**text, "nst:step": str(result.step)})
+        final_text = {**text, "nst:step": str(result.step)}
+        save_png(final, run_dir.final, final_text)
+        if config.output_image is not None:
+            save_image(final, config.output_image, final_text)
         final_saved = True
     except KeyboardInterrupt:
         status = "interrupted"
@@ -616,7 +695,9 @@ def _execute(
         latest = recorder.latest
         try:
             if not final_saved:
-                _save_on_the_way_out(run_dir, latest, text, status, output_size)
+                _save_on_the_way_out(
+                    run_dir, latest, text, status, output_size, config.output_image
+                )
             recorder.loss_log.flush()
             write_run_config(
                 run_dir, config, status=status, started=started_at, finished=_now(),
@@ -629,12 +710,13 @@ def _execute(
                 raise
     return StylizeResult(
         run_dir=run_dir.root,
-        final_image=run_dir.final,
+        final_image=config.output_image or run_dir.final,
         losses=result.losses,
         steps=result.step,
         steps_run=result.steps_run,
         seconds=result.seconds,
         setup_seconds=setup_seconds,
+        warmup_seconds=result.warmup_seconds,
         status=status,
         device=str(device),
         # Every frame in the folder, earlier sessions of a resumed run included.
@@ -652,15 +734,17 @@ def _save_on_the_way_out(
     text: dict[str, str],
     status: str,
     output_size: tuple[int, int],
+    output_image: Path | None = None,
 ) -> None:
-    """On failure or interrupt, the newest good image still becomes final.png."""
+    """On failure or interrupt, the newest good image still becomes final.png (and the
+    `-o` image)."""
     if latest.image is None:
         return
     try:
-        save_png(
-            output_pil(latest.image, output_size),
-            run_dir.final,
-            {**text, "nst:step": str(latest.step), "nst:status": status},
-        )
+        image = output_pil(latest.image, output_size)
+        final_text = {**text, "nst:step": str(latest.step), "nst:status": status}
+        save_png(image, run_dir.final, final_text)
+        if output_image is not None:
+            save_image(image, output_image, final_text)
     except NSTError as exc:  # the original error matters more; say this one and go on
         log.error("%s", exc)

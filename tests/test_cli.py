@@ -128,7 +128,7 @@ def test_save_every_larger_than_steps(tiny_config: Path, tmp_path: Path) -> None
         (["--set", "style_scale=0.05"], "Raise style_scale", 2),
         (["--device", "mps"], "mps (Apple GPU) is not available", 2),
         (["--set", "init=missing.png"], "neither content, noise, style nor an existing image", 2),
-        (["--output", "result.png"], "output is the run folder", 2),
+        (["--set", "precision=fp16"], "precision: Input should be 'tf32', 'fp32' or 'bf16'", 2),
         (["--style", "/nonexistent/style.png"], "file not found", 2),
     ],
 )
@@ -206,3 +206,108 @@ def test_debug_shows_the_traceback(tiny_config: Path) -> None:
     result = runner.invoke(app, ["stylize", "-c", str(tiny_config), "--steps", "0", "--debug"])
     assert result.exit_code != 0
     assert isinstance(result.exception, ConfigError)  # re-raised, so Python prints the traceback
+
+
+def test_help_has_panels_defaults_examples_and_short_flag() -> None:
+    result = runner.invoke(app, ["stylize", "-h"], env={"COLUMNS": "200"})
+    code, output = result.exit_code, result.output
+    assert code == 0, output
+    for text in ("Inputs", "Weights", "Optimisation", "Output", "Run control", "Examples"):
+        assert text in output, text
+    for flag in ("--tv-weight", "--init", "--style-scale", "--optimizer", "--save-every",
+                 "--pooling", "--preset", "--log-every"):  # fmt: skip
+        assert flag in output, flag
+    assert "default: 512" in output and "default: balanced" in output
+
+
+def test_help_and_print_config_do_not_import_torch(tiny_config: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from nst_cli.cli import app\n"
+        "try:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
+    for args in (["stylize", "--help"], ["stylize", "-c", str(tiny_config), "--print-config"]):
+        done = subprocess.run(
+            [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120
+        )
+        assert done.stdout.strip().endswith("NO-TORCH"), (
+            args,
+            done.stdout[-200:],
+            done.stderr[-300:],
+        )
+
+
+def test_common_keys_have_their_own_flags(tiny_config: Path) -> None:
+    code, output = run_cli(
+        "stylize", "-c", str(tiny_config), "--print-config", "--tv-weight", "0.5",
+        "--init", "noise", "--style-scale", "0.5", "--optimizer", "adam",
+        "--save-every", "7", "--pooling", "avg",
+    )  # fmt: skip
+    assert code == 0, output
+    config = yaml.safe_load(output)
+    assert config["weights"]["tv"] == 0.5 and config["init"] == "noise"
+    assert config["style_scale"] == 0.5 and config["optimizer"]["name"] == "adam"
+    assert config["save_every"] == 7 and config["model"]["pooling"] == "avg"
+
+
+def test_layers_command_lists_every_layer_and_the_defaults() -> None:
+    code, output = run_cli("layers")
+    assert code == 0, output
+    lines = {line.split()[0]: line for line in output.splitlines()[1:] if line.strip()}
+    assert len(lines) == 37 and "content" in lines["relu4_2"] and "style" in lines["relu5_1"]
+    assert lines["pool5"].split()[1] == "32"
+
+
+@pytest.mark.parametrize("name", ["result.png", "result.jpg"])
+def test_output_image_path_writes_it_and_keeps_the_run_folder_beside(
+    tiny_config: Path, tmp_path: Path, name: str
+) -> None:
+    target = tmp_path / "out" / name
+    code, output = run_cli("stylize", "-c", str(tiny_config), "-q", "-o", str(target))
+    assert code == 0, output
+    run_dir = tmp_path / "out" / "result"
+    assert (run_dir / "final.png").is_file() and (run_dir / "config.yaml").is_file()
+    with Image.open(target) as image:
+        assert image.format == ("PNG" if name.endswith("png") else "JPEG")
+        assert image.size == Image.open(run_dir / "final.png").size
+    # The image is the user's now: another run does not replace it unasked.
+    code, output = run_cli("stylize", "-c", str(tiny_config), "-q", "-o", str(target))
+    assert code == 2 and "already" in output and "--overwrite" in output
+
+
+def test_plain_progress_lines_when_not_a_terminal(tiny_config: Path, tmp_path: Path) -> None:
+    code, output = run_cli(
+        "stylize", "-c", str(tiny_config), "-o", str(tmp_path / "run"), "--log-every", "2"
+    )
+    assert code == 0, output
+    lines = [line for line in output.splitlines() if line.startswith("stylize step")]
+    assert [line.split()[2] for line in lines] == ["0/6", "2/6", "4/6", "6/6"]
+    assert "it/s" in lines[-1] and "ETA" in lines[-1] and "total" in lines[-1]
+
+
+def test_an_lr_meant_for_the_other_optimiser_is_warned_about(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    code, output = run_cli(
+        "stylize", "-c", str(tiny_config), "-o", str(tmp_path / "run"), "--steps", "1",
+        "--optimizer", "adam", "--lr", "1.0",
+    )  # fmt: skip
+    assert code == 0, output
+    assert "optimizer.lr=1 is outside adam's usual range" in output
+
+
+def test_schema_is_json_schema_of_every_config_key() -> None:
+    import json
+
+    code, output = run_cli("schema")
+    assert code == 0, output
+    schema = json.loads(output)
+    assert schema["type"] == "object" and schema["additionalProperties"] is False
+    for key in ("content", "style", "resolution", "scales", "steps", "layers", "weights",
+                "optimizer", "checkpoint", "precision", "memory", "compile"):  # fmt: skip
+        assert key in schema["properties"], key
+    assert schema["properties"]["precision"]["enum"] == ["tf32", "fp32", "bf16"]

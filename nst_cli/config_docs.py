@@ -1,0 +1,154 @@
+"""What every config key means, in one place: the pydantic field descriptions (so `nst schema`
+and editors show them) and the README's config table are both made from FIELD_DOCS.
+
+Each entry is key -> (the README's default column, the meaning). tests/test_schema.py checks
+that every config key has an entry, that each literal default matches the model's, and
+that README.md holds exactly config_table().
+"""
+
+from __future__ import annotations
+
+FIELD_DOCS: dict[str, tuple[str, str]] = {
+    "preset": (
+        "`balanced`",
+        "`fast`, `balanced` or `quality`: sets `scales`, `steps` and `optimizer.name` together (table below); any of those keys given explicitly wins",
+    ),
+    "content": (
+        "— (required)",
+        "content image (the photo)",
+    ),
+    "style": (
+        "— (required)",
+        "style image (the painting)",
+    ),
+    "output": (
+        "`outputs/<config name>` (`outputs/<content>_<style>` without a config file)",
+        "run folder",
+    ),
+    "resolution": (
+        "`512`",
+        "long side of the output in px; the content's aspect ratio is kept",
+    ),
+    "scales": (
+        "`auto`",
+        "coarse-to-fine: the long sides the run passes through, e.g. `[256, 512]`, increasing, each ≤ `resolution` (which is appended if the list stops short). `auto`: one scale up to 384 px, else from 256 px up to `resolution` in steps of about √2 (512 → 256, 362, 512)",
+    ),
+    "steps": (
+        "`160` (from the preset)",
+        "optimiser updates in all, shared among the scales so each gets about the same time (∝ 1/size²: 160 at 512 px → 91, 46, 23), or one number per scale, e.g. `[100, 40]`",
+    ),
+    "style_scale": (
+        "`1.0`",
+        "style image long side = scale × `style_scale`, aspect kept (never squashed to the content's shape)",
+    ),
+    "style_resize": (
+        "`long_side`",
+        "`long_side` (as above) or `content_shape`: the style is squashed to the content's exact shape (the seed recipe's way; `style_scale` is then unused)",
+    ),
+    "upsample": (
+        "`plain`",
+        "how each finer scale starts: `plain` upsamples the result so far (bicubic); `detail` also adds the content's detail at the new size (the band the coarser image could not hold), so the finer scale starts sharp",
+    ),
+    "layers.content": (
+        "`{relu4_2: 1.0}`",
+        "VGG layer → weight for the content loss (may be `{}` for pure texture synthesis)",
+    ),
+    "layers.style": (
+        "`{relu1_1: 1, relu2_1: 1, relu3_1: 1, relu4_1: 1, relu5_1: 1}`",
+        "VGG layer → weight for the style loss (at least one); with `loss.normalize` unit weights are balanced",
+    ),
+    "weights.content": (
+        "`1.0`",
+        "α",
+    ),
+    "weights.style": (
+        "`2.0`",
+        "β",
+    ),
+    "weights.tv": (
+        "`0.0`",
+        "γ, total-variation smoothing",
+    ),
+    "loss.normalize": (
+        "`true`",
+        "every term a relative error (see the formulas), so one β means the same on any weights, size and pair; `false`: the raw means, comparable with other tools",
+    ),
+    "loss.gram": (
+        "`mean`",
+        "`mean`: G = F·Fᵀ/(C·H·W); `sum`: G = F·Fᵀ with the layer loss divided by C·H·W (the seed recipe). With `normalize` both give the same run",
+    ),
+    "optimizer.name": (
+        "`lbfgs`",
+        "`lbfgs` (projected L-BFGS, see below) or `adam`",
+    ),
+    "optimizer.lr": (
+        "`null` = 1.0 for lbfgs, 0.02 for adam",
+        "step size (the image is RGB in [0, 1]); an explicit lr far outside the optimiser's range is warned about",
+    ),
+    "optimizer.history_size": (
+        "`20`",
+        "L-BFGS curvature pairs kept",
+    ),
+    "optimizer.trust_region": (
+        "`0.05`",
+        "L-BFGS: largest RMS pixel change in one step (`null`: none)",
+    ),
+    "save_every": (
+        "`50`",
+        "a frame (and a checkpoint) every this many steps; larger than `steps` means only step 0",
+    ),
+    "checkpoint": (
+        "`compact`",
+        "`compact` (~60 B/px, resume within 2%), `exact` (~520 B/px, resume exact) or `off`",
+    ),
+    "precision": (
+        "`tf32`",
+        "`tf32` (float32, TensorFloat-32 matmuls/convolutions on CUDA; plain float32 elsewhere), `fp32` (strict float32), `bf16` (the network under bfloat16 autocast; Grams and losses stay float32)",
+    ),
+    "memory": (
+        "`normal`",
+        "`low` recomputes each VGG block's interior in the backward pass (activation checkpointing) instead of storing it: less memory, more time (see Performance)",
+    ),
+    "compile": (
+        "`false`",
+        "`true` runs the network through `torch.compile` (a one-off warm-up per size, shown in the summary)",
+    ),
+    "init": (
+        "`content`",
+        "`content`, `noise` (seeded uniform noise), `style`, or an image path (at the first scale)",
+    ),
+    "seed": (
+        "`0`",
+        "random seed; same config + seed on CPU gives the same image",
+    ),
+    "device": (
+        "`auto`",
+        "`auto` (cuda, then mps, then cpu), `cpu`, `cuda`, `cuda:N`, `mps`",
+    ),
+    "model.weights": (
+        "`caffe`",
+        "`caffe`, `torchvision`, `random`, or a path to a `.pth` state dict",
+    ),
+    "model.pooling": (
+        "`max`",
+        "`max` or `avg`",
+    ),
+    "model.preprocessing": (
+        "`auto`",
+        "`auto`, `caffe`, `torchvision`, or `symmetric` ((x − 0.5)/0.5, the seed recipe's): the input convention of the weights",
+    ),
+}
+
+
+def config_table() -> str:
+    """The README's config reference table (markdown)."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    rows += [
+        f"| `{key}` | {default} | {meaning} |" for key, (default, meaning) in FIELD_DOCS.items()
+    ]
+    return "\n".join(rows)
+
+
+def plain(text: str) -> str:
+    """Markdown backticks dropped, for the JSON Schema descriptions editors show."""
+    return text.replace("`", "")

@@ -1,0 +1,106 @@
+"""How the network runs: bf16 autocast, low-memory recomputation, channels_last, TF32 and
+torch.compile. They change speed and memory, never what is computed (beyond bf16 rounding).
+The CUDA-only paths skip cleanly on machines without a GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from nst_cli import resolve_config, stylize
+from nst_cli.features import _segments, build_extractor
+from nst_cli.layers import LAYER_NAMES
+
+LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return build_extractor("caffe", LAYERS)
+
+
+def _features_and_grad(extractor, image: torch.Tensor):
+    pixels = image.clone().requires_grad_(True)
+    features = extractor(pixels, LAYERS)
+    sum((f**2).mean() for f in features.values()).backward()
+    return {k: v.detach() for k, v in features.items()}, pixels.grad
+
+
+def test_segments_cover_every_layer_once_and_end_at_pools() -> None:
+    last = LAYER_NAMES.index("relu5_1")
+    segments = _segments(last, by_block=True)
+    assert segments[0][0] == 0 and segments[-1][1] == last + 1
+    assert all(a[1] == b[0] for a, b in zip(segments, segments[1:], strict=False))
+    assert all(LAYER_NAMES[end - 1].startswith("pool") for _, end in segments[:-1])
+    assert len(segments) == 5 and _segments(last, by_block=False) == [(0, last + 1)]
+
+
+def test_low_memory_gives_the_same_features_and_gradient(extractor) -> None:
+    image = torch.rand(1, 3, 40, 56)
+    plain, plain_grad = _features_and_grad(extractor.configure(), image)
+    low, low_grad = _features_and_grad(extractor.configure(low_memory=True), image)
+    extractor.configure()
+    for name in LAYERS:
+        torch.testing.assert_close(low[name], plain[name])
+    torch.testing.assert_close(low_grad, plain_grad)
+
+
+def test_bf16_features_are_float32_and_close(extractor) -> None:
+    image = torch.rand(1, 3, 40, 56)
+    plain, plain_grad = _features_and_grad(extractor.configure(), image)
+    half, half_grad = _features_and_grad(extractor.configure(precision="bf16"), image)
+    extractor.configure()
+    for name in LAYERS:
+        assert half[name].dtype == torch.float32
+        relative = (half[name] - plain[name]).norm() / plain[name].norm()
+        assert 0 < relative < 0.05, (name, relative)  # rounded, not garbage, not unchanged
+    cosine = torch.nn.functional.cosine_similarity(half_grad.flatten(), plain_grad.flatten(), 0)
+    assert cosine > 0.98
+
+
+def test_a_run_with_bf16_and_low_memory_completes(tiny_config: Path, tmp_path: Path) -> None:
+    config = resolve_config(
+        tiny_config, ["precision=bf16", "memory=low"], {"output": str(tmp_path / "run")}
+    )
+    result = stylize(config)
+    assert result.status == "completed" and result.steps == 6
+    assert result.losses["total"] < float("inf")
+
+
+def test_runtime_keys_are_validated(tiny_config: Path) -> None:
+    with pytest.raises(Exception, match="precision.*'tf32', 'fp32' or 'bf16'"):
+        resolve_config(tiny_config, ["precision=fp16"])
+    with pytest.raises(Exception, match="memory.*'normal' or 'low'"):
+        resolve_config(tiny_config, ["memory=tiny"])
+    with pytest.raises(Exception, match="compile"):
+        resolve_config(tiny_config, ["compile=maybe"])
+
+
+@cuda
+def test_cuda_run_uses_channels_last_and_tf32(tiny_config: Path, tmp_path: Path) -> None:
+    config = resolve_config(tiny_config, [], {"output": str(tmp_path / "run"), "device": "cuda"})
+    result = stylize(config)
+    assert result.status == "completed" and result.device.startswith("cuda")
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    net = build_extractor("caffe", LAYERS).cuda().configure(channels_last=True)
+    conv = net.layers[0]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@cuda
+def test_cuda_bf16_and_compile_match_fp32(tiny_config: Path, tmp_path: Path) -> None:
+    runs = {}
+    for label, sets in {
+        "fp32": ["precision=fp32"],
+        "fast": ["precision=bf16", "compile=true"],
+    }.items():
+        config = resolve_config(
+            tiny_config, sets, {"output": str(tmp_path / label), "device": "cuda"}
+        )
+        runs[label] = stylize(config)
+    assert runs["fast"].warmup_seconds > 0 and runs["fp32"].warmup_seconds == 0
+    a, b = runs["fp32"].losses["total"], runs["fast"].losses["total"]
+    assert abs(a - b) < 0.1 * a
