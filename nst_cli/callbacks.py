@@ -29,6 +29,7 @@ from .checkpoints import CheckpointMode, CheckpointWriter
 from .images import resize_to, to_pil
 from .optimize import StepEvent
 from .outputs import RunDir, save_png, write_loss_rows
+from .plot import loss_plot
 
 
 class LatestImage:
@@ -79,14 +80,22 @@ class FrameSaver:
 
 class LossLog:
     """Collects one row per step; rewrites losses.csv atomically every `flush_every` steps
-    and at the end (the file is small, and a rewrite never leaves a torn line)."""
+    and at the end (the file is small, and a rewrite never leaves a torn line), and with it
+    the chart of the curves (losses.png) when `plot` is given."""
 
     def __init__(
-        self, path: Path, flush_every: int, rows: list[dict[str, float]] | None = None
+        self,
+        path: Path,
+        flush_every: int,
+        rows: list[dict[str, float]] | None = None,
+        plot: Path | None = None,
+        png_text: Mapping[str, str] | None = None,
     ) -> None:
         self.path = path
         self.flush_every = flush_every
         self.rows: list[dict[str, float]] = list(rows or [])
+        self.plot = plot
+        self.png_text = dict(png_text or {})
         self._dirty = False
 
     def __call__(self, event: StepEvent) -> None:
@@ -104,6 +113,8 @@ class LossLog:
     def flush(self) -> None:
         if self._dirty:
             write_loss_rows(self.path, self.rows)
+            if self.plot is not None:
+                save_png(loss_plot(self.rows), self.plot, self.png_text)
             self._dirty = False
 
 
@@ -158,8 +169,13 @@ class LogLines:
 
 
 class _SpeedColumn(ProgressColumn):
+    """Steps per second since the run's first step: the figure the summary reports too
+    (rich's own speed is a moving window, which disagreed with it)."""
+
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
+        speed = task.fields.get("rate")
+        if speed is None and "rate" not in task.fields:
+            speed = task.finished_speed or task.speed
         return Text(
             "–– it/s" if speed is None else f"{speed:.2f} it/s", style="progress.data.speed"
         )
@@ -208,6 +224,7 @@ class ProgressBar:
         self.progress = progress
         self.description = description
         self.task_id: Any = None
+        self._first: tuple[int, float] | None = None
 
     def __call__(self, event: StepEvent) -> None:
         if not self.progress.live.is_started:
@@ -221,10 +238,14 @@ class ProgressBar:
         if event.stage is not None and event.stage.count > 1:
             stage = event.stage
             description = f"{description} {stage.size}px ({stage.index + 1}/{stage.count})"
+        if self._first is None:
+            self._first = (event.step, event.elapsed)
+        done, seconds = event.step - self._first[0], event.elapsed - self._first[1]
         self.progress.update(
             self.task_id,
             description=description,
             completed=event.step,
             total=event.total_steps,
             losses=format_losses(event.losses),
+            rate=done / seconds if done > 0 and seconds > 0 else None,
         )

@@ -364,6 +364,15 @@ def stylize(
         ),
     ] = False,
     log_every: LogEveryOpt = None,
+    preview: Annotated[
+        bool,
+        typer.Option(
+            "--preview",
+            help="Serve a live page of the run on 127.0.0.1 (the address is printed): image, "
+            "step, loss curves, frames. Read-only; it ends with the run.",
+            rich_help_panel=RUN,
+        ),
+    ] = False,
     allow_large: AllowLargeOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -414,18 +423,29 @@ def stylize(
             return
         from .pipeline import stylize as run_stylize  # torch: only once there is work to do
 
-        result = _run_with_progress(
-            lambda callbacks, should_stop: run_stylize(
-                resolved,
-                callbacks=callbacks,
-                should_stop=should_stop,
-                resume=resume is not None,
-                overwrite=overwrite,
-                allow_large=allow_large,
-            ),
-            quiet,
-            log_every,
-        )
+        live: list[Any] = []
+        if preview:
+            from .outputs import RunDir
+            from .preview import Preview
+
+            live.append(Preview(RunDir(resolved.output_dir)).start())
+            err_console.print(f"[bold]preview[/] {live[0].url}", highlight=False)
+        try:
+            result = _run_with_progress(
+                lambda callbacks, should_stop: run_stylize(
+                    resolved,
+                    callbacks=[*callbacks, *live],
+                    should_stop=should_stop,
+                    resume=resume is not None,
+                    overwrite=overwrite,
+                    allow_large=allow_large,
+                ),
+                quiet,
+                log_every,
+            )
+        finally:
+            for server in live:
+                server.stop()
         if not quiet:
             _print_summary(result)
         if result.status == "interrupted":
@@ -625,7 +645,9 @@ def _print_sweep_table(outcome: Any) -> None:
     hidden = {"run", "image"} | ({"tv"} if all(not r.get("tv") for r in outcome.rows) else set())
     columns = [c for c in outcome.rows[0] if c not in hidden] if outcome.rows else []
     for column in columns:
-        table.add_column(column, overflow="fold")
+        # Numbers never break across lines; a long swept value (a path) may.
+        numeric = all(isinstance(r.get(column), int | float | None) for r in outcome.rows)
+        table.add_column(column, overflow="ellipsis" if numeric else "fold", no_wrap=numeric)
     for row in outcome.rows:
         table.add_row(
             *(

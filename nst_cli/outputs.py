@@ -208,6 +208,10 @@ class RunDir:
     def checkpoint(self) -> Path:
         return self.root / "checkpoint.pt"
 
+    @property
+    def loss_plot(self) -> Path:
+        return self.root / "losses.png"
+
     def frame(self, step: int) -> Path:
         return self.frames / frame_name(step)
 
@@ -215,7 +219,8 @@ class RunDir:
         """Files at the names nst writes (what a new run would mix with or overwrite)."""
         if not self.root.is_dir():
             return []
-        found = [p for p in (self.config, self.final, self.losses, self.checkpoint) if p.is_file()]
+        own = (self.config, self.final, self.losses, self.loss_plot, self.checkpoint)
+        found = [p for p in own if p.is_file()]
         if self.frames.is_dir():
             found += sorted(p for p in self.frames.iterdir() if FRAME_PATTERN.fullmatch(p.name))
         return found

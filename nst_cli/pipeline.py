@@ -668,7 +668,13 @@ def _execute(
     recorder = _Recorder(
         latest=LatestImage(),
         frames=FrameSaver(run_dir, config.save_every, text, output_size),
-        loss_log=LossLog(run_dir.losses, config.save_every, start.rows),
+        loss_log=LossLog(
+            run_dir.losses,
+            config.save_every,
+            start.rows,
+            run_dir.loss_plot,
+            {"Software": text["Software"], "nst:version": text["nst:version"]},
+        ),  # fmt: skip
         checkpointer=Checkpointer(run_dir, config.save_every, config.checkpoint),
     )
     setup_seconds = time.perf_counter() - prepared.setup_started

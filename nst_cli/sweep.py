@@ -383,9 +383,14 @@ def contact_sheet(runs: Sequence[PlannedRun], keys: Sequence[str], cell: int = 2
 def index_html(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], root: Path) -> str:
     """A self-contained page: every run's image, values and losses; click a header to sort."""
     columns = ["image", "run", *map(value_column, keys), *REPORT_COLUMNS[2:]]
-    head = "".join(
-        f'<th data-col="{i}">{html.escape(ALIASES.get(c, c))}</th>' for i, c in enumerate(columns)
+    head = (
+        "".join(
+            f'<th data-col="{i}">{html.escape(ALIASES.get(c, c))}</th>'
+            for i, c in enumerate(columns)
+        )
+        + f'<th data-col="{len(columns)}">loss curves</th>'
     )
+
     body = []
     for row in rows:
         image = Path(row["image"])
@@ -405,6 +410,16 @@ def index_html(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], root: Pat
             )
             sort = value if isinstance(value, int | float) else shown
             cells.append(f'<td data-sort="{html.escape(str(sort))}">{html.escape(shown)}</td>')
+        plot = image.parent / "losses.png"
+        if plot.is_file():
+            href = html.escape(
+                src.rsplit("/", 1)[0] + "/losses.png" if "/" in src else "losses.png"
+            )
+            cells.append(
+                f'<td><a href="{href}"><img class="plot" src="{href}" alt="losses"></a></td>'
+            )
+        else:
+            cells.append("<td></td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (
         _PAGE.replace("{{HEAD}}", head)
@@ -419,7 +434,7 @@ _PAGE = """<!doctype html>
 body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
 table{border-collapse:collapse}th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
 th{cursor:pointer;background:#eee;position:sticky;top:0}th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
-img{width:160px;height:auto;display:block}
+img{width:160px;height:auto;display:block}img.plot{width:240px}
 </style></head><body>
 <h1>nst sweep: {{COUNT}} runs</h1><p>Click a column header to sort. <a href="grid.png">Contact sheet</a> · <a href="summary.csv">summary.csv</a></p>
 <table id="runs"><thead><tr>{{HEAD}}</tr></thead><tbody>

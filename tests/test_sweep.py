@@ -202,7 +202,7 @@ def test_index_html_renders_and_sorts_in_a_real_browser(
         capture_output=True, text=True, timeout=120,
     ).stdout  # fmt: skip
     probe_page.unlink()
-    assert "RESULT style_weight=0.01|style_weight=1|style_weight=100 images=3" in dom
+    assert "RESULT style_weight=0.01|style_weight=1|style_weight=100 images=6" in dom
 
 
 def test_runs_share_one_network_and_style_targets(

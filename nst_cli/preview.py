@@ -1,0 +1,214 @@
+"""`nst stylize --preview`: a live, read-only page of the running stylisation.
+
+A small HTTP server on 127.0.0.1 (a free port, printed at the start) in a background thread,
+fed by a callback like any other: it keeps the newest image (re-encoded at most every
+IMAGE_INTERVAL seconds, so a fast run does not spend its time on JPEGs), the loss history and
+the frames written so far. The page is one self-contained HTML file (no external assets) that
+polls /state.json and redraws the image, the step, the loss curves and the frame strip. Only
+GET of its four kinds of paths is answered; the server stops when the run ends.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .images import to_pil
+from .optimize import StepEvent
+from .outputs import FRAME_PATTERN, RunDir
+from .plot import SERIES
+
+#: Seconds between re-encodings of the live image.
+IMAGE_INTERVAL = 0.5
+#: Loss points sent to the page at most (older ones are thinned).
+MAX_POINTS = 1000
+
+
+class Preview:
+    """The live page's server and the callback that feeds it."""
+
+    def __init__(self, run_dir: RunDir, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.run_dir = run_dir
+        self._lock = threading.Lock()
+        self._image: bytes | None = None
+        self._image_version = 0
+        self._image_time = 0.0
+        self._state: dict[str, Any] = {"step": 0, "total": 0, "scale": "", "status": "starting"}
+        self._losses: list[list[float]] = []
+        self._server = ThreadingHTTPServer((host, port), _handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        if isinstance(host, bytes):
+            host = host.decode()
+        return f"http://{host}:{port}/"
+
+    def start(self) -> Preview:
+        self._thread.start()
+        return self
+
+    def stop(self, status: str = "finished") -> None:
+        with self._lock:
+            self._state["status"] = status
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __call__(self, event: StepEvent) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._state.update(
+                step=event.step,
+                total=event.total_steps,
+                scale=f"{event.stage.size}px ({event.stage.index + 1}/{event.stage.count})"
+                if event.stage is not None and event.stage.count > 1
+                else "",
+                status="finished" if event.is_final else "running",
+                losses={k: v for k, v in event.losses.items()},
+            )
+            self._losses.append([event.step, *(float(event.losses.get(n, 0.0)) for n in SERIES)])
+            due = now - self._image_time >= IMAGE_INTERVAL or event.is_final
+        if due:
+            buffer = io.BytesIO()
+            to_pil(event.image).save(buffer, format="JPEG", quality=90)
+            with self._lock:
+                self._image = buffer.getvalue()
+                self._image_version += 1
+                self._image_time = now
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            points = self._losses
+            if len(points) > MAX_POINTS:
+                stride = len(points) // MAX_POINTS + 1
+                points = points[::stride] + [points[-1]]
+            return {
+                **self._state,
+                "image_version": self._image_version,
+                "series": list(SERIES),
+                "colors": [f"rgb({r},{g},{b})" for r, g, b in SERIES.values()],
+                "points": points,
+                "frames": self._frames(),
+            }
+
+    def image(self) -> bytes | None:
+        with self._lock:
+            return self._image
+
+    def _frames(self) -> list[str]:
+        if not self.run_dir.frames.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.run_dir.frames.iterdir() if FRAME_PATTERN.fullmatch(p.name)
+        )
+
+
+def _handler(preview: Preview) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "nst-preview"
+
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            path = self.path.split("?", 1)[0]
+            if path == "/":
+                self._send(PAGE.encode(), "text/html; charset=utf-8")
+            elif path == "/state.json":
+                self._send(json.dumps(preview.state()).encode(), "application/json")
+            elif path == "/image.jpg":
+                data = preview.image()
+                if data is None:
+                    self.send_error(HTTPStatus.NOT_FOUND, "no image yet")
+                else:
+                    self._send(data, "image/jpeg")
+            elif path.startswith("/frames/") and FRAME_PATTERN.fullmatch(path[8:]):
+                frame = preview.run_dir.frames / path[8:]
+                try:
+                    self._send(frame.read_bytes(), "image/png")
+                except OSError:
+                    self.send_error(HTTPStatus.NOT_FOUND)
+            else:
+                self.send_error(HTTPStatus.NOT_FOUND)
+
+        def _refuse(self) -> None:
+            self.send_error(HTTPStatus.METHOD_NOT_ALLOWED, "the preview is read-only")
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = _refuse  # noqa: N815
+
+        def _send(self, body: bytes, kind: str) -> None:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # the terminal belongs to the progress display
+
+    return Handler
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>nst preview</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:1.2em;background:#fafafa;color:#222}
+#top{display:flex;gap:1.5em;flex-wrap:wrap;align-items:flex-start}
+#live{width:min(60vw,640px);height:auto;border:1px solid #ccc;background:#fff}
+canvas{border:1px solid #ccc;background:#fff}
+#frames{display:flex;gap:4px;flex-wrap:wrap;margin-top:1em}#frames img{height:72px}
+.dim{color:#777}
+</style></head><body>
+<h1>nst <span id="status" class="dim">starting</span></h1>
+<p><b id="step">step 0</b> <span id="scale" class="dim"></span> · <span id="losses"></span></p>
+<div id="top"><img id="live" alt="the current image">
+<canvas id="plot" width="560" height="320"></canvas></div>
+<div id="frames"></div>
+<script>
+var shown = -1, frames = {};
+function draw(s) {
+  var c = document.getElementById("plot"), g = c.getContext("2d"), W = c.width, H = c.height;
+  g.clearRect(0, 0, W, H);
+  if (s.points.length < 2) return;
+  var lo = Infinity, hi = -Infinity, s0 = s.points[0][0], s1 = s.points[s.points.length - 1][0];
+  s.points.forEach(function (p) { for (var i = 1; i < p.length; i++) if (p[i] > 0) {
+    lo = Math.min(lo, Math.log10(p[i])); hi = Math.max(hi, Math.log10(p[i])); } });
+  lo = Math.max(lo, hi - 5); if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
+  function x(v) { return 40 + (v - s0) / Math.max(s1 - s0, 1e-9) * (W - 50); }
+  function y(v) { return H - 20 - (Math.max(Math.log10(v), lo) - lo) / (hi - lo) * (H - 30); }
+  g.fillStyle = "#777"; g.font = "11px sans-serif";
+  for (var d = Math.ceil(lo); d <= hi; d++) { g.fillText("1e" + d, 2, y(Math.pow(10, d)) + 4); }
+  s.series.forEach(function (name, k) {
+    g.strokeStyle = s.colors[k]; g.lineWidth = 2; g.beginPath(); var started = false;
+    s.points.forEach(function (p) { var v = p[k + 1]; if (v > 0) {
+      if (started) g.lineTo(x(p[0]), y(v)); else { g.moveTo(x(p[0]), y(v)); started = true; } } });
+    g.stroke(); g.fillStyle = s.colors[k]; g.fillText(name, 50 + k * 70, H - 4);
+  });
+}
+function poll() {
+  fetch("/state.json", {cache: "no-store"}).then(function (r) { return r.json(); }).then(function (s) {
+    document.getElementById("status").textContent = s.status;
+    document.getElementById("step").textContent = "step " + s.step + "/" + s.total;
+    document.getElementById("scale").textContent = s.scale;
+    document.getElementById("losses").textContent = Object.keys(s.losses || {}).filter(function (k) {
+      return ["total", "content", "style", "tv"].indexOf(k) >= 0 && (k !== "tv" || s.losses[k] > 0); }).map(function (k) {
+      return k + " " + Number(s.losses[k]).toPrecision(4); }).join(" · ");
+    if (s.image_version !== shown && s.image_version > 0) {
+      shown = s.image_version; document.getElementById("live").src = "/image.jpg?v=" + shown; }
+    s.frames.forEach(function (name) { if (!frames[name]) { frames[name] = true;
+      var a = document.createElement("a"); a.href = "/frames/" + name;
+      var im = document.createElement("img"); im.src = "/frames/" + name; im.title = name;
+      a.appendChild(im); document.getElementById("frames").appendChild(a); } });
+    draw(s);
+    document.title = "nst preview: step " + s.step + " image " + shown + " " + s.status;
+    if (s.status !== "finished") setTimeout(poll, 500);
+  }).catch(function () { document.getElementById("status").textContent = "run ended"; });
+}
+poll();
+</script></body></html>
+"""
