@@ -378,7 +378,7 @@ def stylize(
     debug: DebugOpt = False,
 ) -> None:
     """Stylise one image: content photo + style painting -> run folder with frames and final.png."""
-    from .config import dump_yaml, resolve_config
+    from .config import dump_yaml, resolve_config, resume_config
 
     _setup_logging(quiet)
     with _errors_to_exit(debug):
@@ -406,18 +406,9 @@ def stylize(
                 raise ConfigError(
                     "--resume reads RUN_DIR/config.yaml; drop --config (use --steps to run longer)"
                 )
-            if output is not None and output.resolve() != resume.resolve():
-                raise ConfigError(
-                    f"--resume {resume} continues that folder; drop --output {output} (to "
-                    "branch off, copy the folder and resume the copy)"
-                )
-            if not (resume / "config.yaml").is_file():
-                raise ConfigError(
-                    f"--resume {resume}: no config.yaml there; is it an nst run folder?"
-                )
-            config = resume / "config.yaml"
-            overrides["output"] = str(resume)
-        resolved = resolve_config(config, set_ or (), overrides)
+            resolved = resume_config(resume, set_ or (), overrides)
+        else:
+            resolved = resolve_config(config, set_ or (), overrides)
         if print_config:
             typer.echo(dump_yaml(resolved.to_yaml_dict()), nl=False)
             return

@@ -707,6 +707,24 @@ def shrink(config: Config) -> Config:
     )
 
 
+def resume_config(
+    run_dir: Path, sets: Sequence[str] = (), overrides: Mapping[str, Any] | None = None
+) -> Config:
+    """The config that continues the run in `run_dir`: its own config.yaml, with `sets` and
+    `overrides` on top (only RESUMABLE_KEYS may differ; stylize checks that)."""
+    output = (overrides or {}).get("output")
+    if output is not None and Path(output).resolve() != Path(run_dir).resolve():
+        raise ConfigError(
+            f"--resume {run_dir} continues that folder; drop --output {output} "
+            "(to branch off, copy the folder and resume the copy)"
+        )
+    if not (Path(run_dir) / "config.yaml").is_file():
+        raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it an nst run folder?")
+    return resolve_config(
+        Path(run_dir) / "config.yaml", sets, {**(overrides or {}), "output": str(run_dir)}
+    )
+
+
 def default_run_name(config: Config, path: Path | None) -> str:
     """outputs/<config name>, or <content>_<style> when there is no config file."""
     if path is not None and Path(path).suffix.lower() != ".png":

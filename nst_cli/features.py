@@ -276,7 +276,6 @@ def build_extractor(
     layers = list(layers)
     validate_layer_names(layers, "layers")
     deepest = max(layer_index(n) for n in layers)
-    features = _vgg19_features(pooling)
     if weights == "random":
         # Untrained network, for experiments; seeded so runs stay reproducible.
         generator_state = torch.random.get_rng_state()
@@ -284,12 +283,15 @@ def build_extractor(
         features = _vgg19_features(pooling)
         torch.random.set_rng_state(generator_state)
         state = None
-    elif weights == "caffe":
-        state = caffe_state_dict()
-    elif weights == "torchvision":
-        state = torchvision_state_dict()
     else:
-        state = load_state_dict_file(Path(weights))
+        # Weights are loaded into it: its random initialisation is never used.
+        features = _vgg19_features(pooling)
+        if weights == "caffe":
+            state = caffe_state_dict()
+        elif weights == "torchvision":
+            state = torchvision_state_dict()
+        else:
+            state = load_state_dict_file(Path(weights))
     truncated = nn.Sequential(*list(features)[: deepest + 1])
     if state is not None:
         wanted = {k: v for k, v in state.items() if int(k.split(".", 1)[0]) <= deepest}

@@ -29,7 +29,7 @@ from .callbacks import (
     output_pil,
 )
 from .checkpoints import load_checkpoint
-from .config import DEFAULT_LR, SENSIBLE_LR, Config, dump_yaml, resolve_config
+from .config import DEFAULT_LR, SENSIBLE_LR, Config, dump_yaml, resolve_config, resume_config
 from .devices import configure_precision, resolve_device
 from .errors import ConfigError, NSTError
 from .features import FeatureExtractor, build_extractor
@@ -601,9 +601,13 @@ def stylize(
     allow_large: bool = False,
     cache: ModelCache | None = None,
 ) -> StylizeResult:
-    """Run one stylisation and write its run folder; returns where things are and the losses."""
+    """Run one stylisation and write its run folder; returns where things are and the losses.
+
+    `config` is a Config or a config file's path; with `resume=True` it may also be a run
+    folder, which continues that run with its own settings (`nst stylize --resume DIR`)."""
     if not isinstance(config, Config):
-        config = resolve_config(config)
+        is_run_dir = resume and Path(config).is_dir()
+        config = resume_config(Path(config)) if is_run_dir else resolve_config(config)
     prepared = _prepare(config, resume, overwrite, allow_large, cache or ModelCache())
     run_dir = prepared.run_dir
     with run_dir.lock():

@@ -283,3 +283,16 @@ def test_a_tiny_style_is_upscaled_with_a_warning(tiny_config: Path, tmp_path: Pa
     with caplog.at_level("WARNING", logger="nst"):
         load_inputs(config)
     assert any("style image" in r.getMessage() and "1×1" in r.getMessage() for r in caplog.records)
+
+
+def test_resume_is_one_library_call_on_the_run_folder(tiny_config: Path, tmp_path: Path):
+    seen: list[int] = []
+    config = resolve_config(tiny_config, [], {"output": str(tmp_path / "run")})
+    first = stylize(
+        config, callbacks=[lambda e: seen.append(e.step)], should_stop=lambda: 2 in seen
+    )
+    assert first.status == "interrupted"
+    second = stylize(tmp_path / "run", resume=True)  # what `nst stylize --resume DIR` does
+    assert second.status == "completed" and second.steps == 6 and second.steps_run < 6
+    with pytest.raises(Exception, match="no config.yaml there"):
+        stylize(tmp_path, resume=True)
