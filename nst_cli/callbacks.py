@@ -42,16 +42,22 @@ class LatestImage:
 
     def __call__(self, event: StepEvent) -> None:
         # A copy: event.image is the live tensor the optimiser keeps changing.
-        self.image = event.image.detach().clone()
+        self.image = event.shown.detach().clone()
         self.step = event.step
         self.losses = dict(event.losses)
 
 
-def output_pil(image: torch.Tensor, size: tuple[int, int] | None) -> Image.Image:
+def output_pil(
+    image: torch.Tensor,
+    size: tuple[int, int] | None,
+    shown: Callable[[Image.Image], Image.Image] | None = None,
+) -> Image.Image:
     """The image as the user sees it: 8-bit RGB at the run's final (width, height), so frames
-    of every scale of a coarse-to-fine run line up in one animation."""
+    of every scale of a coarse-to-fine run line up in one animation, through `shown` (e.g.
+    the content's colours put back) when given."""
     pil = to_pil(image)
-    return pil if size is None else resize_to(pil, size)
+    pil = pil if size is None else resize_to(pil, size)
+    return shown(pil) if shown is not None else pil
 
 
 class FrameSaver:
@@ -63,18 +69,20 @@ class FrameSaver:
         save_every: int,
         png_text: Mapping[str, str],
         output_size: tuple[int, int] | None = None,
+        shown: Callable[[Image.Image], Image.Image] | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.save_every = save_every
         self.png_text = dict(png_text)
         self.output_size = output_size
+        self.shown = shown
 
     def __call__(self, event: StepEvent) -> None:
         if event.step % self.save_every == 0:
             text = {**self.png_text, "nst:step": str(event.step)}
             if event.stage is not None:
                 text["nst:scale"] = str(event.stage.size)
-            frame = output_pil(event.image, self.output_size)
+            frame = output_pil(event.shown, self.output_size, self.shown)
             save_png(frame, self.run_dir.frame(event.step), text)
 
 
@@ -133,6 +141,7 @@ class Checkpointer:
                 stage=event.stage.index if event.stage else 0,
                 elapsed=event.elapsed,
                 optimizer_state=event.optimizer_state() if event.optimizer_state else None,
+                average=event.average,
             )
 
 

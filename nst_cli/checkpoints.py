@@ -52,6 +52,7 @@ def save_checkpoint(
     elapsed: float,
     optimizer_state: dict[str, Any] | None,
     mode: CheckpointMode = "compact",
+    average: torch.Tensor | None = None,
 ) -> None:
     """Atomically write what a resumed run needs to continue from `step`."""
     image = image.detach().to("cpu", torch.float32).clone()
@@ -65,6 +66,8 @@ def save_checkpoint(
         "elapsed": elapsed,
         "image": image,
         "optimizer": optimizer,
+        # The moving average of the iterates (config `average`): resume continues it exactly.
+        "average": None if average is None else average.detach().to("cpu", torch.float32).clone(),
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -114,6 +117,11 @@ def _problem(state: object) -> str | None:
         return f"elapsed is {elapsed!r}"
     if not isinstance(state.get("optimizer"), dict | None):
         return "the optimiser state is not a mapping"
+    average = state.get("average")
+    if average is not None and (
+        not isinstance(average, torch.Tensor) or average.shape != image.shape
+    ):
+        return "the averaged image does not match the image"
     return None
 
 

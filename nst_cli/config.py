@@ -243,6 +243,7 @@ class LossConfig(_Strict):
 
     normalize: bool = True
     gram: Literal["mean", "sum"] = "mean"
+    style: Literal["gram", "wasserstein"] = "gram"
 
 
 class ModelConfig(_Strict):
@@ -277,6 +278,8 @@ class Config(_Strict):
     style_scale: float = 1.0
     style_resize: Literal["long_side", "content_shape"] = "long_side"
     upsample: Literal["plain", "detail"] = "plain"
+    color: Literal["style", "luminance", "histogram"] = "style"
+    average: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     layers: LayersConfig = Field(default_factory=LayersConfig)
     weights: WeightsConfig = Field(default_factory=WeightsConfig)
     loss: LossConfig = Field(default_factory=LossConfig)

@@ -49,6 +49,14 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
         "`plain`",
         "how each finer scale starts: `plain` upsamples the result so far (bicubic); `detail` also adds the content's detail at the new size (the band the coarser image could not hold), so the finer scale starts sharp",
     ),
+    "color": (
+        "`style`",
+        "`style`: the palette follows the painting; `luminance`: style transfer on luminance only, then the content's colours are put back; `histogram`: the style image's colours are first matched to the content's (mean and covariance in RGB)",
+    ),
+    "average": (
+        "`0.0`",
+        "`0.9`, say: frames and the final image are an exponential moving average of the iterates (weight of the past), smoother, mostly useful with Adam; `0` saves the iterate itself",
+    ),
     "layers.content": (
         "`{relu4_2: 1.0}`",
         "VGG layer → weight for the content loss (may be `{}` for pure texture synthesis)",
@@ -76,6 +84,10 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "loss.gram": (
         "`mean`",
         "`mean`: G = F·Fᵀ/(C·H·W); `sum`: G = F·Fᵀ with the layer loss divided by C·H·W (the seed recipe). With `normalize` both give the same run",
+    ),
+    "loss.style": (
+        "`gram`",
+        "the style statistic: `gram` (Gram matrices, Gatys et al.) or `wasserstein` (each layer's feature mean and covariance, matched by the 2-Wasserstein distance between Gaussians; see Creative control)",
     ),
     "optimizer.name": (
         "`lbfgs`",

@@ -36,6 +36,13 @@ class StepEvent:
     optimizer_state: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
     #: Which scale of a coarse-to-fine run this image is at (a one-scale run has one).
     stage: Stage | None = None
+    #: The exponential moving average of the iterates (config `average`), or None.
+    average: torch.Tensor | None = None
+
+    @property
+    def shown(self) -> torch.Tensor:
+        """The image that is saved: the average when one is kept, else the iterate."""
+        return self.average if self.average is not None else self.image
 
 
 @dataclass
@@ -99,19 +106,26 @@ def optimize(
     elapsed_offset: float = 0.0,
     history_size: int = 20,
     trust_region: float | None = 0.05,
+    average: float = 0.0,
+    average_state: torch.Tensor | None = None,
 ) -> OptimizeResult:
     """Optimise `image` (RGB in [0, 1]) from `start_step` until `steps`, emitting a StepEvent per state.
 
     With `report_last=False` (a coarse scale of a multi-scale run) the loop ends after the
     last update without evaluating it: the next scale reports that step, upsampled.
     Events' `elapsed` counts from `elapsed_offset` (time already spent by earlier scales or
-    sessions), so one clock runs through a whole run.
+    sessions), so one clock runs through a whole run. With `average` > 0 an exponential
+    moving average of the iterates is kept (from `average_state` on resume), carried by every
+    event and returned as the result's image.
     """
     pixels = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     optimizer = make_optimizer(optimizer_name, [pixels], lr, history_size, trust_region)
     if optimizer_state is not None:
         optimizer.load_state_dict(dict(optimizer_state))
     layers = loss_fn.layers
+    ema: torch.Tensor | None = None
+    if average > 0:
+        ema = (average_state if average_state is not None else pixels.detach()).clone()
 
     def evaluate() -> LossTerms:
         optimizer.zero_grad(set_to_none=True)
@@ -138,6 +152,7 @@ def optimize(
             is_final=is_final,
             optimizer_state=optimizer.state_dict,
             stage=stage,
+            average=ema,
         )
         for callback in callbacks:
             callback(event)
@@ -170,9 +185,11 @@ def optimize(
                 # Adam: projected gradient descent, pixels back into the displayable range.
                 # (Projected L-BFGS keeps them in range itself, and records the real step.)
                 pixels.clamp_(0.0, 1.0)
+        if ema is not None:
+            ema.mul_(average).add_(pixels.detach(), alpha=1.0 - average)
         step += 1
     return OptimizeResult(
-        image=pixels.detach(),
+        image=ema if ema is not None else pixels.detach(),
         losses=losses,
         step=step,
         interrupted=interrupted,

@@ -20,7 +20,7 @@ import torch
 import yaml
 from PIL import Image
 
-from . import __version__
+from . import __version__, color
 from .callbacks import (
     Checkpointer,
     FrameSaver,
@@ -77,7 +77,7 @@ class ModelCache:
 
     def __init__(self) -> None:
         self._extractors: dict[tuple[Any, ...], FeatureExtractor] = {}
-        self._targets: dict[tuple[Any, ...], dict[str, torch.Tensor]] = {}
+        self._targets: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
     def extractor(
@@ -124,12 +124,13 @@ class ModelCache:
         key: tuple[Any, ...],
         layers: dict[str, float],
         form: str = "mean",
-    ) -> dict[str, torch.Tensor]:
-        full_key = (id(extractor), key, tuple(layers), form)
+        statistic: str = "gram",
+    ) -> dict[str, Any]:
+        full_key = (id(extractor), key, tuple(layers), form, statistic)
         cached = self._targets.get(full_key)
         if cached is None:
             with torch.no_grad():
-                cached = style_targets(extractor(style, layers), layers, form)
+                cached = style_targets(extractor(style, layers), layers, form, statistic)
             self._targets[full_key] = cached
         return cached
 
@@ -263,7 +264,7 @@ def images_at(config: Config, inputs: Inputs, size: int) -> tuple[torch.Tensor, 
     the content's shape (`style_resize: content_shape`)."""
     content = resize_long_side(inputs.content, size)
     style = resize_to(inputs.style, _style_size(config, inputs, size))
-    return to_tensor(content), to_tensor(style)
+    return color.prepare(to_tensor(content), to_tensor(style), config.color)
 
 
 def initial_image(
@@ -377,6 +378,7 @@ class _StartingPoint:
     optimizer_state: dict[str, Any] | None = None
     elapsed: float = 0.0
     rows: list[dict[str, float]] = field(default_factory=list)
+    average: torch.Tensor | None = None
 
 
 def _check_output_image(config: Config, resume: bool, overwrite: bool) -> None:
@@ -419,9 +421,12 @@ def build_loss(
 ) -> StyleTransferLoss:
     """Targets are computed once per scale: content features, and the style Grams (cached
     across runs)."""
-    style_key = (str(config.style), size, config.style_scale, config.style_resize, content.shape)
+    style_key = (
+        str(config.style), size, config.style_scale, config.style_resize, content.shape,
+        config.loss.style, config.color,
+    )  # fmt: skip
     targets = cache.style_targets(
-        extractor, style, style_key, config.layers.style, config.loss.gram
+        extractor, style, style_key, config.layers.style, config.loss.gram, config.loss.style
     )
     # One pass over the content serves both its targets and the style normalisers.
     wanted = [*config.layers.content, *(config.layers.style if config.loss.normalize else ())]
@@ -484,6 +489,7 @@ def _starting_point(
         optimizer_state=checkpoint.get("optimizer"),
         elapsed=float(checkpoint.get("elapsed", 0.0)),
         rows=[r for r in read_loss_rows(run_dir.losses) if r["step"] < step],
+        average=checkpoint.get("average"),
     )
 
 
@@ -499,6 +505,7 @@ def _run_scales(
 ) -> OptimizeResult:
     """Coarse to fine: each scale starts from the previous one's result, upsampled."""
     image, step, optimizer_state = start.image.to(device), start.step, start.optimizer_state
+    average_state = None if start.average is None else start.average.to(device)
     seconds, steps_run, warmup = 0.0, 0, 0.0
     result: OptimizeResult | None = None
     for stage in config.schedule()[start.stage :]:
@@ -527,8 +534,10 @@ def _run_scales(
             elapsed_offset=start.elapsed + seconds,
             history_size=config.optimizer.history_size,
             trust_region=config.optimizer.trust_region,
+            average=config.average,
+            average_state=average_state,
         )
-        image, step, optimizer_state = result.image, result.step, None
+        image, step, optimizer_state, average_state = result.image, result.step, None, None
         seconds += result.seconds
         steps_run += result.steps_run
         if result.interrupted:
@@ -669,9 +678,11 @@ def _execute(
     )  # fmt: skip
     text = png_metadata(config)
     output_size = fit_long_side(prepared.inputs.content.size, config.resolution)
+    # What every saved image goes through: the content's colours put back (color: luminance).
+    shown = color.recolor(prepared.inputs.content) if config.color == "luminance" else None
     recorder = _Recorder(
         latest=LatestImage(),
-        frames=FrameSaver(run_dir, config.save_every, text, output_size),
+        frames=FrameSaver(run_dir, config.save_every, text, output_size, shown),
         loss_log=LossLog(
             run_dir.losses,
             config.save_every,
@@ -691,7 +702,7 @@ def _execute(
             [*recorder.callbacks(), *callbacks], should_stop,
         )  # fmt: skip
         status = "interrupted" if result.interrupted else "completed"
-        final = output_pil(result.image, output_size)
+        final = output_pil(result.image, output_size, shown)
         final_text = {**text, "nst:step": str(result.step)}
         save_png(final, run_dir.final, final_text)
         if config.output_image is not None:
@@ -745,13 +756,14 @@ def _save_on_the_way_out(
     status: str,
     output_size: tuple[int, int],
     output_image: Path | None = None,
+    shown: Callable[[Image.Image], Image.Image] | None = None,
 ) -> None:
     """On failure or interrupt, the newest good image still becomes final.png (and the
     `-o` image)."""
     if latest.image is None:
         return
     try:
-        image = output_pil(latest.image, output_size)
+        image = output_pil(latest.image, output_size, shown)
         final_text = {**text, "nst:step": str(latest.step), "nst:status": status}
         save_png(image, run_dir.final, final_text)
         if output_image is not None:

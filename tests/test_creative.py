@@ -1,0 +1,130 @@
+"""Creative controls: colour modes, the Wasserstein style loss and iterate averaging each do
+what they claim, at every scale, with one-line errors for bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nst_cli import resolve_config, stylize
+from nst_cli.color import luminance, match_color
+from nst_cli.features import build_extractor
+from nst_cli.images import to_tensor
+from nst_cli.losses import gaussian_target, wasserstein_loss
+
+
+def _run(tiny_config: Path, output: Path, *sets: str, **overrides):
+    config = resolve_config(tiny_config, list(sets), {"output": str(output), **overrides})
+    return stylize(config)
+
+
+def _chroma(path: Path, size: tuple[int, int]) -> np.ndarray:
+    with Image.open(path) as image:
+        ycc = image.convert("RGB").resize(size).convert("YCbCr")
+    return np.asarray(ycc, dtype=np.int16)[..., 1:]
+
+
+def test_luminance_keeps_the_contents_colours_and_the_default_does_not(
+    tiny_config: Path, tmp_path: Path, content_path: Path
+) -> None:
+    runs = {
+        mode: _run(tiny_config, tmp_path / mode, f"color={mode}", "scales=[32,64]", "steps=[3,3]")
+        for mode in ("style", "luminance")
+    }
+    with Image.open(runs["style"].final_image) as final:
+        size = final.size
+    content = _chroma(content_path, size)
+    kept = np.abs(_chroma(runs["luminance"].final_image, size) - content)
+    changed = np.abs(_chroma(runs["style"].final_image, size) - content)
+    assert kept.mean() < 1.5 and kept.max() <= 4, kept.max()
+    assert changed.mean() > 3 * kept.mean() + 2
+    # Every frame is colour-preserved too (so `nst gif` shows the run as saved).
+    frame = tmp_path / "luminance" / "frames" / "step_000002.png"
+    assert np.abs(_chroma(frame, size) - content).mean() < 1.5
+
+
+def test_histogram_matching_gives_the_style_the_contents_colour_statistics() -> None:
+    generator = torch.Generator().manual_seed(0)
+    style = torch.rand(1, 3, 40, 40, generator=generator) * torch.tensor([1.0, 0.3, 0.1]).view(
+        1, 3, 1, 1
+    )
+    content = torch.rand(1, 3, 30, 50, generator=generator) * 0.5 + 0.25
+    matched = match_color(style, content)
+    flat, ref = matched[0].reshape(3, -1), content[0].reshape(3, -1)
+    torch.testing.assert_close(flat.mean(1), ref.mean(1), atol=2e-3, rtol=0)
+    torch.testing.assert_close(torch.cov(flat), torch.cov(ref), atol=2e-3, rtol=0)
+    grey = luminance(content)
+    assert torch.equal(grey[:, 0], grey[:, 2])
+
+
+def test_histogram_run_completes(tiny_config: Path, tmp_path: Path) -> None:
+    result = _run(tiny_config, tmp_path / "h", "color=histogram")
+    assert result.status == "completed"
+
+
+def _w2(path: Path, style_path: Path, layer: str = "relu3_1") -> float:
+    net = build_extractor("caffe", [layer])
+    with Image.open(path) as image, torch.no_grad():
+        out = net(to_tensor(image.convert("RGB")), [layer])[layer]
+        style = net(to_tensor(Image.open(style_path).convert("RGB")), [layer])[layer]
+        return float(wasserstein_loss(out, gaussian_target(style)))
+
+
+def test_wasserstein_lowers_the_mean_covariance_distance_more_than_gram(
+    tiny_config: Path, tmp_path: Path, style_path: Path
+) -> None:
+    distances = {}
+    for statistic in ("gram", "wasserstein"):
+        result = _run(tiny_config, tmp_path / statistic, f"loss.style={statistic}", steps=10)
+        assert result.status == "completed"
+        distances[statistic] = _w2(result.final_image, style_path)
+    assert distances["wasserstein"] < distances["gram"], distances
+
+
+def test_wasserstein_is_zero_on_its_own_target_and_has_finite_gradients() -> None:
+    features = torch.rand(1, 8, 6, 7, dtype=torch.float64).float().requires_grad_(True)
+    target = gaussian_target(features)
+    assert float(wasserstein_loss(features.detach(), target)) < 1e-4
+    other = (features * 1.5 + 0.2).detach().requires_grad_(True)
+    wasserstein_loss(other, target).backward()
+    assert other.grad is not None and torch.isfinite(other.grad).all()
+
+
+def test_averaging_changes_the_saved_image_and_resumes_exactly(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    sets = ("optimizer.name=adam", "checkpoint=exact")
+    plain = _run(tiny_config, tmp_path / "plain", *sets, seed=1)
+    averaged = _run(tiny_config, tmp_path / "avg", *sets, "average=0.8", seed=1)
+    a, b = (np.asarray(Image.open(r.final_image), dtype=np.int16) for r in (plain, averaged))
+    assert np.abs(a - b).mean() > 0.5  # the average is what is saved
+
+    seen: list[int] = []
+    config = resolve_config(
+        tiny_config, [*sets, "average=0.8"], {"output": str(tmp_path / "split"), "seed": 1}
+    )
+    first = stylize(
+        config, callbacks=[lambda e: seen.append(e.step)], should_stop=lambda: 2 in seen
+    )
+    assert first.status == "interrupted"
+    second = stylize(config, resume=True)
+    c = np.asarray(Image.open(second.final_image), dtype=np.int16)
+    assert np.abs(b - c).max() <= 1  # the average continues where it stopped
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("average=1.0", "average: Input should be less than 1"),
+        ("average=-0.5", "average: Input should be greater than or equal to 0"),
+        ("color=sepia", "color: Input should be 'style', 'luminance' or 'histogram'"),
+        ("loss.style=swd", "loss.style: Input should be 'gram' or 'wasserstein'"),
+    ],
+)
+def test_bad_creative_values_are_one_line_errors(tiny_config: Path, setting: str, message: str):
+    with pytest.raises(Exception, match=message):
+        resolve_config(tiny_config, [setting])
