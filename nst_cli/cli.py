@@ -159,8 +159,42 @@ ContentOpt = Annotated[
     Path | None, typer.Option(help="Content image (the photo).", rich_help_panel=INPUTS)
 ]
 StyleOpt = Annotated[
-    Path | None, typer.Option(help="Style image (the painting).", rich_help_panel=INPUTS)
+    list[Path] | None,
+    typer.Option(
+        help="Style image (the painting); repeat it to blend several.", rich_help_panel=INPUTS
+    ),
 ]
+StyleBlendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--style-blend",
+        help="Weights of the --style images, e.g. 0.7,0.3 (default: equal).",
+        metavar="W1,W2,...",
+        rich_help_panel=INPUTS,
+    ),
+]
+
+
+def _style_value(styles: list[Path] | None, blend: str | None) -> Any:
+    """--style (repeatable) and --style-blend as the config's `style` value."""
+    if not styles:
+        if blend is not None:
+            raise ConfigError("--style-blend needs the --style images it weights")
+        return None
+    if blend is None:
+        return str(styles[0]) if len(styles) == 1 else [str(p) for p in styles]
+    try:
+        weights = [float(w) for w in blend.split(",")]
+    except ValueError:
+        raise ConfigError(f"--style-blend {blend!r}: expected numbers like 0.7,0.3") from None
+    if len(weights) != len(styles):
+        raise ConfigError(
+            f"--style-blend: {len(weights)} weights for {len(styles)} --style images; give "
+            "one weight per style"
+        )
+    return [{"path": str(p), "weight": w} for p, w in zip(styles, weights, strict=True)]
+
+
 ResolutionOpt = Annotated[
     int | None,
     typer.Option(
@@ -257,6 +291,7 @@ def stylize(
     config: ConfigOpt = None,
     content: ContentOpt = None,
     style: StyleOpt = None,
+    style_blend: StyleBlendOpt = None,
     set_: SetOpt = None,
     style_weight: Annotated[
         float | None,
@@ -384,7 +419,7 @@ def stylize(
     with _errors_to_exit(debug):
         overrides = _flag_overrides(
             content=content,
-            style=style,
+            style=_style_value(style, style_blend),
             output=output,
             preset=preset,
             resolution=resolution,
@@ -524,6 +559,7 @@ def sweep(
     ] = None,
     content: ContentOpt = None,
     style: StyleOpt = None,
+    style_blend: StyleBlendOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Sweep folder.")] = None,
     preset: PresetOpt = None,
     resolution: ResolutionOpt = None,
@@ -552,7 +588,7 @@ def sweep(
             params.insert(0, parse_param(f"weights.style={style_weights}"))
         overrides = _flag_overrides(
             content=content,
-            style=style,
+            style=_style_value(style, style_blend),
             preset=preset,
             resolution=resolution,
             steps=steps,

@@ -186,6 +186,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class StyleImage(_Strict):
+    """One painting of a blend of styles."""
+
+    path: Path = Field(description="the style image")
+    weight: float = Field(
+        default=1.0, description="its share of the blend (weights are normalised)"
+    )
+    scale: float | None = Field(
+        default=None, description="its size relative to the output; null: style_scale"
+    )
+
+    @field_validator("weight")
+    @classmethod
+    def _weight(cls, value: float) -> float:
+        return _finite(value)
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, value: float | None) -> float | None:
+        return None if value is None else _finite(value, allow_zero=False)
+
+
 class LayersConfig(_Strict):
     """Which VGG layers feed each loss, with a per-layer weight."""
 
@@ -271,7 +293,7 @@ class Config(_Strict):
 
     preset: PresetName = DEFAULT_PRESET
     content: Path | None = None
-    style: Path | None = None
+    style: Path | list[StyleImage] | None = None
     output: Path | None = None
     resolution: StrictPositiveInt = 512
     scales: list[StrictPositiveInt] | Literal["auto"] = "auto"
@@ -309,6 +331,37 @@ class Config(_Strict):
                     if not _has_path(data, key):
                         set_by_path(data, key, _deep_copy(value))
         return data
+
+    @field_validator("style", mode="before")
+    @classmethod
+    def _style_items(cls, value: Any) -> Any:
+        # A list may mix plain paths and {path, weight, scale} entries.
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("give at least one style image")
+            return [{"path": v} if isinstance(v, str | Path) else v for v in value]
+        return value
+
+    @field_validator("style")
+    @classmethod
+    def _style_weights(cls, value: Any) -> Any:
+        if isinstance(value, list) and sum(s.weight for s in value) <= 0:
+            raise ValueError("the style weights sum to 0; give at least one a positive weight")
+        return value
+
+    @property
+    def style_images(self) -> list[StyleImage]:
+        """The style images with their blend weights (one, weight 1, for a single path)."""
+        if self.style is None:
+            return []
+        if isinstance(self.style, list):
+            return list(self.style)
+        return [StyleImage(path=self.style)]
+
+    def style_scale_of(self, index: int) -> float:
+        """The scale of style image `index`: its own, else `style_scale`."""
+        own = self.style_images[index].scale
+        return own if own is not None else self.style_scale
 
     @field_validator("checkpoint", mode="before")
     @classmethod
@@ -650,6 +703,11 @@ def _resolve_relative(data: dict[str, Any], base: Path) -> None:
 
     rebase(data, "content", ())
     rebase(data, "style", ())
+    if isinstance(data.get("style"), list):
+        items = [i if isinstance(i, dict) else {"path": i} for i in data["style"]]
+        for item in items:
+            rebase(item, "path", ())
+        data["style"] = items
     rebase(data, "init", ("content", "noise", "style"))
     if isinstance(data.get("model"), dict):
         rebase(data["model"], "weights", ("caffe", "torchvision", "random"))
@@ -733,7 +791,7 @@ def default_run_name(config: Config, path: Path | None) -> str:
     if path is not None and Path(path).suffix.lower() != ".png":
         return Path(path).stem
     content = config.content.stem if config.content else "content"
-    style = config.style.stem if config.style else "style"
+    style = "+".join(s.path.stem for s in config.style_images) or "style"
     return f"{content}_{style}"
 
 

@@ -19,7 +19,7 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     ),
     "style": (
         "— (required)",
-        "style image (the painting)",
+        "style image (the painting), or a list of them to blend: paths or `{path, weight, scale}` (weights default 1 and are normalised; `scale` defaults to `style_scale`)",
     ),
     "output": (
         "`outputs/<config name>` (`outputs/<content>_<style>` without a config file)",

@@ -7,7 +7,7 @@ pass and returns the weighted total plus every named term, so progress bars and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -253,3 +253,25 @@ def style_targets(
     if statistic == "wasserstein":
         return {name: gaussian_target(features[name]) for name in layers}
     return {name: gram_matrix(features[name], form).detach() for name in layers}
+
+
+def blend_targets(targets: Sequence[Mapping[str, Any]], weights: Sequence[float]) -> dict[str, Any]:
+    """Several style images' targets as one, by weight (normalised to sum 1): Grams average;
+    Gaussians combine as the mixture's mean and covariance (moment matching)."""
+    total = float(sum(weights))
+    shares = [w / total for w in weights]
+    blended: dict[str, Any] = {}
+    for name, first in targets[0].items():
+        if isinstance(first, GaussianTarget):
+            mean = sum(w * t[name].mean for w, t in zip(shares, targets, strict=True))
+            second = sum(
+                w * (t[name].cov + torch.outer(t[name].mean, t[name].mean))
+                for w, t in zip(shares, targets, strict=True)
+            )
+            cov = second - torch.outer(mean, mean)  # type: ignore[arg-type]
+            values, vectors = torch.linalg.eigh(cov.double())
+            root = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+            blended[name] = GaussianTarget(mean, cov, root.float())  # type: ignore[arg-type]
+        else:
+            blended[name] = sum(w * t[name] for w, t in zip(shares, targets, strict=True))
+    return blended

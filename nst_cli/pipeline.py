@@ -29,7 +29,15 @@ from .callbacks import (
     output_pil,
 )
 from .checkpoints import load_checkpoint
-from .config import DEFAULT_LR, SENSIBLE_LR, Config, dump_yaml, resolve_config, resume_config
+from .config import (
+    DEFAULT_LR,
+    SENSIBLE_LR,
+    Config,
+    StyleImage,
+    dump_yaml,
+    resolve_config,
+    resume_config,
+)
 from .devices import configure_precision, resolve_device
 from .errors import ConfigError, NSTError
 from .features import FeatureExtractor, build_extractor
@@ -43,7 +51,7 @@ from .images import (
     upsample,
 )
 from .layers import downsampling_factor, layer_index
-from .losses import StyleTransferLoss, style_norms, style_targets
+from .losses import StyleTransferLoss, blend_targets, style_norms, style_targets
 from .optimize import Callback, OptimizeResult, optimize
 from .outputs import RunDir, read_loss_rows, save_image, save_png, write_text
 
@@ -151,7 +159,8 @@ def _check_size(size: tuple[int, int], layers: Sequence[str], role: str, key: st
 
 def require_inputs(config: Config) -> None:
     """Both images must be named and exist: checked before any work (or any sweep run) starts."""
-    for role, path in (("content", config.content), ("style", config.style)):
+    styles: list[Path | None] = [s.path for s in config.style_images] or [None]
+    for role, path in [("content", config.content), *(("style", p) for p in styles)]:
         if path is None:
             raise ConfigError(
                 f"{role}: no {role} image given; set {role}: in the config or pass --{role}"
@@ -165,7 +174,12 @@ class Inputs:
     """The decoded content and style images at their own size, resized per scale on demand."""
 
     content: Image.Image
-    style: Image.Image
+    styles: tuple[Image.Image, ...]
+
+    @property
+    def style(self) -> Image.Image:
+        """The first (or only) style image."""
+        return self.styles[0]
 
 
 def load_inputs(config: Config, allow_large: bool = False) -> Inputs:
@@ -174,15 +188,16 @@ def load_inputs(config: Config, allow_large: bool = False) -> Inputs:
     assert config.content is not None and config.style is not None  # checked just above
     inputs = Inputs(
         load_image(config.content, "content", allow_large),
-        load_image(config.style, "style", allow_large),
+        tuple(load_image(s.path, "style", allow_large) for s in config.style_images),
     )
     # The smallest scale is the one that can be too small for the deepest layer.
     smallest = config.scale_sizes()[0]
     key = "resolution" if smallest == config.resolution else "scales"
     layers = [*config.layers.content, *config.layers.style]
     _check_size(fit_long_side(inputs.content.size, smallest), layers, "content", key)
-    style_size = _style_size(config, inputs, smallest)
-    _check_size(style_size, list(config.layers.style), "style", "style_scale")
+    for index in range(len(inputs.styles)):
+        style_size = _style_size(config, inputs, smallest, index)
+        _check_size(style_size, list(config.layers.style), "style", "style_scale")
     if not allow_large:
         _check_memory(config, inputs)
     _warn_upscaling(config, inputs)
@@ -190,20 +205,21 @@ def load_inputs(config: Config, allow_large: bool = False) -> Inputs:
 
 
 def _warn_upscaling(config: Config, inputs: Inputs) -> None:
-    content, style = inputs.content.size, inputs.style.size
+    content = inputs.content.size
     if max(content) < config.resolution / 2:
         log.warning(
             "content image %s is %d×%d, far smaller than resolution %d; upscaling it (the "
             "result will look soft)",
             config.content, *content, config.resolution,
         )  # fmt: skip
-    style_long_side = max(_style_size(config, inputs, config.resolution))
-    if config.style_resize == "long_side" and max(style) < style_long_side / 2:
-        log.warning(
-            "style image %s is %d×%d, far smaller than the %d px it is used at; upscaling it "
-            "(its texture will be blurred)",
-            config.style, *style, style_long_side,
-        )  # fmt: skip
+    for index, (spec, image) in enumerate(zip(config.style_images, inputs.styles, strict=True)):
+        style_long_side = max(_style_size(config, inputs, config.resolution, index))
+        if config.style_resize == "long_side" and max(image.size) < style_long_side / 2:
+            log.warning(
+                "style image %s is %d×%d, far smaller than the %d px it is used at; upscaling "
+                "it (its texture will be blurred)",
+                spec.path, *image.size, style_long_side,
+            )  # fmt: skip
 
 
 #: Bytes per pixel of the image being optimised: VGG19 activations up to relu5_1 kept for
@@ -220,11 +236,11 @@ BASE_BYTES = 1 << 30
 def estimate_run_bytes(config: Config, inputs: Inputs) -> int:
     """Peak memory of the run's largest scale, before anything is allocated."""
     width, height = fit_long_side(inputs.content.size, config.resolution)
-    style_width, style_height = _style_size(config, inputs, config.resolution)
+    styles = [_style_size(config, inputs, config.resolution, i) for i in range(len(inputs.styles))]
     return (
         BASE_BYTES
         + width * height * RUN_BYTES_PER_PIXEL
-        + style_width * style_height * STYLE_BYTES_PER_PIXEL
+        + max(w * h for w, h in styles) * STYLE_BYTES_PER_PIXEL  # one style pass at a time
     )
 
 
@@ -253,18 +269,31 @@ def memory_limit(device: str) -> tuple[int, str]:
     return int(0.8 * total), "this machine's memory"
 
 
-def _style_size(config: Config, inputs: Inputs, size: int) -> tuple[int, int]:
+def _style_size(config: Config, inputs: Inputs, size: int, index: int = 0) -> tuple[int, int]:
     if config.style_resize == "content_shape":
         return fit_long_side(inputs.content.size, size)
-    return fit_long_side(inputs.style.size, max(1, round(size * config.style_scale)))
+    scale = config.style_scale_of(index)
+    return fit_long_side(inputs.styles[index].size, max(1, round(size * scale)))
+
+
+def stage_images(
+    config: Config, inputs: Inputs, size: int
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Content with long side `size`; each style at size × its scale (aspect kept) or
+    squashed to the content's shape (`style_resize: content_shape`); colour mode applied."""
+    content = to_tensor(resize_long_side(inputs.content, size))
+    styles, prepared = [], content
+    for index, image in enumerate(inputs.styles):
+        style = to_tensor(resize_to(image, _style_size(config, inputs, size, index)))
+        prepared, style = color.prepare(content, style, config.color)
+        styles.append(style)
+    return prepared, styles
 
 
 def images_at(config: Config, inputs: Inputs, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Content with long side `size`; style at size × style_scale (aspect kept) or squashed to
-    the content's shape (`style_resize: content_shape`)."""
-    content = resize_long_side(inputs.content, size)
-    style = resize_to(inputs.style, _style_size(config, inputs, size))
-    return color.prepare(to_tensor(content), to_tensor(style), config.color)
+    """The content and the first style image at a scale (see stage_images)."""
+    content, styles = stage_images(config, inputs, size)
+    return content, styles[0]
 
 
 def initial_image(
@@ -301,8 +330,11 @@ def run_config_dict(config: Config) -> dict[str, Any]:
     data = config.to_yaml_dict()
     # Absolute image paths, so the saved config re-runs from any working directory.
     for key in ("content", "style"):
-        if data.get(key):
+        if isinstance(data.get(key), str) and data[key]:
             data[key] = str(Path(data[key]).expanduser().resolve())
+    if isinstance(data.get("style"), list):
+        for item in data["style"]:
+            item["path"] = str(Path(item["path"]).expanduser().resolve())
     if data.get("init") not in ("content", "noise", "style"):
         data["init"] = str(Path(data["init"]).expanduser().resolve())
     return data
@@ -415,19 +447,33 @@ def build_loss(
     config: Config,
     extractor: FeatureExtractor,
     content: torch.Tensor,
-    style: torch.Tensor,
+    style: torch.Tensor | Sequence[torch.Tensor],
     cache: ModelCache,
     size: int,
 ) -> StyleTransferLoss:
     """Targets are computed once per scale: content features, and the style Grams (cached
-    across runs)."""
-    style_key = (
-        str(config.style), size, config.style_scale, config.style_resize, content.shape,
-        config.loss.style, config.color,
-    )  # fmt: skip
-    targets = cache.style_targets(
-        extractor, style, style_key, config.layers.style, config.loss.gram, config.loss.style
-    )
+    across runs; several style images blend by their weights)."""
+    styles = [style] if isinstance(style, torch.Tensor) else list(style)
+    specs: list[StyleImage | None] = list(config.style_images) or [None]
+    blend = []
+    for index, (image, spec) in enumerate(zip(styles, specs, strict=False)):
+        style_key = (
+            str(spec.path if spec else config.style), index, size, config.style_scale_of(index)
+            if spec else config.style_scale, config.style_resize, content.shape,
+            config.loss.style, config.color,
+        )  # fmt: skip
+        blend.append(
+            cache.style_targets(
+                extractor,
+                image,
+                style_key,
+                config.layers.style,
+                config.loss.gram,
+                config.loss.style,
+            )  # fmt: skip
+        )
+    weights = [spec.weight if spec else 1.0 for spec in specs][: len(blend)]
+    targets = blend[0] if len(blend) == 1 else blend_targets(blend, weights)
     # One pass over the content serves both its targets and the style normalisers.
     wanted = [*config.layers.content, *(config.layers.style if config.loss.normalize else ())]
     with torch.no_grad():
@@ -509,11 +555,12 @@ def _run_scales(
     seconds, steps_run, warmup = 0.0, 0, 0.0
     result: OptimizeResult | None = None
     for stage in config.schedule()[start.stage :]:
-        content, style = (t.to(device) for t in images_at(config, inputs, stage.size))
+        content, styles = stage_images(config, inputs, stage.size)
+        content, styles = content.to(device), [s.to(device) for s in styles]
         if image.shape != content.shape:
             image = next_scale_start(image, content, config.upsample)
             optimizer_state = None  # the curvature history belongs to the other size
-        loss_fn = build_loss(config, extractor, content, style, cache, stage.size)
+        loss_fn = build_loss(config, extractor, content, styles, cache, stage.size)
         forward = cache.forward(config, extractor)
         if config.compile:
             warmup += _warm_up(forward, loss_fn, image)

@@ -128,3 +128,58 @@ def test_averaging_changes_the_saved_image_and_resumes_exactly(
 def test_bad_creative_values_are_one_line_errors(tiny_config: Path, setting: str, message: str):
     with pytest.raises(Exception, match=message):
         resolve_config(tiny_config, [setting])
+
+
+def test_two_styles_weighted_one_to_zero_equal_the_single_style(
+    tiny_config: Path, tmp_path: Path, style_path: Path, content_path: Path
+) -> None:
+    single = _run(tiny_config, tmp_path / "single", "scales=[32,64]", "steps=[2,2]")
+    blend = [{"path": str(style_path), "weight": 1.0}, {"path": str(content_path), "weight": 0.0}]
+    both = _run(tiny_config, tmp_path / "both", "scales=[32,64]", "steps=[2,2]", style=blend)
+    a, b = (np.asarray(Image.open(r.final_image), dtype=np.int16) for r in (single, both))
+    assert np.abs(a - b).max() <= 1
+    half = [{"path": str(style_path)}, {"path": str(content_path)}]
+    other = _run(tiny_config, tmp_path / "half", "scales=[32,64]", "steps=[2,2]", style=half)
+    c = np.asarray(Image.open(other.final_image), dtype=np.int16)
+    assert np.abs(a - c).mean() > 1  # a real blend changes the picture
+
+
+def test_style_flags_repeat_and_blend(tiny_config: Path, style_path: Path, content_path: Path):
+    from typer.testing import CliRunner
+
+    from nst_cli.cli import app
+
+    args = ["stylize", "-c", str(tiny_config), "--print-config", "--style", str(style_path)]
+    args += ["--style", str(content_path), "--style-blend", "0.7,0.3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    styles = yaml.safe_load(result.output)["style"]
+    assert [s["weight"] for s in styles] == [0.7, 0.3]
+    assert styles[1]["path"].endswith(content_path.name)
+    bad = CliRunner().invoke(app, [*args[:-1], "0.5,0.3,0.2"])
+    assert bad.exit_code == 2 and "--style-blend: 3 weights for 2 --style images" in bad.output
+
+
+@pytest.mark.parametrize(
+    ("style", "message"),
+    [
+        (
+            [{"path": "style.png", "weight": 0}, {"path": "content.png", "weight": 0}],
+            "style weights sum to 0",
+        ),
+        ([{"path": "style.png", "weight": -1}], "weight: must be >= 0"),
+        ([], "give at least one style image"),
+        (["style.png", "missing.png"], "missing.png: file not found"),
+    ],
+)
+def test_bad_style_blends_are_one_line_errors(tiny_config: Path, tmp_path: Path, style, message):
+    with pytest.raises(Exception, match=message):
+        config = resolve_config(tiny_config, [], {"output": str(tmp_path / "run")})
+        config = resolve_config(
+            tiny_config, [], {"output": str(tmp_path / "run"), "style": [
+                item if isinstance(item, dict) else str(tiny_config.parent / item) for item in style
+            ]},
+        )  # fmt: skip
+        stylize(config)
