@@ -294,6 +294,7 @@ class Config(_Strict):
     preset: PresetName = DEFAULT_PRESET
     content: Path | None = None
     style: Path | list[StyleImage] | None = None
+    masks: dict[Path, Annotated[int, Field(strict=True, ge=0)]] = Field(default_factory=dict)
     output: Path | None = None
     resolution: StrictPositiveInt = 512
     scales: list[StrictPositiveInt] | Literal["auto"] = "auto"
@@ -348,6 +349,19 @@ class Config(_Strict):
         if isinstance(value, list) and sum(s.weight for s in value) <= 0:
             raise ValueError("the style weights sum to 0; give at least one a positive weight")
         return value
+
+    @model_validator(mode="after")
+    def _masks_fit_the_styles(self) -> Config:
+        count = len(self.style_images)
+        for mask, index in self.masks.items():
+            if count and index >= count:
+                raise ValueError(
+                    f"masks: {mask} maps to style {index}, but there are {count} style "
+                    f"image(s) (numbered from 0)"
+                )
+        if self.masks and self.loss.style != "gram":
+            raise ValueError("masks work with loss.style: gram only")
+        return self
 
     @property
     def style_images(self) -> list[StyleImage]:
@@ -703,6 +717,13 @@ def _resolve_relative(data: dict[str, Any], base: Path) -> None:
 
     rebase(data, "content", ())
     rebase(data, "style", ())
+    if isinstance(data.get("masks"), dict):
+        masks = {}
+        for key, value in data["masks"].items():
+            holder = {"path": str(key)}
+            rebase(holder, "path", ())
+            masks[holder["path"]] = value
+        data["masks"] = masks
     if isinstance(data.get("style"), list):
         items = [i if isinstance(i, dict) else {"path": i} for i in data["style"]]
         for item in items:

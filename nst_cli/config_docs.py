@@ -21,6 +21,10 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
         "— (required)",
         "style image (the painting), or a list of them to blend: paths or `{path, weight, scale}` (weights default 1 and are normalised; `scale` defaults to `style_scale`)",
     ),
+    "masks": (
+        "`{}`",
+        "spatial control: mask image → index of a style in `style` (from 0), e.g. `{sky.png: 0, road.png: 1}`; a mask has the content's aspect ratio, white = this style, grey = partly, black = not; where no mask covers, only the content loss applies (Gram style loss only)",
+    ),
     "output": (
         "`outputs/<config name>` (`outputs/<content>_<style>` without a config file)",
         "run folder",

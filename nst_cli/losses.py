@@ -132,6 +132,39 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     return torch.mean(dy**2) + torch.mean(dx**2)
 
 
+def masked_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The guided Gram of Gatys et al. 2017: features weighted by a region's mask (at the
+    layer's resolution), (F·M)(F·M)ᵀ / (C·Σ M²), which equals the plain Gram for M ≡ 1."""
+    _, channels, height, width = features.shape
+    flat = (features * mask).reshape(channels, height * width)
+    weight = mask.pow(2).sum().clamp_min(1e-6)
+    return (flat @ flat.T / (channels * weight)).unsqueeze(0)
+
+
+@dataclass
+class Region:
+    """One style confined to a region: its Gram targets, its mask at each layer's
+    resolution, its weight and (normalised losses) its per-layer divisors."""
+
+    targets: dict[str, torch.Tensor]
+    masks: dict[str, torch.Tensor]
+    weight: float = 1.0
+    norms: dict[str, torch.Tensor] | None = None
+
+    def distance(self, name: str, features: torch.Tensor) -> torch.Tensor:
+        raw = torch.mean((masked_gram(features, self.masks[name]) - self.targets[name]) ** 2)
+        return raw / self.norms[name] if self.norms else raw
+
+
+def region_norms(region: Region, reference: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """As style_norms, inside one region: the content's distance to the style there."""
+    norms = {}
+    for name, target in region.targets.items():
+        distance = torch.mean((masked_gram(reference[name], region.masks[name]) - target) ** 2)
+        norms[name] = torch.maximum(distance, 1e-2 * torch.mean(target**2)).detach()
+    return norms
+
+
 @dataclass
 class LossTerms:
     """Weighted total (what is minimised) and the unweighted named terms (what is logged)."""
@@ -175,6 +208,7 @@ class StyleTransferLoss(nn.Module):
         normalize: bool = False,
         gram_form: str = "mean",
         style_norms: Mapping[str, torch.Tensor] | None = None,
+        regions: Sequence[Region] = (),
     ) -> None:
         super().__init__()
         self.content_targets = {k: v.detach() for k, v in content_targets.items()}
@@ -187,6 +221,8 @@ class StyleTransferLoss(nn.Module):
         self.normalize = normalize
         self.gram_form = gram_form
         self.style_norms = {k: v.detach() for k, v in (style_norms or {}).items()}
+        #: Masked styles (`masks`): when given, each style term is theirs, region by region.
+        self.regions = list(regions)
 
     @property
     def layers(self) -> list[str]:
@@ -203,6 +239,13 @@ class StyleTransferLoss(nn.Module):
             content = content + weight * term
         style = zero
         for name, weight in self.style_layers.items():
+            if self.regions:
+                term = sum(
+                    (r.weight * r.distance(name, features[name]) for r in self.regions), zero
+                )
+                terms[f"style.{name}"] = term
+                style = style + weight * term
+                continue
             target = self.style_targets[name]
             if name in self.style_norms:
                 term = style_distance(features[name], target, self.gram_form)

@@ -51,7 +51,14 @@ from .images import (
     upsample,
 )
 from .layers import downsampling_factor, layer_index
-from .losses import StyleTransferLoss, blend_targets, style_norms, style_targets
+from .losses import (
+    Region,
+    StyleTransferLoss,
+    blend_targets,
+    region_norms,
+    style_norms,
+    style_targets,
+)
 from .optimize import Callback, OptimizeResult, optimize
 from .outputs import RunDir, read_loss_rows, save_image, save_png, write_text
 
@@ -175,6 +182,8 @@ class Inputs:
 
     content: Image.Image
     styles: tuple[Image.Image, ...]
+    #: (mask image, style index) pairs of the config's `masks`, greyscale.
+    masks: tuple[tuple[Image.Image, int], ...] = ()
 
     @property
     def style(self) -> Image.Image:
@@ -189,6 +198,7 @@ def load_inputs(config: Config, allow_large: bool = False) -> Inputs:
     inputs = Inputs(
         load_image(config.content, "content", allow_large),
         tuple(load_image(s.path, "style", allow_large) for s in config.style_images),
+        _load_masks(config, allow_large),
     )
     # The smallest scale is the one that can be too small for the deepest layer.
     smallest = config.scale_sizes()[0]
@@ -202,6 +212,28 @@ def load_inputs(config: Config, allow_large: bool = False) -> Inputs:
         _check_memory(config, inputs)
     _warn_upscaling(config, inputs)
     return inputs
+
+
+def _load_masks(config: Config, allow_large: bool) -> tuple[tuple[Image.Image, int], ...]:
+    """The `masks` as greyscale images, each of the content's aspect ratio (checked here,
+    before any work: a mask stretched onto the content would put styles in wrong places)."""
+    if not config.masks:
+        return ()
+    assert config.content is not None
+    with Image.open(config.content) as content:
+        width, height = content.size
+    masks = []
+    for path, index in config.masks.items():
+        if not Path(path).is_file():
+            raise ConfigError(f"masks: mask image {path} not found")
+        mask = load_image(path, "mask", allow_large).convert("L")
+        if abs(mask.width * height - mask.height * width) > 0.01 * width * height:
+            raise ConfigError(
+                f"masks: {path} is {mask.width}×{mask.height} but the content is "
+                f"{width}×{height}; a mask must have the content's aspect ratio"
+            )
+        masks.append((mask, index))
+    return tuple(masks)
 
 
 def _warn_upscaling(config: Config, inputs: Inputs) -> None:
@@ -335,6 +367,8 @@ def run_config_dict(config: Config) -> dict[str, Any]:
     if isinstance(data.get("style"), list):
         for item in data["style"]:
             item["path"] = str(Path(item["path"]).expanduser().resolve())
+    if data.get("masks"):
+        data["masks"] = {str(Path(k).expanduser().resolve()): v for k, v in data["masks"].items()}
     if data.get("init") not in ("content", "noise", "style"):
         data["init"] = str(Path(data["init"]).expanduser().resolve())
     return data
@@ -450,6 +484,7 @@ def build_loss(
     style: torch.Tensor | Sequence[torch.Tensor],
     cache: ModelCache,
     size: int,
+    inputs_masks: Sequence[tuple[torch.Tensor, int]] = (),
 ) -> StyleTransferLoss:
     """Targets are computed once per scale: content features, and the style Grams (cached
     across runs; several style images blend by their weights)."""
@@ -474,6 +509,8 @@ def build_loss(
         )
     weights = [spec.weight if spec else 1.0 for spec in specs][: len(blend)]
     targets = blend[0] if len(blend) == 1 else blend_targets(blend, weights)
+    if inputs_masks:
+        return _masked_loss(config, extractor, content, blend, weights, inputs_masks)
     # One pass over the content serves both its targets and the style normalisers.
     wanted = [*config.layers.content, *(config.layers.style if config.loss.normalize else ())]
     with torch.no_grad():
@@ -494,6 +531,54 @@ def build_loss(
         gram_form=config.loss.gram,
         style_norms=norms,
     )
+
+
+def _masked_loss(
+    config: Config,
+    extractor: FeatureExtractor,
+    content: torch.Tensor,
+    per_style: list[dict[str, Any]],
+    weights: list[float],
+    masks: Sequence[tuple[torch.Tensor, int]],
+) -> StyleTransferLoss:
+    """Each masked style only inside its region (guided Grams, masks downsampled to each
+    layer); outside every mask only the content loss applies."""
+    layers = list(dict.fromkeys([*config.layers.content, *config.layers.style]))
+    with torch.no_grad():
+        features = extractor(content, layers)
+    regions = []
+    for mask, index in masks:
+        at_layers = {
+            name: torch.nn.functional.interpolate(
+                mask, size=tuple(features[name].shape[-2:]), mode="area"
+            )
+            for name in config.layers.style
+        }
+        region = Region(per_style[index], at_layers, weights[index])
+        if config.loss.normalize:
+            region.norms = region_norms(region, features)
+        regions.append(region)
+    return StyleTransferLoss(
+        {k: features[k].detach() for k in config.layers.content},
+        {},
+        config.layers.content,
+        config.layers.style,
+        config.weights.content,
+        config.weights.style,
+        config.weights.tv,
+        normalize=config.loss.normalize,
+        gram_form=config.loss.gram,
+        regions=regions,
+    )
+
+
+def stage_masks(inputs: Inputs, content: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
+    """The masks at the content's size at this scale, as [1, 1, H, W] tensors in [0, 1]."""
+    height, width = content.shape[-2:]
+    return [
+        (to_tensor(resize_to(mask, (width, height)).convert("RGB"))[:, :1], index)
+        for mask, index in inputs.masks
+    ]
 
 
 def _starting_point(
@@ -560,7 +645,8 @@ def _run_scales(
         if image.shape != content.shape:
             image = next_scale_start(image, content, config.upsample)
             optimizer_state = None  # the curvature history belongs to the other size
-        loss_fn = build_loss(config, extractor, content, styles, cache, stage.size)
+        masks = [(m.to(device), i) for m, i in stage_masks(inputs, content)]
+        loss_fn = build_loss(config, extractor, content, styles, cache, stage.size, masks)
         forward = cache.forward(config, extractor)
         if config.compile:
             warmup += _warm_up(forward, loss_fn, image)
