@@ -519,6 +519,17 @@ def build_loss(
         # Each normalised style term is measured against how far the content's own Gram is
         # from the style's at this scale (see losses.style_norms).
         norms = style_norms(features, targets, config.loss.gram) if config.loss.normalize else None
+    return _loss_for(config, content_targets, targets, norms=norms)
+
+
+def _loss_for(
+    config: Config,
+    content_targets: dict[str, torch.Tensor],
+    targets: dict[str, Any],
+    norms: dict[str, torch.Tensor] | None = None,
+    regions: Sequence[Region] = (),
+) -> StyleTransferLoss:
+    """The loss module with the config's layers, weights and loss form."""
     return StyleTransferLoss(
         content_targets,
         targets,
@@ -530,6 +541,7 @@ def build_loss(
         normalize=config.loss.normalize,
         gram_form=config.loss.gram,
         style_norms=norms,
+        regions=regions,
     )
 
 
@@ -558,18 +570,8 @@ def _masked_loss(
         if config.loss.normalize:
             region.norms = region_norms(region, features)
         regions.append(region)
-    return StyleTransferLoss(
-        {k: features[k].detach() for k in config.layers.content},
-        {},
-        config.layers.content,
-        config.layers.style,
-        config.weights.content,
-        config.weights.style,
-        config.weights.tv,
-        normalize=config.loss.normalize,
-        gram_form=config.loss.gram,
-        regions=regions,
-    )
+    content_targets = {k: features[k].detach() for k in config.layers.content}
+    return _loss_for(config, content_targets, {}, regions=regions)
 
 
 def stage_masks(inputs: Inputs, content: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
