@@ -30,6 +30,7 @@ import torch
 from .config import CheckpointMode
 from .errors import CheckpointError
 from .outputs import write_bytes
+from .torchfiles import UnreadableFile, load_tensors
 
 CHECKPOINT_VERSION = 2
 #: Versions this nst reads: 1 stored the optimiser state as torch's state_dict, unchanged.
@@ -80,13 +81,19 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any damage is reported the same way, with the way out
+        state = load_tensors(path)
+    except UnreadableFile as exc:  # any damage is reported the same way, with the way out
+        reason = str(exc).split(":")[0]
         raise CheckpointError(
-            f"{path}: checkpoint unreadable ({type(exc).__name__}); delete it to start over"
+            f"{path}: checkpoint unreadable ({reason}); delete it to start over"
         ) from None
     problem = _problem(state)
-    if problem is None and isinstance(state.get("optimizer"), dict):
+    if problem:
+        raise CheckpointError(
+            f"{path}: not a valid nst checkpoint ({problem}); delete it to start over"
+        )
+    assert isinstance(state, dict)  # _problem checked it
+    if isinstance(state.get("optimizer"), dict):
         try:
             state["optimizer"] = expand_state(state["optimizer"], state["image"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:

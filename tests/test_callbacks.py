@@ -1,0 +1,58 @@
+"""Step callbacks on their own: plain log lines, the loss log across a resume, frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from nst_cli.callbacks import FrameSaver, LogLines, LossLog
+from nst_cli.config import Stage
+from nst_cli.optimize import StepEvent
+from nst_cli.outputs import RunDir, read_loss_rows
+
+
+def _event(
+    step: int, elapsed: float, total: int = 10, final: bool = False, stage=None
+) -> StepEvent:
+    losses = {"total": 2.0 / (step + 1), "content": 0.5, "style": 1.0, "tv": 0.0}
+    return StepEvent(step, total, losses, torch.rand(1, 3, 6, 8), elapsed, final, stage=stage)
+
+
+def test_log_lines_every_n_steps_with_rate_and_eta() -> None:
+    lines: list[str] = []
+    log = LogLines(lines.append, every=4)
+    stage = Stage(1, 2, 362, 0, 10)
+    for step in range(11):
+        log(_event(step, elapsed=0.5 * step, final=step == 10, stage=stage))
+    assert [line.split()[2] for line in lines] == ["0/10", "4/10", "8/10", "10/10"]
+    assert "(362px, scale 2/2)" in lines[1] and "2.00 it/s" in lines[1] and "ETA 0:03" in lines[1]
+    assert "tv" not in lines[1]  # a zero tv term is not shown
+
+
+def test_loss_log_keeps_one_row_per_step_across_a_resume(tmp_path: Path) -> None:
+    path = tmp_path / "losses.csv"
+    log = LossLog(path, flush_every=100)
+    for step in range(5):
+        log(_event(step, step))
+    log.flush()
+    resumed = LossLog(
+        path, 100, [r for r in read_loss_rows(path) if r["step"] < 3], tmp_path / "losses.png"
+    )
+    for step in range(3, 6):
+        resumed(_event(step, step, final=step == 5))
+    assert [int(r["step"]) for r in read_loss_rows(path)] == list(range(6))
+    assert (tmp_path / "losses.png").is_file()
+
+
+def test_frames_at_save_every_and_at_the_final_size(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    saver = FrameSaver(run, 3, {"nst:version": "t"}, output_size=(16, 12))
+    for step in range(7):
+        saver(_event(step, step))
+    frames = sorted(p.name for p in run.frames.iterdir())
+    assert frames == ["step_000000.png", "step_000003.png", "step_000006.png"]
+    from PIL import Image
+
+    with Image.open(run.frame(3)) as frame:
+        assert frame.size == (16, 12) and frame.info["nst:step"] == "3"

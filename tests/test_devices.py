@@ -1,0 +1,40 @@
+"""Device strings: what exists is used, what does not is one clear error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nst_cli.devices import configure_precision, resolve_device
+from nst_cli.errors import DeviceError
+
+
+def test_cpu_and_auto() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else None
+    if expected:
+        assert resolve_device("auto").type == "cuda"
+    else:
+        assert resolve_device("auto").type in ("cpu", "mps")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_says_so_and_what_to_use() -> None:
+    with pytest.raises(
+        DeviceError,
+        match=r"device: cuda:1 requested but no CUDA GPU is available .*use --device cpu or auto",
+    ):
+        resolve_device("cuda:1")
+
+
+def test_unknown_device_lists_the_valid_ones() -> None:
+    with pytest.raises(
+        DeviceError, match="'tpu' is not a device; use auto, cpu, cuda, cuda:N or mps"
+    ):
+        resolve_device("tpu")
+
+
+def test_precision_settings_touch_only_cuda() -> None:
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    configure_precision(torch.device("cpu"), "fp32")
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
