@@ -123,7 +123,7 @@ def test_save_every_larger_than_steps(tiny_config: Path, tmp_path: Path) -> None
         (["--set", "layers.style.relu9_1=1"], "unknown VGG19 layer 'relu9_1'", 2),
         (["--set", "weights.style=nan"], "weights.style: must be a finite number", 2),
         (["--steps", "0"], "steps: Input should be greater than 0", 2),
-        (["--device", "cuda:7"], "cuda:7", 2),
+        (["--device", "cuda:7"], "device: cuda:7 requested but", 2),
         (["--resolution", "8"], "at least 16 px", 2),
         (["--set", "style_scale=0.05"], "Raise style_scale", 2),
         (["--device", "mps"], "mps (Apple GPU) is not available", 2),

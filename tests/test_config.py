@@ -98,9 +98,9 @@ def test_bad_config_is_one_clear_line(tmp_path: Path, text: str, message: str) -
     [
         ("nokey", "expected key.path=value"),
         ("=3", "empty key"),
-        ("steps.deep=1", "steps"),
+        ("steps.deep=1", "steps: Input should be a valid integer, or a list of them"),
         ("weights.style.x=1", "weights.style: Input should be a valid number"),
-        ("weights.style=abc", "weights.style"),
+        ("weights.style=abc", "weights.style: Input should be a valid number, unable to parse"),
         ("colour=1", "colour: unknown key"),
     ],
 )
@@ -116,7 +116,7 @@ def test_missing_and_unreadable_config_files(tmp_path: Path) -> None:
         resolve_config(tmp_path)
     binary = tmp_path / "bin.yaml"
     binary.write_bytes(b"\xff\xfe\x00\x81garbage")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="bin.yaml: not a text file; expected a YAML config"):
         resolve_config(binary)
 
 

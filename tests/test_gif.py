@@ -86,8 +86,16 @@ def test_mixed_sizes_are_resized_with_a_warning(tmp_path: Path) -> None:
         assert image.size == (40, 30) and image.n_frames == 3
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "no_frames", "file"])
-def test_bad_sources_are_one_line(tmp_path: Path, case: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "src: no such folder; pass a run folder or its frames/ folder"),
+        ("empty", "src: no frames found (expected step_NNNNNN.png files from nst stylize)"),
+        ("no_frames", "frames: no frames found (expected step_NNNNNN.png"),
+        ("file", "src: not a folder; pass a run folder or its frames/ folder"),
+    ],
+)
+def test_bad_sources_are_one_line(tmp_path: Path, case: str, message: str) -> None:
     source = tmp_path / "src"
     if case == "empty":
         source.mkdir()
@@ -96,10 +104,12 @@ def test_bad_sources_are_one_line(tmp_path: Path, case: str) -> None:
         (source / "frames" / "notes.txt").write_text("x")
     elif case == "file":
         source.write_text("x")
-    with pytest.raises(ImageError):
+    with pytest.raises(ImageError) as info:
         make_animation(source)
+    assert message in str(info.value)
     result = runner.invoke(app, ["gif", str(source)])
     assert result.exit_code == 2 and "Traceback" not in result.output
+    assert message.split(": ", 1)[1][:20] in result.output.replace("\n", " ")
 
 
 def test_unwritable_output(tmp_path: Path) -> None:
