@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__
-from .config import PRESETS, Config
+from .config import DEVICE_NAMES, INIT_MODES, PRESETS, Config
 from .errors import ConfigError, NSTError
 from .layers import LAYER_NAMES, downsampling_factor
 
@@ -222,7 +222,7 @@ DeviceOpt = Annotated[
     str | None,
     typer.Option(
         help="auto, cpu, cuda, cuda:N or mps." + _default("device"),
-        autocompletion=_complete(("auto", "cpu", "cuda", "mps")),
+        autocompletion=_complete(DEVICE_NAMES),
         rich_help_panel=RUN,
     ),
 ]
@@ -341,7 +341,7 @@ def stylize(
         str | None,
         typer.Option(
             help="Start image: content, noise, style or an image path." + _default("init"),
-            autocompletion=_complete(("content", "noise", "style")),
+            autocompletion=_complete(INIT_MODES),
             rich_help_panel=OPTIMISATION,
         ),
     ] = None,

@@ -41,6 +41,12 @@ DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 #: lr ranges each optimiser works in; an explicit lr outside them gets a warning (an lr set
 #: for one optimiser is wrong for the other: L-BFGS's 1.0 destroys an Adam run).
 SENSIBLE_LR = {"lbfgs": (0.1, 2.0), "adam": (1e-4, 0.1)}
+#: Keywords of `init` (anything else is an image path).
+INIT_MODES = ("content", "noise", "style")
+#: Built-in weight sources of `model.weights` (anything else is a .pth path).
+WEIGHT_SOURCES = ("caffe", "torchvision", "random")
+#: Device names `device` takes besides cuda:N.
+DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
 #: `output` ending in one of these names the final image; the run folder goes beside it.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 #: Sections that are not run settings: `run` (written by the tool into a run's config.yaml)
@@ -278,7 +284,7 @@ class ModelConfig(_Strict):
     @field_validator("weights")
     @classmethod
     def _weights(cls, value: str) -> str:
-        if value in ("caffe", "torchvision", "random"):
+        if value in WEIGHT_SOURCES:
             return value
         if value.endswith((".pth", ".pt", ".bin")):
             return value
@@ -729,9 +735,9 @@ def _resolve_relative(data: dict[str, Any], base: Path) -> None:
         for item in items:
             rebase(item, "path", ())
         data["style"] = items
-    rebase(data, "init", ("content", "noise", "style"))
+    rebase(data, "init", INIT_MODES)
     if isinstance(data.get("model"), dict):
-        rebase(data["model"], "weights", ("caffe", "torchvision", "random"))
+        rebase(data["model"], "weights", WEIGHT_SOURCES)
 
 
 def resolve_config(

@@ -31,6 +31,7 @@ from .callbacks import (
 from .checkpoints import load_checkpoint
 from .config import (
     DEFAULT_LR,
+    INIT_MODES,
     SENSIBLE_LR,
     Config,
     StyleImage,
@@ -369,7 +370,7 @@ def run_config_dict(config: Config) -> dict[str, Any]:
             item["path"] = str(Path(item["path"]).expanduser().resolve())
     if data.get("masks"):
         data["masks"] = {str(Path(k).expanduser().resolve()): v for k, v in data["masks"].items()}
-    if data.get("init") not in ("content", "noise", "style"):
+    if data.get("init") not in INIT_MODES:
         data["init"] = str(Path(data["init"]).expanduser().resolve())
     return data
 

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from . import __version__
 from .config import (
+    WEIGHT_SOURCES,
     Config,
     ConfigError,
     YamlSyntaxError,
@@ -217,7 +218,7 @@ def _unique(name: str, runs: Sequence[PlannedRun]) -> str:
 
 def _check_weights_file(config: Config) -> None:
     weights = config.model.weights
-    if weights not in ("caffe", "torchvision", "random") and not Path(weights).is_file():
+    if weights not in WEIGHT_SOURCES and not Path(weights).is_file():
         raise ConfigError(f"model.weights: {weights}: weights file not found")
 
 
