@@ -370,6 +370,11 @@ class Config(_Strict):
         return self
 
     @property
+    def network_layers(self) -> list[str]:
+        """Every layer a forward pass must return (content and style), each once."""
+        return list(dict.fromkeys([*self.layers.content, *self.layers.style]))
+
+    @property
     def style_images(self) -> list[StyleImage]:
         """The style images with their blend weights (one, weight 1, for a single path)."""
         if self.style is None:

@@ -37,16 +37,25 @@ LOSS_COLUMNS = ("step", "scale", "elapsed_s", "total", "content", "style", "tv")
 FRAME_PATTERN = re.compile(r"step_\d{" + str(FRAME_DIGITS) + r",}\.png")
 
 
-def _is_nst_config(path: Path) -> bool:
-    """config.yaml written by nst: it has the `run:` section with the tool version."""
+def read_run_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A run folder's config.yaml as (settings, `run:` section); None if absent, too big
+    (a config.yaml nst writes is a few kB) or unreadable."""
     try:
         if path.stat().st_size > 1_000_000:
-            return False
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            return None
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
-        return False
-    run = data.get("run") if isinstance(data, dict) else None
-    return isinstance(run, dict) and "nst_version" in run
+        return None
+    if not isinstance(saved, dict):
+        return None
+    run = saved.pop("run", None)
+    return saved, run if isinstance(run, dict) else {}
+
+
+def _is_nst_config(path: Path) -> bool:
+    """config.yaml written by nst: it has the `run:` section with the tool version."""
+    found = read_run_config(path)
+    return found is not None and "nst_version" in found[1]
 
 
 def png_header(path: Path) -> tuple[tuple[int, int], dict[str, Any]] | None:

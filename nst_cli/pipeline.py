@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from PIL import Image
 
 from . import __version__, color
@@ -61,7 +60,7 @@ from .losses import (
     style_targets,
 )
 from .optimize import Callback, OptimizeResult, optimize
-from .outputs import RunDir, read_loss_rows, save_image, save_png, write_text
+from .outputs import RunDir, read_loss_rows, read_run_config, save_image, save_png, write_text
 
 log = logging.getLogger("nst")
 
@@ -388,18 +387,6 @@ def write_run_config(run_dir: RunDir, config: Config, **run: Any) -> None:
 RESUMABLE_KEYS = ("steps", "save_every", "device", "checkpoint")
 
 
-def read_run_config(run_dir: RunDir) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """A run folder's config.yaml as (settings, run section); None if absent or unreadable."""
-    try:
-        saved = yaml.safe_load(run_dir.config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    if not isinstance(saved, dict):
-        return None
-    run = saved.pop("run", None)
-    return saved, run if isinstance(run, dict) else {}
-
-
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(data, dict):
         return {prefix: data}
@@ -421,7 +408,7 @@ def _shown(value: Any) -> str:
 
 def _check_resume_changes(run_dir: RunDir, config: Config) -> None:
     """Refuse to resume with settings other than the run's own, except RESUMABLE_KEYS."""
-    saved = read_run_config(run_dir)
+    saved = read_run_config(run_dir.config)
     if saved is None:
         return
     before, now = _flatten(saved[0]), _flatten(run_config_dict(config))
@@ -556,7 +543,7 @@ def _masked_loss(
 ) -> StyleTransferLoss:
     """Each masked style only inside its region (guided Grams, masks downsampled to each
     layer); outside every mask only the content loss applies."""
-    layers = list(dict.fromkeys([*config.layers.content, *config.layers.style]))
+    layers = config.network_layers
     with torch.no_grad():
         features = extractor(content, layers)
     regions = []
@@ -778,7 +765,7 @@ def _prepare(
         _check_resume_changes(run_dir, config)
     _warn_unusual_lr(config)
     inputs = load_inputs(config, allow_large)
-    layers = list(dict.fromkeys([*config.layers.content, *config.layers.style]))
+    layers = config.network_layers
     extractor = cache.extractor(config, layers, device)
     if config.model.weights == "random":
         log.warning("model.weights=random: the network is untrained; results show no real style")

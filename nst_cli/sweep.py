@@ -37,12 +37,11 @@ from .config import (
 )
 from .errors import NSTError
 from .images import label_font
-from .outputs import RunDir, read_loss_rows, save_png, write_text
+from .outputs import RunDir, read_loss_rows, read_run_config, save_png, write_text
 from .pipeline import (
     ModelCache,
     StylizeResult,
     load_inputs,
-    read_run_config,
     run_config_dict,
     stylize,
 )
@@ -257,7 +256,7 @@ def _state(config: Config) -> str:
     """done: this folder holds a completed run of the same resolved config; resume: an
     interrupted one; replace: a run of other settings; new: nothing yet."""
     run_dir = RunDir(config.output_dir)
-    found = read_run_config(run_dir)
+    found = read_run_config(run_dir.config)
     if found is None:
         return "replace" if run_dir.previous_outputs() else "new"
     saved, run = found
@@ -305,7 +304,7 @@ def summary_row(run: PlannedRun) -> dict[str, Any]:
     rows = read_loss_rows(run_dir.losses)
     last = rows[-1] if rows else {}
     status = "missing"
-    found = read_run_config(run_dir)
+    found = read_run_config(run_dir.config)
     if found is not None:
         status = found[1].get("status", "unknown")
     return {
