@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +20,10 @@ from . import __version__
 from .config import DEVICE_NAMES, INIT_MODES, PRESETS, Config
 from .errors import ConfigError, NSTError
 from .layers import LAYER_NAMES, downsampling_factor
+
+if TYPE_CHECKING:  # types only: the commands import torch-heavy modules when they run
+    from .pipeline import StylizeResult
+    from .sweep import PlannedRun, SweepOutcome
 
 PRESET_NAMES = tuple(PRESETS)
 
@@ -516,7 +520,7 @@ def _run_with_progress(run: Callable[..., Any], quiet: bool, log_every: int | No
             progress.stop()
 
 
-def _print_summary(result: Any) -> None:
+def _print_summary(result: StylizeResult) -> None:
     """One screen: how it went, final losses, where the files are (paths never wrapped)."""
     rows = [
         ("status", result.status),
@@ -621,7 +625,7 @@ def sweep(
 
 def _sweep_with_progress(
     root: Path,
-    runs: list[Any],
+    runs: list[PlannedRun],
     quiet: bool,
     allow_large: bool,
     run_sweep: Any,
@@ -636,7 +640,7 @@ def _sweep_with_progress(
         every = _log_lines_every(log_every)
         if every is not None:
 
-            def lines_for(i: int, run: Any) -> list[Any]:
+            def lines_for(i: int, run: PlannedRun) -> list[Any]:
                 return [LogLines(_write_line, every, f"run {i + 1}/{len(runs)} {run.name}")]
 
             return run_sweep(
@@ -647,11 +651,11 @@ def _sweep_with_progress(
             overall = progress.add_task("sweep", total=len(runs), completed=0, losses="")
             bars: dict[int, ProgressBar] = {}
 
-            def callbacks_for(i: int, run: Any) -> list[Any]:
+            def callbacks_for(i: int, run: PlannedRun) -> list[Any]:
                 bars[i] = ProgressBar(progress, f"run {i + 1}/{len(runs)}")
                 return [bars[i]]
 
-            def on_run_done(i: int, run: Any, result: Any) -> None:
+            def on_run_done(i: int, run: PlannedRun, result: StylizeResult) -> None:
                 progress.update(overall, advance=1)
                 if i in bars and bars[i].task_id is not None:
                     progress.remove_task(bars[i].task_id)
@@ -664,7 +668,7 @@ def _sweep_with_progress(
             progress.stop()
 
 
-def _print_sweep_table(outcome: Any) -> None:
+def _print_sweep_table(outcome: SweepOutcome) -> None:
     from rich.table import Table
 
     table = Table(title=f"sweep: {len(outcome.rows)} runs")
