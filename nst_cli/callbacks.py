@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.text import Text
 
 from .checkpoints import CheckpointMode, CheckpointWriter
+from .config import Stage
 from .images import resize_to, to_pil
 from .optimize import StepEvent
 from .outputs import RunDir, save_png, write_loss_rows
@@ -145,6 +146,26 @@ class Checkpointer:
             )
 
 
+def scale_label(stage: Stage | None) -> str:
+    """'362px (2/3)' for a scale of a coarse-to-fine run; '' for a one-scale run."""
+    if stage is None or stage.count < 2:
+        return ""
+    return f"{stage.size}px ({stage.index + 1}/{stage.count})"
+
+
+class _Rate:
+    """Steps per second since the first step seen (the summary's figure, not a window)."""
+
+    def __init__(self) -> None:
+        self._first: tuple[int, float] | None = None
+
+    def __call__(self, event: StepEvent) -> float | None:
+        if self._first is None:
+            self._first = (event.step, event.elapsed)
+        done, seconds = event.step - self._first[0], event.elapsed - self._first[1]
+        return done / seconds if done > 0 and seconds > 0 else None
+
+
 class LogLines:
     """Plain progress lines for logs (stderr not a terminal: nohup, CI, cluster jobs): one
     every `every` steps and at the end, with step, scale, losses, it/s and ETA. Speeds are
@@ -154,16 +175,12 @@ class LogLines:
         self.write = write
         self.every = max(1, every)
         self.description = description
-        self._first: tuple[int, float] | None = None
+        self._rate = _Rate()
 
     def __call__(self, event: StepEvent) -> None:
-        if self._first is None:
-            self._first = (event.step, event.elapsed)
+        rate = self._rate(event)
         if event.step % self.every and not event.is_final:
             return
-        first_step, first_elapsed = self._first
-        done, seconds = event.step - first_step, event.elapsed - first_elapsed
-        rate = done / seconds if seconds > 0 and done > 0 else None
         parts = [f"{self.description} step {event.step}/{event.total_steps}"]
         if event.stage is not None and event.stage.count > 1:
             parts[0] += (
@@ -233,7 +250,7 @@ class ProgressBar:
         self.progress = progress
         self.description = description
         self.task_id: Any = None
-        self._first: tuple[int, float] | None = None
+        self._rate = _Rate()
 
     def __call__(self, event: StepEvent) -> None:
         if not self.progress.live.is_started:
@@ -243,18 +260,12 @@ class ProgressBar:
             self.task_id = self.progress.add_task(
                 self.description, total=event.total_steps, completed=event.step, losses=""
             )
-        description = self.description
-        if event.stage is not None and event.stage.count > 1:
-            stage = event.stage
-            description = f"{description} {stage.size}px ({stage.index + 1}/{stage.count})"
-        if self._first is None:
-            self._first = (event.step, event.elapsed)
-        done, seconds = event.step - self._first[0], event.elapsed - self._first[1]
+        label = scale_label(event.stage)
         self.progress.update(
             self.task_id,
-            description=description,
+            description=f"{self.description} {label}" if label else self.description,
             completed=event.step,
             total=event.total_steps,
             losses=format_losses(event.losses),
-            rate=done / seconds if done > 0 and seconds > 0 else None,
+            rate=self._rate(event),
         )

@@ -195,10 +195,11 @@ def load_inputs(config: Config, allow_large: bool = False) -> Inputs:
     """Decode both images once; check every scale is big enough and the run fits in memory."""
     require_inputs(config)
     assert config.content is not None and config.style is not None  # checked just above
+    content = load_image(config.content, "content", allow_large)
     inputs = Inputs(
-        load_image(config.content, "content", allow_large),
+        content,
         tuple(load_image(s.path, "style", allow_large) for s in config.style_images),
-        _load_masks(config, allow_large),
+        _load_masks(config, content.size, allow_large),
     )
     # The smallest scale is the one that can be too small for the deepest layer.
     smallest = config.scale_sizes()[0]
@@ -214,14 +215,12 @@ def load_inputs(config: Config, allow_large: bool = False) -> Inputs:
     return inputs
 
 
-def _load_masks(config: Config, allow_large: bool) -> tuple[tuple[Image.Image, int], ...]:
+def _load_masks(
+    config: Config, content_size: tuple[int, int], allow_large: bool
+) -> tuple[tuple[Image.Image, int], ...]:
     """The `masks` as greyscale images, each of the content's aspect ratio (checked here,
     before any work: a mask stretched onto the content would put styles in wrong places)."""
-    if not config.masks:
-        return ()
-    assert config.content is not None
-    with Image.open(config.content) as content:
-        width, height = content.size
+    width, height = content_size
     masks = []
     for path, index in config.masks.items():
         if not Path(path).is_file():

@@ -18,6 +18,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .callbacks import scale_label
 from .images import to_pil
 from .optimize import StepEvent
 from .outputs import FRAME_PATTERN, RunDir
@@ -67,11 +68,9 @@ class Preview:
             self._state.update(
                 step=event.step,
                 total=event.total_steps,
-                scale=f"{event.stage.size}px ({event.stage.index + 1}/{event.stage.count})"
-                if event.stage is not None and event.stage.count > 1
-                else "",
+                scale=scale_label(event.stage),
                 status="finished" if event.is_final else "running",
-                losses={k: v for k, v in event.losses.items()},
+                losses=dict(event.losses),
             )
             self._losses.append([event.step, *(float(event.losses.get(n, 0.0)) for n in SERIES)])
             due = now - self._image_time >= IMAGE_INTERVAL or event.is_final
