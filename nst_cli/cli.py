@@ -160,7 +160,12 @@ SetOpt = Annotated[
     ),
 ]
 ContentOpt = Annotated[
-    Path | None, typer.Option(help="Content image (the photo).", rich_help_panel=INPUTS)
+    Path | None,
+    typer.Option(
+        help="Content image (the photo); a folder or a quoted glob ('photos/*.jpg') stylises "
+        "each image in it.",
+        rich_help_panel=INPUTS,
+    ),
 ]
 StyleOpt = Annotated[
     list[Path] | None,
@@ -243,6 +248,25 @@ DebugOpt = Annotated[
 QuietOpt = Annotated[
     bool,
     typer.Option("--quiet", "-q", help="No progress bar or summary.", rich_help_panel=RUN),
+]
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="Where the runs of a sweep or batch execute: local (here, one after another) or "
+        "ray (one Ray task each; needs the [ray] extra).",
+        autocompletion=_complete(("local", "ray")),
+        rich_help_panel=RUN,
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="With --executor ray: auto (the cluster `ray start` made on this machine) or "
+        "HOST:PORT. [dim]\\[default: a local Ray instance for this command][/]",
+        rich_help_panel=RUN,
+    ),
 ]
 LogEveryOpt = Annotated[
     int | None,
@@ -412,11 +436,14 @@ def stylize(
             rich_help_panel=RUN,
         ),
     ] = False,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
     allow_large: AllowLargeOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Stylise one image: content photo + style painting -> run folder with frames and final.png."""
+    """Stylise one image (or a folder of them): content photo + style painting -> run folder
+    with frames and final.png."""
     from .config import dump_yaml, resolve_config, resume_config
 
     _setup_logging(quiet)
@@ -451,7 +478,30 @@ def stylize(
         if print_config:
             typer.echo(dump_yaml(resolved.to_yaml_dict()), nl=False)
             return
-        from .pipeline import stylize as run_stylize  # torch: only once there is work to do
+        from .sweep import content_files, plan_batch  # torch: only once there is work to do
+
+        if resume is None and content_files(resolved.content) is not None:
+            if preview:
+                raise ConfigError("--preview shows one run; it cannot follow a batch of images")
+            root, runs = plan_batch(
+                config, set_ or (), overrides, output, overwrite=overwrite, allow_large=allow_large
+            )
+            done = sum(run.state == "done" for run in runs)
+            if not quiet:
+                out_console.print(
+                    f"batch: {len(runs)} images into {escape(str(root))}"
+                    + (f" ({done} done, skipped)" if done else ""),
+                    soft_wrap=True,
+                    highlight=False,
+                )
+            _run_grid(root, runs, quiet, allow_large, log_every, executor, address)
+            return
+        if executor != "local":
+            raise ConfigError(
+                f"--executor {executor} runs a sweep or a batch (--content a folder or "
+                "'photos/*.jpg'); one image runs here"
+            )
+        from .pipeline import stylize as run_stylize
 
         live: list[Any] = []
         if preview:
@@ -578,12 +628,14 @@ def sweep(
         typer.Option("--overwrite", help="Replace another sweep recorded in the sweep folder."),
     ] = False,
     log_every: LogEveryOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
     allow_large: AllowLargeOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Run one config over several values (style weights or any key); grid.png + summary.csv + index.html."""
-    from .sweep import parse_param, plan_sweep, run_sweep
+    from .sweep import parse_param, plan_sweep
 
     _setup_logging(quiet)
     with _errors_to_exit(debug):
@@ -613,56 +665,78 @@ def sweep(
                 out_console.print(f"{i:>3}. {run.name:<40} {note}", soft_wrap=True, highlight=False)
         if dry_run:
             return
-        outcome = _sweep_with_progress(root, runs, quiet, allow_large, run_sweep, log_every)
-        if not quiet:
-            _print_sweep_table(outcome)
-        if any(run.state != "done" for run in runs):
-            err_console.print(
-                f"[yellow]sweep interrupted[/]; run the same command again to continue ({root})"
-            )
-            raise typer.Exit(EXIT_INTERRUPTED)
+        _run_grid(root, runs, quiet, allow_large, log_every, executor, address)
 
 
-def _sweep_with_progress(
+def _run_grid(
     root: Path,
     runs: list[PlannedRun],
     quiet: bool,
     allow_large: bool,
-    run_sweep: Any,
-    log_every: int | None = None,
-) -> Any:
+    log_every: int | None,
+    executor: str,
+    address: str | None,
+) -> None:
+    """Run a sweep's or batch's runs, show the table, say what failed; exit 1 on failures,
+    130 when interrupted (the same command continues)."""
+    outcome = _sweep_with_progress(
+        root, runs, quiet, log_every, allow_large=allow_large, executor=executor, address=address
+    )
+    if not quiet:
+        _print_sweep_table(outcome)
+    failed = [run for run in runs if run.state == "failed"]
+    for run in failed:
+        err_console.print(
+            f"[bold red]failed:[/] {escape(run.name)}: {escape(run.error or '')}", highlight=False
+        )
+    if any(run.state not in ("done", "failed") for run in runs):
+        err_console.print(
+            f"[yellow]interrupted[/]; run the same command again to continue ({escape(str(root))})"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if failed:
+        err_console.print(
+            f"[bold red]error:[/] {len(failed)} of {len(runs)} runs failed; the others are in "
+            f"{escape(str(root))}; fix the cause and run the same command again",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+def _sweep_with_progress(
+    root: Path, runs: list[PlannedRun], quiet: bool, log_every: int | None, **options: Any
+) -> SweepOutcome:
     from .callbacks import LogLines, ProgressBar, make_progress
     from .interrupts import GracefulInterrupt
+    from .sweep import run_sweep
 
     with GracefulInterrupt(on_first=_announce_stop) as stop:
         if quiet:
-            return run_sweep(root, runs, should_stop=stop, allow_large=allow_large)
+            return run_sweep(root, runs, should_stop=stop, **options)
         every = _log_lines_every(log_every)
         if every is not None:
 
             def lines_for(i: int, run: PlannedRun) -> list[Any]:
                 return [LogLines(_write_line, every, f"run {i + 1}/{len(runs)} {run.name}")]
 
-            return run_sweep(
-                root, runs, callbacks_for=lines_for, should_stop=stop, allow_large=allow_large
-            )
+            return run_sweep(root, runs, callbacks_for=lines_for, should_stop=stop, **options)
         progress = make_progress(err_console)
         try:
-            overall = progress.add_task("sweep", total=len(runs), completed=0, losses="")
+            overall = progress.add_task("all runs", total=len(runs), completed=0, losses="")
             bars: dict[int, ProgressBar] = {}
 
             def callbacks_for(i: int, run: PlannedRun) -> list[Any]:
                 bars[i] = ProgressBar(progress, f"run {i + 1}/{len(runs)}")
                 return [bars[i]]
 
-            def on_run_done(i: int, run: PlannedRun, result: StylizeResult) -> None:
+            def on_run_done(i: int, run: PlannedRun, result: StylizeResult | None) -> None:
                 progress.update(overall, advance=1)
                 if i in bars and bars[i].task_id is not None:
                     progress.remove_task(bars[i].task_id)
 
             return run_sweep(
                 root, runs, callbacks_for=callbacks_for, should_stop=stop,
-                on_run_done=on_run_done, allow_large=allow_large,
+                on_run_done=on_run_done, **options,
             )  # fmt: skip
         finally:
             progress.stop()
@@ -671,9 +745,12 @@ def _sweep_with_progress(
 def _print_sweep_table(outcome: SweepOutcome) -> None:
     from rich.table import Table
 
-    table = Table(title=f"sweep: {len(outcome.rows)} runs")
+    table = Table(title=f"{len(outcome.rows)} runs")
     # The swept values identify a run; the folder name and image path are in summary.csv.
-    hidden = {"run", "image"} | ({"tv"} if all(not r.get("tv") for r in outcome.rows) else set())
+    # Each failure has its own line below the table, so `error` is not a column here.
+    hidden = {"run", "image", "error"}
+    if all(not r.get("tv") for r in outcome.rows):
+        hidden.add("tv")
     columns = [c for c in outcome.rows[0] if c not in hidden] if outcome.rows else []
     for column in columns:
         # Numbers never break across lines; a long swept value (a path) may.

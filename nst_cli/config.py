@@ -12,7 +12,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -716,15 +716,19 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     return f"{source}: " + "; ".join(problems)
 
 
-def _resolve_relative(data: dict[str, Any], base: Path) -> None:
-    """Paths in a config file are relative to the file's folder, not the working directory."""
+def map_input_paths(data: dict[str, Any], change: Callable[[str], str]) -> None:
+    """Apply `change` to every input file a config dict names, in place: content, each style
+    image, masks, an init image, a weights file (not the keywords those keys also take).
+
+    The one list of which keys hold paths: rebasing a config file's relative paths, recording
+    absolute ones, and shipping the files with a remote run all go through it."""
 
     def rebase(node: dict[str, Any], key: str, keywords: tuple[str, ...]) -> None:
         value = node.get(key)
-        if not isinstance(value, str) or not value or value in keywords:
-            return
-        if not Path(value).expanduser().is_absolute():
-            node[key] = str(base / value)
+        if isinstance(value, Path):
+            value = str(value)
+        if isinstance(value, str) and value and value not in keywords:
+            node[key] = change(value)
 
     rebase(data, "content", ())
     rebase(data, "style", ())
@@ -736,13 +740,32 @@ def _resolve_relative(data: dict[str, Any], base: Path) -> None:
             masks[holder["path"]] = value
         data["masks"] = masks
     if isinstance(data.get("style"), list):
-        items = [i if isinstance(i, dict) else {"path": i} for i in data["style"]]
+        items = [dict(i) if isinstance(i, dict) else {"path": i} for i in data["style"]]
         for item in items:
             rebase(item, "path", ())
         data["style"] = items
     rebase(data, "init", INIT_MODES)
     if isinstance(data.get("model"), dict):
         rebase(data["model"], "weights", WEIGHT_SOURCES)
+
+
+def _resolve_relative(data: dict[str, Any], base: Path) -> None:
+    """Paths in a config file are relative to the file's folder, not the working directory."""
+    map_input_paths(
+        data, lambda value: value if Path(value).expanduser().is_absolute() else str(base / value)
+    )
+
+
+def input_files(config: Config) -> list[Path]:
+    """Every input file the config names (see map_input_paths), each once."""
+    found: dict[str, None] = {}
+
+    def note(value: str) -> str:
+        found[value] = None
+        return value
+
+    map_input_paths(config.to_yaml_dict(), note)
+    return [Path(p) for p in found]
 
 
 def resolve_config(

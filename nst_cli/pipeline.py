@@ -30,11 +30,11 @@ from .callbacks import (
 from .checkpoints import load_checkpoint
 from .config import (
     DEFAULT_LR,
-    INIT_MODES,
     SENSIBLE_LR,
     Config,
     StyleImage,
     dump_yaml,
+    map_input_paths,
     resolve_config,
     resume_config,
 )
@@ -85,6 +85,10 @@ class StylizeResult:
     @property
     def iterations_per_second(self) -> float:
         return self.steps_run / self.seconds if self.seconds > 0 else 0.0
+
+
+#: Style targets kept between runs (a few MB each: one per style, scale and content shape).
+MAX_CACHED_TARGETS = 32
 
 
 class ModelCache:
@@ -146,6 +150,8 @@ class ModelCache:
         if cached is None:
             with torch.no_grad():
                 cached = style_targets(extractor(style, layers), layers, form, statistic)
+            if len(self._targets) >= MAX_CACHED_TARGETS:  # a batch of many photo sizes
+                self._targets.pop(next(iter(self._targets)))
             self._targets[full_key] = cached
         return cached
 
@@ -359,17 +365,8 @@ def png_metadata(config: Config) -> dict[str, str]:
 def run_config_dict(config: Config) -> dict[str, Any]:
     """The config as saved in config.yaml and PNG metadata (absolute image paths)."""
     data = config.to_yaml_dict()
-    # Absolute image paths, so the saved config re-runs from any working directory.
-    for key in ("content", "style"):
-        if isinstance(data.get(key), str) and data[key]:
-            data[key] = str(Path(data[key]).expanduser().resolve())
-    if isinstance(data.get("style"), list):
-        for item in data["style"]:
-            item["path"] = str(Path(item["path"]).expanduser().resolve())
-    if data.get("masks"):
-        data["masks"] = {str(Path(k).expanduser().resolve()): v for k, v in data["masks"].items()}
-    if data.get("init") not in INIT_MODES:
-        data["init"] = str(Path(data["init"]).expanduser().resolve())
+    # Absolute paths, so the saved config re-runs from any working directory.
+    map_input_paths(data, lambda value: str(Path(value).expanduser().resolve()))
     return data
 
 
@@ -444,7 +441,7 @@ def _check_output_image(config: Config, resume: bool, overwrite: bool) -> None:
     )
 
 
-def _check_run_folder(run_dir: RunDir, resume: bool, overwrite: bool) -> None:
+def check_run_folder(run_dir: RunDir, resume: bool, overwrite: bool) -> None:
     """Never mix a new run into (or silently overwrite) a previous run's folder."""
     previous = run_dir.previous_outputs()
     if not previous or resume:
@@ -713,6 +710,8 @@ class _Prepared:
     """Everything checked and loaded before the run folder is touched."""
 
     config: Config
+    #: What config.yaml and the PNGs record (the config itself, unless it was relocated).
+    recorded: Config
     device: torch.device
     run_dir: RunDir
     inputs: Inputs
@@ -731,26 +730,37 @@ def stylize(
     overwrite: bool = False,
     allow_large: bool = False,
     cache: ModelCache | None = None,
+    recorded: Config | None = None,
 ) -> StylizeResult:
     """Run one stylisation and write its run folder; returns where things are and the losses.
 
     `config` is a Config or a config file's path; with `resume=True` it may also be a run
-    folder, which continues that run with its own settings (`nst stylize --resume DIR`)."""
+    folder, which continues that run with its own settings (`nst stylize --resume DIR`).
+    `recorded` is the config written into config.yaml and the PNGs when `config` is a
+    relocated copy of it: a run shipped to another machine reads its inputs and writes its
+    folder in a scratch directory there, but records the paths its user gave."""
     if not isinstance(config, Config):
         is_run_dir = resume and Path(config).is_dir()
         config = resume_config(Path(config)) if is_run_dir else resolve_config(config)
-    prepared = _prepare(config, resume, overwrite, allow_large, cache or ModelCache())
+    prepared = _prepare(
+        config, resume, overwrite, allow_large, cache or ModelCache(), recorded or config
+    )
     run_dir = prepared.run_dir
     with run_dir.lock():
         # Checked again under the lock: another process may have written a run here meanwhile.
-        _check_run_folder(run_dir, resume, overwrite)
+        check_run_folder(run_dir, resume, overwrite)
         if overwrite and not resume:
             run_dir.clear()  # only now, once the new run's inputs have all been checked
         return _execute(prepared, callbacks, should_stop)
 
 
 def _prepare(
-    config: Config, resume: bool, overwrite: bool, allow_large: bool, cache: ModelCache
+    config: Config,
+    resume: bool,
+    overwrite: bool,
+    allow_large: bool,
+    cache: ModelCache,
+    recorded: Config,
 ) -> _Prepared:
     """Check the folder and the settings, load the images, the network and the start image."""
     setup_started = time.perf_counter()
@@ -758,10 +768,10 @@ def _prepare(
     device = resolve_device(config.device)
     configure_precision(device, config.precision)
     run_dir = RunDir(config.output_dir)
-    _check_run_folder(run_dir, resume, overwrite)
+    check_run_folder(run_dir, resume, overwrite)
     _check_output_image(config, resume, overwrite)
     if resume:
-        _check_resume_changes(run_dir, config)
+        _check_resume_changes(run_dir, recorded)
     _warn_unusual_lr(config)
     inputs = load_inputs(config, allow_large)
     layers = config.network_layers
@@ -769,7 +779,9 @@ def _prepare(
     if config.model.weights == "random":
         log.warning("model.weights=random: the network is untrained; results show no real style")
     start = _starting_point(config, run_dir, inputs, resume, allow_large)
-    return _Prepared(config, device, run_dir, inputs, extractor, cache, start, setup_started)
+    return _Prepared(
+        config, recorded, device, run_dir, inputs, extractor, cache, start, setup_started
+    )
 
 
 def _warn_unusual_lr(config: Config) -> None:
@@ -795,10 +807,10 @@ def _execute(
     )  # fmt: skip
     started_at = _now()
     write_run_config(
-        run_dir, config, status="running", started=started_at, device=str(device),
+        run_dir, prepared.recorded, status="running", started=started_at, device=str(device),
         steps_done=start.step,
     )  # fmt: skip
-    text = png_metadata(config)
+    text = png_metadata(prepared.recorded)
     output_size = fit_long_side(prepared.inputs.content.size, config.resolution)
     # What every saved image goes through: the content's colours put back (color: luminance).
     shown = color.recolor(prepared.inputs.content) if config.color == "luminance" else None
@@ -843,7 +855,7 @@ def _execute(
                 )
             recorder.loss_log.flush()
             write_run_config(
-                run_dir, config, status=status, started=started_at, finished=_now(),
+                run_dir, prepared.recorded, status=status, started=started_at, finished=_now(),
                 device=str(device), steps_done=max(latest.step, start.step),
                 losses={k: latest.losses[k] for k in ("total", "content", "style", "tv") if k in latest.losses},
             )  # fmt: skip

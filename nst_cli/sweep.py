@@ -8,23 +8,27 @@ config are skipped on a re-run; interrupted ones resume from their checkpoint.
 from __future__ import annotations
 
 import csv
+import glob
 import html
 import io
 import itertools
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from PIL import Image, ImageDraw, ImageOps
 
 from . import __version__
 from .config import (
+    IMAGE_SUFFIXES,
     WEIGHT_SOURCES,
     Config,
     ConfigError,
@@ -69,7 +73,9 @@ class PlannedRun:
     values: dict[str, Any]
     labels: dict[str, str]
     config: Config
-    state: str = "new"  # new | done | resume
+    state: str = "new"  # new | done | resume | replace | failed
+    #: Why the run failed (its image could not be read, the loss diverged, a worker died).
+    error: str | None = None
 
 
 @dataclass
@@ -181,19 +187,119 @@ def plan_sweep(
             runs,
         )
         seen[identity] = name
-        run_sets = [*sets, *(f"{k}={json.dumps(v)}" for k, v in values.items())]
         try:
-            config = resolve_config(
-                config_path, run_sets, {**(overrides or {}), "output": str(root / name)}
+            runs.append(
+                _plan_run(config_path, sets, overrides, root, name, values, labels, allow_large)
             )
-            # Every run's images, sizes and memory are checked before the first one starts.
-            load_inputs(config, allow_large)
-            _check_weights_file(config)
         except NSTError as exc:
             raise type(exc)(f"sweep run {name}: {exc}") from None
-        runs.append(PlannedRun(name, values, labels, config, _state(config)))
     _check_sweep_folder(root, runs, overwrite)
     return root, runs
+
+
+def _plan_run(
+    config_path: Path | None,
+    sets: Sequence[str],
+    overrides: Mapping[str, Any] | None,
+    root: Path,
+    name: str,
+    values: dict[str, Any],
+    labels: dict[str, str],
+    allow_large: bool,
+) -> PlannedRun:
+    """One run of a sweep or batch: its config, its images read and checked (sizes, memory)
+    before the first run starts, and what its folder already holds."""
+    run_sets = [*sets, *(f"{k}={json.dumps(v)}" for k, v in values.items())]
+    config = resolve_config(
+        config_path, run_sets, {**(overrides or {}), "output": str(root / name)}
+    )
+    load_inputs(config, allow_large)
+    _check_weights_file(config)
+    return PlannedRun(name, values, labels, config, _state(config))
+
+
+#: Files a folder given as --content contributes to a batch (what Pillow reads).
+BATCH_SUFFIXES = (*IMAGE_SUFFIXES, ".bmp", ".gif")
+
+
+def content_files(content: Path | None) -> list[Path] | None:
+    """The images a batch stylises when `content` is a folder or a glob (photos/*.jpg);
+    None when it names one file."""
+    if content is None:
+        return None
+    text = str(content)
+    if Path(text).expanduser().is_dir():
+        folder = Path(text).expanduser()
+        found = sorted(
+            p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in BATCH_SUFFIXES
+        )
+        where = f"folder {folder}"
+    elif glob.has_magic(text):
+        found = sorted(Path(p) for p in glob.glob(os.path.expanduser(text)) if Path(p).is_file())
+        where = f"pattern {text}"
+    else:
+        return None
+    if not found:
+        raise ConfigError(
+            f"content: the {where} matches no image files ({', '.join(BATCH_SUFFIXES)})"
+        )
+    return found
+
+
+def plan_batch(
+    config_path: Path | None,
+    sets: Sequence[str] = (),
+    overrides: Mapping[str, Any] | None = None,
+    output: Path | None = None,
+    *,
+    overwrite: bool = False,
+    allow_large: bool = False,
+) -> tuple[Path, list[PlannedRun]]:
+    """Every image of a content folder or glob as one run (folders named by the images'
+    stems) with the same settings. An image that cannot be used is planned as a failed run,
+    reported at the end, and does not stop the others."""
+    base = resolve_config(config_path, sets, {**(overrides or {}), "output": None})
+    files = content_files(base.content)
+    if files is None:
+        raise ConfigError(f"content: {base.content} is one image, not a folder or a pattern")
+    given = (overrides or {}).get("output") or output
+    if given is not None and Path(given).suffix.lower() in IMAGE_SUFFIXES:
+        raise ConfigError(
+            f"--output {given}: a batch writes one run folder per image; give a folder"
+        )
+    root = Path(given) if given else Path("outputs") / _batch_name(base, config_path)
+    # The images come from the batch, not from a --content flag that named the folder.
+    overrides = {k: v for k, v in (overrides or {}).items() if k != "content"}
+    runs: list[PlannedRun] = []
+    errors: list[NSTError] = []
+    for path in files:
+        name = _unique(_safe(path.stem), runs)
+        values, labels = {"content": str(path)}, {"content": path.name}
+        try:
+            run = _plan_run(config_path, sets, overrides, root, name, values, labels, allow_large)
+        except NSTError as exc:
+            errors.append(exc)
+            config = resolve_config(
+                config_path,
+                [*sets, f"content={json.dumps(str(path))}"],
+                {**overrides, "output": str(root / name)},
+            )
+            run = PlannedRun(name, values, labels, config, "failed", str(exc))
+        runs.append(run)
+    if len(errors) == len(runs):
+        raise errors[0]  # nothing can run (a missing style image, say): one line, not one per image
+    _check_sweep_folder(root, runs, overwrite)
+    return root, runs
+
+
+def _batch_name(config: Config, config_path: Path | None) -> str:
+    """outputs/<config name>, or <content folder>_<style> without a config file."""
+    if config_path is not None and Path(config_path).suffix.lower() != ".png":
+        return Path(config_path).stem
+    content = Path(str(config.content)).expanduser()
+    folder = content if content.is_dir() else content.parent
+    style = "+".join(s.path.stem for s in config.style_images) or "style"
+    return f"{_safe(folder.resolve().name)}_{style}"
 
 
 #: Swept keys whose values are files: the folder name uses the file's stem.
@@ -267,6 +373,10 @@ def _state(config: Config) -> str:
     return "resume" if run_dir.checkpoint.is_file() else "replace"
 
 
+#: Where the runs of a sweep or batch execute: here, one after another, or as Ray tasks.
+EXECUTORS = ("local", "ray")
+
+
 def run_sweep(
     root: Path,
     runs: Sequence[PlannedRun],
@@ -275,27 +385,61 @@ def run_sweep(
     should_stop: Callable[[], bool] = lambda: False,
     on_run_done: Callable[[int, PlannedRun, StylizeResult | None], None] = lambda i, r, res: None,
     allow_large: bool = False,
+    executor: str = "local",
+    address: str | None = None,
 ) -> SweepOutcome:
-    """Run every planned run not already done (sharing the network and style targets), then
-    write grid.png, summary.csv and index.html."""
-    cache = ModelCache()
+    """Run every planned run not already done, then write grid.png, summary.csv and
+    index.html. A run that fails is reported (run.state "failed", run.error) and the others
+    go on. `executor="ray"` runs them as Ray tasks (see nst_cli.remote), the same call each."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor {executor}: use {' or '.join(EXECUTORS)}")
     outcome = SweepOutcome(root, list(runs))
     write_manifest(root, runs)
+    if executor == "ray":
+        from .remote import run_on_ray  # Ray is an optional extra: imported only when asked for
+
+        run_on_ray(
+            runs, address, callbacks_for=callbacks_for, should_stop=should_stop,
+            on_run_done=on_run_done, allow_large=allow_large,
+        )  # fmt: skip
+    else:
+        _run_here(runs, callbacks_for, should_stop, on_run_done, allow_large)
+    outcome.rows = [summary_row(run) for run in runs]
+    write_reports(outcome, runs)
+    return outcome
+
+
+def _run_here(
+    runs: Sequence[PlannedRun],
+    callbacks_for: Callable[[int, PlannedRun], Sequence[Any]],
+    should_stop: Callable[[], bool],
+    on_run_done: Callable[[int, PlannedRun, StylizeResult | None], None],
+    allow_large: bool,
+) -> None:
+    """One run after another in this process, sharing the network and style targets."""
+    cache = ModelCache()
     for i, run in enumerate(runs):
         if should_stop():
             break
         result = None
-        if run.state != "done":
-            result = stylize(
-                run.config, callbacks=callbacks_for(i, run), should_stop=should_stop,
-                resume=run.state == "resume", overwrite=run.state in ("new", "replace"),
-                allow_large=allow_large, cache=cache,
-            )  # fmt: skip
-            run.state = "done" if result.status == "completed" else "resume"
+        if run.state not in ("done", "failed"):
+            try:
+                result = stylize(
+                    run.config, callbacks=callbacks_for(i, run), should_stop=should_stop,
+                    resume=run.state == "resume", overwrite=run.state in ("new", "replace"),
+                    allow_large=allow_large, cache=cache,
+                )  # fmt: skip
+            except (NSTError, torch.OutOfMemoryError) as exc:
+                fail(run, str(exc))
+            else:
+                run.state = "done" if result.status == "completed" else "resume"
         on_run_done(i, run, result)
-    outcome.rows = [summary_row(run) for run in runs]
-    write_reports(outcome, runs)
-    return outcome
+
+
+def fail(run: PlannedRun, error: str) -> None:
+    """Mark a run failed, say so now (the rest go on), keep the reason for the summary."""
+    run.state, run.error = "failed", error
+    log.error("run %s failed: %s", run.name, error)
 
 
 def summary_row(run: PlannedRun) -> dict[str, Any]:
@@ -307,6 +451,8 @@ def summary_row(run: PlannedRun) -> dict[str, Any]:
     found = read_run_config(run_dir.config)
     if found is not None:
         status = found[1].get("status", "unknown")
+    if run.error is not None:
+        status = "failed"
     return {
         "run": run.name,
         **{value_column(k): run.labels[k] for k in run.values},
@@ -317,11 +463,12 @@ def summary_row(run: PlannedRun) -> dict[str, Any]:
         "tv": last.get("tv"),
         "seconds": last.get("elapsed_s"),
         "image": str(run_dir.final),
+        "error": run.error or "",
     }
 
 
 #: summary.csv / index.html columns that are not swept values.
-REPORT_COLUMNS = ("image", "run", "status", "total", "content", "style", "tv", "seconds")
+REPORT_COLUMNS = ("image", "run", "status", "total", "content", "style", "tv", "seconds", "error")
 
 
 def value_column(key: str) -> str:

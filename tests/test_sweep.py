@@ -55,7 +55,7 @@ def test_three_runs_grid_and_summary(swept: tuple[Path, Path, str]) -> None:
     assert all(r["status"] == "completed" for r in rows)
     with Image.open(root / "grid.png") as grid:
         assert grid.size == (3 * 256, 256 + 20)  # one row, three columns
-    assert "grid" in output and "sweep: 3 runs" in output
+    assert "grid" in output and "3 runs" in output
 
 
 def test_second_invocation_skips_finished_runs(swept: tuple[Path, Path, str]) -> None:
