@@ -87,6 +87,8 @@ def pack_task(index: int, run: PlannedRun, allow_large: bool) -> RunTask:
     for path in input_files(run.config):
         try:
             files[str(path)] = path.expanduser().read_bytes()
+        except FileNotFoundError:
+            continue  # the run itself says which file is missing, as it would locally
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read it to send to Ray ({exc.strerror})") from None
     run_dir = RunDir(run.config.output_dir)

@@ -1,0 +1,123 @@
+"""`nst stylize --content FOLDER|GLOB`: one run folder per image, one bar, failures at the end."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from nst_cli.cli import app
+from nst_cli.errors import ConfigError
+from nst_cli.sweep import content_files, plan_batch
+from tests.conftest import make_image
+
+runner = CliRunner()
+TINY = ["--resolution", "48", "--steps", "4", "--save-every", "2", "--device", "cpu", "-q"]
+
+
+@pytest.fixture
+def album(tmp_path: Path) -> Path:
+    """Two photos, a damaged one, and a file that is not an image at all."""
+    folder = tmp_path / "album"
+    folder.mkdir()
+    make_image(folder / "beach.png", (64, 48), seed=1)
+    make_image(folder / "forest.jpg", (48, 64), seed=3)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "notes.txt").write_text("not a photo")
+    make_image(tmp_path / "style.png", (40, 40), seed=7)
+    return folder
+
+
+def summary(root: Path) -> dict[str, dict[str, str]]:
+    with (root / "summary.csv").open() as fh:
+        return {row["run"]: row for row in csv.DictReader(fh)}
+
+
+def test_a_folder_is_stylised_image_by_image_and_a_broken_one_does_not_stop_the_rest(
+    album: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "out"
+    args = ["stylize", "--content", str(album), "--style", str(tmp_path / "style.png")]
+    result = runner.invoke(app, [*args, "-o", str(root), *TINY])
+    assert result.exit_code == 1, result.output
+    for name in ("beach", "forest"):
+        assert (root / name / "final.png").is_file()
+        assert len(list((root / name / "frames").glob("step_*.png"))) == 3
+        saved = yaml.safe_load((root / name / "config.yaml").read_text())
+        # Each run folder records its own photo, so it resumes and re-runs like any other.
+        assert Path(saved["content"]).name == ("beach.png" if name == "beach" else "forest.jpg")
+    assert not (root / "notes").exists()  # only image files take part
+    rows = summary(root)
+    assert set(rows) == {"beach", "broken", "forest"}
+    assert rows["broken"]["status"] == "failed"
+    assert "broken.jpg: damaged or truncated image" in rows["broken"]["error"]
+    assert rows["beach"]["status"] == rows["forest"]["status"] == "completed"
+    assert "Traceback" not in result.output
+    assert "1 of 3 runs failed" in result.output and "broken.jpg" in result.output
+
+    # The same command again skips what finished and tries the broken image once more.
+    finished = (root / "beach" / "final.png").stat().st_mtime_ns
+    again = runner.invoke(app, [*args, "-o", str(root), *TINY])
+    assert again.exit_code == 1 and "1 of 3 runs failed" in again.output
+    assert (root / "beach" / "final.png").stat().st_mtime_ns == finished
+    assert summary(root)["beach"]["status"] == "completed"
+
+
+def test_a_quoted_glob_picks_its_matches_only(album: Path, tmp_path: Path) -> None:
+    root = tmp_path / "pngs"
+    result = runner.invoke(
+        app,
+        ["stylize", "--content", str(album / "*.png"), "--style", str(tmp_path / "style.png"),
+         "-o", str(root), *TINY],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["beach"]
+
+
+def test_the_default_batch_folder_is_named_after_the_photos_and_the_style(
+    album: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    root, runs = plan_batch(None, overrides={"content": str(album / "b*"), "style": "style.png"})
+    assert root == Path("outputs/album_style")
+    assert [run.name for run in runs] == ["beach", "broken"]
+    assert [run.state for run in runs] == ["new", "failed"]
+    assert runs[0].config.output_dir == root / "beach"
+
+
+@pytest.mark.parametrize(
+    ("content", "output", "message"),
+    [
+        ("empty", None, "matches no image files"),
+        ("album/nothing-*.png", None, "matches no image files"),
+        ("album", "result.png", "a batch writes one run folder per image; give a folder"),
+    ],
+)
+def test_batch_mistakes_are_one_line(
+    album: Path, tmp_path: Path, content: str, output: str | None, message: str
+) -> None:
+    (tmp_path / "empty").mkdir()
+    args = ["stylize", "--content", str(tmp_path / content), "--style", str(tmp_path / "style.png")]
+    args += ["-o", str(tmp_path / output)] if output else []
+    result = runner.invoke(app, [*args, *TINY])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_a_problem_every_image_shares_is_said_once(album: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["stylize", "--content", str(album), "--style", str(tmp_path / "missing.png"), *TINY],
+    )
+    assert result.exit_code == 2
+    assert result.output.count("missing.png") == 1 and "file not found" in result.output
+
+
+def test_content_files_tells_one_image_from_a_batch(album: Path) -> None:
+    assert content_files(album / "beach.png") is None
+    assert [p.name for p in content_files(album) or []] == ["beach.png", "broken.jpg", "forest.jpg"]
+    with pytest.raises(ConfigError, match="matches no image files"):
+        content_files(album / "*.webp")

@@ -1,0 +1,224 @@
+"""`--executor ray`: runs as tasks that carry their files; the driver writes the run folders.
+
+The task code is tested first without Ray (it is plain Python), then through a real local Ray
+instance with 2 CPUs when Ray is installed (the [ray] extra; CI installs it)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from nst_cli.cli import app
+from nst_cli.remote import RunReport, execute_task, pack_task, unpack_report
+from nst_cli.sweep import Param, plan_sweep
+from tests.conftest import make_image
+
+runner = CliRunner()
+
+
+def write_pair(folder: Path) -> Path:
+    """content.png, style.png and a tiny config beside them (paths relative to it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    make_image(folder / "content.png", (64, 48), seed=1)
+    make_image(folder / "style.png", (40, 40), seed=7)
+    config = folder / "tiny.yaml"
+    config.write_text(
+        "content: content.png\nstyle: style.png\nresolution: 48\nsteps: 4\nsave_every: 2\n"
+        "device: cpu\n"
+    )
+    return config
+
+
+def run_files(root: Path) -> list[str]:
+    """Every file a run or sweep folder holds, as relative paths (the lock file aside)."""
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and p.name != ".nst.lock"
+    )
+
+
+def test_a_task_runs_without_the_drivers_files_and_records_the_users_paths(
+    tmp_path: Path,
+) -> None:
+    config = write_pair(tmp_path / "job")
+    root, runs = plan_sweep(config, [Param("weights.style", [1.0], ["1"])], output=tmp_path / "out")
+    task = pack_task(0, runs[0], allow_large=False)
+    # The worker has none of the driver's files: they travel in the task.
+    shutil.move(tmp_path / "job", tmp_path / "elsewhere")
+
+    report = execute_task(task)
+    assert report.status == "completed", report.error
+    assert {"final.png", "config.yaml", "losses.csv", "frames/step_000004.png"} <= set(report.files)
+    shutil.move(tmp_path / "elsewhere", tmp_path / "job")
+    unpack_report(report, runs[0])
+
+    run_dir = runs[0].config.output_dir
+    assert run_dir == root / "style_weight=1"
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["content"] == str((tmp_path / "job" / "content.png").resolve())
+    assert saved["output"] == str(run_dir)
+    with Image.open(run_dir / "final.png") as final:
+        provenance = final.info["nst:config"]
+    assert "nst-task" not in provenance and str(tmp_path / "job" / "style.png") in provenance
+
+
+def test_a_tasks_own_error_names_the_users_file_and_keeps_what_it_wrote(tmp_path: Path) -> None:
+    config = write_pair(tmp_path / "job")
+    (tmp_path / "job" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    _, runs = plan_sweep(
+        config,
+        [Param("init", [str(tmp_path / "job" / "broken.png")], ["broken"])],
+        output=tmp_path / "out",
+    )
+    report = execute_task(pack_task(0, runs[0], allow_large=False))
+    assert report.status == "failed"
+    assert report.error is not None and "broken.png" in report.error
+    assert "nst-task" not in report.error and str(tmp_path / "job") in report.error
+
+
+def test_a_report_cannot_write_outside_its_run_folder(tmp_path: Path) -> None:
+    config = write_pair(tmp_path / "job")
+    _, runs = plan_sweep(config, [Param("seed", [1], ["1"])], output=tmp_path / "out")
+    evil = RunReport(0, "completed", {"../../escaped.txt": b"x"})
+    with pytest.raises(Exception, match="outside its folder"):
+        unpack_report(evil, runs[0])
+    assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_without_ray_the_executor_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_pair(tmp_path / "job")
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    result = runner.invoke(
+        app,
+        ["sweep", "-c", str(config), "--style-weights", "1,2", "--executor", "ray",
+         "-o", str(tmp_path / "out"), "-q"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "pip install -e '.[ray]'" in result.output and "Traceback" not in result.output
+
+
+def test_one_image_is_not_sent_to_ray(tmp_path: Path) -> None:
+    config = write_pair(tmp_path / "job")
+    result = runner.invoke(app, ["stylize", "-c", str(config), "--executor", "ray", "-q"])
+    assert result.exit_code == 2 and "runs a sweep or a batch" in result.output
+
+
+# ---- through a real local Ray instance -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error")
+    yield ray
+    ray.shutdown()
+
+
+def summary(root: Path) -> dict[str, dict[str, str]]:
+    with (root / "summary.csv").open() as fh:
+        return {row["run"]: row for row in csv.DictReader(fh)}
+
+
+def test_a_ray_sweep_writes_what_a_local_one_writes(ray_instance, tmp_path: Path) -> None:
+    config = write_pair(tmp_path / "job")
+    sweep = ["sweep", "-c", str(config), "--style-weights", "0.1,1,10", "-q"]
+    local = runner.invoke(app, [*sweep, "-o", str(tmp_path / "local")])
+    assert local.exit_code == 0, local.output
+    remote = runner.invoke(app, [*sweep, "-o", str(tmp_path / "ray"), "--executor", "ray"])
+    assert remote.exit_code == 0, remote.output
+
+    assert run_files(tmp_path / "ray") == run_files(tmp_path / "local")
+    # Per run: config, checkpoint, final, 3 frames, losses.csv/.png; then the sweep's 4.
+    assert len(run_files(tmp_path / "ray")) == 3 * 8 + 4
+    for name in ("style_weight=0.1", "style_weight=1", "style_weight=10"):
+        here = yaml.safe_load((tmp_path / "local" / name / "config.yaml").read_text())
+        there = yaml.safe_load((tmp_path / "ray" / name / "config.yaml").read_text())
+        assert there.pop("output") == str(tmp_path / "ray" / name)
+        here.pop("output")
+        assert here.pop("run")["status"] == there.pop("run")["status"] == "completed"
+        assert here == there
+        with (
+            Image.open(tmp_path / "local" / name / "final.png") as a,
+            Image.open(tmp_path / "ray" / name / "final.png") as b,
+        ):
+            difference = np.abs(np.asarray(a, float) - np.asarray(b, float))
+        assert difference.mean() < 1.0  # the same optimisation (threads may round differently)
+
+    # The sweep's resume rule holds across executors: finished runs are skipped.
+    again = runner.invoke(app, [*sweep, "-o", str(tmp_path / "ray"), "--executor", "ray"])
+    assert again.exit_code == 0, again.output
+    assert summary(tmp_path / "ray")["style_weight=1"]["status"] == "completed"
+
+
+def test_a_failing_ray_task_is_reported_and_the_others_finish(ray_instance, tmp_path: Path) -> None:
+    config = write_pair(tmp_path / "job")
+    (tmp_path / "job" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    root = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        ["sweep", "-c", str(config), "--param", f"init=content,{tmp_path}/job/broken.png,noise",
+         "--executor", "ray", "-o", str(root)],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    rows = summary(root)
+    assert rows["init=broken"]["status"] == "failed"
+    assert "broken.png" in rows["init=broken"]["error"]
+    assert rows["init=content"]["status"] == rows["init=noise"]["status"] == "completed"
+    assert (root / "init=content" / "final.png").is_file()
+    assert (root / "init=noise" / "final.png").is_file()
+    assert "1 of 3 runs failed" in result.output and "Traceback" not in result.output
+
+
+def crashing_task(marker: Path, crash_weight: float, always: bool):
+    """The real task, except that the run with `crash_weight` kills its worker process (once,
+    or every time), as an out-of-memory kill would."""
+    from nst_cli import remote
+
+    real = remote._ray_task
+
+    def task(run_task, file_refs, queue):
+        import os
+
+        if run_task.config.weights.style == crash_weight and (always or not marker.exists()):
+            marker.touch()
+            os._exit(1)
+        return real(run_task, file_refs, queue)
+
+    return task
+
+
+@pytest.mark.parametrize("always", [False, True])
+def test_a_killed_worker_is_retried_once_then_reported(
+    ray_instance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, always: bool
+) -> None:
+    from nst_cli import remote
+
+    monkeypatch.setattr(remote, "_ray_task", crashing_task(tmp_path / "crashed", 2.0, always))
+    config = write_pair(tmp_path / "job")
+    root = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        ["sweep", "-c", str(config), "--style-weights", "1,2", "--executor", "ray",
+         "-o", str(root), "-q"],
+    )  # fmt: skip
+    rows = summary(root)
+    assert rows["style_weight=1"]["status"] == "completed"
+    if always:
+        assert result.exit_code == 1, result.output
+        assert rows["style_weight=2"]["status"] == "failed"
+        assert "failed twice" in rows["style_weight=2"]["error"]
+    else:  # the second try ran it
+        assert result.exit_code == 0, result.output
+        assert rows["style_weight=2"]["status"] == "completed"
+    assert (tmp_path / "crashed").exists()
