@@ -15,7 +15,7 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     ),
     "content": (
         "— (required)",
-        "content image (the photo)",
+        "content image (the photo); a folder or a glob (`photos/*.jpg`) makes a batch, one run per image",
     ),
     "style": (
         "— (required)",
