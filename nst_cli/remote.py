@@ -247,10 +247,16 @@ def connect(ray: Any, address: str | None) -> bool:
 
 
 def _resources(ray: Any, config: Config) -> dict[str, float]:
-    """One GPU per task when the run is on cuda (or on auto and the cluster has GPUs)."""
-    wants_gpu = config.device.startswith("cuda") or (
-        config.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0
-    )
+    """One GPU per task when the run is on cuda (or on auto and the cluster has GPUs), else
+    one CPU (Ray then runs as many at a time as the cluster has CPUs, one thread each)."""
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if config.device.startswith("cuda") and not gpus:
+        # Ray would wait forever for a GPU that is not there.
+        raise ConfigError(
+            f"device: {config.device}, but the Ray cluster has no GPU; use device: auto or "
+            "cpu, or add a GPU machine to the cluster"
+        )
+    wants_gpu = config.device.startswith("cuda") or (config.device == "auto" and gpus > 0)
     return {"num_cpus": 1, "num_gpus": 1 if wants_gpu else 0}
 
 
@@ -331,6 +337,7 @@ def _submit(
     """Send one run as a task; a run whose folder or files are not usable fails here."""
     try:
         check_run_folder(RunDir(run.config.output_dir), run.state == "resume", True)
+        resources = _resources(ray, run.config)
         task = pack_task(index, run, allow_large)
     except NSTError as exc:
         fail(run, str(exc))
@@ -341,7 +348,7 @@ def _submit(
             shared[name] = ray.put(data)
         refs[name] = shared[name]
     task.files = {}
-    options = {**_resources(ray, run.config), "max_retries": 1, "retry_exceptions": list(RETRIED)}
+    options = {**resources, "max_retries": 1, "retry_exceptions": list(RETRIED)}
     return remote.options(**options).remote(task, refs, queue)
 
 

@@ -222,3 +222,19 @@ def test_a_killed_worker_is_retried_once_then_reported(
         assert result.exit_code == 0, result.output
         assert rows["style_weight=2"]["status"] == "completed"
     assert (tmp_path / "crashed").exists()
+
+
+def test_a_cuda_run_on_a_cluster_without_gpus_fails_at_once_instead_of_waiting(
+    ray_instance, tmp_path: Path
+) -> None:
+    config = write_pair(tmp_path / "job")
+    root = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        ["sweep", "-c", str(config), "--style-weights", "1,2", "--device", "cuda",
+         "--executor", "ray", "-o", str(root), "-q"],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    # Each failure is said when it happens and again in the list at the end.
+    assert result.output.count("the Ray cluster has no GPU") == 2 * 2
+    assert all(row["status"] == "failed" for row in summary(root).values())
