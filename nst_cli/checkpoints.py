@@ -29,6 +29,7 @@ import torch
 
 from .config import CheckpointMode
 from .errors import CheckpointError
+from .lbfgs import Stored, pack, unpack
 from .outputs import write_bytes
 from .torchfiles import UnreadableFile, load_tensors
 
@@ -162,19 +163,12 @@ class CheckpointWriter:
 
 
 # ----- compact optimiser state -------------------------------------------------------------
-# A packed vector is {"scale": float, "q": float16 tensor} with v ≈ scale · q and |q| ≤ 1, so
-# float16's 11-bit mantissa holds every vector to ~0.05% of its largest element whatever the
-# loss's scale (raw Caffe-scale gradients overflow plain float16).
+# Vectors are packed as the optimiser packs a compact history (lbfgs.pack: float16 relative to
+# the vector's largest element); a pair the optimiser already packed is stored as it is.
 
 
-def _pack(vector: torch.Tensor) -> dict[str, Any]:
-    scale = float(vector.abs().max()) if vector.numel() else 0.0
-    q = vector / scale if scale > 0 else vector
-    return {"scale": scale, "q": q.to(torch.float16)}
-
-
-def _unpack(packed: dict[str, Any]) -> torch.Tensor:
-    return packed["q"].to(torch.float32) * float(packed["scale"])
+def _pack(vector: Stored) -> dict[str, Any]:
+    return vector if isinstance(vector, dict) else pack(vector)
 
 
 def compact_state(optimizer_state: dict[str, Any], image: torch.Tensor) -> dict[str, Any]:
@@ -201,11 +195,11 @@ def expand_state(optimizer_state: dict[str, Any], image: torch.Tensor) -> dict[s
     if not isinstance(state, dict) or not state.get("compact"):
         return optimizer_state
     full = {k: v for k, v in state.items() if k not in ("compact", "last_step")}
-    full["s"] = [_unpack(s) for s in state["s"]]
-    full["y"] = [_unpack(y) for y in state["y"]]
+    full["s"] = [unpack(s) for s in state["s"]]
+    full["y"] = [unpack(y) for y in state["y"]]
     if "last_step" in state:
-        full["x"] = image.flatten().to(torch.float32) - _unpack(state["last_step"])
-        full["g"] = _unpack(state["g"])
+        full["x"] = image.flatten().to(torch.float32) - unpack(state["last_step"])
+        full["g"] = unpack(state["g"])
         if full["x"].numel() != image.numel() or full["g"].numel() != image.numel():
             raise ValueError("optimiser state does not match the image")
     return {**optimizer_state, "state": {0: full}}

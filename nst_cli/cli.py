@@ -268,6 +268,16 @@ AddressOpt = Annotated[
         rich_help_panel=RUN,
     ),
 ]
+TaskCpusOpt = Annotated[
+    int,
+    typer.Option(
+        "--task-cpus",
+        help="With --executor ray: CPUs (threads) each CPU run's task asks for; Ray runs as "
+        "many at a time as fit.",
+        min=1,
+        rich_help_panel=RUN,
+    ),
+]
 LogEveryOpt = Annotated[
     int | None,
     typer.Option(
@@ -438,6 +448,7 @@ def stylize(
     ] = False,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
+    task_cpus: TaskCpusOpt = 1,
     allow_large: AllowLargeOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -494,7 +505,7 @@ def stylize(
                     soft_wrap=True,
                     highlight=False,
                 )
-            _run_grid(root, runs, quiet, allow_large, log_every, executor, address)
+            _run_grid(root, runs, quiet, allow_large, log_every, executor, address, task_cpus)
             return
         if executor != "local":
             raise ConfigError(
@@ -630,6 +641,7 @@ def sweep(
     log_every: LogEveryOpt = None,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
+    task_cpus: TaskCpusOpt = 1,
     allow_large: AllowLargeOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -665,7 +677,7 @@ def sweep(
                 out_console.print(f"{i:>3}. {run.name:<40} {note}", soft_wrap=True, highlight=False)
         if dry_run:
             return
-        _run_grid(root, runs, quiet, allow_large, log_every, executor, address)
+        _run_grid(root, runs, quiet, allow_large, log_every, executor, address, task_cpus)
 
 
 def _run_grid(
@@ -676,12 +688,14 @@ def _run_grid(
     log_every: int | None,
     executor: str,
     address: str | None,
+    task_cpus: int = 1,
 ) -> None:
     """Run a sweep's or batch's runs, show the table, say what failed; exit 1 on failures,
     130 when interrupted (the same command continues)."""
     outcome = _sweep_with_progress(
-        root, runs, quiet, log_every, allow_large=allow_large, executor=executor, address=address
-    )
+        root, runs, quiet, log_every, allow_large=allow_large, executor=executor,
+        address=address, task_cpus=task_cpus,
+    )  # fmt: skip
     if not quiet:
         _print_sweep_table(outcome)
     failed = [run for run in runs if run.state == "failed"]

@@ -69,10 +69,14 @@ def make_optimizer(
     lr: float,
     history_size: int = 20,
     trust_region: float | None = 0.05,
+    compact_history: bool = False,
 ) -> torch.optim.Optimizer:
     """Projected L-BFGS, one evaluation per step (so every step can be reported), or Adam."""
     if name == "lbfgs":
-        return ProjectedLBFGS(params, lr=lr, history_size=history_size, max_rms_step=trust_region)
+        return ProjectedLBFGS(
+            params, lr=lr, history_size=history_size, max_rms_step=trust_region,
+            compact_history=compact_history,
+        )  # fmt: skip
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
     raise ValueError(f"unknown optimizer {name!r}")
@@ -108,6 +112,7 @@ def optimize(
     trust_region: float | None = 0.05,
     average: float = 0.0,
     average_state: torch.Tensor | None = None,
+    compact_history: bool = False,
 ) -> OptimizeResult:
     """Optimise `image` (RGB in [0, 1]) from `start_step` until `steps`, emitting a StepEvent per state.
 
@@ -116,10 +121,13 @@ def optimize(
     Events' `elapsed` counts from `elapsed_offset` (time already spent by earlier scales or
     sessions), so one clock runs through a whole run. With `average` > 0 an exponential
     moving average of the iterates is kept (from `average_state` on resume), carried by every
-    event and returned as the result's image.
+    event and returned as the result's image. `compact_history` keeps L-BFGS's pairs in
+    float16 (memory: low).
     """
     pixels = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
-    optimizer = make_optimizer(optimizer_name, [pixels], lr, history_size, trust_region)
+    optimizer = make_optimizer(
+        optimizer_name, [pixels], lr, history_size, trust_region, compact_history
+    )
     if optimizer_state is not None:
         optimizer.load_state_dict(dict(optimizer_state))
     layers = loss_fn.layers

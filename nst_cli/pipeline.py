@@ -655,6 +655,7 @@ def _run_scales(
             trust_region=config.optimizer.trust_region,
             average=config.average,
             average_state=average_state,
+            compact_history=config.memory == "low",
         )
         image, step, optimizer_state, average_state = result.image, result.step, None, None
         seconds += result.seconds

@@ -387,10 +387,12 @@ def run_sweep(
     allow_large: bool = False,
     executor: str = "local",
     address: str | None = None,
+    task_cpus: int = 1,
 ) -> SweepOutcome:
     """Run every planned run not already done, then write grid.png, summary.csv and
     index.html. A run that fails is reported (run.state "failed", run.error) and the others
-    go on. `executor="ray"` runs them as Ray tasks (see nst_cli.remote), the same call each."""
+    go on. `executor="ray"` runs them as Ray tasks (see nst_cli.remote), the same call each,
+    a CPU task with `task_cpus` threads."""
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor}: use {' or '.join(EXECUTORS)}")
     outcome = SweepOutcome(root, list(runs))
@@ -400,7 +402,7 @@ def run_sweep(
 
         run_on_ray(
             runs, address, callbacks_for=callbacks_for, should_stop=should_stop,
-            on_run_done=on_run_done, allow_large=allow_large,
+            on_run_done=on_run_done, allow_large=allow_large, task_cpus=task_cpus,
         )  # fmt: skip
     else:
         _run_here(runs, callbacks_for, should_stop, on_run_done, allow_large)

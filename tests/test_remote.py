@@ -187,13 +187,13 @@ def crashing_task(marker: Path, crash_weight: float, always: bool):
 
     real = remote._ray_task
 
-    def task(run_task, file_refs, queue):
+    def task(run_task, *arguments):
         import os
 
         if run_task.config.weights.style == crash_weight and (always or not marker.exists()):
             marker.touch()
             os._exit(1)
-        return real(run_task, file_refs, queue)
+        return real(run_task, *arguments)
 
     return task
 
@@ -238,3 +238,16 @@ def test_a_cuda_run_on_a_cluster_without_gpus_fails_at_once_instead_of_waiting(
     # Each failure is said when it happens and again in the list at the end.
     assert result.output.count("the Ray cluster has no GPU") == 2 * 2
     assert all(row["status"] == "failed" for row in summary(root).values())
+
+
+def test_task_cpus_beyond_the_cluster_is_refused_not_queued_forever(
+    ray_instance, tmp_path: Path
+) -> None:
+    config = write_pair(tmp_path / "job")
+    result = runner.invoke(
+        app,
+        ["sweep", "-c", str(config), "--style-weights", "1", "--executor", "ray",
+         "--task-cpus", "3", "-o", str(tmp_path / "out"), "-q"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "--task-cpus 3 is more CPUs than the Ray cluster has (2)" in result.output
