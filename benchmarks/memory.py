@@ -3,7 +3,8 @@
 Not a test: run it by hand on the machine you report, e.g.
     python benchmarks/memory.py --sizes 256,512,768 --steps 3
     python benchmarks/memory.py --device cuda --sizes 512,1024,2048,4096
-Each run is its own process (`nst stylize`, one scale, a few L-BFGS steps). CPU: peak RSS of
+Each run is its own process (`nst stylize`, one scale, L-BFGS; give --steps above the history
+size, 20, or the history is not full and its memory not counted). CPU: peak RSS of
 that process; CUDA: torch.cuda.max_memory_allocated of the run. A straight-line fit of peak
 against pixels gives bytes per pixel, and from it the largest square image that fits in
 8, 24 and 80 GB.
@@ -27,6 +28,10 @@ _WORKER = """
 import json, sys, torch
 from nst_cli import resolve_config, stylize
 sets, output, device = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+if len(sys.argv) > 4:  # low-fp32: memory: low with the L-BFGS history in float32, as before
+    import nst_cli.optimize as optimize
+    make = optimize.make_optimizer
+    optimize.make_optimizer = lambda *a, **k: make(*a[:5], compact_history=False)
 config = resolve_config(None, sets, {"output": output, "device": device})
 result = stylize(config, allow_large=True)
 peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
@@ -34,7 +39,8 @@ print(json.dumps({"peak": peak, "seconds": result.seconds, "steps": result.steps
 """
 
 
-def measure(size: int, memory: str, steps: int, device: str, out: Path) -> dict[str, float]:
+def measure(size: int, mode: str, steps: int, device: str, out: Path) -> dict[str, float]:
+    memory = "low" if mode.startswith("low") else mode
     sets = [
         f"content={ROOT / 'samples' / 'car.png'}",
         f"style={ROOT / 'samples' / 'fluid.png'}",
@@ -45,6 +51,7 @@ def measure(size: int, memory: str, steps: int, device: str, out: Path) -> dict[
         f"memory={memory}",
     ]
     command = [sys.executable, "-c", _WORKER, json.dumps(sets), str(out), device]
+    command += ["fp32-history"] if mode == "low-fp32" else []
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(process.pid, 0)
@@ -74,9 +81,11 @@ def _fit(points: list[tuple[int, float]]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="256,512,768")
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--modes", default="normal,low")
+    parser.add_argument(
+        "--modes", default="normal,low", help="normal, low, low-fp32 (low, float32 history)"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[str, list[dict[str, float]]] = {}

@@ -835,6 +835,11 @@ def resume_config(
             "(to branch off, copy the folder and resume the copy)"
         )
     if not (Path(run_dir) / "config.yaml").is_file():
+        if (Path(run_dir) / "sweep.yaml").is_file():
+            raise ConfigError(
+                f"--resume {run_dir}: a sweep or batch folder; run the command that made it "
+                f"again to continue it, or resume one of its runs (--resume {run_dir}/RUN)"
+            )
         raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it an nst run folder?")
     return resolve_config(
         Path(run_dir) / "config.yaml", sets, {**(overrides or {}), "output": str(run_dir)}

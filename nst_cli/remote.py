@@ -11,13 +11,15 @@ Ray is an optional extra and is imported only here, only when asked for.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -238,6 +240,10 @@ def connect(ray: Any, address: str | None) -> bool:
     start a local instance for this command; True when this call started the connection."""
     if ray.is_initialized():  # an embedding program (or a test) connected already
         return False
+    if address not in (None, "auto", "local") and not address.startswith("ray://"):
+        _check_listening(address)
+    # Ray's C++ core logs every retry to stderr; our one line says what went wrong.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     try:
         ray.init(
             address=address or "local", include_dashboard=False, log_to_driver=False,
@@ -250,6 +256,20 @@ def connect(ray: Any, address: str | None) -> bool:
             "with `ray start --head`, or drop --address to start a local one"
         ) from None
     return True
+
+
+def _check_listening(address: str) -> None:
+    """HOST:PORT answers, or one line now (Ray itself would retry for minutes)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address}: expected auto or HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"--address {address}: no Ray head answers there ({exc.strerror or exc}); start "
+            f"one with `ray start --head --port {port}` on {host}, or check the address"
+        ) from None
 
 
 def _resources(ray: Any, config: Config, task_cpus: int) -> dict[str, float]:
@@ -284,9 +304,23 @@ def _failure(exc: BaseException) -> str:
     return f"the Ray worker running it failed twice ({type(exc).__name__}: {text})"
 
 
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[Any]:
+    """Ray, connected (see connect) for the block, and disconnected after it if the block's
+    own connection was started here. Entered before anything is written, so a wrong
+    --address costs nothing."""
+    ray = import_ray()
+    started = connect(ray, address)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def run_on_ray(
+    ray: Any,
     runs: Sequence[PlannedRun],
-    address: str | None,
     *,
     callbacks_for: Callable[[int, PlannedRun], Sequence[Any]],
     should_stop: Callable[[], bool],
@@ -296,45 +330,39 @@ def run_on_ray(
 ) -> None:
     """Every run not done yet as one Ray task (retried once if its worker dies or runs out
     of memory); finished folders are written as they arrive, progress shows here."""
-    ray = import_ray()
-    started = connect(ray, address)
-    try:
-        board = ray.remote(num_cpus=0)(ProgressBoard).remote()
-        remote = ray.remote(_ray_task)
-        todo = []
-        for i, run in enumerate(runs):
-            if run.state in ("done", "failed"):
-                on_run_done(i, run, None)
+    board = ray.remote(num_cpus=0)(ProgressBoard).remote()
+    remote = ray.remote(_ray_task)
+    todo = []
+    for i, run in enumerate(runs):
+        if run.state in ("done", "failed"):
+            on_run_done(i, run, None)
+        else:
+            todo.append(i)
+    shared: dict[str, Any] = {}  # one object per input file, however many tasks read it
+    pending: dict[Any, int] = {}
+    # A bounded number of tasks in flight keeps a big batch's bytes out of the object store.
+    window = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)) // task_cpus)
+    callbacks: dict[int, Sequence[Any]] = {}
+    while todo or pending:
+        while todo and len(pending) < window and not should_stop():
+            i = todo.pop(0)
+            ref = _submit(ray, remote, runs[i], i, board, shared, allow_large, task_cpus)
+            if ref is not None:
+                pending[ref] = i
             else:
-                todo.append(i)
-        shared: dict[str, Any] = {}  # one object per input file, however many tasks read it
-        pending: dict[Any, int] = {}
-        # A bounded number of tasks in flight keeps a big batch's bytes out of the object store.
-        window = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)) // task_cpus)
-        callbacks: dict[int, Sequence[Any]] = {}
-        while todo or pending:
-            while todo and len(pending) < window and not should_stop():
-                i = todo.pop(0)
-                ref = _submit(ray, remote, runs[i], i, board, shared, allow_large, task_cpus)
-                if ref is not None:
-                    pending[ref] = i
-                else:
-                    on_run_done(i, runs[i], None)
-            if should_stop():
-                for ref in pending:
-                    ray.cancel(ref, force=True)
-                break
-            if not pending:
-                continue
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_INTERVAL)
-            _show_progress(ray, board, runs, callbacks, callbacks_for)
-            for ref in ready:
-                i = pending.pop(ref)
-                _finish(ray, ref, runs[i])
                 on_run_done(i, runs[i], None)
-    finally:
-        if started:
-            ray.shutdown()
+        if should_stop():
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            break
+        if not pending:
+            continue
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_INTERVAL)
+        _show_progress(ray, board, runs, callbacks, callbacks_for)
+        for ref in ready:
+            i = pending.pop(ref)
+            _finish(ray, ref, runs[i])
+            on_run_done(i, runs[i], None)
 
 
 def _submit(

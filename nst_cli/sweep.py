@@ -396,15 +396,17 @@ def run_sweep(
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor}: use {' or '.join(EXECUTORS)}")
     outcome = SweepOutcome(root, list(runs))
-    write_manifest(root, runs)
     if executor == "ray":
-        from .remote import run_on_ray  # Ray is an optional extra: imported only when asked for
+        from .remote import ray_session, run_on_ray  # Ray: an optional extra, imported if asked
 
-        run_on_ray(
-            runs, address, callbacks_for=callbacks_for, should_stop=should_stop,
-            on_run_done=on_run_done, allow_large=allow_large, task_cpus=task_cpus,
-        )  # fmt: skip
+        with ray_session(address) as ray:
+            write_manifest(root, runs)
+            run_on_ray(
+                ray, runs, callbacks_for=callbacks_for, should_stop=should_stop,
+                on_run_done=on_run_done, allow_large=allow_large, task_cpus=task_cpus,
+            )  # fmt: skip
     else:
+        write_manifest(root, runs)
         _run_here(runs, callbacks_for, should_stop, on_run_done, allow_large)
     outcome.rows = [summary_row(run) for run in runs]
     write_reports(outcome, runs)

@@ -121,3 +121,11 @@ def test_content_files_tells_one_image_from_a_batch(album: Path) -> None:
     assert [p.name for p in content_files(album) or []] == ["beach.png", "broken.jpg", "forest.jpg"]
     with pytest.raises(ConfigError, match="matches no image files"):
         content_files(album / "*.webp")
+
+
+def test_resuming_a_batch_folder_says_how_to_continue_it(tmp_path: Path) -> None:
+    (tmp_path / "album_out").mkdir()
+    (tmp_path / "album_out" / "sweep.yaml").write_text("runs: {}\n")
+    result = runner.invoke(app, ["stylize", "--resume", str(tmp_path / "album_out")])
+    assert result.exit_code == 2
+    assert "a sweep or batch folder; run the command that made it again" in result.output

@@ -130,7 +130,7 @@ def test_a_compact_history_halves_its_memory_and_converges_as_the_full_one() -> 
         optimizer = ProjectedLBFGS([x], history_size=10, compact_history=compact)
         for _ in range(12):  # part way: the histories steer the steps
 
-            def closure() -> torch.Tensor:
+            def closure(optimizer=optimizer, x=x) -> torch.Tensor:
                 optimizer.zero_grad()
                 value = loss(x)
                 value.backward()

@@ -114,6 +114,23 @@ def test_one_image_is_not_sent_to_ray(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "runs a sweep or a batch" in result.output
 
 
+def test_a_wrong_address_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    config = write_pair(tmp_path / "job")
+    for address, message in [
+        ("127.0.0.1:1", "--address 127.0.0.1:1: no Ray head answers there"),
+        ("nonsense", "--address nonsense: expected auto or HOST:PORT"),
+    ]:
+        result = runner.invoke(
+            app,
+            ["sweep", "-c", str(config), "--style-weights", "1,2", "--executor", "ray",
+             "--address", address, "-o", str(tmp_path / "out"), "-q"],
+        )  # fmt: skip
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+        assert not (tmp_path / "out").exists()
+
+
 # ---- through a real local Ray instance -----------------------------------------------------
 
 
