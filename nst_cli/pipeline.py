@@ -8,6 +8,7 @@ the loss log already written are kept, and config.yaml says how the run ended.
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import logging
 import os
 import time
@@ -177,6 +178,13 @@ def require_inputs(config: Config) -> None:
         if path is None:
             raise ConfigError(
                 f"{role}: no {role} image given; set {role}: in the config or pass --{role}"
+            )
+        several = Path(path).is_dir() or (glob.has_magic(str(path)) and not Path(path).exists())
+        if role == "content" and several:
+            raise ConfigError(
+                f"content: {path} names several images; one run takes one (`nst stylize "
+                "--content FOLDER` runs a batch: sweep.plan_batch + run_sweep in Python; a "
+                "sweep over images: --param content=a.jpg,b.jpg)"
             )
         if not Path(path).exists():
             raise ConfigError(f"{role} image {path}: file not found")

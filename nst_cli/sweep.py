@@ -234,7 +234,7 @@ def content_files(content: Path | None) -> list[Path] | None:
             p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in BATCH_SUFFIXES
         )
         where = f"folder {folder}"
-    elif glob.has_magic(text):
+    elif glob.has_magic(text) and not Path(text).expanduser().exists():  # photo[1].jpg is one
         found = sorted(Path(p) for p in glob.glob(os.path.expanduser(text)) if Path(p).is_file())
         where = f"pattern {text}"
     else:

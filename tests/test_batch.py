@@ -118,6 +118,9 @@ def test_a_problem_every_image_shares_is_said_once(album: Path, tmp_path: Path) 
 
 def test_content_files_tells_one_image_from_a_batch(album: Path) -> None:
     assert content_files(album / "beach.png") is None
+    make_image(album / "photo[1].png")  # a real file whose name looks like a pattern
+    assert content_files(album / "photo[1].png") is None
+    (album / "photo[1].png").unlink()
     assert [p.name for p in content_files(album) or []] == ["beach.png", "broken.jpg", "forest.jpg"]
     with pytest.raises(ConfigError, match="matches no image files"):
         content_files(album / "*.webp")
@@ -129,3 +132,13 @@ def test_resuming_a_batch_folder_says_how_to_continue_it(tmp_path: Path) -> None
     result = runner.invoke(app, ["stylize", "--resume", str(tmp_path / "album_out")])
     assert result.exit_code == 2
     assert "a sweep or batch folder; run the command that made it again" in result.output
+
+
+def test_one_run_refuses_a_folder_and_says_what_runs_a_batch(album: Path, tmp_path: Path) -> None:
+    from nst_cli import resolve_config, stylize
+
+    config = resolve_config(
+        None, [], {"content": str(album), "style": str(tmp_path / "style.png"), "output": "x"}
+    )
+    with pytest.raises(ConfigError, match="names several images; one run takes one"):
+        stylize(config)
