@@ -267,37 +267,43 @@ def _warn_upscaling(config: Config, inputs: Inputs) -> None:
             )  # fmt: skip
 
 
-#: Bytes per pixel of the image being optimised: VGG19 activations up to relu5_1 kept for
-#: the backward pass (~560 floats per pixel) and their gradients, the L-BFGS history (20
-#: pairs, 480 B) and a checkpoint's copy of it. Measured on CPU: 2.3 kB/px at 512×512 with
-#: a 3-pair history (1.51 GB peak RSS vs 0.96 GB at 128×128), so 3.5 kB/px with the full one.
-RUN_BYTES_PER_PIXEL = 3_500
+#: Bytes per pixel of the image being optimised, by `memory` mode: VGG19 activations up to
+#: relu5_1 kept for the backward pass (~560 floats per pixel) and their gradients, the L-BFGS
+#: history (20 pairs: 480 B, 240 B in float16 with `low`) and a checkpoint's copy of its
+#: newest pairs. Measured on CPU with the history full (benchmarks/memory.py, 24 steps,
+#: 256–512 px): 2995 B/px (normal) and 2278 B/px (low), plus ~17% margin.
+RUN_BYTES_PER_PIXEL = {"normal": 3_500, "low": 2_700}
 #: Bytes per pixel of the style image (one forward pass without gradients).
 STYLE_BYTES_PER_PIXEL = 1_000
-#: torch, the network and the process itself (0.9 GB measured at 128×128).
+#: torch, the network and the process itself (0.85 GiB measured).
 BASE_BYTES = 1 << 30
 
 
-def estimate_run_bytes(config: Config, inputs: Inputs) -> int:
-    """Peak memory of the run's largest scale, before anything is allocated."""
+def estimate_run_bytes(config: Config, inputs: Inputs, memory: str | None = None) -> int:
+    """Peak memory of the run's largest scale (with `memory`, default the config's mode),
+    before anything is allocated."""
     width, height = fit_long_side(inputs.content.size, config.resolution)
     styles = [_style_size(config, inputs, config.resolution, i) for i in range(len(inputs.styles))]
     return (
         BASE_BYTES
-        + width * height * RUN_BYTES_PER_PIXEL
+        + width * height * RUN_BYTES_PER_PIXEL[memory or config.memory]
         + max(w * h for w, h in styles) * STYLE_BYTES_PER_PIXEL  # one style pass at a time
     )
 
 
 def _check_memory(config: Config, inputs: Inputs) -> None:
-    """Refuse a run that cannot fit in this machine's (or GPU's) memory, with the numbers."""
+    """Refuse a run that cannot fit in this machine's (or GPU's) memory, with the numbers
+    (and `memory: low` as the way on, where it would fit)."""
     needed = estimate_run_bytes(config, inputs)
     available, where = memory_limit(config.device)
     if needed > available:
+        low = estimate_run_bytes(config, inputs, "low")
+        fits_low = config.memory != "low" and low <= available
         raise ConfigError(
             f"resolution {config.resolution} (style_scale {config.style_scale}) needs about "
             f"{needed / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB of {where}; "
-            "lower resolution or style_scale, or pass --allow-large to try anyway"
+            + (f"set memory: low (about {low / 2**30:.1f} GiB, slower), " if fits_low else "")
+            + "lower resolution or style_scale, or pass --allow-large to try anyway"
         )
 
 

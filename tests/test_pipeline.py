@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from nst_cli import ModelCache, resolve_config, stylize
+from nst_cli.errors import ConfigError
 from nst_cli.features import caffe_state_dict
 from nst_cli.outputs import read_loss_rows
 from nst_cli.pipeline import build_loss, images_at, initial_image, load_inputs
@@ -296,3 +297,27 @@ def test_resume_is_one_library_call_on_the_run_folder(tiny_config: Path, tmp_pat
     assert second.status == "completed" and second.steps == 6 and second.steps_run < 6
     with pytest.raises(Exception, match="no config.yaml there"):
         stylize(tmp_path, resume=True)
+
+
+def test_memory_low_is_offered_where_it_fits_and_then_accepted(
+    tiny_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nst_cli import pipeline
+    from nst_cli.config import resolve_config
+
+    # 64×48 content at 960 px: 691,200 px to optimise, the 40×40 style at 921,600 px.
+    # normal: 1 GiB + 691,200 × 3500 B + 921,600 × 1000 B = 4.11 GiB; low: 3.59 GiB.
+    monkeypatch.setattr(pipeline, "memory_limit", lambda device: (int(3.8 * 2**30), "the test"))
+    normal = resolve_config(tiny_config, ["resolution=960"], {"output": "x"})
+    with pytest.raises(ConfigError) as refused:
+        pipeline.load_inputs(normal)
+    message = str(refused.value)
+    assert "needs about 4.1 GiB, more than the 3.8 GiB of the test" in message
+    assert "set memory: low (about 3.6 GiB, slower)" in message
+    low = resolve_config(tiny_config, ["resolution=960", "memory=low"], {"output": "x"})
+    pipeline.load_inputs(low)  # fits: no error
+
+    monkeypatch.setattr(pipeline, "memory_limit", lambda device: (int(3.0 * 2**30), "the test"))
+    with pytest.raises(ConfigError) as neither:
+        pipeline.load_inputs(normal)
+    assert "memory: low" not in str(neither.value)  # it would not fit either
