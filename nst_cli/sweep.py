@@ -145,7 +145,8 @@ def _label(value: Any) -> str:
 
 
 def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=,+-]+", "-", text).strip("-") or "x"
+    # Letters of any script stay (a photo named Ünï.png gets the folder Ünï).
+    return re.sub(r"[^\w.=,+-]+", "-", text).strip("-") or "x"
 
 
 def plan_sweep(

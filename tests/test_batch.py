@@ -142,3 +142,16 @@ def test_one_run_refuses_a_folder_and_says_what_runs_a_batch(album: Path, tmp_pa
     )
     with pytest.raises(ConfigError, match="names several images; one run takes one"):
         stylize(config)
+
+
+def test_run_folders_keep_readable_names(tmp_path: Path) -> None:
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for name in ("my car.png", "Ünï.PNG", "cat.png", "cat.jpg"):
+        make_image(folder / name)
+    make_image(tmp_path / "style.png", (40, 40), seed=7)
+    _, runs = plan_batch(
+        None, overrides={"content": str(folder), "style": str(tmp_path / "style.png")},
+        output=tmp_path / "out",
+    )  # fmt: skip
+    assert [run.name for run in runs] == ["cat", "cat~2", "my-car", "Ünï"]
