@@ -199,6 +199,8 @@ class _SpeedColumn(ProgressColumn):
     (rich's own speed is a moving window, which disagreed with it)."""
 
     def render(self, task: Task) -> Text:
+        if task.fields.get("counts") == "runs":  # a sweep's overall bar: runs, not steps
+            return Text("")
         speed = task.fields.get("rate")
         if speed is None and "rate" not in task.fields:
             speed = task.finished_speed or task.speed

@@ -736,7 +736,9 @@ def _sweep_with_progress(
             return run_sweep(root, runs, callbacks_for=lines_for, should_stop=stop, **options)
         progress = make_progress(err_console)
         try:
-            overall = progress.add_task("all runs", total=len(runs), completed=0, losses="")
+            overall = progress.add_task(
+                "all runs", total=len(runs), completed=0, losses="", counts="runs"
+            )
             bars: dict[int, ProgressBar] = {}
 
             def callbacks_for(i: int, run: PlannedRun) -> list[Any]:
