@@ -49,6 +49,28 @@ def unpack(stored: Stored) -> torch.Tensor:
     return stored["q"].to(torch.float32) * torch.as_tensor(stored["scale"], dtype=torch.float32)
 
 
+def _current(state: dict[str, Any], pixels: torch.Tensor) -> dict[str, Any]:
+    """The optimiser's state in this version's form, whatever wrote it: a checkpoint from
+    before the device-side decisions holds plain numbers and no pair weights."""
+    state = dict(state)
+    device, dtype = pixels.device, pixels.dtype
+    state.setdefault("s", [])
+    state.setdefault("y", [])
+    if "w" not in state:
+        state["w"] = [torch.ones((), device=device, dtype=dtype) for _ in state["s"]]
+    if "gamma" not in state:
+        gamma = torch.zeros((), device=device, dtype=dtype)
+        if state["s"]:
+            s, y = unpack(state["s"][-1]).to(device), unpack(state["y"][-1]).to(device)
+            gamma = torch.dot(s, y) / torch.dot(y, y)
+        state["gamma"] = gamma
+    for key, default in (("scale", 1.0), ("rejected", 0)):
+        state[key] = torch.as_tensor(state.get(key, default), device=device)
+    if "loss" in state:
+        state["loss"] = torch.as_tensor(state["loss"], device=device, dtype=dtype)
+    return state
+
+
 class ProjectedLBFGS(torch.optim.Optimizer):
     """L-BFGS on one tensor kept inside [lower, upper], with a monotone safeguard."""
 
@@ -85,44 +107,55 @@ class ProjectedLBFGS(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any]) -> Any:  # type: ignore[override]
-        """Evaluate the loss at the current pixels (via closure) and take one step."""
+        """Evaluate the loss at the current pixels (via closure) and take one step.
+
+        Every decision (keep the pair? undo the step?) is made on the device with
+        `torch.where`, never by reading a number back: on a GPU a step queues its work and
+        returns without waiting for it."""
         with torch.enable_grad():
             loss = closure()
         group = self.param_groups[0]
         pixels: torch.Tensor = group["params"][0]
-        state = dict(self.state[pixels])  # replaced, not mutated: earlier state_dicts stay valid
+        state = _current(self.state[pixels], pixels)  # a new dict: earlier state_dicts stay valid
         x = pixels.detach().flatten().clone()
         g = pixels.grad.detach().flatten().clone()  # type: ignore[union-attr]
-        value = float(loss)
+        value = loss.detach().reshape(()).to(x.dtype)
 
         # New lists each step, never mutated, for the same reason.
-        s_hist: list[Stored] = list(state.get("s", []))
-        y_hist: list[Stored] = list(state.get("y", []))
-        scale = state.get("scale", 1.0)
+        s_hist: list[Stored] = list(state["s"])
+        y_hist: list[Stored] = list(state["y"])
+        weights: list[torch.Tensor] = list(state["w"])
+        scale, gamma = state["scale"], state["gamma"]
         if "x" in state:
             s, y = x - state["x"], g - state["g"]
-            sy = float(torch.dot(s, y))
-            if sy > 1e-10 * float(torch.dot(y, y)):  # curvature condition: keeps H positive
-                keep = pack if group.get("compact_history") else (lambda v: v)
-                s_hist = [*s_hist, keep(s)][-group["history_size"] :]
-                y_hist = [*y_hist, keep(y)][-group["history_size"] :]
-            if value > state["loss"]:
-                # The last step overshot: go back to the previous point and try half as far.
-                x, g, value = state["x"], state["g"], state["loss"]
-                scale *= 0.5
-                state["rejected"] = state.get("rejected", 0) + 1
-                if state["rejected"] >= _RESET_AFTER:
-                    s_hist, y_hist = [], []
-            else:
-                scale = min(1.0, scale * 2.0)
-                state["rejected"] = 0
-        state["s"], state["y"] = s_hist, y_hist
+            sy, yy = torch.dot(s, y), torch.dot(y, y)
+            # The curvature condition keeps H positive: a pair failing it is kept with weight
+            # 0 (it then does nothing), so whether it passed never has to be read back.
+            fits = sy > 1e-10 * yy
+            keep = pack if group.get("compact_history") else (lambda v: v)
+            size = group["history_size"]
+            s_hist, y_hist = [*s_hist, keep(s)][-size:], [*y_hist, keep(y)][-size:]
+            weights = [*weights, fits.to(x.dtype)][-size:]
+            gamma = torch.where(fits, sy / yy, gamma)
+            # The last step overshot: go back to the previous point and try half as far.
+            rejected = value > state["loss"]
+            x = torch.where(rejected, state["x"], x)
+            g = torch.where(rejected, state["g"], g)
+            value = torch.where(rejected, state["loss"], value)
+            scale = torch.where(rejected, scale * 0.5, (scale * 2.0).clamp(max=1.0))
+            state["rejected"] = torch.where(rejected, state["rejected"] + 1, 0)
+            # After repeated rejections the curvature history is thrown away.
+            alive = (state["rejected"] < _RESET_AFTER).to(x.dtype)
+            weights = [w * alive for w in weights]
+            gamma = gamma * alive
+        state["s"], state["y"], state["w"], state["gamma"] = s_hist, y_hist, weights, gamma
 
-        direction = self._direction(g, s_hist, y_hist)
+        direction = self._direction(g, s_hist, y_hist, weights, gamma)
         lower, upper = group["lower"], group["upper"]
         # Components pushing out of the box at an active bound cannot move: drop them, so the
         # step length is spent where the pixels are free.
-        direction[((x <= lower) & (direction < 0)) | ((x >= upper) & (direction > 0))] = 0
+        blocked = ((x <= lower) & (direction < 0)) | ((x >= upper) & (direction > 0))
+        direction = direction.masked_fill(blocked, 0.0)
         step = group["lr"] * scale * direction
         limit = group["max_rms_step"]
         if limit is not None:
@@ -140,19 +173,27 @@ class ProjectedLBFGS(torch.optim.Optimizer):
         return loss
 
     @staticmethod
-    def _direction(g: torch.Tensor, s_hist: list[Stored], y_hist: list[Stored]) -> torch.Tensor:
-        """-H·g by the two-loop recursion; a gradient step scaled to unit L1 norm when empty.
+    def _direction(
+        g: torch.Tensor,
+        s_hist: list[Stored],
+        y_hist: list[Stored],
+        weights: list[torch.Tensor],
+        gamma: torch.Tensor,
+    ) -> torch.Tensor:
+        """-H·g by the two-loop recursion over the pairs of weight 1; a gradient step scaled to
+        unit L1 norm while there are none (gamma, the last kept pair's sy/yy, is then 0).
 
         Packed pairs are expanded one at a time, so a compact history never exists in float32
-        as a whole."""
+        as a whole. 0-d tensors throughout, not floats: no host sync per history pair."""
+        # As torch.optim.LBFGS's first iteration: a step no larger than 1 in L1 norm.
+        first = -g * (1.0 / g.abs().sum().clamp(min=1e-12)).clamp(max=1.0)
         if not s_hist:
-            # As torch.optim.LBFGS's first iteration: a step no larger than 1 in L1 norm.
-            return -g * min(1.0, 1.0 / max(float(g.abs().sum()), 1e-12))
-        # 0-d tensors throughout, not floats: no host sync per history pair on a GPU.
+            return first
         q = -g
         rhos = []
-        for s_stored, y_stored in zip(s_hist, y_hist, strict=True):
-            rhos.append(1.0 / torch.dot(unpack(y_stored), unpack(s_stored)))
+        for s_stored, y_stored, weight in zip(s_hist, y_hist, weights, strict=True):
+            ys = torch.dot(unpack(y_stored), unpack(s_stored))
+            rhos.append(torch.where(weight > 0, weight / ys, torch.zeros_like(ys)))
         alphas = []
         for s_stored, y_stored, rho in zip(
             reversed(s_hist), reversed(y_hist), reversed(rhos), strict=True
@@ -160,11 +201,10 @@ class ProjectedLBFGS(torch.optim.Optimizer):
             alpha = rho * torch.dot(unpack(s_stored), q)
             q = q - alpha * unpack(y_stored)
             alphas.append(alpha)
-        s, y = unpack(s_hist[-1]), unpack(y_hist[-1])
-        q = q * (torch.dot(s, y) / torch.dot(y, y))
+        q = q * gamma
         for s_stored, y_stored, rho, alpha in zip(
             s_hist, y_hist, rhos, reversed(alphas), strict=True
         ):
             beta = rho * torch.dot(unpack(y_stored), q)
             q = q + (alpha - beta) * unpack(s_stored)
-        return q
+        return torch.where(gamma > 0, q, first)

@@ -58,3 +58,42 @@ def tiny_config(tmp_path: Path, content_path: Path, style_path: Path) -> Path:
         "weights:\n  content: 1.0\n  style: 1.0\n"
     )
     return path
+
+
+class HostReads:
+    """Counts reads of tensor values back to Python (float(t), t.item(), bool(t), t.tolist(),
+    …) inside a `with` block: each is a device-to-host sync on a GPU. Found through torch's
+    function-mode hook, so it works on the CPU the tests run on."""
+
+    NAMES = ("item", "__float__", "__bool__", "__int__", "__index__", "tolist", "numpy")
+
+    def __init__(self) -> None:
+        from torch.overrides import TorchFunctionMode
+
+        reads = self.reads = []
+
+        class _Mode(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                name = getattr(func, "__name__", "")
+                if name in HostReads.NAMES:
+                    reads.append(name)
+                elif name in ("__getitem__", "__setitem__") and _bool_index(args):
+                    reads.append(f"{name} with a boolean mask")  # its size is read back
+                return func(*args, **(kwargs or {}))
+
+        self._mode = _Mode()
+
+    def __enter__(self) -> HostReads:
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._mode.__exit__(*exc)
+
+
+def _bool_index(args: tuple) -> bool:
+    import torch
+
+    index = args[1] if len(args) > 1 else None
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)

@@ -149,3 +149,27 @@ def test_a_compact_history_halves_its_memory_and_converges_as_the_full_one() -> 
     gaps = {k: v - float(loss(centre.clamp(0, 1))) for k, v in finals.items()}
     assert gaps[False] > 1e-3  # not converged yet, or the comparison says nothing
     assert abs(gaps[True] - gaps[False]) <= 0.05 * gaps[False]
+
+
+def test_a_step_reads_nothing_back_from_the_device() -> None:
+    from tests.conftest import HostReads
+
+    # lr 50: steps overshoot, get undone, and the history is reset: every branch is taken.
+    curvature = torch.logspace(-1, 1, 30)
+    centre = torch.linspace(-0.5, 1.5, 30)
+    loss = _quadratic(curvature, centre)
+    x = torch.full((30,), 0.5, requires_grad=True)
+    optimizer = ProjectedLBFGS([x], lr=50.0, history_size=5)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        value = loss(x)
+        value.backward()
+        return value
+
+    with HostReads() as host:
+        for _ in range(25):
+            optimizer.step(closure)
+    assert host.reads == []
+    assert int(optimizer.state[x]["rejected"]) >= 0  # (reading it here, outside, is fine)
+    assert float(loss(x.detach())) < float(loss(torch.full((30,), 0.5)))
