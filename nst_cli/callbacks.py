@@ -6,6 +6,8 @@ them. Files are written through nst_cli.outputs, so each write is atomic.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,24 +30,55 @@ from rich.text import Text
 from .checkpoints import CheckpointMode, CheckpointWriter
 from .config import Stage
 from .images import resize_to, to_pil
+from .losses import first_non_finite
 from .optimize import StepEvent
 from .outputs import RunDir, save_png, write_loss_rows
 from .plot import loss_plot
 
 
 class LatestImage:
-    """Keeps a copy of the newest good image, so an error or Ctrl-C can still save it."""
+    """Keeps a copy of the newest good image, so an error or Ctrl-C can still save it.
+
+    "Good" is decided on the device (the loop reads losses back only every few steps): the
+    copy is replaced only where the step's losses are finite, and which step that was is
+    worked out when someone asks."""
 
     def __init__(self) -> None:
         self.image: torch.Tensor | None = None
-        self.step: int = -1
-        self.losses: dict[str, float] = {}
+        #: Steps since the last one known to be finite (that one first).
+        self._recent: list[tuple[int, Mapping[str, float]]] = []
 
     def __call__(self, event: StepEvent) -> None:
         # A copy: event.image is the live tensor the optimiser keeps changing.
-        self.image = event.shown.detach().clone()
-        self.step = event.step
-        self.losses = dict(event.losses)
+        shown = event.shown.detach()
+        finite = getattr(event.losses, "finite", None)
+        if self.image is None or finite is None:
+            self.image = shown.clone()
+        elif self.image.shape != shown.shape:  # a new scale: one read, once per scale
+            if bool(finite):
+                self.image = shown.clone()
+        else:
+            self.image = torch.where(finite, shown, self.image)
+        if getattr(event.losses, "read", True) and all(
+            math.isfinite(v) for v in event.losses.values()
+        ):
+            self._recent = []  # known good: nothing before it matters any more
+        self._recent.append((event.step, event.losses))
+
+    def _last_good(self) -> tuple[int, Mapping[str, float]]:
+        bad = first_non_finite([losses for _, losses in self._recent])
+        good = self._recent if bad is None else self._recent[:bad]
+        return good[-1] if good else (-1, {})
+
+    @property
+    def step(self) -> int:
+        """The step of the kept image (-1 before the first)."""
+        return self._last_good()[0]
+
+    @property
+    def losses(self) -> dict[str, float]:
+        """The kept image's losses."""
+        return dict(self._last_good()[1])
 
 
 def output_pil(
@@ -106,20 +139,31 @@ class LossLog:
         self.plot = plot
         self.png_text = dict(png_text or {})
         self._dirty = False
+        #: Rows whose losses are still on the device: (step, scale, elapsed, losses).
+        self._pending: list[tuple[int, int, float, Mapping[str, float]]] = []
 
     def __call__(self, event: StepEvent) -> None:
+        if self._pending and self._pending[-1][0] >= event.step:
+            self._pending = [r for r in self._pending if r[0] < event.step]
         if self.rows and self.rows[-1]["step"] >= event.step:
             # A resumed run repeats the step it resumed from: keep one row per step.
             self.rows = [r for r in self.rows if r["step"] < event.step]
         scale = event.stage.size if event.stage else max(event.image.shape[-2:])
-        self.rows.append(
-            {"step": event.step, "scale": scale, "elapsed_s": event.elapsed, **event.losses}
-        )
+        self._pending.append((event.step, scale, event.elapsed, event.losses))
         self._dirty = True
         if event.is_final or event.step % self.flush_every == 0:
             self.flush()
 
+    def _settle(self) -> None:
+        """The pending rows as numbers, read back in one transfer; rows from a step whose
+        losses are not finite on are dropped (the run stops there with an error)."""
+        pending, self._pending = self._pending, []
+        bad = first_non_finite([losses for *_, losses in pending])
+        for step, scale, elapsed, losses in pending[:bad]:
+            self.rows.append({"step": step, "scale": scale, "elapsed_s": elapsed, **losses})
+
     def flush(self) -> None:
+        self._settle()
         if self._dirty:
             write_loss_rows(self.path, self.rows)
             if self.plot is not None:
@@ -245,6 +289,10 @@ def make_progress(console: Console | None = None) -> Progress:
     )
 
 
+#: Seconds between refreshes of the losses under a bar (rich redraws 10 times a second).
+LOSSES_REFRESH_S = 0.1
+
+
 class ProgressBar:
     """A rich bar per run: step/total, it/s, elapsed, ETA and the losses of the current step."""
 
@@ -253,6 +301,7 @@ class ProgressBar:
         self.description = description
         self.task_id: Any = None
         self._rate = _Rate()
+        self._losses_shown = -math.inf
 
     def __call__(self, event: StepEvent) -> None:
         if not self.progress.live.is_started:
@@ -263,11 +312,18 @@ class ProgressBar:
                 self.description, total=event.total_steps, completed=event.step, losses=""
             )
         label = scale_label(event.stage)
+        fields: dict[str, Any] = {}
+        now = time.monotonic()
+        # The losses' text is refreshed as often as the display redraws, not every step:
+        # reading them back is a GPU sync.
+        if event.is_final or now - self._losses_shown >= LOSSES_REFRESH_S:
+            fields["losses"] = format_losses(event.losses)
+            self._losses_shown = now
         self.progress.update(
             self.task_id,
             description=f"{self.description} {label}" if label else self.description,
             completed=event.step,
             total=event.total_steps,
-            losses=format_losses(event.losses),
             rate=self._rate(event),
+            **fields,
         )

@@ -20,7 +20,7 @@ import torch
 from .config import Stage
 from .errors import NonFiniteLossError
 from .lbfgs import ProjectedLBFGS
-from .losses import LossTerms, StyleTransferLoss
+from .losses import Losses, LossTerms, StyleTransferLoss, first_non_finite
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,8 @@ class StepEvent:
 
     step: int
     total_steps: int
-    losses: dict[str, float]
+    #: The losses of this image: a Losses (read on demand) from the loop, any mapping in tests.
+    losses: Mapping[str, float]
     image: torch.Tensor
     elapsed: float
     is_final: bool = False
@@ -82,7 +83,12 @@ def make_optimizer(
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-def _check_finite(losses: Mapping[str, float], step: int) -> None:
+def _check_finite(steps: Sequence[tuple[int, Losses]]) -> None:
+    """Raise for the first of these steps whose losses are not finite (one transfer)."""
+    index = first_non_finite([losses for _, losses in steps])
+    if index is None:
+        return
+    step, losses = steps[index]
     bad = [name for name, value in losses.items() if not math.isfinite(value)]
     if bad:
         worst = next((n for n in bad if n != "total"), "total")
@@ -113,6 +119,7 @@ def optimize(
     average: float = 0.0,
     average_state: torch.Tensor | None = None,
     compact_history: bool = False,
+    check_every: int = 1,
 ) -> OptimizeResult:
     """Optimise `image` (RGB in [0, 1]) from `start_step` until `steps`, emitting a StepEvent per state.
 
@@ -123,6 +130,12 @@ def optimize(
     moving average of the iterates is kept (from `average_state` on resume), carried by every
     event and returned as the result's image. `compact_history` keeps L-BFGS's pairs in
     float16 (memory: low).
+
+    The losses are read back from the device (and checked to be finite) every `check_every`
+    steps and at the end, before that step's event: a run passes `save_every`, so no frame or
+    checkpoint is written from a diverged image and the GPU is not stalled at other steps.
+    Between checks, callbacks may still read an event's losses (the bar, a few times a
+    second).
     """
     pixels = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     optimizer = make_optimizer(
@@ -150,7 +163,7 @@ def optimize(
             return cached.pop()
         return evaluate().total
 
-    def emit(step: int, losses: dict[str, float], is_final: bool) -> None:
+    def emit(step: int, losses: Mapping[str, float], is_final: bool) -> None:
         event = StepEvent(
             step=step,
             total_steps=total_steps or steps,
@@ -168,7 +181,8 @@ def optimize(
     started = time.perf_counter()
     step = start_step
     interrupted = False
-    losses: dict[str, float] = {}
+    losses: Losses | None = None
+    unchecked: list[tuple[int, Losses]] = []
     while True:
         if step >= steps and not report_last:
             break
@@ -177,10 +191,13 @@ def optimize(
         else:
             with torch.no_grad():
                 terms = loss_fn(extractor(pixels, layers), pixels)
-        losses = terms.as_floats()  # a device sync point: one per step
-        _check_finite(losses, step)
+        losses = terms.lazy()
+        unchecked.append((step, losses))
         is_last = step >= steps
         stop = not is_last and should_stop()
+        if is_last or stop or step % check_every == 0:
+            _check_finite(unchecked)  # the device sync point: one per check_every steps
+            unchecked = []
         emit(step, losses, is_final=is_last or stop)
         if is_last or stop:
             interrupted = stop
@@ -198,7 +215,7 @@ def optimize(
         step += 1
     return OptimizeResult(
         image=ema if ema is not None else pixels.detach(),
-        losses=losses,
+        losses=dict(losses) if losses is not None else {},
         step=step,
         interrupted=interrupted,
         seconds=time.perf_counter() - started,

@@ -670,6 +670,7 @@ def _run_scales(
             average=config.average,
             average_state=average_state,
             compact_history=config.memory == "low",
+            check_every=config.save_every,
         )
         image, step, optimizer_state, average_state = result.image, result.step, None, None
         seconds += result.seconds

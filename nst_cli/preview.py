@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import threading
 import time
 from http import HTTPStatus
@@ -26,6 +27,8 @@ from .plot import SERIES
 
 #: Seconds between re-encodings of the live image.
 IMAGE_INTERVAL = 0.5
+#: Seconds between updates of the step, losses and curve points the page shows.
+STATE_INTERVAL = 0.1
 #: Loss points sent to the page at most (older ones are thinned).
 MAX_POINTS = 1000
 
@@ -41,6 +44,7 @@ class Preview:
         self._image_time = 0.0
         self._state: dict[str, Any] = {"step": 0, "total": 0, "scale": "", "status": "starting"}
         self._losses: list[list[float]] = []
+        self._state_time = -math.inf
         self._server = ThreadingHTTPServer((host, port), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -64,6 +68,10 @@ class Preview:
 
     def __call__(self, event: StepEvent) -> None:
         now = time.monotonic()
+        # A few updates a second are all a page shows; reading losses is a GPU sync.
+        if not event.is_final and now - self._state_time < STATE_INTERVAL:
+            return
+        self._state_time = now
         with self._lock:
             self._state.update(
                 step=event.step,

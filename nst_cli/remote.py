@@ -222,7 +222,10 @@ class _Relay:
         if now - self.sent < PROGRESS_INTERVAL and not event.is_final:
             return
         self.sent = now
-        light = replace(event, image=torch.empty(0), average=None, optimizer_state=None)
+        light = replace(
+            event, image=torch.empty(0), average=None, optimizer_state=None,
+            losses=dict(event.losses),  # numbers: the driver may have no GPU to read them on
+        )  # fmt: skip
         self.board.post.remote(self.index, light)  # fire and forget: never waits
 
 

@@ -56,3 +56,22 @@ def test_frames_at_save_every_and_at_the_final_size(tmp_path: Path) -> None:
 
     with Image.open(run.frame(3)) as frame:
         assert frame.size == (16, 12) and frame.info["nst:step"] == "3"
+
+
+def test_the_loss_log_and_the_kept_image_stop_before_a_non_finite_step(tmp_path: Path) -> None:
+    from nst_cli.callbacks import LatestImage
+    from nst_cli.losses import Losses
+
+    log, latest = LossLog(tmp_path / "losses.csv", flush_every=100), LatestImage()
+    totals = [4.0, 3.0, 2.5, float("nan"), float("nan")]
+    images = [torch.full((1, 3, 2, 2), float(i)) for i in range(5)]
+    for step, (total, image) in enumerate(zip(totals, images, strict=True)):
+        losses = Losses(["total", "content", "style"], torch.tensor([total, 1.0, 2.0]))
+        event = StepEvent(step=step, total_steps=9, losses=losses, image=image, elapsed=0.1)
+        latest(event)
+        if step:  # step 0 would flush at once
+            log(event)
+    log.flush()
+    assert [r["step"] for r in read_loss_rows(tmp_path / "losses.csv")] == [1, 2]
+    assert latest.step == 2 and torch.equal(latest.image, images[2])
+    assert latest.losses["total"] == 2.5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -99,3 +101,51 @@ def test_non_finite_loss_names_the_term(problem) -> None:
     )
     with pytest.raises(NonFiniteLossError, match="total loss became nan at step 0"):
         optimize(content, extractor, bad, "adam", 0.01, 3)
+
+
+@pytest.mark.parametrize("name", ["lbfgs", "adam"])
+def test_losses_are_read_back_only_at_check_steps(problem, name: str) -> None:
+    from nst_cli.callbacks import LatestImage, LossLog
+    from tests.conftest import HostReads
+
+    extractor, loss, content = problem
+    events: list[StepEvent] = []
+    with HostReads() as host:
+        optimize(
+            content, extractor, loss, name, 1.0 if name == "lbfgs" else 0.05, 10,
+            callbacks=[events.append, LatestImage()], check_every=5,
+        )  # fmt: skip
+    # Steps 0, 5 and 10 (the last): one transfer each. (torch's Adam reads its own step
+    # counter, a CPU tensor even on a GPU, with .item(): not a device sync.)
+    loop_reads = [r for r in host.reads if r != "item"] if name == "adam" else host.reads
+    assert loop_reads == ["tolist"] * 3
+    # Each check brought every step since the last one over in that one transfer: the loss
+    # log has them all without another read.
+    log = LossLog(Path("/dev/null"), flush_every=1000)
+    for event in events[1:-1]:  # neither a flush step nor the final one
+        log(event)
+    with HostReads() as host:
+        log._settle()
+    assert host.reads == [] and [r["step"] for r in log.rows] == list(range(1, 10))
+
+
+def test_a_loss_that_turns_non_finite_between_checks_names_its_own_step(problem) -> None:
+    from nst_cli.callbacks import LatestImage
+
+    extractor, loss, content = problem
+    calls = {"n": 0}
+
+    def flaky(image, layers):
+        calls["n"] += 1
+        features = extractor(image, layers)
+        return {k: v * float("nan") if calls["n"] >= 4 else v for k, v in features.items()}
+
+    latest, seen = LatestImage(), []
+    with pytest.raises(NonFiniteLossError, match="at step 3"):
+        optimize(
+            content, flaky, loss, "adam", 0.05, 10,
+            callbacks=[latest, lambda e: seen.append(e.image.clone())], check_every=5,
+        )  # fmt: skip
+    assert len(seen) == 5  # steps 0-4 ran; the check at step 5 stopped it before its event
+    assert latest.step == 2 and torch.equal(latest.image, seen[2])
+    assert set(latest.losses) >= {"total", "content", "style"}
