@@ -144,6 +144,9 @@ def execute_task(
         status = result.status
     except NSTError as exc:
         error = _users_paths(str(exc), local, run_root, task.config.output_dir)
+    except BaseException:  # the worker's own trouble (out of memory): Ray retries or reports
+        shutil.rmtree(base, ignore_errors=True)
+        raise
     finally:
         logger.removeHandler(captured)
     files = {
