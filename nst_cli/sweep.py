@@ -333,7 +333,8 @@ MANIFEST = "sweep.yaml"
 
 
 def _check_sweep_folder(root: Path, runs: Sequence[PlannedRun], overwrite: bool) -> None:
-    """A sweep folder holds one sweep: another one is refused unless --overwrite."""
+    """A sweep folder holds one sweep: another one is refused unless --overwrite. The same
+    sweep grown (more values, more photos in a batch's folder) is the same sweep."""
     manifest = root / MANIFEST
     if not manifest.is_file() or overwrite:
         return
@@ -341,10 +342,12 @@ def _check_sweep_folder(root: Path, runs: Sequence[PlannedRun], overwrite: bool)
         recorded = safe_yaml(manifest.read_text(encoding="utf-8"), str(manifest))
     except (OSError, UnicodeDecodeError, ConfigError):
         recorded = None
-    planned = {run.name: run.values for run in runs}
-    if isinstance(recorded, dict) and json.dumps(
-        recorded.get("runs"), sort_keys=True, default=str
-    ) == json.dumps(planned, sort_keys=True, default=str):
+    planned = {run.name: json.dumps(run.values, sort_keys=True, default=str) for run in runs}
+    before = recorded.get("runs") if isinstance(recorded, dict) else None
+    if isinstance(before, dict) and all(
+        planned.get(name) == json.dumps(values, sort_keys=True, default=str)
+        for name, values in before.items()
+    ):
         return
     raise ConfigError(
         f"{root} holds another sweep ({MANIFEST} lists other runs); pass --overwrite to replace "

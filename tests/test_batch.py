@@ -155,3 +155,17 @@ def test_run_folders_keep_readable_names(tmp_path: Path) -> None:
         output=tmp_path / "out",
     )  # fmt: skip
     assert [run.name for run in runs] == ["cat", "cat~2", "my-car", "Ünï"]
+
+
+def test_photos_added_later_are_stylised_by_the_same_command(album: Path, tmp_path: Path) -> None:
+    (album / "broken.jpg").unlink()
+    root = tmp_path / "out"
+    args = ["stylize", "--content", str(album), "--style", str(tmp_path / "style.png")]
+    assert runner.invoke(app, [*args, "-o", str(root), *TINY]).exit_code == 0
+    finished = (root / "beach" / "final.png").stat().st_mtime_ns
+    make_image(album / "lake.png", (64, 48), seed=5)
+    again = runner.invoke(app, [*args, "-o", str(root), *TINY])
+    assert again.exit_code == 0, again.output
+    assert (root / "lake" / "final.png").is_file()
+    assert (root / "beach" / "final.png").stat().st_mtime_ns == finished
+    assert set(summary(root)) == {"beach", "forest", "lake"}

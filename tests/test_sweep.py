@@ -290,7 +290,13 @@ def test_a_different_sweep_into_the_same_folder_is_refused(tmp_path: Path):
     assert again.exit_code == 0 and again.output.count("done, will skip") == 2
     other = runner.invoke(app, [*args, "--style-weights", "3,4"])
     assert other.exit_code == 2 and "holds another sweep" in other.output
+    fewer = runner.invoke(app, [*args, "--style-weights", "1"])  # would hide a run from the grid
+    assert fewer.exit_code == 2 and "holds another sweep" in fewer.output
     assert [r["run"] for r in read_summary(root)] == ["style_weight=1", "style_weight=2"]
+    # The same sweep grown by a value is the same sweep: the finished runs are skipped.
+    grown = runner.invoke(app, [*args, "--style-weights", "1,2,3", "--dry-run"])
+    assert grown.exit_code == 0, grown.output
+    assert grown.output.count("done, will skip") == 2 and grown.output.count("will run") == 1
     # Same names, other settings: --overwrite, and the dry run says what it will replace.
     changed = runner.invoke(
         app, [*args, "--style-weights", "1,2", "--set", "weights.tv=0.1", "--dry-run"]
