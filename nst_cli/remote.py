@@ -45,6 +45,8 @@ RESUME_FILES = ("config.yaml", "losses.csv", "checkpoint.pt")
 RETRIED = (torch.OutOfMemoryError, MemoryError)
 #: Seconds between progress messages a task sends to the driver.
 PROGRESS_INTERVAL = 0.3
+#: Seconds a Ctrl-C waits for cancelled tasks to send back what they saved.
+CANCEL_GRACE_S = 60.0
 
 
 @dataclass
@@ -144,6 +146,8 @@ def execute_task(
         status = result.status
     except NSTError as exc:
         error = _users_paths(str(exc), local, run_root, task.config.output_dir)
+    except KeyboardInterrupt:  # cancelled by the driver (Ctrl-C there): keep what it saved
+        status = "interrupted"  # stylize wrote the newest image and a checkpoint on its way out
     except BaseException:  # the worker's own trouble (out of memory): Ray retries or reports
         shutil.rmtree(base, ignore_errors=True)
         raise
@@ -358,8 +362,7 @@ def run_on_ray(
             else:
                 on_run_done(i, runs[i], None)
         if should_stop():
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            _stop(ray, pending, runs, on_run_done)
             break
         if not pending:
             continue
@@ -399,10 +402,34 @@ def _submit(
     return remote.options(**options).remote(task, board, names, *(shared[n] for n in names))
 
 
+def _stop(
+    ray: Any,
+    pending: dict[Any, int],
+    runs: Sequence[PlannedRun],
+    on_run_done: Callable[[int, PlannedRun, Any], None],
+) -> None:
+    """Ctrl-C: cancel the tasks in flight the gentle way (a running one gets a
+    KeyboardInterrupt, saves its checkpoint and sends its folder back, so the next command
+    resumes it), and keep what comes back within CANCEL_GRACE_S."""
+    for ref in pending:
+        ray.cancel(ref, force=False)
+    deadline = time.monotonic() + CANCEL_GRACE_S
+    while pending and time.monotonic() < deadline:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_INTERVAL)
+        for ref in ready:
+            i = pending.pop(ref)
+            _finish(ray, ref, runs[i])
+            on_run_done(i, runs[i], None)
+    for ref in pending:  # still busy after the grace period: stop it outright
+        ray.cancel(ref, force=True)
+
+
 def _finish(ray: Any, ref: Any, run: PlannedRun) -> None:
     """A task's report into the run folder, or its failure into the run's state."""
     try:
         report = ray.get(ref)
+    except ray.exceptions.TaskCancelledError:
+        return  # cancelled before it started: nothing ran, nothing to keep
     except Exception as exc:  # RayTaskError, WorkerCrashedError, …: reported, the rest go on
         fail(run, _failure(exc))
         return

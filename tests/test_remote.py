@@ -268,3 +268,32 @@ def test_task_cpus_beyond_the_cluster_is_refused_not_queued_forever(
     )  # fmt: skip
     assert result.exit_code == 1
     assert "--task-cpus 3 is more CPUs than the Ray cluster has (2)" in result.output
+
+
+def test_ctrl_c_keeps_what_the_ray_tasks_saved_and_the_next_command_resumes(
+    ray_instance, tmp_path: Path
+) -> None:
+    from nst_cli.sweep import run_sweep
+
+    config = write_pair(tmp_path / "job")
+    root = tmp_path / "out"
+    sets = ["steps=3000", "save_every=2"]  # long enough to be stopped in the middle
+    _, runs = plan_sweep(config, [Param("seed", [1, 2], ["1", "2"])], sets, output=root)
+    seen: dict[int, int] = {}
+
+    def watch(i, run):
+        return [lambda event: seen.__setitem__(i, event.step)]
+
+    run_sweep(
+        root, runs, callbacks_for=watch, executor="ray",
+        should_stop=lambda: len(seen) == 2 and min(seen.values()) >= 6,
+    )  # fmt: skip
+    assert [run.state for run in runs] == ["resume", "resume"]
+    for run in runs:
+        run_dir = run.config.output_dir
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert saved["run"]["status"] == "interrupted"
+        assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "final.png").is_file()
+    # The same sweep again: each run continues from its checkpoint.
+    _, again = plan_sweep(config, [Param("seed", [1, 2], ["1", "2"])], sets, output=root)
+    assert [run.state for run in again] == ["resume", "resume"]
