@@ -77,11 +77,13 @@ class RunReport:
 
 
 def relocate(config: Config, paths: Mapping[str, str], output: Path) -> Config:
-    """The same run reading its input files at `paths` (by the config's own names) and
-    writing its folder at `output`."""
+    """The same run reading its input files at `paths` (by the config's own names), writing
+    its folder at `output`, on the GPU Ray gave it."""
     data = config.to_yaml_dict()
     map_input_paths(data, lambda value: paths.get(value, value))
     data["output"] = str(output)
+    if str(data.get("device", "")).startswith("cuda:"):
+        data["device"] = "cuda"  # Ray shows a task only the GPU it was given, as cuda:0
     return Config.model_validate(data)
 
 

@@ -297,3 +297,29 @@ def test_ctrl_c_keeps_what_the_ray_tasks_saved_and_the_next_command_resumes(
     # The same sweep again: each run continues from its checkpoint.
     _, again = plan_sweep(config, [Param("seed", [1, 2], ["1", "2"])], sets, output=root)
     assert [run.state for run in again] == ["resume", "resume"]
+
+
+def test_relocation_moves_every_input_and_the_gpu_but_nothing_else(tmp_path: Path) -> None:
+    from nst_cli.config import resolve_config
+    from nst_cli.remote import relocate
+
+    config = resolve_config(
+        None,
+        ['style=[{path: a.png, weight: 2}, {path: b.png}]', "masks={m.png: 1}",
+         "init=start.png", "device=cuda:3", "weights.style=7"],
+        {"content": "photo.jpg", "output": "out/run"},
+    )  # fmt: skip
+    paths = {
+        name: f"/scratch/{name}" for name in ("photo.jpg", "a.png", "b.png", "m.png", "start.png")
+    }
+    moved = relocate(config, paths, tmp_path / "run")
+    assert str(moved.content) == "/scratch/photo.jpg"
+    assert [(str(s.path), s.weight) for s in moved.style_images] == [
+        ("/scratch/a.png", 2.0),
+        ("/scratch/b.png", 1.0),
+    ]
+    assert [str(p) for p in moved.masks] == [
+        "/scratch/m.png"
+    ] and moved.init == "/scratch/start.png"
+    assert moved.device == "cuda" and moved.output == tmp_path / "run"
+    assert moved.weights == config.weights and moved.model == config.model
