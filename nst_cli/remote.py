@@ -19,7 +19,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -117,6 +117,7 @@ def execute_task(
     progress: Callback | None = None,
     cache: ModelCache | None = None,
     scratch: Path | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> RunReport:
     """Run a task where it landed: inputs written to a scratch folder, one `stylize` call,
     the run folder read back. The run's own errors come back as a failed report (with the
@@ -142,7 +143,7 @@ def execute_task(
     try:
         result = stylize(
             relocate(task.config, local, run_root), recorded=task.config,
-            callbacks=[progress] if progress else [], resume=task.resume,
+            callbacks=[progress] if progress else [], should_stop=should_stop, resume=task.resume,
             overwrite=task.overwrite, allow_large=task.allow_large, cache=cache,
         )  # fmt: skip
         status = result.status
@@ -205,9 +206,9 @@ _WORKER_CACHE: ModelCache | None = None
 def _ray_task(task: RunTask, board: Any, names: list[str], *blobs: bytes) -> RunReport:
     """What a Ray worker runs: execute_task, its files' bytes arriving as task arguments.
 
-    Nothing in here waits on Ray (no ray.get): a task blocked in ray.get gives its CPUs back
-    to the scheduler, which then starts another task on them, and the two fight for the cores
-    (measured: 3× slower steps)."""
+    Nothing in here waits on Ray (no blocking ray.get): a task blocked in ray.get gives its
+    CPUs back to the scheduler, which then starts another task on them, and the two fight for
+    the cores (measured: 3× slower steps)."""
     import ray
 
     # As many threads as CPUs the task was given (a reused worker may have had another count).
@@ -217,14 +218,19 @@ def _ray_task(task: RunTask, board: Any, names: list[str], *blobs: bytes) -> Run
     _WORKER_CACHE = _WORKER_CACHE or ModelCache()
     task.files = dict(zip(names, blobs, strict=True))
     scratch = Path(tempfile.gettempdir()) / f"nst-worker-{os.getpid()}"
-    return execute_task(task, _Relay(board, task.index), _WORKER_CACHE, scratch)
+    relay = _Relay(board, task.index, ray)
+    return execute_task(task, relay, _WORKER_CACHE, scratch, should_stop=relay.should_stop)
 
 
 class _Relay:
-    """Sends a task's step events, without their pixels, to the driver a few times a second."""
+    """Sends a task's step events, without their pixels, to the driver a few times a second,
+    and asks it as often whether to stop (Ctrl-C there): the run then ends at the next step
+    with its checkpoint, as a local one does."""
 
-    def __init__(self, board: Any, index: int) -> None:
-        self.board, self.index, self.sent = board, index, 0.0
+    def __init__(self, board: Any, index: int, ray: Any) -> None:
+        self.board, self.index, self.ray, self.sent = board, index, ray, 0.0
+        self._asked: Any = None
+        self._stop = False
 
     def __call__(self, event: StepEvent) -> None:
         now = time.monotonic()
@@ -236,6 +242,19 @@ class _Relay:
             losses=dict(event.losses),  # numbers: the driver may have no GPU to read them on
         )  # fmt: skip
         self.board.post.remote(self.index, light)  # fire and forget: never waits
+        self._poll()
+
+    def _poll(self) -> None:
+        """Ask, then look for the answer next time: only an answer already here is read."""
+        if self._asked is not None:
+            ready, _ = self.ray.wait([self._asked], timeout=0)
+            if not ready:
+                return
+            self._stop = bool(self.ray.get(self._asked))
+        self._asked = self.board.stopping.remote()
+
+    def should_stop(self) -> bool:
+        return self._stop
 
 
 def import_ray() -> Any:
@@ -254,8 +273,6 @@ def connect(ray: Any, address: str | None) -> bool:
         return False
     if address not in (None, "auto", "local") and not address.startswith("ray://"):
         _check_listening(address)
-    # Ray's C++ core logs every retry to stderr; our one line says what went wrong.
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     try:
         ray.init(
             address=address or "local", include_dashboard=False, log_to_driver=False,
@@ -364,7 +381,7 @@ def run_on_ray(
             else:
                 on_run_done(i, runs[i], None)
         if should_stop():
-            _stop(ray, pending, runs, on_run_done)
+            _stop(ray, board, pending, callbacks, runs, on_run_done)
             break
         if not pending:
             continue
@@ -406,15 +423,20 @@ def _submit(
 
 def _stop(
     ray: Any,
+    board: Any,
     pending: dict[Any, int],
+    started: Collection[int],
     runs: Sequence[PlannedRun],
     on_run_done: Callable[[int, PlannedRun, Any], None],
 ) -> None:
-    """Ctrl-C: cancel the tasks in flight the gentle way (a running one gets a
-    KeyboardInterrupt, saves its checkpoint and sends its folder back, so the next command
-    resumes it), and keep what comes back within CANCEL_GRACE_S."""
-    for ref in pending:
-        ray.cancel(ref, force=False)
+    """Ctrl-C: the running tasks are told to stop (each ends at its next step, writes its
+    checkpoint and sends its folder back, so the next command resumes it); the others are
+    cancelled (one that started without a word yet gets a KeyboardInterrupt and still sends
+    back what it saved). What comes back within CANCEL_GRACE_S is kept."""
+    ray.get(board.stop.remote())
+    for ref, index in pending.items():
+        if index not in started:
+            ray.cancel(ref, force=False)
     deadline = time.monotonic() + CANCEL_GRACE_S
     while pending and time.monotonic() < deadline:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_INTERVAL)
@@ -449,10 +471,18 @@ def _finish(ray: Any, ref: Any, run: PlannedRun) -> None:
 
 
 class ProgressBoard:
-    """The Ray actor tasks post their step events to, and the driver takes them from."""
+    """The Ray actor tasks post their step events to, and the driver takes them from; it
+    also carries the driver's Ctrl-C to the tasks."""
 
     def __init__(self) -> None:
         self.events: list[tuple[int, StepEvent]] = []
+        self.stop_requested = False
+
+    def stop(self) -> None:
+        self.stop_requested = True
+
+    def stopping(self) -> bool:
+        return self.stop_requested
 
     def post(self, index: int, event: StepEvent) -> None:
         self.events.append((index, event))

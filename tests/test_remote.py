@@ -16,6 +16,7 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
+from nst_cli.checkpoints import load_checkpoint
 from nst_cli.cli import app
 from nst_cli.remote import RunReport, execute_task, pack_task, unpack_report
 from nst_cli.sweep import Param, plan_sweep
@@ -293,7 +294,11 @@ def test_ctrl_c_keeps_what_the_ray_tasks_saved_and_the_next_command_resumes(
         run_dir = run.config.output_dir
         saved = yaml.safe_load((run_dir / "config.yaml").read_text())
         assert saved["run"]["status"] == "interrupted"
-        assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "final.png").is_file()
+        # Stopped as a local run stops: at a step, with its checkpoint written right there.
+        step = load_checkpoint(run_dir / "checkpoint.pt")["step"]
+        assert 6 <= step < 3000 and saved["run"]["steps_done"] == step
+        with Image.open(run_dir / "final.png") as final:
+            assert final.info["nst:step"] == str(step)
     # The same sweep again: each run continues from its checkpoint.
     _, again = plan_sweep(config, [Param("seed", [1, 2], ["1", "2"])], sets, output=root)
     assert [run.state for run in again] == ["resume", "resume"]
