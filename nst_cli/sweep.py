@@ -264,6 +264,8 @@ def plan_batch(
     if files is None:
         raise ConfigError(f"content: {base.content} is one image, not a folder or a pattern")
     given = (overrides or {}).get("output") or output
+    if given is None and base.output != Path("outputs") / default_run_name(base, config_path):
+        given = base.output  # `output:` in the config file names the batch's folder
     if given is not None and Path(given).suffix.lower() in IMAGE_SUFFIXES:
         raise ConfigError(
             f"--output {given}: a batch writes one run folder per image; give a folder"

@@ -169,3 +169,12 @@ def test_photos_added_later_are_stylised_by_the_same_command(album: Path, tmp_pa
     assert (root / "lake" / "final.png").is_file()
     assert (root / "beach" / "final.png").stat().st_mtime_ns == finished
     assert set(summary(root)) == {"beach", "forest", "lake"}
+
+
+def test_output_in_the_config_file_names_the_batch_folder(album: Path, tmp_path: Path) -> None:
+    config = tmp_path / "job.yaml"
+    config.write_text(f"content: album/*.png\nstyle: style.png\noutput: {tmp_path / 'mine'}\n")
+    root, runs = plan_batch(config)
+    assert root == tmp_path / "mine" and runs[0].config.output_dir == tmp_path / "mine" / "beach"
+    root, _ = plan_batch(config, overrides={"output": str(tmp_path / "flag")})
+    assert root == tmp_path / "flag"  # a flag still wins
