@@ -254,7 +254,7 @@ ExecutorOpt = Annotated[
     typer.Option(
         "--executor",
         help="Where the runs of a sweep or batch execute: local (here, one after another) or "
-        "ray (one Ray task each; needs the [ray] extra).",
+        "ray (one Ray task each; needs the \\[ray] extra).",
         autocompletion=_complete(("local", "ray")),
         rich_help_panel=RUN,
     ),
