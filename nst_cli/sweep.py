@@ -509,12 +509,15 @@ def write_reports(outcome: SweepOutcome, runs: Sequence[PlannedRun]) -> None:
 
 def contact_sheet(runs: Sequence[PlannedRun], keys: Sequence[str], cell: int = 256) -> Image.Image:
     """Final images in a grid: rows by the first swept key, columns by the rest; labelled."""
-    row_values = list(dict.fromkeys(run.labels[keys[0]] for run in runs)) if len(keys) > 1 else [""]
-    columns = math.ceil(len(runs) / len(row_values))
+    if len(keys) > 1:
+        rows = len(dict.fromkeys(run.labels[keys[0]] for run in runs))
+        columns = math.ceil(len(runs) / rows)
+    else:  # one key (a batch of photos, say): one row, wrapped into a square-ish block past 8
+        count = max(len(runs), 1)
+        columns = count if count <= 8 else max(8, math.ceil(math.sqrt(count)))
+        rows = math.ceil(count / columns)
     label_height = 20
-    sheet = Image.new(
-        "RGB", (columns * cell, len(row_values) * (cell + label_height)), (24, 24, 24)
-    )
+    sheet = Image.new("RGB", (columns * cell, rows * (cell + label_height)), (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
     for index, run in enumerate(runs):
         row, column = divmod(index, columns)

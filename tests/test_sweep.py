@@ -302,3 +302,17 @@ def test_a_different_sweep_into_the_same_folder_is_refused(tmp_path: Path):
         app, [*args, "--style-weights", "1,2", "--set", "weights.tv=0.1", "--dry-run"]
     )
     assert changed.exit_code == 0 and "will replace the run there" in changed.output
+
+
+def test_a_long_one_key_sheet_wraps_into_rows(tmp_path: Path) -> None:
+    from nst_cli.config import Config
+    from nst_cli.sweep import PlannedRun, contact_sheet
+
+    runs = [
+        PlannedRun(f"p{i}", {"content": f"p{i}.png"}, {"content": f"p{i}.png"},
+                   Config(output=tmp_path / f"p{i}"))
+        for i in range(20)
+    ]  # fmt: skip
+    assert contact_sheet(runs, ["content"], cell=32).size == (8 * 32, 3 * (32 + 20))
+    assert contact_sheet(runs[:5], ["content"], cell=32).size == (5 * 32, 32 + 20)
+    assert contact_sheet(runs * 5, ["content"], cell=32).size == (10 * 32, 10 * (32 + 20))
