@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,15 @@ def output_pil(
 
 
 class FrameSaver:
-    """Writes frames/step_NNNNNN.png at step 0 and every `save_every` steps, at the final size."""
+    """Writes frames/step_NNNNNN.png at step 0 and every `save_every` steps, at the final size.
+
+    The pixels are copied off the device at once; resizing, PNG encoding and writing happen
+    on a background thread, so the optimisation goes on meanwhile (a 512 px PNG takes about
+    as long as dozens of GPU steps). `flush()` waits for them and raises the first error; the
+    run calls it before it ends, whatever ends it."""
+
+    #: Frames being written at most; a step that would add one more waits for the oldest.
+    MAX_PENDING = 2
 
     def __init__(
         self,
@@ -110,14 +119,42 @@ class FrameSaver:
         self.png_text = dict(png_text)
         self.output_size = output_size
         self.shown = shown
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-frames")
+        self._pending: list[Future[None]] = []
 
     def __call__(self, event: StepEvent) -> None:
         if event.step % self.save_every == 0:
             text = {**self.png_text, "nst:step": str(event.step)}
             if event.stage is not None:
                 text["nst:scale"] = str(event.stage.size)
-            frame = output_pil(event.shown, self.output_size, self.shown)
-            save_png(frame, self.run_dir.frame(event.step), text)
+            # A copy: the live tensor keeps changing while the frame is written.
+            pixels = event.shown.detach().to("cpu", torch.float32, copy=True)
+            for done in [f for f in self._pending if f.done()]:
+                self._pending.remove(done)
+                done.result()  # a failed write (disk full) stops the run now, as before
+            while len(self._pending) >= self.MAX_PENDING:
+                self._pending.pop(0).result()
+            self._pending.append(
+                self._writer.submit(self._write, pixels, self.run_dir.frame(event.step), text)
+            )
+
+    def _write(self, pixels: torch.Tensor, path: Path, text: dict[str, str]) -> None:
+        save_png(output_pil(pixels, self.output_size, self.shown), path, text)
+
+    def flush(self) -> None:
+        """Wait for every frame in flight; the first write error is raised (after all end)."""
+        pending, self._pending = self._pending, []
+        errors = [f.exception() for f in pending]
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
+
+    def close(self) -> None:
+        """flush(), then end the writer thread."""
+        try:
+            self.flush()
+        finally:
+            self._writer.shutdown(wait=True)
 
 
 class LossLog:

@@ -851,6 +851,7 @@ def _execute(
             config, prepared.inputs, prepared.extractor, device, prepared.cache, start,
             [*recorder.callbacks(), *callbacks], should_stop,
         )  # fmt: skip
+        recorder.frames.flush()  # every frame on disk (or its write error) before the end
         status = "interrupted" if result.interrupted else "completed"
         final = output_pil(result.image, output_size, shown)
         final_text = {**text, "nst:step": str(result.step)}
@@ -862,23 +863,27 @@ def _execute(
         status = "interrupted"
         raise
     finally:
-        # Bookkeeping on the way out must not hide the error that got us here.
+        # Bookkeeping on the way out must not hide the error that got us here, and one part
+        # failing (a full disk refusing losses.png) must not skip the others.
         latest = recorder.latest
-        try:
+
+        def save_latest() -> None:
             if not final_saved:
                 _save_on_the_way_out(
                     run_dir, latest, text, status, output_size, config.output_image
                 )
-            recorder.loss_log.flush()
-            write_run_config(
+
+        _each_logged(
+            save_latest,
+            recorder.frames.close,  # frames still being written (after an error, say)
+            recorder.loss_log.flush,
+            lambda: write_run_config(
                 run_dir, prepared.recorded, status=status, started=started_at, finished=_now(),
                 device=str(device), steps_done=max(latest.step, start.step),
                 losses={k: latest.losses[k] for k in ("total", "content", "style", "tv") if k in latest.losses},
-            )  # fmt: skip
-        except NSTError as exc:
-            log.error("%s", exc)
-            if status == "completed":
-                raise
+            ),
+            raise_first=status == "completed",
+        )  # fmt: skip
     return StylizeResult(
         run_dir=run_dir.root,
         final_image=config.output_image or run_dir.final,
@@ -893,6 +898,20 @@ def _execute(
         # Every frame in the folder, earlier sessions of a resumed run included.
         frames=sorted(int(p.stem.split("_")[-1]) for p in run_dir.frames.glob("step_*.png")),
     )
+
+
+def _each_logged(*steps: Callable[[], object], raise_first: bool) -> None:
+    """Run every step; an NSTError in one is said and the next still runs. With
+    `raise_first` (the run itself succeeded) the first such error is raised at the end."""
+    errors = []
+    for step in steps:
+        try:
+            step()
+        except NSTError as exc:
+            log.error("%s", exc)
+            errors.append(exc)
+    if errors and raise_first:
+        raise errors[0]
 
 
 def _now() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from nst_cli.callbacks import FrameSaver, LogLines, LossLog
@@ -50,6 +51,7 @@ def test_frames_at_save_every_and_at_the_final_size(tmp_path: Path) -> None:
     saver = FrameSaver(run, 3, {"nst:version": "t"}, output_size=(16, 12))
     for step in range(7):
         saver(_event(step, step))
+    saver.flush()
     frames = sorted(p.name for p in run.frames.iterdir())
     assert frames == ["step_000000.png", "step_000003.png", "step_000006.png"]
     from PIL import Image
@@ -75,3 +77,35 @@ def test_the_loss_log_and_the_kept_image_stop_before_a_non_finite_step(tmp_path:
     assert [r["step"] for r in read_loss_rows(tmp_path / "losses.csv")] == [1, 2]
     assert latest.step == 2 and torch.equal(latest.image, images[2])
     assert latest.losses["total"] == 2.5
+
+
+def test_frames_are_written_while_the_run_goes_on_and_errors_still_surface(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import threading
+    import time
+
+    import nst_cli.callbacks as callbacks
+    from nst_cli.errors import OutputError
+
+    release = threading.Event()
+    real_save = callbacks.save_png
+
+    def slow_save(image, path, text=None):
+        release.wait(5)  # a slow disk (or a big PNG)
+        if path.name == "step_000003.png":
+            raise OutputError(f"{path}: write failed (No space left on device)")
+        real_save(image, path, text)
+
+    monkeypatch.setattr(callbacks, "save_png", slow_save)
+    run = RunDir(tmp_path)
+    saver = FrameSaver(run, 3, {"nst:version": "t"})
+    started = time.perf_counter()
+    saver(_event(0, 0))
+    assert time.perf_counter() - started < 1.0  # did not wait for the write
+    assert not run.frame(0).exists()
+    release.set()
+    saver(_event(3, 3))
+    with pytest.raises(OutputError, match="step_000003.png"):
+        saver.close()
+    assert run.frame(0).is_file() and not run.frame(3).exists()
