@@ -192,8 +192,9 @@ class LossLog:
             self.flush()
 
     def _settle(self) -> None:
-        """The pending rows as numbers, read back in one transfer; rows from a step whose
-        losses are not finite on are dropped (the run stops there with an error)."""
+        """The pending rows as numbers, read back in one transfer; the row of the first
+        step whose losses are not finite, and every row after it, are dropped (the run stops
+        there with an error)."""
         pending, self._pending = self._pending, []
         bad = first_non_finite([losses for *_, losses in pending])
         for step, scale, elapsed, losses in pending[:bad]:

@@ -8,6 +8,7 @@ gets exactly the same checks (and error messages) as the same value in a file.
 from __future__ import annotations
 
 import difflib
+import glob
 import math
 import os
 import re
@@ -754,6 +755,13 @@ def _resolve_relative(data: dict[str, Any], base: Path) -> None:
     map_input_paths(
         data, lambda value: value if Path(value).expanduser().is_absolute() else str(base / value)
     )
+
+
+def names_several_images(content: Path | str) -> bool:
+    """`content` is a folder or a glob (photos/*.jpg) rather than one image: a batch. A file
+    whose name only looks like a pattern (photo[1].jpg) is one image."""
+    path = Path(str(content)).expanduser()
+    return path.is_dir() or (glob.has_magic(str(content)) and not path.exists())
 
 
 def input_files(config: Config) -> list[Path]:

@@ -100,10 +100,12 @@ class ProjectedLBFGS(torch.optim.Optimizer):
         """As torch's, which casts every stored tensor to the pixels' dtype: a compact history
         is packed again, so a resumed `memory: low` run keeps its float16 pairs."""
         super().load_state_dict(state_dict)
+        pixels = self.param_groups[0]["params"][0]
+        state = _current(self.state[pixels], pixels)  # an earlier nst's state, in today's form
         if self.param_groups[0].get("compact_history"):
-            for state in self.state.values():
-                for key in ("s", "y"):
-                    state[key] = [pack(unpack(v)) for v in state.get(key, [])]
+            for key in ("s", "y"):
+                state[key] = [pack(unpack(v)) for v in state[key]]
+        self.state[pixels] = state
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any]) -> Any:  # type: ignore[override]
@@ -116,7 +118,8 @@ class ProjectedLBFGS(torch.optim.Optimizer):
             loss = closure()
         group = self.param_groups[0]
         pixels: torch.Tensor = group["params"][0]
-        state = _current(self.state[pixels], pixels)  # a new dict: earlier state_dicts stay valid
+        # A new dict each step: earlier state_dicts stay valid.
+        state = dict(self.state[pixels]) or _current({}, pixels)
         x = pixels.detach().flatten().clone()
         g = pixels.grad.detach().flatten().clone()  # type: ignore[union-attr]
         value = loss.detach().reshape(()).to(x.dtype)

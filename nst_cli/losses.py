@@ -228,7 +228,7 @@ class LossTerms:
     def lazy(self) -> Losses:
         """Every term, read back from the device only when looked at (see Losses)."""
         names = ["total", *self.terms]
-        return Losses(names, torch.stack([self.total.detach(), *self.terms.values()]).detach())
+        return Losses(names, torch.stack([t.detach() for t in (self.total, *self.terms.values())]))
 
     def as_floats(self) -> dict[str, float]:
         """Every term as a Python float (one device sync for all of them)."""

@@ -90,12 +90,11 @@ def _check_finite(steps: Sequence[tuple[int, Losses]]) -> None:
         return
     step, losses = steps[index]
     bad = [name for name, value in losses.items() if not math.isfinite(value)]
-    if bad:
-        worst = next((n for n in bad if n != "total"), "total")
-        raise NonFiniteLossError(
-            f"the {worst} loss became {losses[worst]} at step {step}; the last good image is "
-            "kept. Lower optimizer.lr or the loss weights and try again"
-        )
+    worst = next((n for n in bad if n != "total"), "total")
+    raise NonFiniteLossError(
+        f"the {worst} loss became {losses[worst]} at step {step}; the last good image is "
+        "kept. Lower optimizer.lr or the loss weights and try again"
+    )
 
 
 def optimize(

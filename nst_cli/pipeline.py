@@ -8,7 +8,6 @@ the loss log already written are kept, and config.yaml says how the run ended.
 from __future__ import annotations
 
 import datetime as _dt
-import glob
 import logging
 import os
 import time
@@ -36,6 +35,7 @@ from .config import (
     StyleImage,
     dump_yaml,
     map_input_paths,
+    names_several_images,
     resolve_config,
     resume_config,
 )
@@ -179,8 +179,7 @@ def require_inputs(config: Config) -> None:
             raise ConfigError(
                 f"{role}: no {role} image given; set {role}: in the config or pass --{role}"
             )
-        several = Path(path).is_dir() or (glob.has_magic(str(path)) and not Path(path).exists())
-        if role == "content" and several:
+        if role == "content" and names_several_images(path):
             raise ConfigError(
                 f"content: {path} names several images; one run takes one (`nst stylize "
                 "--content FOLDER` runs a batch: sweep.plan_batch + run_sweep in Python; a "

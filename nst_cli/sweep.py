@@ -34,6 +34,7 @@ from .config import (
     ConfigError,
     YamlSyntaxError,
     default_run_name,
+    names_several_images,
     parse_set_option,
     read_sweep_section,
     resolve_config,
@@ -210,13 +211,22 @@ def _plan_run(
 ) -> PlannedRun:
     """One run of a sweep or batch: its config, its images read and checked (sizes, memory)
     before the first run starts, and what its folder already holds."""
-    run_sets = [*sets, *(f"{k}={json.dumps(v)}" for k, v in values.items())]
-    config = resolve_config(
-        config_path, run_sets, {**(overrides or {}), "output": str(root / name)}
-    )
+    config = _run_config(config_path, sets, overrides, root / name, values)
     load_inputs(config, allow_large)
     _check_weights_file(config)
     return PlannedRun(name, values, labels, config, _state(config))
+
+
+def _run_config(
+    config_path: Path | None,
+    sets: Sequence[str],
+    overrides: Mapping[str, Any] | None,
+    output: Path,
+    values: Mapping[str, Any],
+) -> Config:
+    """The base config with this run's values (as --set items) and its own folder."""
+    run_sets = [*sets, *(f"{k}={json.dumps(v)}" for k, v in values.items())]
+    return resolve_config(config_path, run_sets, {**(overrides or {}), "output": str(output)})
 
 
 #: Files a folder given as --content contributes to a batch (what Pillow reads).
@@ -226,7 +236,7 @@ BATCH_SUFFIXES = (*IMAGE_SUFFIXES, ".bmp", ".gif")
 def content_files(content: Path | None) -> list[Path] | None:
     """The images a batch stylises when `content` is a folder or a glob (photos/*.jpg);
     None when it names one file."""
-    if content is None:
+    if content is None or not names_several_images(content):
         return None
     text = str(content)
     if Path(text).expanduser().is_dir():
@@ -235,11 +245,9 @@ def content_files(content: Path | None) -> list[Path] | None:
             p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in BATCH_SUFFIXES
         )
         where = f"folder {folder}"
-    elif glob.has_magic(text) and not Path(text).expanduser().exists():  # photo[1].jpg is one
+    else:
         found = sorted(Path(p) for p in glob.glob(os.path.expanduser(text)) if Path(p).is_file())
         where = f"pattern {text}"
-    else:
-        return None
     if not found:
         raise ConfigError(
             f"content: the {where} matches no image files ({', '.join(BATCH_SUFFIXES)})"
@@ -259,7 +267,7 @@ def plan_batch(
     """Every image of a content folder or glob as one run (folders named by the images'
     stems) with the same settings. An image that cannot be used is planned as a failed run,
     reported at the end, and does not stop the others."""
-    base = resolve_config(config_path, sets, {**(overrides or {}), "output": None})
+    base = resolve_config(config_path, sets, overrides)
     files = content_files(base.content)
     if files is None:
         raise ConfigError(f"content: {base.content} is one image, not a folder or a pattern")
@@ -282,11 +290,7 @@ def plan_batch(
             run = _plan_run(config_path, sets, overrides, root, name, values, labels, allow_large)
         except NSTError as exc:
             errors.append(exc)
-            config = resolve_config(
-                config_path,
-                [*sets, f"content={json.dumps(str(path))}"],
-                {**overrides, "output": str(root / name)},
-            )
+            config = _run_config(config_path, sets, overrides, root / name, values)
             run = PlannedRun(name, values, labels, config, "failed", str(exc))
         runs.append(run)
     if len(errors) == len(runs):

@@ -35,6 +35,18 @@ def _minimise(
     return x.detach(), values
 
 
+def _closure_for(loss, x: torch.Tensor, optimizer: ProjectedLBFGS):
+    """The closure an optimiser step calls: loss and gradient at x."""
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        value = loss(x)
+        value.backward()
+        return value
+
+    return closure
+
+
 def test_reaches_the_box_constrained_minimum_of_a_separable_quadratic() -> None:
     torch.manual_seed(0)
     # Asymmetric shape, curvatures over two decades, half the centres outside [0, 1].
@@ -83,26 +95,16 @@ def test_state_dict_round_trip_continues_identically() -> None:
     loss = _quadratic(curvature, centre)
     x = torch.full((12,), 0.3, requires_grad=True)
     optimizer = ProjectedLBFGS([x], lr=1.0)
-
-    def closure_for(tensor: torch.Tensor, opt: ProjectedLBFGS):
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            value = loss(tensor)
-            value.backward()
-            return value
-
-        return closure
-
     for _ in range(4):
-        optimizer.step(closure_for(x, optimizer))
+        optimizer.step(_closure_for(loss, x, optimizer))
     saved_x, saved_state = x.detach().clone(), optimizer.state_dict()
     for _ in range(3):
-        optimizer.step(closure_for(x, optimizer))
+        optimizer.step(_closure_for(loss, x, optimizer))
     y = saved_x.clone().requires_grad_(True)
     other = ProjectedLBFGS([y], lr=1.0)
     other.load_state_dict(saved_state)
     for _ in range(3):
-        other.step(closure_for(y, other))
+        other.step(_closure_for(loss, y, other))
     assert torch.equal(x.detach(), y.detach())
 
 
@@ -129,14 +131,7 @@ def test_a_compact_history_halves_its_memory_and_converges_as_the_full_one() -> 
         x = torch.full((3, 10, 10), 0.5, requires_grad=True)
         optimizer = ProjectedLBFGS([x], history_size=10, compact_history=compact)
         for _ in range(12):  # part way: the histories steer the steps
-
-            def closure(optimizer=optimizer, x=x) -> torch.Tensor:
-                optimizer.zero_grad()
-                value = loss(x)
-                value.backward()
-                return value
-
-            optimizer.step(closure)
+            optimizer.step(_closure_for(loss, x, optimizer))
         pairs = optimizer.state[x]["s"]
         stored = pairs[0]["q"] if compact else pairs[0]
         assert stored.dtype == (torch.float16 if compact else torch.float32)
@@ -160,13 +155,7 @@ def test_a_step_reads_nothing_back_from_the_device() -> None:
     loss = _quadratic(curvature, centre)
     x = torch.full((30,), 0.5, requires_grad=True)
     optimizer = ProjectedLBFGS([x], lr=50.0, history_size=5)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        value = loss(x)
-        value.backward()
-        return value
-
+    closure = _closure_for(loss, x, optimizer)
     with HostReads() as host:
         for _ in range(25):
             optimizer.step(closure)
@@ -182,13 +171,7 @@ def test_a_state_saved_by_an_earlier_nst_still_loads_and_steps() -> None:
     loss = _quadratic(curvature, centre)
     x = torch.full((12,), 0.3, requires_grad=True)
     optimizer = ProjectedLBFGS([x])
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        value = loss(x)
-        value.backward()
-        return value
-
+    closure = _closure_for(loss, x, optimizer)
     for _ in range(3):
         optimizer.step(closure)
     state = optimizer.state_dict()
@@ -198,15 +181,8 @@ def test_a_state_saved_by_an_earlier_nst_still_loads_and_steps() -> None:
     y = x.detach().clone().requires_grad_(True)
     again = ProjectedLBFGS([y])
     again.load_state_dict({**state, "state": {0: old}})
-
-    def closure_y() -> torch.Tensor:
-        again.zero_grad()
-        value = loss(y)
-        value.backward()
-        return value
-
     for _ in range(3):
-        again.step(closure_y)
+        again.step(_closure_for(loss, y, again))
         optimizer.step(closure)
     # The weights and gamma rebuilt from the pairs give the same steps as the live state.
     assert torch.allclose(x.detach(), y.detach(), atol=1e-6)
