@@ -256,6 +256,8 @@ class OptimizerConfig(_Strict):
     history_size: Annotated[int, Field(strict=True, ge=1, le=1000)] = 20
     #: L-BFGS: the largest RMS change of the pixels in one step (None: no limit).
     trust_region: float | None = 0.05
+    #: L-BFGS: the curvature model's starting matrix (see lbfgs.pyramid).
+    precondition: Literal["none", "pyramid"] = "none"
 
     @field_validator("lr", "trust_region")
     @classmethod

@@ -109,6 +109,11 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
         "`0.05`",
         "L-BFGS: largest RMS pixel change in one step (`null`: none)",
     ),
+    "optimizer.precondition": (
+        "`none`",
+        "L-BFGS: `pyramid` starts each step's curvature model from one that moves coarse "
+        "structure first (block averages boosted by their size), `none` from the identity",
+    ),
     "save_every": (
         "`50`",
         "a frame (and a checkpoint) every this many steps; larger than `steps` means only step 0",

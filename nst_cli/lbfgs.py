@@ -14,6 +14,12 @@ noise). This variant
 Each step is still exactly one forward and backward pass, so steps cost the same and the
 progress bar's it/s stays meaningful.
 
+With `precondition="pyramid"` the recursion's starting matrix is not a multiple of the
+identity but of M = Σ_k 2^k · U_k·A_k (A_k averages 2^k × 2^k blocks, U_k spreads them back;
+k = 0 is the identity): a gradient's coarse components are boosted in proportion to their
+size, the way a coarse-to-fine schedule moves them first, but without leaving the target size.
+M is symmetric positive definite, so the model stays a valid quasi-Newton one.
+
 With `compact_history` the (s, y) pairs are kept as float16 relative to each vector's largest
 element (`pack`): half the history's memory (240 instead of 480 bytes per pixel with 20
 pairs), for `memory: low`.
@@ -25,6 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 #: Rejections in a row after which the curvature history is thrown away.
 _RESET_AFTER = 3
@@ -40,6 +47,29 @@ def pack(vector: torch.Tensor) -> dict[str, Any]:
     scale = vector.abs().amax()
     q = vector / torch.where(scale > 0, scale, torch.ones_like(scale))
     return {"scale": scale, "q": q.to(torch.float16)}
+
+
+def pyramid(shape: torch.Size) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """M for pixels of this shape (see the module docstring): blocks up to a quarter of the
+    short side, each weighted by its side, so the boost follows the image's own size.
+    None where there is nothing to coarsen (not an image, or too small)."""
+    if len(shape) != 4:
+        return None
+    height, width = shape[-2:]
+    sides = [2**k for k in range(1, 16) if 2**k <= min(height, width) // 4]
+    if not sides:
+        return None
+
+    def apply(vector: torch.Tensor) -> torch.Tensor:
+        image = vector.view(shape)
+        out = image.clone()
+        for side in sides:
+            coarse = F.avg_pool2d(image, side, ceil_mode=True)
+            spread = coarse.repeat_interleave(side, -2).repeat_interleave(side, -1)
+            out += side * spread[..., :height, :width]
+        return out.flatten()
+
+    return apply
 
 
 def unpack(stored: Stored) -> torch.Tensor:
@@ -83,7 +113,10 @@ class ProjectedLBFGS(torch.optim.Optimizer):
         upper: float = 1.0,
         max_rms_step: float | None = 0.05,
         compact_history: bool = False,
+        precondition: str = "none",
     ) -> None:
+        if precondition not in ("none", "pyramid"):
+            raise ValueError(f"unknown precondition {precondition!r}")
         defaults = {
             "lr": lr,
             "history_size": history_size,
@@ -91,6 +124,7 @@ class ProjectedLBFGS(torch.optim.Optimizer):
             "upper": upper,
             "max_rms_step": max_rms_step,
             "compact_history": compact_history,
+            "precondition": precondition,
         }
         super().__init__(params, defaults)
         if len(self.param_groups) != 1 or len(self.param_groups[0]["params"]) != 1:
@@ -120,6 +154,7 @@ class ProjectedLBFGS(torch.optim.Optimizer):
         pixels: torch.Tensor = group["params"][0]
         # A new dict each step: earlier state_dicts stay valid.
         state = dict(self.state[pixels]) or _current({}, pixels)
+        smooth = pyramid(pixels.shape) if group.get("precondition") == "pyramid" else None
         x = pixels.detach().flatten().clone()
         g = pixels.grad.detach().flatten().clone()  # type: ignore[union-attr]
         value = loss.detach().reshape(()).to(x.dtype)
@@ -139,7 +174,9 @@ class ProjectedLBFGS(torch.optim.Optimizer):
             size = group["history_size"]
             s_hist, y_hist = [*s_hist, keep(s)][-size:], [*y_hist, keep(y)][-size:]
             weights = [*weights, fits.to(x.dtype)][-size:]
-            gamma = torch.where(fits, sy / yy, gamma)
+            # H0 = gamma·M, scaled as L-BFGS scales the identity: sy / (y·M·y).
+            ymy = yy if smooth is None else torch.dot(y, smooth(y))
+            gamma = torch.where(fits, sy / ymy, gamma)
             # The last step overshot: go back to the previous point and try half as far.
             rejected = value > state["loss"]
             x = torch.where(rejected, state["x"], x)
@@ -153,7 +190,7 @@ class ProjectedLBFGS(torch.optim.Optimizer):
             gamma = gamma * alive
         state["s"], state["y"], state["w"], state["gamma"] = s_hist, y_hist, weights, gamma
 
-        direction = self._direction(g, s_hist, y_hist, weights, gamma)
+        direction = self._direction(g, s_hist, y_hist, weights, gamma, smooth)
         lower, upper = group["lower"], group["upper"]
         # Components pushing out of the box at an active bound cannot move: drop them, so the
         # step length is spent where the pixels are free.
@@ -182,9 +219,11 @@ class ProjectedLBFGS(torch.optim.Optimizer):
         y_hist: list[Stored],
         weights: list[torch.Tensor],
         gamma: torch.Tensor,
+        smooth: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """-H·g by the two-loop recursion over the pairs of weight 1; a gradient step scaled to
-        unit L1 norm while there are none (gamma, the last kept pair's sy/yy, is then 0).
+        """-H·g by the two-loop recursion over the pairs of weight 1, starting from gamma·I or
+        gamma·M (`smooth`); a gradient step scaled to unit L1 norm while there are none
+        (gamma, the last kept pair's sy/yMy, is then 0).
 
         Packed pairs are expanded one at a time, so a compact history never exists in float32
         as a whole. 0-d tensors throughout, not floats: no host sync per history pair."""
@@ -204,7 +243,7 @@ class ProjectedLBFGS(torch.optim.Optimizer):
             alpha = rho * torch.dot(unpack(s_stored), q)
             q = q - alpha * unpack(y_stored)
             alphas.append(alpha)
-        q = q * gamma
+        q = (q if smooth is None else smooth(q)) * gamma
         for s_stored, y_stored, rho, alpha in zip(
             s_hist, y_hist, rhos, reversed(alphas), strict=True
         ):

@@ -71,12 +71,13 @@ def make_optimizer(
     history_size: int = 20,
     trust_region: float | None = 0.05,
     compact_history: bool = False,
+    precondition: str = "none",
 ) -> torch.optim.Optimizer:
     """Projected L-BFGS, one evaluation per step (so every step can be reported), or Adam."""
     if name == "lbfgs":
         return ProjectedLBFGS(
             params, lr=lr, history_size=history_size, max_rms_step=trust_region,
-            compact_history=compact_history,
+            compact_history=compact_history, precondition=precondition,
         )  # fmt: skip
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
@@ -119,6 +120,7 @@ def optimize(
     average_state: torch.Tensor | None = None,
     compact_history: bool = False,
     check_every: int = 1,
+    precondition: str = "none",
 ) -> OptimizeResult:
     """Optimise `image` (RGB in [0, 1]) from `start_step` until `steps`, emitting a StepEvent per state.
 
@@ -138,7 +140,7 @@ def optimize(
     """
     pixels = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     optimizer = make_optimizer(
-        optimizer_name, [pixels], lr, history_size, trust_region, compact_history
+        optimizer_name, [pixels], lr, history_size, trust_region, compact_history, precondition
     )
     if optimizer_state is not None:
         optimizer.load_state_dict(dict(optimizer_state))

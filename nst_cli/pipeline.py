@@ -666,6 +666,7 @@ def _run_scales(
             elapsed_offset=start.elapsed + seconds,
             history_size=config.optimizer.history_size,
             trust_region=config.optimizer.trust_region,
+            precondition=config.optimizer.precondition,
             average=config.average,
             average_state=average_state,
             compact_history=config.memory == "low",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from nst_cli.lbfgs import ProjectedLBFGS
+from nst_cli.lbfgs import ProjectedLBFGS, pyramid
 
 
 def _quadratic(curvature: torch.Tensor, centre: torch.Tensor):
@@ -146,22 +147,24 @@ def test_a_compact_history_halves_its_memory_and_converges_as_the_full_one() -> 
     assert abs(gaps[True] - gaps[False]) <= 0.05 * gaps[False]
 
 
-def test_a_step_reads_nothing_back_from_the_device() -> None:
+@pytest.mark.parametrize("precondition", ["none", "pyramid"])
+def test_a_step_reads_nothing_back_from_the_device(precondition: str) -> None:
     from tests.conftest import HostReads
 
     # lr 50: steps overshoot, get undone, and the history is reset: every branch is taken.
-    curvature = torch.logspace(-1, 1, 30)
-    centre = torch.linspace(-0.5, 1.5, 30)
+    shape = (1, 3, 8, 10)
+    curvature = torch.logspace(-1, 1, 240).view(shape)
+    centre = torch.linspace(-0.5, 1.5, 240).view(shape)
     loss = _quadratic(curvature, centre)
-    x = torch.full((30,), 0.5, requires_grad=True)
-    optimizer = ProjectedLBFGS([x], lr=50.0, history_size=5)
+    x = torch.full(shape, 0.5, requires_grad=True)
+    optimizer = ProjectedLBFGS([x], lr=50.0, history_size=5, precondition=precondition)
     closure = _closure_for(loss, x, optimizer)
     with HostReads() as host:
         for _ in range(25):
             optimizer.step(closure)
     assert host.reads == []
     assert int(optimizer.state[x]["rejected"]) >= 0  # (reading it here, outside, is fine)
-    assert float(loss(x.detach())) < float(loss(torch.full((30,), 0.5)))
+    assert float(loss(x.detach())) < float(loss(torch.full(shape, 0.5)))
 
 
 def test_a_state_saved_by_an_earlier_nst_still_loads_and_steps() -> None:
@@ -186,3 +189,51 @@ def test_a_state_saved_by_an_earlier_nst_still_loads_and_steps() -> None:
         optimizer.step(closure)
     # The weights and gamma rebuilt from the pairs give the same steps as the live state.
     assert torch.allclose(x.detach(), y.detach(), atol=1e-6)
+
+
+def test_the_pyramid_is_symmetric_positive_definite_and_boosts_only_coarse_structure() -> None:
+    torch.manual_seed(0)
+    shape = torch.Size((1, 3, 37, 50))  # sides that no block divides
+    apply = pyramid(shape)
+    assert apply is not None
+    u, v = (
+        torch.randn(shape.numel(), dtype=torch.float64),
+        torch.randn(shape.numel(), dtype=torch.float64),
+    )
+    assert torch.allclose(torch.dot(u, apply(v)), torch.dot(apply(u), v))
+    assert torch.dot(v, apply(v)) >= torch.dot(v, v)
+    # A flat image is boosted by 1 + the block sides (2, 4, 8: up to a quarter of 37) ...
+    flat = torch.ones(shape.numel())
+    assert torch.allclose(apply(flat), 15 * flat)
+    # ... a pixel checkerboard, whose every block averages to 0, is left as it is.
+    rows, cols = torch.meshgrid(torch.arange(37), torch.arange(50), indexing="ij")
+    checker = ((rows + cols) % 2 * 2 - 1).float().expand(shape).flatten()
+    assert torch.allclose(apply(checker), checker)
+    assert pyramid(torch.Size((1, 3, 7, 7))) is None and pyramid(torch.Size((40,))) is None
+
+
+def _smoothness_problem():
+    """Match a smooth target's gradients: curvature ∝ frequency², so the coarse structure
+    is nearly flat for the optimiser, as in style transfer's slow tail."""
+    side = 48
+    ramp = torch.linspace(0.2, 0.8, side)
+    target = (ramp.view(-1, 1) + ramp.view(1, -1)).div(2).expand(1, 3, side, side)
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        dx = (x - target).diff(dim=-1).pow(2).sum() + (x - target).diff(dim=-2).pow(2).sum()
+        return dx + 1e-4 * (x - target).pow(2).sum()
+
+    return loss, torch.full((1, 3, side, side), 0.5)
+
+
+def test_the_pyramid_moves_coarse_structure_many_times_faster() -> None:
+    loss, start = _smoothness_problem()
+    reached = {}
+    for precondition in ("none", "pyramid"):
+        x = start.clone().requires_grad_(True)
+        optimizer = ProjectedLBFGS([x], history_size=10, precondition=precondition)
+        closure = _closure_for(loss, x, optimizer)
+        for _ in range(30):
+            optimizer.step(closure)
+        reached[precondition] = float(loss(x.detach()))
+    assert reached["pyramid"] < reached["none"] / 100, reached
