@@ -53,6 +53,24 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 #: Sections that are not run settings: `run` (written by the tool into a run's config.yaml)
 #: and `sweep` (read by `nst sweep`); both are set aside when a config is validated.
 METADATA_KEYS = ("run", "sweep")
+
+#: Keys added after nst began saving its settings, each with the value that reproduces what
+#: a run saved before them did: resuming or re-running such a run (`--resume`, `--config
+#: final.png`) keeps its behaviour where today's default differs.
+INTRODUCED: dict[str, Any] = {"optimizer.precondition": "none"}
+
+
+def fill_introduced(data: dict[str, Any]) -> None:
+    """Settings nst saved before an INTRODUCED key existed get that key's earlier value."""
+    for key, value in INTRODUCED.items():
+        *sections, leaf = key.split(".")
+        node: Any = data
+        for section in sections:
+            node = node.setdefault(section, {}) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(leaf, value)
+
+
 #: The most text read as settings from a PNG (nst's own are a few kB).
 MAX_EMBEDDED_CONFIG = 256 * 1024
 #: Config files are small; anything bigger is the wrong file (or /dev/zero).
@@ -606,6 +624,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             f"{path}: the top level must be a mapping of keys (content:, style:, …), "
             f"not a {type(data).__name__}"
         )
+    if isinstance(data.get("run"), dict) and "nst_version" in data["run"]:
+        fill_introduced(data)  # a run folder's config.yaml
     for key in METADATA_KEYS:
         data.pop(key, None)
     return data
@@ -645,6 +665,7 @@ def _read_png_config(path: Path) -> dict[str, Any]:
         data = None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the embedded nst settings are damaged")
+    fill_introduced(data)
     for key in METADATA_KEYS:
         data.pop(key, None)
     # A shared image must not decide where files are written: the run goes where the command

@@ -161,6 +161,28 @@ def test_resume_refuses_settings_it_would_not_honour(tiny_config: Path, tmp_path
     assert stylize(longer, resume=True).steps == 8  # steps and save_every may change
 
 
+def test_a_run_saved_before_a_key_existed_resumes_and_reruns_with_its_earlier_value(
+    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import yaml
+
+    from nst_cli import config as config_module
+
+    run = tmp_path / "run"
+    stylize(resolve_config(tiny_config, [], {"output": str(run)}))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    default = saved["optimizer"].pop("precondition")  # as an nst before the key saved it
+    (run / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    earlier = "pyramid" if default == "none" else "none"  # whichever today's default is not
+    monkeypatch.setitem(config_module.INTRODUCED, "optimizer.precondition", earlier)
+
+    resumed = resolve_config(run / "config.yaml", ["steps=8"])
+    assert resumed.optimizer.precondition == earlier
+    assert stylize(resumed, resume=True).steps == 8  # not "cannot change on resume"
+    # A user's own config without the key gets today's default.
+    assert resolve_config(tiny_config).optimizer.precondition == default
+
+
 def test_resume_without_checkpoint_is_refused_not_restarted(tiny_config: Path, tmp_path: Path):
     stylize(resolve_config(tiny_config, [], {"output": str(tmp_path / "run")}))
     (tmp_path / "run" / "checkpoint.pt").unlink()
