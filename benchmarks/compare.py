@@ -109,10 +109,10 @@ def _nst(
     for setting in settings:
         command += ["--set", setting]
     wall, peak = _run(command, out / "log.txt")
-    rows = {
-        int(float(r["step"])): float(r["elapsed_s"]) for r in read_loss_rows(run_dir / "losses.csv")
-    }
+    loss_rows = read_loss_rows(run_dir / "losses.csv")
+    rows = {int(float(r["step"])): float(r["elapsed_s"]) for r in loss_rows}
     trace = Trace("", max(rows), peak_rss_mb=peak, wall_s=wall)
+    trace.multi_scale = len({r.get("scale") for r in loss_rows}) > 1
     for path in sorted((run_dir / "frames").glob("step_*.png")):
         step = int(path.stem.split("_")[-1])
         trace.frames.append((step, rows[step], str(path)))

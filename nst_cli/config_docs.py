@@ -112,7 +112,9 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "optimizer.precondition": (
         "`none`",
         "L-BFGS: `pyramid` starts each step's curvature model from one that moves coarse "
-        "structure first (block averages boosted by their size), `none` from the identity",
+        "structure first (block averages boosted by their size), `none` from the identity; "
+        "`pyramid` speeds up one-scale runs (`scales: [N]`), not coarse-to-fine ones (see "
+        "Performance)",
     ),
     "save_every": (
         "`50`",

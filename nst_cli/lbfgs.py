@@ -64,9 +64,8 @@ def pyramid(shape: torch.Size) -> Callable[[torch.Tensor], torch.Tensor] | None:
         image = vector.view(shape)
         out = image.clone()
         for side in sides:
-            coarse = F.avg_pool2d(image, side, ceil_mode=True)
-            spread = coarse.repeat_interleave(side, -2).repeat_interleave(side, -1)
-            out += side * spread[..., :height, :width]
+            coarse = F.avg_pool2d(image, side, ceil_mode=True) * side
+            out += F.interpolate(coarse, scale_factor=side, mode="nearest")[..., :height, :width]
         return out.flatten()
 
     return apply
