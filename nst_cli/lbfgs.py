@@ -15,10 +15,11 @@ Each step is still exactly one forward and backward pass, so steps cost the same
 progress bar's it/s stays meaningful.
 
 With `precondition="pyramid"` the recursion's starting matrix is not a multiple of the
-identity but of M = Σ_k 2^k · U_k·A_k (A_k averages 2^k × 2^k blocks, U_k spreads them back;
-k = 0 is the identity): a gradient's coarse components are boosted in proportion to their
-size, the way a coarse-to-fine schedule moves them first, but without leaving the target size.
-M is symmetric positive definite, so the model stays a valid quasi-Newton one.
+identity but of M = I + Σ_k 2^k · U_k·U_kᵀ / area_k (U_k spreads a grid 2^k times coarser
+bilinearly over the image, U_kᵀ gathers it back): a gradient's coarse components are boosted
+in proportion to their size, the way a coarse-to-fine schedule moves them first, but without
+leaving the target size. M is symmetric positive definite, so the model stays a valid
+quasi-Newton one.
 
 With `compact_history` the (s, y) pairs are kept as float16 relative to each vector's largest
 element (`pack`): half the history's memory (240 instead of 480 bytes per pixel with 20
@@ -50,8 +51,8 @@ def pack(vector: torch.Tensor) -> dict[str, Any]:
 
 
 def pyramid(shape: torch.Size) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """M for pixels of this shape (see the module docstring): blocks up to a quarter of the
-    short side, each weighted by its side, so the boost follows the image's own size.
+    """M for pixels of this shape (see the module docstring): grids down to cells of a quarter
+    of the short side, each weighted by its cell's side, so the boost follows the image's size.
     None where there is nothing to coarsen (not an image, or too small)."""
     if len(shape) != 4:
         return None
@@ -60,12 +61,23 @@ def pyramid(shape: torch.Size) -> Callable[[torch.Tensor], torch.Tensor] | None:
     if not sides:
         return None
 
+    def spread(coarse: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
+
     def apply(vector: torch.Tensor) -> torch.Tensor:
         image = vector.view(shape)
         out = image.clone()
         for side in sides:
-            coarse = F.avg_pool2d(image, side, ceil_mode=True) * side
-            out += F.interpolate(coarse, scale_factor=side, mode="nearest")[..., :height, :width]
+            grid = (-(-height // side), -(-width // side))
+            # U·Uᵀ with U the bilinear spread: symmetric by construction, and smooth (block
+            # averages spread back as blocks imprinted their seams on the image).
+            with torch.enable_grad():
+                coarse = image.new_zeros((*shape[:2], *grid), requires_grad=True)
+                (gathered,) = torch.autograd.grad(spread(coarse), coarse, image)
+            # Per pixel of the coarse grid, Uᵀ sums ~area fine pixels: a flat image comes
+            # back boosted by `side`.
+            area = height * width / (grid[0] * grid[1])
+            out += spread(gathered) * (side / area)
         return out.flatten()
 
     return apply

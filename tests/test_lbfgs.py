@@ -193,22 +193,19 @@ def test_a_state_saved_by_an_earlier_nst_still_loads_and_steps() -> None:
 
 def test_the_pyramid_is_symmetric_positive_definite_and_boosts_only_coarse_structure() -> None:
     torch.manual_seed(0)
-    shape = torch.Size((1, 3, 37, 50))  # sides that no block divides
+    shape = torch.Size((1, 3, 37, 50))  # sides that no grid divides
     apply = pyramid(shape)
     assert apply is not None
-    u, v = (
-        torch.randn(shape.numel(), dtype=torch.float64),
-        torch.randn(shape.numel(), dtype=torch.float64),
-    )
-    assert torch.allclose(torch.dot(u, apply(v)), torch.dot(apply(u), v))
+    u, v = torch.randn(2, shape.numel())
+    assert torch.allclose(torch.dot(u, apply(v)), torch.dot(apply(u), v), rtol=1e-4)
     assert torch.dot(v, apply(v)) >= torch.dot(v, v)
-    # A flat image is boosted by 1 + the block sides (2, 4, 8: up to a quarter of 37) ...
-    flat = torch.ones(shape.numel())
-    assert torch.allclose(apply(flat), 15 * flat)
-    # ... a pixel checkerboard, whose every block averages to 0, is left as it is.
+    # A flat image is boosted by 1 + the cell sides (2, 4, 8: up to a quarter of 37) ...
+    flat = apply(torch.ones(shape.numel()))
+    assert torch.allclose(flat, torch.full_like(flat, 15.0), rtol=0.02)
+    # ... a pixel checkerboard, which no coarse grid sees, stays nearly as it is.
     rows, cols = torch.meshgrid(torch.arange(37), torch.arange(50), indexing="ij")
     checker = ((rows + cols) % 2 * 2 - 1).float().expand(shape).flatten()
-    assert torch.allclose(apply(checker), checker)
+    assert (apply(checker) - checker).norm() < 0.05 * checker.norm()
     assert pyramid(torch.Size((1, 3, 7, 7))) is None and pyramid(torch.Size((40,))) is None
 
 
