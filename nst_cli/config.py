@@ -274,8 +274,8 @@ class OptimizerConfig(_Strict):
     history_size: Annotated[int, Field(strict=True, ge=1, le=1000)] = 20
     #: L-BFGS: the largest RMS change of the pixels in one step (None: no limit).
     trust_region: float | None = 0.05
-    #: L-BFGS: the curvature model's starting matrix (see lbfgs.pyramid).
-    precondition: Literal["none", "pyramid"] = "none"
+    #: L-BFGS: the curvature model's starting matrix (see lbfgs.pyramid; Config.preconditioner).
+    precondition: Literal["auto", "none", "pyramid"] = "auto"
 
     @field_validator("lr", "trust_region")
     @classmethod
@@ -489,6 +489,15 @@ class Config(_Strict):
             return auto_scales(self.resolution)
         sizes = list(self.scales)
         return sizes if sizes[-1] == self.resolution else [*sizes, self.resolution]
+
+    def preconditioner(self, stage: int) -> str:
+        """optimizer.precondition at this stage, `auto` decided: the pyramid on the first
+        scale, which starts from the photo and must build the style's large structure, the
+        identity on later ones, which start from an upsampled result and must add fine detail
+        (the pyramid there left a fine grain; measured in README)."""
+        if self.optimizer.precondition != "auto":
+            return self.optimizer.precondition
+        return "pyramid" if stage == 0 else "none"
 
     def schedule(self) -> list[Stage]:
         """Each scale with its global step range [start, end)."""

@@ -110,11 +110,11 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
         "L-BFGS: largest RMS pixel change in one step (`null`: none)",
     ),
     "optimizer.precondition": (
-        "`none`",
+        "`auto`",
         "L-BFGS: `pyramid` starts each step's curvature model from one that moves coarse "
-        "structure first (block averages boosted by their size), `none` from the identity; "
-        "`pyramid` speeds up one-scale runs (`scales: [N]`), not coarse-to-fine ones (see "
-        "Performance)",
+        "structure first (coarse grids boosted by their cell size), `none` from the identity; "
+        "`auto`: `pyramid` on the first scale, `none` on later ones (see How the defaults "
+        "were chosen)",
     ),
     "save_every": (
         "`50`",

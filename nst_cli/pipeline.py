@@ -668,7 +668,7 @@ def _run_scales(
             elapsed_offset=start.elapsed + seconds,
             history_size=config.optimizer.history_size,
             trust_region=config.optimizer.trust_region,
-            precondition=config.optimizer.precondition,
+            precondition=config.preconditioner(stage.index),
             average=config.average,
             average_state=average_state,
             compact_history=config.memory == "low",

@@ -161,6 +161,37 @@ def test_resume_refuses_settings_it_would_not_honour(tiny_config: Path, tmp_path
     assert stylize(longer, resume=True).steps == 8  # steps and save_every may change
 
 
+def test_auto_preconditions_the_first_scale_only(
+    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from nst_cli import optimize as optimize_module
+
+    made: list[str] = []
+    original = optimize_module.make_optimizer
+
+    def recording(*args, **kwargs):
+        made.append(kwargs.get("precondition", args[6] if len(args) > 6 else "none"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(optimize_module, "make_optimizer", recording)
+    used = {}
+    for name, sets in (
+        ("one", ["scales=[64]"]),
+        ("two", ["scales=[32, 64]", "steps=[3, 3]"]),
+        ("forced", ["scales=[32, 64]", "steps=[3, 3]", "optimizer.precondition=pyramid"]),
+        ("off", ["scales=[64]", "optimizer.precondition=none"]),
+    ):
+        made.clear()
+        stylize(resolve_config(tiny_config, sets, {"output": str(tmp_path / name)}))
+        used[name] = list(made)
+    assert used == {
+        "one": ["pyramid"],
+        "two": ["pyramid", "none"],
+        "forced": ["pyramid", "pyramid"],
+        "off": ["none"],
+    }
+
+
 def test_a_run_saved_before_a_key_existed_resumes_and_reruns_with_its_earlier_value(
     tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
