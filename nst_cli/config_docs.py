@@ -113,8 +113,8 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
         "`auto`",
         "L-BFGS: `pyramid` starts each step's curvature model from one that moves coarse "
         "structure first (coarse grids boosted by their cell size), `none` from the identity; "
-        "`auto`: `pyramid` on the first scale, `none` on later ones (see How the defaults "
-        "were chosen)",
+        "`auto`: `pyramid` on the first scale, `none` on later ones and with `masks` (see How "
+        "the defaults were chosen)",
     ),
     "save_every": (
         "`50`",

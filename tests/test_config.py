@@ -182,3 +182,14 @@ def test_small_aliases_still_work(tmp_path: Path) -> None:
         resolve_config(path)  # the alias expanded fine; the unknown top-level key is the error
     path = write(tmp_path, "layers:\n  style: &w {relu1_1: 1.0}\n  content: *w\n")
     assert resolve_config(path).layers.content == {"relu1_1": 1.0}
+
+
+def test_auto_precondition_is_the_pyramid_on_the_first_unmasked_scale_only() -> None:
+    plain = Config(content="a.png", style="s.png", scales=[256, 512])
+    assert [plain.preconditioner(i) for i in (0, 1)] == ["pyramid", "none"]
+    masked = Config(
+        content="a.png", style=["s.png", "t.png"], masks={"m.png": 0, "n.png": 1}, scales=[256]
+    )
+    assert masked.preconditioner(0) == "none"
+    chosen = Config(content="a.png", style="s.png", optimizer={"precondition": "none"})
+    assert chosen.preconditioner(0) == "none"
