@@ -26,6 +26,7 @@ from typing import IO, Any
 import yaml
 from PIL import Image, PngImagePlugin
 
+from .config import fill_introduced
 from .errors import OutputError
 
 FRAME_DIGITS = 6
@@ -39,7 +40,8 @@ FRAME_PATTERN = re.compile(r"step_\d{" + str(FRAME_DIGITS) + r",}\.png")
 
 def read_run_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """A run folder's config.yaml as (settings, `run:` section); None if absent, too big
-    (a config.yaml nst writes is a few kB) or unreadable."""
+    (a config.yaml nst writes is a few kB) or unreadable. Keys added since the run was saved
+    have the value it had (config.INTRODUCED)."""
     try:
         if path.stat().st_size > 1_000_000:
             return None
@@ -49,6 +51,7 @@ def read_run_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
     if not isinstance(saved, dict):
         return None
     run = saved.pop("run", None)
+    fill_introduced(saved)
     return saved, run if isinstance(run, dict) else {}
 
 

@@ -34,7 +34,6 @@ from .config import (
     Config,
     StyleImage,
     dump_yaml,
-    fill_introduced,
     map_input_paths,
     names_several_images,
     resolve_config,
@@ -421,7 +420,6 @@ def _check_resume_changes(run_dir: RunDir, config: Config) -> None:
     saved = read_run_config(run_dir.config)
     if saved is None:
         return
-    fill_introduced(saved[0])  # the value a key added since then had for this run
     before, now = _flatten(saved[0]), _flatten(run_config_dict(config))
     for key in sorted(set(before) | set(now)):
         if key in RESUMABLE_KEYS or key in ("output", "sweep"):

@@ -34,7 +34,6 @@ from .config import (
     ConfigError,
     YamlSyntaxError,
     default_run_name,
-    fill_introduced,
     names_several_images,
     parse_set_option,
     read_sweep_section,
@@ -377,7 +376,6 @@ def _state(config: Config) -> str:
     if found is None:
         return "replace" if run_dir.previous_outputs() else "new"
     saved, run = found
-    fill_introduced(saved)
     if saved != run_config_dict(config):
         return "replace"
     if run.get("status") == "completed" and run_dir.final.is_file():
