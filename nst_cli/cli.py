@@ -278,6 +278,17 @@ TaskCpusOpt = Annotated[
         rich_help_panel=RUN,
     ),
 ]
+BatchOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--batch",
+        help="Optimise up to N runs together, one network pass for all, where they share "
+        "content, size, steps and model (they may differ in weights, layers, style, optimiser). "
+        "Default: 4 on a GPU, 1 (one at a time) on a CPU, where it does not pay.",
+        min=1,
+        rich_help_panel=RUN,
+    ),
+]
 LogEveryOpt = Annotated[
     int | None,
     typer.Option(
@@ -642,6 +653,7 @@ def sweep(
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
     task_cpus: TaskCpusOpt = 1,
+    batch: BatchOpt = None,
     allow_large: AllowLargeOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -677,7 +689,7 @@ def sweep(
                 out_console.print(f"{i:>3}. {run.name:<40} {note}", soft_wrap=True, highlight=False)
         if dry_run:
             return
-        _run_grid(root, runs, quiet, allow_large, log_every, executor, address, task_cpus)
+        _run_grid(root, runs, quiet, allow_large, log_every, executor, address, task_cpus, batch)
 
 
 def _run_grid(
@@ -689,12 +701,13 @@ def _run_grid(
     executor: str,
     address: str | None,
     task_cpus: int = 1,
+    batch: int | None = None,
 ) -> None:
     """Run a sweep's or batch's runs, show the table, say what failed; exit 1 on failures,
     130 when interrupted (the same command continues)."""
     outcome = _sweep_with_progress(
         root, runs, quiet, log_every, allow_large=allow_large, executor=executor,
-        address=address, task_cpus=task_cpus,
+        address=address, task_cpus=task_cpus, batch=batch,
     )  # fmt: skip
     if not quiet:
         _print_sweep_table(outcome)

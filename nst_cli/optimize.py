@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import torch
 
 from .config import Stage
-from .errors import NonFiniteLossError
+from .errors import NonFiniteLossError, NSTError
 from .lbfgs import ProjectedLBFGS
 from .losses import Losses, LossTerms, StyleTransferLoss, first_non_finite
 
@@ -58,6 +58,8 @@ class OptimizeResult:
     steps_run: int
     #: torch.compile's first-call cost at each scale, paid before the timed steps.
     warmup_seconds: float = 0.0
+    #: Why this run stopped early, in a batch (optimize_batch); `optimize` raises it.
+    error: NSTError | None = None
 
 
 class Callback(Protocol):
@@ -98,6 +100,29 @@ def _check_finite(steps: Sequence[tuple[int, Losses]]) -> None:
     )
 
 
+@dataclass
+class Lane:
+    """One run in a loop that may hold several (`optimize_batch`): its start image, loss,
+    optimiser settings and callbacks. Lanes share the network's forward and backward pass,
+    as one batch, and nothing else: each keeps its own L-BFGS history and step size, so it
+    follows the path it would alone."""
+
+    image: torch.Tensor
+    loss_fn: StyleTransferLoss
+    optimizer_name: str = "lbfgs"
+    lr: float = 1.0
+    callbacks: Sequence[Callback] = ()
+    optimizer_state: Mapping[str, Any] | None = None
+    history_size: int = 20
+    trust_region: float | None = 0.05
+    compact_history: bool = False
+    precondition: str = "none"
+    #: An exponential moving average of the iterates with this decay (0: none) ...
+    average: float = 0.0
+    #: ... continued from this image on resume.
+    average_state: torch.Tensor | None = None
+
+
 def optimize(
     image: torch.Tensor,
     extractor: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]],
@@ -136,89 +161,178 @@ def optimize(
     steps and at the end, before that step's event: a run passes `save_every`, so no frame or
     checkpoint is written from a diverged image and the GPU is not stalled at other steps.
     Between checks, callbacks may still read an event's losses (the bar, a few times a
-    second).
+    second). A non-finite loss or a failing callback raises.
     """
-    pixels = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
-    optimizer = make_optimizer(
-        optimizer_name, [pixels], lr, history_size, trust_region, compact_history, precondition
-    )
-    if optimizer_state is not None:
-        optimizer.load_state_dict(dict(optimizer_state))
-    layers = loss_fn.layers
-    ema: torch.Tensor | None = None
-    if average > 0:
-        ema = (average_state if average_state is not None else pixels.detach()).clone()
+    lane = Lane(
+        image, loss_fn, optimizer_name, lr, callbacks, optimizer_state, history_size,
+        trust_region, compact_history, precondition, average, average_state,
+    )  # fmt: skip
+    (result,) = optimize_batch(
+        [lane], extractor, steps, start_step=start_step, should_stop=should_stop, stage=stage,
+        report_last=report_last, total_steps=total_steps, elapsed_offset=elapsed_offset,
+        check_every=check_every,
+    )  # fmt: skip
+    if result.error is not None:
+        raise result.error
+    return result
 
-    def evaluate() -> LossTerms:
-        optimizer.zero_grad(set_to_none=True)
-        terms = loss_fn(extractor(pixels, layers), pixels)
-        terms.total.backward()
-        return terms
 
-    cached: list[torch.Tensor] = []
+class _Running:
+    """A lane while the loop runs: its pixels, optimiser, average and unread losses."""
 
-    def closure() -> torch.Tensor:
-        # The first call of each step reuses the loss and gradient computed for the report;
-        # any further call (none for Adam or line-search-free L-BFGS) re-evaluates.
-        if cached:
-            return cached.pop()
-        return evaluate().total
-
-    def emit(step: int, losses: Mapping[str, float], is_final: bool) -> None:
-        event = StepEvent(
-            step=step,
-            total_steps=total_steps or steps,
-            losses=losses,
-            image=pixels.detach(),
-            elapsed=elapsed_offset + time.perf_counter() - started,
-            is_final=is_final,
-            optimizer_state=optimizer.state_dict,
-            stage=stage,
-            average=ema,
+    def __init__(self, lane: Lane) -> None:
+        self.lane = lane
+        self.pixels = (
+            lane.image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
         )
-        for callback in callbacks:
-            callback(event)
+        self.optimizer = make_optimizer(
+            lane.optimizer_name, [self.pixels], lane.lr, lane.history_size, lane.trust_region,
+            lane.compact_history, lane.precondition,
+        )  # fmt: skip
+        if lane.optimizer_state is not None:
+            self.optimizer.load_state_dict(dict(lane.optimizer_state))
+        self.ema: torch.Tensor | None = None
+        if lane.average > 0:
+            start = lane.average_state if lane.average_state is not None else self.pixels
+            self.ema = start.detach().clone()
+        self.losses: Losses | None = None
+        self.unchecked: list[tuple[int, Losses]] = []
+        #: The loss of the current pixels, already computed, for the optimiser's closure.
+        self.cached: list[torch.Tensor] = []
+        self.step = 0
+        self.error: NSTError | None = None
 
-    started = time.perf_counter()
-    step = start_step
-    interrupted = False
-    losses: Losses | None = None
-    unchecked: list[tuple[int, Losses]] = []
-    while True:
-        if step >= steps and not report_last:
-            break
-        if step < steps:
-            terms = evaluate()
-        else:
-            with torch.no_grad():
-                terms = loss_fn(extractor(pixels, layers), pixels)
-        losses = terms.lazy()
-        unchecked.append((step, losses))
-        is_last = step >= steps
-        stop = not is_last and should_stop()
-        if is_last or stop or step % check_every == 0:
-            _check_finite(unchecked)  # the device sync point: one per check_every steps
-            unchecked = []
-        emit(step, losses, is_final=is_last or stop)
-        if is_last or stop:
-            interrupted = stop
-            break
-        cached.append(terms.total)
-        optimizer.step(closure)  # type: ignore[arg-type]  # LBFGS and Adam accept a tensor
-        cached.clear()
-        if not isinstance(optimizer, ProjectedLBFGS):
+    def update(self, closure: Callable[[], torch.Tensor]) -> None:
+        """One optimiser step from the current pixels."""
+        self.optimizer.step(closure)  # type: ignore[arg-type]  # LBFGS and Adam accept a tensor
+        self.cached.clear()
+        if not isinstance(self.optimizer, ProjectedLBFGS):
             with torch.no_grad():
                 # Adam: projected gradient descent, pixels back into the displayable range.
                 # (Projected L-BFGS keeps them in range itself, and records the real step.)
-                pixels.clamp_(0.0, 1.0)
-        if ema is not None:
-            ema.mul_(average).add_(pixels.detach(), alpha=1.0 - average)
+                self.pixels.clamp_(0.0, 1.0)
+        if self.ema is not None:
+            self.ema.mul_(self.lane.average).add_(self.pixels.detach(), alpha=1 - self.lane.average)
+
+    def result(self, interrupted: bool, seconds: float, start_step: int) -> OptimizeResult:
+        return OptimizeResult(
+            image=self.ema if self.ema is not None else self.pixels.detach(),
+            losses=dict(self.losses) if self.losses is not None else {},
+            step=self.step,
+            interrupted=interrupted,
+            seconds=seconds,
+            steps_run=self.step - start_step,
+            error=self.error,
+        )
+
+
+def _evaluate(
+    running: Sequence[_Running],
+    extractor: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]],
+    layers: list[str],
+    backward: bool = True,
+) -> list[LossTerms]:
+    """Every lane's losses from one forward pass over their pixels stacked as a batch, and
+    (with `backward`) their gradients from one backward pass: the lanes' losses are summed,
+    and each lane's pixels only reach its own term."""
+    if len(running) == 1:
+        features = extractor(running[0].pixels, layers)
+        terms = [running[0].lane.loss_fn(features, running[0].pixels)]
+    else:
+        features = extractor(torch.cat([r.pixels for r in running]), layers)
+        terms = [
+            r.lane.loss_fn({k: v[i : i + 1] for k, v in features.items()}, r.pixels)
+            for i, r in enumerate(running)
+        ]
+    if backward:
+        for r in running:
+            r.optimizer.zero_grad(set_to_none=True)
+        total = terms[0].total if len(terms) == 1 else torch.stack([t.total for t in terms]).sum()
+        total.backward()
+    return terms
+
+
+def optimize_batch(
+    lanes: Sequence[Lane],
+    extractor: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]],
+    steps: int,
+    *,
+    start_step: int = 0,
+    should_stop: Callable[[], bool] = lambda: False,
+    stage: Stage | None = None,
+    report_last: bool = True,
+    total_steps: int | None = None,
+    elapsed_offset: float = 0.0,
+    check_every: int = 1,
+) -> list[OptimizeResult]:
+    """`optimize` for several runs of one image size at once (see Lane), all on one step
+    schedule: one forward and backward pass per step serves them all. A lane whose loss
+    turns non-finite, or whose callback fails, stops with that error in its result (the
+    others go on); Ctrl-C (`should_stop`) stops them all at the same step."""
+    running = [_Running(lane) for lane in lanes]
+    layers = list(dict.fromkeys(name for lane in lanes for name in lane.loss_fn.layers))
+    started = time.perf_counter()
+    step = start_step
+    interrupted = False
+    while True:
+        active = [r for r in running if r.error is None]
+        if not active or (step >= steps and not report_last):
+            break
+        is_last = step >= steps
+        if is_last:
+            with torch.no_grad():
+                terms = _evaluate(active, extractor, layers, backward=False)
+        else:
+            terms = _evaluate(active, extractor, layers)
+        stop = not is_last and should_stop()
+        check = is_last or stop or step % check_every == 0
+        for r, lane_terms in zip(active, terms, strict=True):
+            r.step, r.losses = step, lane_terms.lazy()
+            r.unchecked.append((step, r.losses))
+            try:
+                if check:
+                    _check_finite(r.unchecked)  # the device sync point: one per check_every
+                    r.unchecked = []
+                event = StepEvent(
+                    step=step,
+                    total_steps=total_steps or steps,
+                    losses=r.losses,
+                    image=r.pixels.detach(),
+                    elapsed=elapsed_offset + time.perf_counter() - started,
+                    is_final=is_last or stop,
+                    optimizer_state=r.optimizer.state_dict,
+                    stage=stage,
+                    average=r.ema,
+                )
+                for callback in r.lane.callbacks:
+                    callback(event)
+            except NSTError as exc:
+                r.error = exc
+            else:
+                r.cached.append(lane_terms.total)
+        if is_last or stop:
+            interrupted = stop
+            break
+        for r in active:
+            if r.error is None:
+                r.update(_closure(r, extractor))
+                r.step = step + 1
         step += 1
-    return OptimizeResult(
-        image=ema if ema is not None else pixels.detach(),
-        losses=dict(losses) if losses is not None else {},
-        step=step,
-        interrupted=interrupted,
-        seconds=time.perf_counter() - started,
-        steps_run=step - start_step,
-    )
+    seconds = time.perf_counter() - started
+    return [r.result(interrupted, seconds, start_step) for r in running]
+
+
+def _closure(
+    running: _Running,
+    extractor: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]],
+) -> Callable[[], torch.Tensor]:
+    """The optimiser's closure: its first call reuses the loss and gradient computed for the
+    report; any further call (none for Adam or line-search-free L-BFGS) evaluates this lane
+    alone."""
+
+    def closure() -> torch.Tensor:
+        if running.cached:
+            return running.cached.pop()
+        return _evaluate([running], extractor, running.lane.loss_fn.layers)[0].total
+
+    return closure

@@ -7,7 +7,9 @@ the loss log already written are kept, and config.yaml says how the run ended.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import json
 import logging
 import os
 import time
@@ -32,6 +34,7 @@ from .config import (
     DEFAULT_LR,
     SENSIBLE_LR,
     Config,
+    Stage,
     StyleImage,
     dump_yaml,
     map_input_paths,
@@ -60,7 +63,7 @@ from .losses import (
     style_norms,
     style_targets,
 )
-from .optimize import Callback, OptimizeResult, optimize
+from .optimize import Callback, Lane, OptimizeResult, optimize_batch
 from .outputs import RunDir, read_loss_rows, read_run_config, save_image, save_png, write_text
 
 log = logging.getLogger("nst")
@@ -624,61 +627,86 @@ def _starting_point(
 
 
 def _run_scales(
-    config: Config,
-    inputs: Inputs,
+    prepared: Sequence[_Prepared],
     extractor: FeatureExtractor,
-    device: torch.device,
-    cache: ModelCache,
-    start: _StartingPoint,
-    callbacks: Sequence[Callback],
+    callbacks: Sequence[Sequence[Callback]],
     should_stop: Callable[[], bool],
-) -> OptimizeResult:
-    """Coarse to fine: each scale starts from the previous one's result, upsampled."""
-    image, step, optimizer_state = start.image.to(device), start.step, start.optimizer_state
-    average_state = None if start.average is None else start.average.to(device)
-    seconds, steps_run, warmup = 0.0, 0, 0.0
-    result: OptimizeResult | None = None
+) -> list[OptimizeResult]:
+    """Coarse to fine: each scale starts from the previous one's result, upsampled.
+
+    Several runs (a batch: same content, sizes, schedule and network, see `batch_key`) go
+    through the scales together, one lane each; a lane that fails stops and the rest go on."""
+    first = prepared[0]
+    config, device, cache, start = first.config, first.device, first.cache, first.start
+    images = [p.start.image.to(device) for p in prepared]
+    states = [p.start.optimizer_state for p in prepared]
+    averages = [None if p.start.average is None else p.start.average.to(device) for p in prepared]
+    step, seconds, steps_run, warmup = start.step, 0.0, 0, 0.0
+    done: dict[int, OptimizeResult] = {}
+    live = list(range(len(prepared)))
     for stage in config.schedule()[start.stage :]:
-        content, styles = stage_images(config, inputs, stage.size)
-        content, styles = content.to(device), [s.to(device) for s in styles]
-        if image.shape != content.shape:
-            image = next_scale_start(image, content, config.upsample)
-            optimizer_state = None  # the curvature history belongs to the other size
-        masks = [(m.to(device), i) for m, i in stage_masks(inputs, content)]
-        loss_fn = build_loss(config, extractor, content, styles, cache, stage.size, masks)
+        lanes = [
+            _lane(prepared[i], extractor, stage, images[i], states[i], averages[i], callbacks[i])
+            for i in live
+        ]
         forward = cache.forward(config, extractor)
         if config.compile:
-            warmup += _warm_up(forward, loss_fn, image)
-        result = optimize(
-            image,
+            warmup += _warm_up(forward, lanes)
+        results = optimize_batch(
+            lanes,
             forward,
-            loss_fn,
-            config.optimizer.name,
-            config.optimizer.effective_lr,
             config.total_steps if stage.is_last else max(stage.end, step),
             start_step=step,
-            optimizer_state=optimizer_state,
-            callbacks=callbacks,
             should_stop=should_stop,
             stage=stage,
             report_last=stage.is_last,
             total_steps=config.total_steps,
             elapsed_offset=start.elapsed + seconds,
-            history_size=config.optimizer.history_size,
-            trust_region=config.optimizer.trust_region,
-            precondition=config.preconditioner(stage.index),
-            average=config.average,
-            average_state=average_state,
-            compact_history=config.memory == "low",
             check_every=config.save_every,
         )
-        image, step, optimizer_state, average_state = result.image, result.step, None, None
-        seconds += result.seconds
-        steps_run += result.steps_run
-        if result.interrupted:
+        seconds += results[0].seconds
+        steps_run += results[0].steps_run
+        for i, result in zip(live, results, strict=True):
+            images[i], states[i], averages[i] = result.image, None, None
+            done[i] = replace(result, seconds=seconds, steps_run=steps_run, warmup_seconds=warmup)
+        live = [i for i in live if done[i].error is None]
+        if not live or done[live[0]].interrupted:
             break
-    assert result is not None  # a schedule has at least one stage
-    return replace(result, seconds=seconds, steps_run=steps_run, warmup_seconds=warmup)
+        step = done[live[0]].step
+    return [done[i] for i in range(len(prepared))]
+
+
+def _lane(
+    prepared: _Prepared,
+    extractor: FeatureExtractor,
+    stage: Stage,
+    image: torch.Tensor,
+    optimizer_state: dict[str, Any] | None,
+    average: torch.Tensor | None,
+    callbacks: Sequence[Callback],
+) -> Lane:
+    """One run's images, loss and optimiser settings at this scale; its image so far is
+    upsampled to the scale (the curvature history belongs to the other size: dropped)."""
+    config, device = prepared.config, prepared.device
+    content, styles = stage_images(config, prepared.inputs, stage.size)
+    content, styles = content.to(device), [s.to(device) for s in styles]
+    if image.shape != content.shape:
+        image, optimizer_state = next_scale_start(image, content, config.upsample), None
+    masks = [(m.to(device), i) for m, i in stage_masks(prepared.inputs, content)]
+    return Lane(
+        image,
+        build_loss(config, extractor, content, styles, prepared.cache, stage.size, masks),
+        config.optimizer.name,
+        config.optimizer.effective_lr,
+        callbacks,
+        optimizer_state,
+        history_size=config.optimizer.history_size,
+        trust_region=config.optimizer.trust_region,
+        compact_history=config.memory == "low",
+        precondition=config.preconditioner(stage.index),
+        average=config.average,
+        average_state=average,
+    )
 
 
 def next_scale_start(image: torch.Tensor, content: torch.Tensor, mode: str) -> torch.Tensor:
@@ -697,14 +725,17 @@ def next_scale_start(image: torch.Tensor, content: torch.Tensor, mode: str) -> t
     return start
 
 
-def _warm_up(forward: Callable[..., Any], loss_fn: StyleTransferLoss, image: torch.Tensor) -> float:
-    """One untimed-by-the-loop forward+backward, so torch.compile's tracing and code
-    generation (tens of seconds, once per size) is reported apart from the steps' speed."""
+def _warm_up(forward: Callable[..., Any], lanes: Sequence[Lane]) -> float:
+    """One forward+backward outside the loop's clock, at the loop's batch size and layers,
+    so torch.compile's tracing and code generation (tens of seconds, once per size) is
+    reported apart from the steps' speed."""
     started = time.perf_counter()
-    pixels = image.detach().clone().requires_grad_(True)
-    loss_fn(forward(pixels, loss_fn.layers), pixels).total.backward()
-    if image.device.type == "cuda":
-        torch.cuda.synchronize(image.device)
+    pixels = torch.cat([lane.image for lane in lanes]).detach().requires_grad_(True)
+    layers = list(dict.fromkeys(name for lane in lanes for name in lane.loss_fn.layers))
+    features = forward(pixels, layers)
+    torch.stack([f.sum() for f in features.values()]).sum().backward()
+    if pixels.device.type == "cuda":
+        torch.cuda.synchronize(pixels.device)
     return time.perf_counter() - started
 
 
@@ -770,6 +801,81 @@ def stylize(
         return _execute(prepared, callbacks, should_stop)
 
 
+def stylize_batch(
+    configs: Sequence[Config],
+    *,
+    callbacks: Sequence[Sequence[Callback]] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    overwrite: bool = False,
+    allow_large: bool = False,
+    cache: ModelCache | None = None,
+) -> list[StylizeResult | NSTError]:
+    """Several new runs optimised together, each written to its own run folder as `stylize`
+    writes it: one forward and backward pass of the network per step serves them all, and
+    each run keeps its own optimiser, so it follows the path it would alone (to within
+    floating-point rounding). The configs must share `batch_key`: they may differ in loss
+    weights, layers, style images, optimiser settings, init and seed. Returns each run's
+    result or the error that stopped it; a run that fails does not stop the others."""
+    keys = {batch_key(config) for config in configs}
+    if len(keys) > 1:
+        raise ValueError(
+            "stylize_batch: the configs differ in " + ", ".join(_batch_differences(configs))
+        )
+    cache = cache or ModelCache()
+    outcomes: list[StylizeResult | NSTError | None] = [None] * len(configs)
+    ready: list[tuple[int, _Prepared]] = []
+    for index, config in enumerate(configs):
+        try:
+            ready.append((index, _prepare(config, False, overwrite, allow_large, cache, config)))
+        except NSTError as exc:
+            outcomes[index] = exc
+    with contextlib.ExitStack() as locks:
+        running: list[tuple[int, _Prepared]] = []
+        for index, prepared in ready:
+            try:
+                locks.enter_context(prepared.run_dir.lock())
+                check_run_folder(prepared.run_dir, False, overwrite)
+                if overwrite:
+                    prepared.run_dir.clear()
+            except NSTError as exc:
+                outcomes[index] = exc
+            else:
+                running.append((index, prepared))
+        if running:
+            # One network for all, deep enough for every run's layers.
+            layers = list(dict.fromkeys(n for _, p in running for n in p.config.network_layers))
+            first = running[0][1]
+            extractor = cache.extractor(first.config, layers, first.device)
+            batch = [replace(p, extractor=extractor) for _, p in running]
+            extra = callbacks or [()] * len(configs)
+            results = _execute_all(batch, [extra[i] for i, _ in running], should_stop)
+            for (index, _), outcome in zip(running, results, strict=True):
+                outcomes[index] = outcome
+    return [o for o in outcomes if o is not None]
+
+
+#: What runs of one batch must share: the image being optimised (content, sizes, schedule),
+#: the network and how it runs, and the loop's check interval. Anything else may differ.
+BATCH_SHARED_KEYS = (
+    "content", "resolution", "scales", "steps", "save_every", "device", "precision", "compile",
+    "memory", "model",
+)  # fmt: skip
+
+
+def batch_key(config: Config) -> str:
+    """Runs with the same key can be optimised together (stylize_batch)."""
+    data = run_config_dict(config)
+    shared = {key: data.get(key) for key in BATCH_SHARED_KEYS}
+    if config.model.weights == "random":
+        shared["seed"] = config.seed  # the seed draws the network's weights
+    return json.dumps(shared, sort_keys=True, default=str)
+
+
+def _batch_differences(configs: Sequence[Config]) -> list[str]:
+    keys = [json.loads(batch_key(c)) for c in configs]
+    return sorted({k for k in keys[0] if any(other.get(k) != keys[0][k] for other in keys)})
+
+
 def _prepare(
     config: Config,
     resume: bool,
@@ -818,91 +924,149 @@ def _execute(
     prepared: _Prepared, callbacks: Sequence[Callback], should_stop: Callable[[], bool]
 ) -> StylizeResult:
     """Run every scale, keeping the run folder current; whatever happens, save what we have."""
-    config, run_dir, start, device = (
-        prepared.config, prepared.run_dir, prepared.start, prepared.device
-    )  # fmt: skip
-    started_at = _now()
-    write_run_config(
-        run_dir, prepared.recorded, status="running", started=started_at, device=str(device),
-        steps_done=start.step,
-    )  # fmt: skip
-    text = png_metadata(prepared.recorded)
-    output_size = fit_long_side(prepared.inputs.content.size, config.resolution)
-    # What every saved image goes through: the content's colours put back (color: luminance).
-    shown = color.recolor(prepared.inputs.content) if config.color == "luminance" else None
-    recorder = _Recorder(
-        latest=LatestImage(),
-        frames=FrameSaver(run_dir, config.save_every, text, output_size, shown),
-        loss_log=LossLog(
-            run_dir.losses,
-            config.save_every,
-            start.rows,
-            run_dir.loss_plot,
-            {"Software": text["Software"], "nst:version": text["nst:version"]},
-        ),  # fmt: skip
-        checkpointer=Checkpointer(run_dir, config.save_every, config.checkpoint),
-    )
-    setup_seconds = time.perf_counter() - prepared.setup_started
+    (outcome,) = _execute_all([prepared], [callbacks], should_stop)
+    if isinstance(outcome, NSTError):
+        raise outcome
+    return outcome
 
-    status = "failed"
-    final_saved = False
+
+def _execute_all(
+    prepared: Sequence[_Prepared],
+    callbacks: Sequence[Sequence[Callback]],
+    should_stop: Callable[[], bool],
+) -> list[StylizeResult | NSTError]:
+    """`_execute` for the runs of a batch, optimised together: each run's outcome, or the
+    error that stopped it (the others went on). Ctrl-C or a crash settles every run's folder
+    (newest image, frames, loss log, config.yaml's status) before it propagates."""
+    sessions: list[_Session] = []
     try:
-        result = _run_scales(
-            config, prepared.inputs, prepared.extractor, device, prepared.cache, start,
-            [*recorder.callbacks(), *callbacks], should_stop,
-        )  # fmt: skip
-        recorder.frames.flush()  # every frame on disk (or its write error) before the end
-        status = "interrupted" if result.interrupted else "completed"
-        final = output_pil(result.image, output_size, shown)
-        final_text = {**text, "nst:step": str(result.step)}
-        save_png(final, run_dir.final, final_text)
-        if config.output_image is not None:
-            save_image(final, config.output_image, final_text)
-        final_saved = True
-    except KeyboardInterrupt:
-        status = "interrupted"
+        for one in prepared:
+            sessions.append(_Session(one))
+        results = _run_scales(
+            prepared,
+            prepared[0].extractor,
+            [
+                [*s.recorder.callbacks(), *extra]
+                for s, extra in zip(sessions, callbacks, strict=True)
+            ],
+            should_stop,
+        )
+        errors: list[NSTError | None] = [
+            s.finish(r) for s, r in zip(sessions, results, strict=True)
+        ]
+    except BaseException as exc:
+        for session in sessions:
+            if isinstance(exc, KeyboardInterrupt):
+                session.status = "interrupted"
+            session.close()
         raise
-    finally:
-        # Bookkeeping on the way out must not hide the error that got us here, and one part
-        # failing (a full disk refusing losses.png) must not skip the others.
-        latest = recorder.latest
+    outcomes: list[StylizeResult | NSTError] = []
+    for session, result, error in zip(sessions, results, errors, strict=True):
+        closing = session.close()
+        error = error or closing
+        outcomes.append(error if error is not None else session.outcome(result))
+    return outcomes
+
+
+class _Session:
+    """One run's folder while the run goes on: config.yaml says "running", the recorder's
+    callbacks keep frames, loss log, checkpoint and newest image current; `finish` and
+    `close` settle it however the run ended."""
+
+    def __init__(self, prepared: _Prepared) -> None:
+        self.prepared = prepared
+        config, run_dir, start = prepared.config, prepared.run_dir, prepared.start
+        self.started_at = _now()
+        write_run_config(
+            run_dir, prepared.recorded, status="running", started=self.started_at,
+            device=str(prepared.device), steps_done=start.step,
+        )  # fmt: skip
+        self.text = png_metadata(prepared.recorded)
+        self.output_size = fit_long_side(prepared.inputs.content.size, config.resolution)
+        # What every saved image goes through: the content's colours put back (luminance).
+        self.shown = color.recolor(prepared.inputs.content) if config.color == "luminance" else None
+        self.recorder = _Recorder(
+            latest=LatestImage(),
+            frames=FrameSaver(run_dir, config.save_every, self.text, self.output_size, self.shown),
+            loss_log=LossLog(
+                run_dir.losses,
+                config.save_every,
+                start.rows,
+                run_dir.loss_plot,
+                {"Software": self.text["Software"], "nst:version": self.text["nst:version"]},
+            ),
+            checkpointer=Checkpointer(run_dir, config.save_every, config.checkpoint),
+        )
+        self.setup_seconds = time.perf_counter() - prepared.setup_started
+        self.status = "failed"
+        self.final_saved = False
+
+    def finish(self, result: OptimizeResult) -> NSTError | None:
+        """The run's end: every frame on disk, then final.png (and the `-o` image); the
+        error that stopped the run, or that stops these writes, is returned."""
+        if result.error is not None:
+            return result.error
+        try:
+            self.recorder.frames.flush()  # every frame on disk (or its write error) first
+            self.status = "interrupted" if result.interrupted else "completed"
+            final = output_pil(result.image, self.output_size, self.shown)
+            final_text = {**self.text, "nst:step": str(result.step)}
+            save_png(final, self.prepared.run_dir.final, final_text)
+            if self.prepared.config.output_image is not None:
+                save_image(final, self.prepared.config.output_image, final_text)
+        except NSTError as exc:
+            return exc
+        self.final_saved = True
+        return None
+
+    def close(self) -> NSTError | None:
+        """Bookkeeping on the way out: the newest good image as final.png when the run did not
+        save one, frames still being written, the loss log, config.yaml's final status. One
+        part failing (a full disk refusing losses.png) does not skip the others, nor hide
+        the error that ended the run; its error is returned when the run itself succeeded."""
+        prepared, latest = self.prepared, self.recorder.latest
+        run_dir, start = prepared.run_dir, prepared.start
 
         def save_latest() -> None:
-            if not final_saved:
+            if not self.final_saved:
                 _save_on_the_way_out(
-                    run_dir, latest, text, status, output_size, config.output_image
-                )
+                    run_dir, latest, self.text, self.status, self.output_size,
+                    prepared.config.output_image, self.shown,
+                )  # fmt: skip
 
-        _each_logged(
+        errors = _each_logged(
             save_latest,
-            recorder.frames.close,  # frames still being written (after an error, say)
-            recorder.loss_log.flush,
+            self.recorder.frames.close,  # frames still being written (after an error, say)
+            self.recorder.loss_log.flush,
             lambda: write_run_config(
-                run_dir, prepared.recorded, status=status, started=started_at, finished=_now(),
-                device=str(device), steps_done=max(latest.step, start.step),
+                run_dir, prepared.recorded, status=self.status, started=self.started_at,
+                finished=_now(), device=str(prepared.device),
+                steps_done=max(latest.step, start.step),
                 losses={k: latest.losses[k] for k in ("total", "content", "style", "tv") if k in latest.losses},
             ),
-            raise_first=status == "completed",
         )  # fmt: skip
-    return StylizeResult(
-        run_dir=run_dir.root,
-        final_image=config.output_image or run_dir.final,
-        losses=result.losses,
-        steps=result.step,
-        steps_run=result.steps_run,
-        seconds=result.seconds,
-        setup_seconds=setup_seconds,
-        warmup_seconds=result.warmup_seconds,
-        status=status,
-        device=str(device),
-        # Every frame in the folder, earlier sessions of a resumed run included.
-        frames=sorted(int(p.stem.split("_")[-1]) for p in run_dir.frames.glob("step_*.png")),
-    )
+        return errors[0] if errors and self.status == "completed" else None
+
+    def outcome(self, result: OptimizeResult) -> StylizeResult:
+        config, run_dir = self.prepared.config, self.prepared.run_dir
+        return StylizeResult(
+            run_dir=run_dir.root,
+            final_image=config.output_image or run_dir.final,
+            losses=result.losses,
+            steps=result.step,
+            steps_run=result.steps_run,
+            seconds=result.seconds,
+            setup_seconds=self.setup_seconds,
+            warmup_seconds=result.warmup_seconds,
+            status=self.status,
+            device=str(self.prepared.device),
+            # Every frame in the folder, earlier sessions of a resumed run included.
+            frames=sorted(int(p.stem.split("_")[-1]) for p in run_dir.frames.glob("step_*.png")),
+        )
 
 
-def _each_logged(*steps: Callable[[], object], raise_first: bool) -> None:
-    """Run every step; an NSTError in one is said and the next still runs. With
-    `raise_first` (the run itself succeeded) the first such error is raised at the end."""
+def _each_logged(*steps: Callable[[], object]) -> list[NSTError]:
+    """Run every step; an NSTError in one is said and the next still runs. Returns them."""
     errors = []
     for step in steps:
         try:
@@ -910,8 +1074,7 @@ def _each_logged(*steps: Callable[[], object], raise_first: bool) -> None:
         except NSTError as exc:
             log.error("%s", exc)
             errors.append(exc)
-    if errors and raise_first:
-        raise errors[0]
+    return errors
 
 
 def _now() -> str:

@@ -28,6 +28,16 @@ def make_image(
     return path
 
 
+def write_pair(folder: Path, settings: str = "resolution: 48\nsteps: 4\nsave_every: 2\n") -> Path:
+    """content.png, style.png and a tiny config beside them (paths relative to it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    make_image(folder / "content.png", (64, 48), seed=1)
+    make_image(folder / "style.png", (40, 40), seed=7)
+    config = folder / "tiny.yaml"
+    config.write_text(f"content: content.png\nstyle: style.png\n{settings}device: cpu\n")
+    return config
+
+
 @pytest.fixture
 def content_path(tmp_path: Path) -> Path:
     return make_image(tmp_path / "content.png", (64, 48), seed=1)

@@ -20,22 +20,9 @@ from nst_cli.checkpoints import load_checkpoint
 from nst_cli.cli import app
 from nst_cli.remote import RunReport, execute_task, pack_task, unpack_report
 from nst_cli.sweep import Param, plan_sweep
-from tests.conftest import make_image
+from tests.conftest import write_pair
 
 runner = CliRunner()
-
-
-def write_pair(folder: Path) -> Path:
-    """content.png, style.png and a tiny config beside them (paths relative to it)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    make_image(folder / "content.png", (64, 48), seed=1)
-    make_image(folder / "style.png", (40, 40), seed=7)
-    config = folder / "tiny.yaml"
-    config.write_text(
-        "content: content.png\nstyle: style.png\nresolution: 48\nsteps: 4\nsave_every: 2\n"
-        "device: cpu\n"
-    )
-    return config
 
 
 def run_files(root: Path) -> list[str]:
