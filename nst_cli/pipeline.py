@@ -938,34 +938,35 @@ def _execute_all(
     """`_execute` for the runs of a batch, optimised together: each run's outcome, or the
     error that stopped it (the others went on). Ctrl-C or a crash settles every run's folder
     (newest image, frames, loss log, config.yaml's status) before it propagates."""
-    sessions: list[_Session] = []
+    outcomes: list[StylizeResult | NSTError | None] = [None] * len(prepared)
+    sessions: dict[int, _Session] = {}
+    results: list[OptimizeResult] = []
+    errors: list[NSTError | None] = []
     try:
-        for one in prepared:
-            sessions.append(_Session(one))
-        results = _run_scales(
-            prepared,
-            prepared[0].extractor,
-            [
-                [*s.recorder.callbacks(), *extra]
-                for s, extra in zip(sessions, callbacks, strict=True)
-            ],
-            should_stop,
-        )
-        errors: list[NSTError | None] = [
-            s.finish(r) for s, r in zip(sessions, results, strict=True)
-        ]
+        for index, one in enumerate(prepared):
+            try:
+                sessions[index] = _Session(one)
+            except NSTError as exc:  # its folder cannot be written: that run fails, alone
+                outcomes[index] = exc
+        if sessions:
+            results = _run_scales(
+                [prepared[i] for i in sessions],
+                next(iter(sessions.values())).prepared.extractor,
+                [[*s.recorder.callbacks(), *callbacks[i]] for i, s in sessions.items()],
+                should_stop,
+            )
+            errors = [s.finish(r) for s, r in zip(sessions.values(), results, strict=True)]
     except BaseException as exc:
-        for session in sessions:
+        for session in sessions.values():
             if isinstance(exc, KeyboardInterrupt):
                 session.status = "interrupted"
             session.close()
         raise
-    outcomes: list[StylizeResult | NSTError] = []
-    for session, result, error in zip(sessions, results, errors, strict=True):
+    for (index, session), result, error in zip(sessions.items(), results, errors, strict=True):
         closing = session.close()
         error = error or closing
-        outcomes.append(error if error is not None else session.outcome(result))
-    return outcomes
+        outcomes[index] = error if error is not None else session.outcome(result)
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 class _Session:

@@ -183,3 +183,22 @@ def test_a_batched_step_reads_nothing_back_between_checks() -> None:
         results = optimize_batch(lanes, extractor, 10, check_every=5)
     assert host.reads == ["tolist"] * 9
     assert all(r.error is None and r.step == 10 for r in results)
+
+
+def test_a_run_whose_folder_cannot_be_written_fails_alone(base: Path, tmp_path: Path, monkeypatch):
+    from nst_cli.errors import OutputError
+
+    real = pipeline.write_run_config
+
+    def write(run_dir, config, **run):
+        if run_dir.root.name == "style_weight=2" and run.get("status") == "running":
+            raise OutputError(f"{run_dir.config}: no space left on device")
+        return real(run_dir, config, **run)
+
+    monkeypatch.setattr(pipeline, "write_run_config", write)
+    root = tmp_path / "full"
+    _, runs = plan_sweep(base, [parse_param("weights.style=1,2,3")], output=root)
+    run_sweep(root, runs, batch=3)
+    assert [r.state for r in runs] == ["done", "failed", "done"]
+    assert "no space left" in (runs[1].error or "")
+    assert [r["status"] for r in _summary(root)] == ["completed", "failed", "completed"]
