@@ -178,6 +178,7 @@ def plan_sweep(
     keys = [p.key for p in params]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"--param: key swept twice ({', '.join(keys)})")
+    _check_flags_leave_swept_keys(keys, overrides or {})
     root = (
         Path(output) if output else Path("outputs") / f"sweep_{default_run_name(base, config_path)}"
     )
@@ -203,6 +204,18 @@ def plan_sweep(
             raise type(exc)(f"sweep run {name}: {exc}") from None
     _check_sweep_folder(root, runs, overwrite)
     return root, runs
+
+
+def _check_flags_leave_swept_keys(keys: Sequence[str], overrides: Mapping[str, Any]) -> None:
+    """A flag outranks --set, so `--style a.png --param style=b.png,c.png` would run a.png
+    every time, silently: refused, naming both."""
+    for key in keys:
+        for flag in overrides:
+            if flag == key or key.startswith(flag + "."):
+                raise ConfigError(
+                    f"--param {key}: a flag also sets {flag} (and would win in every run); "
+                    "drop the flag or the swept key"
+                )
 
 
 def _plan_run(

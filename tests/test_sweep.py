@@ -130,6 +130,8 @@ def test_two_params_make_a_grid_of_rows_and_columns(
         (["--param", "steps=1,-1"], "steps: Input should be greater than 0"),
         (["--param", "noequals"], "expected key.path=value"),
         ([], "nothing to sweep"),
+        (["--param", "steps=4,8", "--steps", "6"], "a flag also sets steps"),
+        (["--param", "device=cpu,auto", "--device", "cpu"], "a flag also sets device"),
     ],
 )
 def test_bad_params_are_clear_errors(
