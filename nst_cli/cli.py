@@ -253,7 +253,7 @@ ExecutorOpt = Annotated[
     str,
     typer.Option(
         "--executor",
-        help="Where the runs of a sweep or batch execute: local (here, one after another) or "
+        help="Where the runs of a sweep or batch execute: local (here, one after another or as a --batch) or "
         "ray (one Ray task each; needs the \\[ray] extra).",
         autocompletion=_complete(("local", "ray")),
         rich_help_panel=RUN,

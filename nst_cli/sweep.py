@@ -402,7 +402,7 @@ def _state(config: Config) -> str:
     return "resume" if run_dir.checkpoint.is_file() else "replace"
 
 
-#: Where the runs of a sweep or batch execute: here, one after another, or as Ray tasks.
+#: Where the runs of a sweep or batch execute: here (one by one or batched), or as Ray tasks.
 EXECUTORS = ("local", "ray")
 
 
