@@ -12,6 +12,7 @@ from PIL import Image
 
 from nst_cli import resolve_config, stylize
 from nst_cli.color import luminance, match_color
+from nst_cli.errors import NSTError
 from nst_cli.features import build_extractor
 from nst_cli.images import to_tensor
 from nst_cli.losses import gaussian_target, wasserstein_loss
@@ -45,6 +46,26 @@ def test_luminance_keeps_the_contents_colours_and_the_default_does_not(
     # Every frame is colour-preserved too (so `nst gif` shows the run as saved).
     frame = tmp_path / "luminance" / "frames" / "step_000002.png"
     assert np.abs(_chroma(frame, size) - content).mean() < 1.5
+
+
+def test_a_failed_luminance_run_keeps_its_colours_in_the_image_it_leaves(
+    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newest good image, saved as final.png when the loss turns NaN, is put through
+    the same colour step as every frame."""
+    import nst_cli.losses as losses
+
+    real_tv, calls = losses.tv_loss, iter(range(100))
+    monkeypatch.setattr(
+        losses, "tv_loss", lambda image: real_tv(image) * (float("nan") if next(calls) >= 3 else 1)
+    )
+    with pytest.raises(NSTError, match="became nan"):
+        _run(tiny_config, tmp_path / "lum", "color=luminance", "weights.tv=1", "save_every=1")
+    with (
+        Image.open(tmp_path / "lum" / "final.png") as final,
+        Image.open(tmp_path / "lum" / "frames" / "step_000002.png") as frame,
+    ):
+        assert np.array_equal(np.asarray(final), np.asarray(frame))
 
 
 def test_histogram_matching_gives_the_style_the_contents_colour_statistics() -> None:
