@@ -20,12 +20,13 @@ _EXPORTS = {
     "ModelCache": "pipeline",
     "StylizeResult": "pipeline",
     "stylize": "pipeline",
+    "stylize_batch": "pipeline",
 }
 
 if TYPE_CHECKING:
     from .config import Config, resolve_config
     from .errors import NSTError
-    from .pipeline import ModelCache, StylizeResult, stylize
+    from .pipeline import ModelCache, StylizeResult, stylize, stylize_batch
 
 
 def __getattr__(name: str) -> Any:
@@ -43,4 +44,5 @@ __all__ = [
     "__version__",
     "resolve_config",
     "stylize",
+    "stylize_batch",
 ]

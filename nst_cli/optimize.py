@@ -5,6 +5,9 @@ Step k is "the image after k optimiser updates". Every event carries that image 
 losses *of that image*, so a frame and its row in losses.csv always describe the same pixels.
 The loss and gradient of state k are computed once and reused by the optimiser's update, so
 reporting costs no extra forward pass (only the very last state needs one).
+
+Several runs of one image size can share the loop (`optimize_batch`, one Lane each): their
+pixels go through the network as one batch, each with its own optimiser and callbacks.
 """
 
 from __future__ import annotations
