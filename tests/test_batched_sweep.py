@@ -91,6 +91,12 @@ def test_runs_that_cannot_share_a_batch_are_grouped_apart(base: Path, tmp_path: 
     assert plan_batches(runs) == [[i] for i in range(12)]  # a CPU: one by one by default
 
 
+def test_on_a_gpu_runs_are_batched_by_default(base: Path, tmp_path: Path, monkeypatch) -> None:
+    _, runs = plan_sweep(base, [parse_param("weights.style=1,2,3,4,5")], output=tmp_path / "g")
+    monkeypatch.setattr(sweep, "resolve_device", lambda name: torch.device("cuda"))
+    assert plan_batches(runs) == [[0, 1, 2, 3], [4]]
+
+
 def test_a_batch_is_only_as_large_as_memory_allows(base: Path, tmp_path: Path, monkeypatch):
     root, runs = plan_sweep(base, [parse_param("weights.style=1,2,3,4")], output=tmp_path / "m")
     per_run = sweep._batchable_bytes(runs[0], False)
