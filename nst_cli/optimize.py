@@ -126,6 +126,11 @@ class Lane:
     average_state: torch.Tensor | None = None
 
 
+def lane_layers(lanes: Sequence[Lane]) -> list[str]:
+    """Every layer a batched forward pass must return: each lane's, each once."""
+    return list(dict.fromkeys(name for lane in lanes for name in lane.loss_fn.layers))
+
+
 def optimize(
     image: torch.Tensor,
     extractor: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]],
@@ -273,7 +278,7 @@ def optimize_batch(
     turns non-finite, or whose callback fails, stops with that error in its result (the
     others go on); Ctrl-C (`should_stop`) stops them all at the same step."""
     running = [_Running(lane) for lane in lanes]
-    layers = list(dict.fromkeys(name for lane in lanes for name in lane.loss_fn.layers))
+    layers = lane_layers(lanes)
     started = time.perf_counter()
     step = start_step
     interrupted = False

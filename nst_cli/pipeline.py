@@ -63,7 +63,7 @@ from .losses import (
     style_norms,
     style_targets,
 )
-from .optimize import Callback, Lane, OptimizeResult, optimize_batch
+from .optimize import Callback, Lane, OptimizeResult, lane_layers, optimize_batch
 from .outputs import RunDir, read_loss_rows, read_run_config, save_image, save_png, write_text
 
 log = logging.getLogger("nst")
@@ -628,7 +628,6 @@ def _starting_point(
 
 def _run_scales(
     prepared: Sequence[_Prepared],
-    extractor: FeatureExtractor,
     callbacks: Sequence[Sequence[Callback]],
     should_stop: Callable[[], bool],
 ) -> list[OptimizeResult]:
@@ -636,8 +635,9 @@ def _run_scales(
 
     Several runs (a batch: same content, sizes, schedule and network, see `batch_key`) go
     through the scales together, one lane each; a lane that fails stops and the rest go on."""
-    first = prepared[0]
+    first = prepared[0]  # a batch shares its network (stylize_batch gives each run the same)
     config, device, cache, start = first.config, first.device, first.cache, first.start
+    extractor = first.extractor
     images = [p.start.image.to(device) for p in prepared]
     states = [p.start.optimizer_state for p in prepared]
     averages = [None if p.start.average is None else p.start.average.to(device) for p in prepared]
@@ -731,8 +731,7 @@ def _warm_up(forward: Callable[..., Any], lanes: Sequence[Lane]) -> float:
     reported apart from the steps' speed."""
     started = time.perf_counter()
     pixels = torch.cat([lane.image for lane in lanes]).detach().requires_grad_(True)
-    layers = list(dict.fromkeys(name for lane in lanes for name in lane.loss_fn.layers))
-    features = forward(pixels, layers)
+    features = forward(pixels, lane_layers(lanes))
     torch.stack([f.sum() for f in features.values()]).sum().backward()
     if pixels.device.type == "cuda":
         torch.cuda.synchronize(pixels.device)
@@ -951,7 +950,6 @@ def _execute_all(
         if sessions:
             results = _run_scales(
                 [prepared[i] for i in sessions],
-                next(iter(sessions.values())).prepared.extractor,
                 [[*s.recorder.callbacks(), *callbacks[i]] for i, s in sessions.items()],
                 should_stop,
             )

@@ -492,33 +492,24 @@ def _run_group(
 ) -> list[StylizeResult | Exception | None]:
     """Each run's result, the error that failed it, or None for a run with nothing to do."""
     if len(group) > 1:
-        return list(
-            stylize_batch(
-                [run.config for run in group],
-                callbacks=callbacks,
-                should_stop=should_stop,
-                overwrite=True,
-                allow_large=allow_large,
-                cache=cache,
-            )  # fmt: skip
-        )
+        outcomes: list[StylizeResult | Exception | None] = []
+        outcomes += stylize_batch(
+            [run.config for run in group], callbacks=callbacks, should_stop=should_stop,
+            overwrite=True, allow_large=allow_large, cache=cache,
+        )  # fmt: skip
+        return outcomes
     (run,) = group
     if run.state in ("done", "failed"):
         return [None]
     try:
-        return [
-            stylize(
-                run.config,
-                callbacks=callbacks[0],
-                should_stop=should_stop,
-                resume=run.state == "resume",
-                overwrite=run.state in ("new", "replace"),
-                allow_large=allow_large,
-                cache=cache,
-            )  # fmt: skip
-        ]
+        result = stylize(
+            run.config, callbacks=callbacks[0], should_stop=should_stop,
+            resume=run.state == "resume", overwrite=run.state in ("new", "replace"),
+            allow_large=allow_large, cache=cache,
+        )  # fmt: skip
     except (NSTError, torch.OutOfMemoryError) as exc:
         return [exc]
+    return [result]
 
 
 #: Runs a sweep optimises together by default on a GPU, where one batch keeps it busier than
