@@ -106,7 +106,11 @@ def _nst(
     command += ["--style", str(args.style), "-o", str(run_dir), "--overwrite"]
     command += ["--resolution", str(args.size), "--device", args.device]
     if not defaults:
-        command += ["--steps", str(args.steps), "--set", f"save_every={args.every}"]
+        # A variant's own `steps` (a list per scale, say) must not be overridden by the flag,
+        # which outranks --set.
+        if not any(s.startswith("steps=") for s in settings):
+            command += ["--steps", str(args.steps)]
+        command += ["--set", f"save_every={args.every}"]
     for setting in settings:
         command += ["--set", setting]
     wall, peak = _run(command, out / "log.txt")

@@ -181,8 +181,8 @@ def compact_state(optimizer_state: dict[str, Any], image: torch.Tensor) -> dict[
     packed = dict(state)
     packed["s"] = [_pack(s) for s in state["s"][-COMPACT_PAIRS:]]
     packed["y"] = [_pack(y) for y in state["y"][-COMPACT_PAIRS:]]
-    if "w" in state:  # each pair's weight (0: it failed the curvature test, or was reset)
-        packed["w"] = state["w"][-COMPACT_PAIRS:]
+    if "rho" in state:  # each pair's 1/sy (0: it failed the curvature test, or was reset)
+        packed["rho"] = state["rho"][-COMPACT_PAIRS:]
     if "x" in state:
         packed["last_step"] = _pack(image.flatten() - state["x"])
         del packed["x"]

@@ -50,37 +50,58 @@ def pack(vector: torch.Tensor) -> dict[str, Any]:
     return {"scale": scale, "q": q.to(torch.float16)}
 
 
-def pyramid(shape: torch.Size) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """M for pixels of this shape (see the module docstring): grids down to cells of a quarter
-    of the short side, each weighted by its cell's side, so the boost follows the image's size.
-    None where there is nothing to coarsen (not an image, or too small)."""
-    if len(shape) != 4:
-        return None
-    height, width = shape[-2:]
-    sides = [2**k for k in range(1, 16) if 2**k <= min(height, width) // 4]
-    if not sides:
-        return None
+class Pyramid:
+    """M for pixels of one shape (see the module docstring), applied as `M(v)`, with the
+    quadratic form v·M·v that scales the starting matrix at half the cost.
 
-    def spread(coarse: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
+    Uᵀ is the adjoint of bilinear upsampling, called as the kernel autograd would call for
+    it, but without building a graph or upsampling a grid of zeros first."""
 
-    def apply(vector: torch.Tensor) -> torch.Tensor:
-        image = vector.view(shape)
-        out = image.clone()
+    def __init__(self, shape: torch.Size, sides: list[int]) -> None:
+        self.shape = shape
+        height, width = shape[-2:]
+        self.levels: list[tuple[list[int], float]] = []
         for side in sides:
-            grid = (-(-height // side), -(-width // side))
-            # U·Uᵀ with U the bilinear spread: symmetric by construction, and smooth (block
-            # averages spread back as blocks imprinted their seams on the image).
-            with torch.enable_grad():
-                coarse = image.new_zeros((*shape[:2], *grid), requires_grad=True)
-                (gathered,) = torch.autograd.grad(spread(coarse), coarse, image)
-            # Per pixel of the coarse grid, Uᵀ sums ~area fine pixels: a flat image comes
-            # back boosted by `side`.
-            area = height * width / (grid[0] * grid[1])
-            out += spread(gathered) * (side / area)
+            grid = [-(-height // side), -(-width // side)]
+            # Per pixel of the coarse grid, Uᵀ sums ~area fine pixels: weighting by
+            # side / area boosts a flat image by `side`.
+            self.levels.append((grid, side / (height * width / (grid[0] * grid[1]))))
+
+    def _gather(self, image: torch.Tensor, grid: list[int]) -> torch.Tensor:
+        height, width = self.shape[-2:]
+        return torch.ops.aten.upsample_bilinear2d_backward(
+            image, [height, width], [*self.shape[:2], *grid], False
+        )
+
+    def _spread(self, coarse: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(coarse, size=self.shape[-2:], mode="bilinear", align_corners=False)
+
+    def __call__(self, vector: torch.Tensor) -> torch.Tensor:
+        # U·Uᵀ with U the bilinear spread: symmetric by construction, and smooth (block
+        # averages spread back as blocks imprinted their seams on the image).
+        image = vector.view(self.shape)
+        out = image.clone()
+        for grid, weight in self.levels:
+            out += self._spread(self._gather(image, grid).mul_(weight))
         return out.flatten()
 
-    return apply
+    def quadratic(self, vector: torch.Tensor) -> torch.Tensor:
+        """v·M·v = v·v + Σ_k w_k·|U_kᵀ v|²: gathers only."""
+        image = vector.view(self.shape)
+        total = torch.dot(vector, vector)
+        for grid, weight in self.levels:
+            total = total + weight * self._gather(image, grid).pow(2).sum()
+        return total
+
+
+def pyramid(shape: torch.Size) -> Pyramid | None:
+    """M for pixels of this shape: grids down to cells of a quarter of the short side, each
+    weighted by its cell's side, so the boost follows the image's size. None where there is
+    nothing to coarsen (not an image, or too small)."""
+    if len(shape) != 4:
+        return None
+    sides = [2**k for k in range(1, 16) if 2**k <= min(shape[-2:]) // 4]
+    return Pyramid(shape, sides) if sides else None
 
 
 def unpack(stored: Stored) -> torch.Tensor:
@@ -97,8 +118,16 @@ def _current(state: dict[str, Any], pixels: torch.Tensor) -> dict[str, Any]:
     device, dtype = pixels.device, pixels.dtype
     state.setdefault("s", [])
     state.setdefault("y", [])
-    if "w" not in state:
-        state["w"] = [torch.ones((), device=device, dtype=dtype) for _ in state["s"]]
+    if "rho" not in state:
+        # Before rho was kept: each pair's weight w (1 kept, 0 not), or none (all kept).
+        weights = state.pop("w", None) or [torch.ones((), device=device, dtype=dtype)] * len(
+            state["s"]
+        )
+        state["rho"] = []
+        for s_stored, y_stored, weight in zip(state["s"], state["y"], weights, strict=True):
+            sy = torch.dot(unpack(s_stored).to(device), unpack(y_stored).to(device))
+            weight = torch.as_tensor(weight, device=device, dtype=dtype)
+            state["rho"].append(torch.where(weight > 0, weight / sy, torch.zeros_like(sy)))
     if "gamma" not in state:
         gamma = torch.zeros((), device=device, dtype=dtype)
         if state["s"]:
@@ -173,7 +202,7 @@ class ProjectedLBFGS(torch.optim.Optimizer):
         # New lists each step, never mutated, for the same reason.
         s_hist: list[Stored] = list(state["s"])
         y_hist: list[Stored] = list(state["y"])
-        weights: list[torch.Tensor] = list(state["w"])
+        rhos: list[torch.Tensor] = list(state["rho"])
         scale, gamma = state["scale"], state["gamma"]
         if "x" in state:
             s, y = x - state["x"], g - state["g"]
@@ -184,9 +213,10 @@ class ProjectedLBFGS(torch.optim.Optimizer):
             keep = pack if group.get("compact_history") else (lambda v: v)
             size = group["history_size"]
             s_hist, y_hist = [*s_hist, keep(s)][-size:], [*y_hist, keep(y)][-size:]
-            weights = [*weights, fits.to(x.dtype)][-size:]
+            # rho = 1/sy, kept with its pair rather than recomputed from it at every step.
+            rhos = [*rhos, torch.where(fits, 1.0 / sy, torch.zeros_like(sy))][-size:]
             # H0 = gamma·M, scaled as L-BFGS scales the identity: sy / (y·M·y).
-            ymy = yy if smooth is None else torch.dot(y, smooth(y))
+            ymy = yy if smooth is None else smooth.quadratic(y)
             gamma = torch.where(fits, sy / ymy, gamma)
             # The last step overshot: go back to the previous point and try half as far.
             rejected = value > state["loss"]
@@ -197,11 +227,11 @@ class ProjectedLBFGS(torch.optim.Optimizer):
             state["rejected"] = torch.where(rejected, state["rejected"] + 1, 0)
             # After repeated rejections the curvature history is thrown away.
             alive = (state["rejected"] < _RESET_AFTER).to(x.dtype)
-            weights = [w * alive for w in weights]
+            rhos = [rho * alive for rho in rhos]
             gamma = gamma * alive
-        state["s"], state["y"], state["w"], state["gamma"] = s_hist, y_hist, weights, gamma
+        state["s"], state["y"], state["rho"], state["gamma"] = s_hist, y_hist, rhos, gamma
 
-        direction = self._direction(g, s_hist, y_hist, weights, gamma, smooth)
+        direction = self._direction(g, s_hist, y_hist, rhos, gamma, smooth)
         lower, upper = group["lower"], group["upper"]
         # Components pushing out of the box at an active bound cannot move: drop them, so the
         # step length is spent where the pixels are free.
@@ -228,11 +258,12 @@ class ProjectedLBFGS(torch.optim.Optimizer):
         g: torch.Tensor,
         s_hist: list[Stored],
         y_hist: list[Stored],
-        weights: list[torch.Tensor],
+        rhos: list[torch.Tensor],
         gamma: torch.Tensor,
-        smooth: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        smooth: Pyramid | None = None,
     ) -> torch.Tensor:
-        """-H·g by the two-loop recursion over the pairs of weight 1, starting from gamma·I or
+        """-H·g by the two-loop recursion over the pairs with rho = 1/sy (pairs that failed the
+        curvature test or were reset have rho 0 and do nothing), starting from gamma·I or
         gamma·M (`smooth`); a gradient step scaled to unit L1 norm while there are none
         (gamma, the last kept pair's sy/yMy, is then 0).
 
@@ -243,10 +274,6 @@ class ProjectedLBFGS(torch.optim.Optimizer):
         if not s_hist:
             return first
         q = -g
-        rhos = []
-        for s_stored, y_stored, weight in zip(s_hist, y_hist, weights, strict=True):
-            ys = torch.dot(unpack(y_stored), unpack(s_stored))
-            rhos.append(torch.where(weight > 0, weight / ys, torch.zeros_like(ys)))
         alphas = []
         for s_stored, y_stored, rho in zip(
             reversed(s_hist), reversed(y_hist), reversed(rhos), strict=True

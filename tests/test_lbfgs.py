@@ -167,8 +167,10 @@ def test_a_step_reads_nothing_back_from_the_device(precondition: str) -> None:
     assert float(loss(x.detach())) < float(loss(torch.full(shape, 0.5)))
 
 
-def test_a_state_saved_by_an_earlier_nst_still_loads_and_steps() -> None:
-    # Checkpoints written before the device-side decisions hold plain numbers, no weights.
+@pytest.mark.parametrize("weights", [False, True], ids=["plain numbers", "pair weights"])
+def test_a_state_saved_by_an_earlier_nst_still_loads_and_steps(weights: bool) -> None:
+    # Checkpoints written before the device-side decisions hold plain numbers, no weights;
+    # later ones a weight per pair (1 kept, 0 not) and no 1/sy.
     curvature = torch.logspace(-1, 1, 12)
     centre = torch.linspace(-0.5, 1.5, 12)
     loss = _quadratic(curvature, centre)
@@ -179,15 +181,17 @@ def test_a_state_saved_by_an_earlier_nst_still_loads_and_steps() -> None:
         optimizer.step(closure)
     state = optimizer.state_dict()
     inner = state["state"][0]
-    old = {k: v for k, v in inner.items() if k not in ("w", "gamma")}
+    old = {k: v for k, v in inner.items() if k not in ("rho", "gamma")}
     old.update(loss=float(inner["loss"]), scale=float(inner["scale"]), rejected=0)
+    if weights:
+        old["w"] = [(rho > 0).float() for rho in inner["rho"]]
     y = x.detach().clone().requires_grad_(True)
     again = ProjectedLBFGS([y])
     again.load_state_dict({**state, "state": {0: old}})
     for _ in range(3):
         again.step(_closure_for(loss, y, again))
         optimizer.step(closure)
-    # The weights and gamma rebuilt from the pairs give the same steps as the live state.
+    # 1/sy and gamma rebuilt from the pairs give the same steps as the live state.
     assert torch.allclose(x.detach(), y.detach(), atol=1e-6)
 
 
@@ -199,6 +203,8 @@ def test_the_pyramid_is_symmetric_positive_definite_and_boosts_only_coarse_struc
     u, v = torch.randn(2, shape.numel())
     assert torch.allclose(torch.dot(u, apply(v)), torch.dot(apply(u), v), rtol=1e-4)
     assert torch.dot(v, apply(v)) >= torch.dot(v, v)
+    # The quadratic form that scales the starting matrix, from the gathers alone.
+    assert torch.allclose(apply.quadratic(v), torch.dot(v, apply(v)), rtol=1e-5)
     # A flat image is boosted by 1 + the cell sides (2, 4, 8: up to a quarter of 37) ...
     flat = apply(torch.ones(shape.numel()))
     assert torch.allclose(flat, torch.full_like(flat, 15.0), rtol=0.02)
