@@ -2,7 +2,7 @@
 
 Not a test: run it by hand on the machine you report, e.g.
     python benchmarks/overhead.py                      # 256 px, 100 steps, 3 repeats
-    python benchmarks/overhead.py --size 448 --set optimizer.precondition=none
+    python benchmarks/overhead.py --size 448 --steps 40 --set optimizer.precondition=none
 Each repeat, in this one process: an nst run minimising compare.py's J (default save_every,
 so frames, the loss log and checkpoints are included), then J's floor (one forward+backward
 with nst's Grams, compare.bare_step_seconds) right after it. The marginal step is taken from
@@ -61,7 +61,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
-            sets = [*J_SETTINGS, f"steps={args.steps}", f"resolution={args.size}", *args.set]
+            # One scale: every step at the size whose floor it is compared with.
+            sets = [*J_SETTINGS, f"scales=[{args.size}]", f"steps={args.steps}"]
+            sets += [f"resolution={args.size}", *args.set]
             overrides = {
                 "content": str(args.content),
                 "style": str(args.style),

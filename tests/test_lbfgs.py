@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nst_cli import lbfgs
 from nst_cli.lbfgs import ProjectedLBFGS, pyramid
 
 
@@ -213,6 +214,23 @@ def test_the_pyramid_is_symmetric_positive_definite_and_boosts_only_coarse_struc
     checker = ((rows + cols) % 2 * 2 - 1).float().expand(shape).flatten()
     assert (apply(checker) - checker).norm() < 0.05 * checker.norm()
     assert pyramid(torch.Size((1, 3, 7, 7))) is None and pyramid(torch.Size((40,))) is None
+
+
+def test_the_pyramid_as_matrix_products_equals_the_upsampling_kernels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Up to DENSE_SIDE, U and Uᵀ are products with 1-D interpolation matrices; beyond it the
+    # kernels. Both must be the same M (sides no grid divides; a batch of two).
+    torch.manual_seed(0)
+    shape = torch.Size((2, 3, 37, 50))
+    sides = [2, 4, 8]
+    dense = lbfgs.Pyramid(shape, sides)
+    monkeypatch.setattr(lbfgs, "DENSE_SIDE", 0)
+    kernels = lbfgs.Pyramid(shape, sides)
+    assert dense.dense and not kernels.dense
+    v = torch.randn(shape.numel())
+    assert torch.allclose(dense(v), kernels(v), atol=1e-5)
+    assert torch.allclose(dense.quadratic(v), kernels.quadratic(v), rtol=1e-5)
 
 
 def _smoothness_problem():
