@@ -52,10 +52,10 @@ def pack(vector: torch.Tensor) -> dict[str, Any]:
     return {"scale": scale, "q": q.to(torch.float16)}
 
 
-#: Up to this long side the pyramid applies U_k and U_kᵀ as products with each axis's 1-D
-#: interpolation matrix (every level's columns in one matrix product): 3–6× faster than the
-#: upsampling kernels on the CPU (measured at 256–1024 px). The matrices grow as the square
-#: of the side, so larger images use the kernels.
+#: Up to this long side the pyramid applies U_k and U_kᵀ on the CPU as products with each
+#: axis's 1-D interpolation matrix (every level's columns in one matrix product): 3–6× faster
+#: than the upsampling kernels (measured at 256–1024 px). The matrices grow as the square of
+#: the side, so larger images use the kernels.
 DENSE_SIDE = 2048
 
 
@@ -74,8 +74,9 @@ class Pyramid:
 
     U_k is bilinear upsampling from the k-th grid and U_kᵀ its adjoint. Bilinear upsampling is
     separable, U_k·C = R_k·C·Q_kᵀ with R_k, Q_k the 1-D interpolation matrices of the rows and
-    the columns, so up to DENSE_SIDE both are matrix products; beyond it, the upsampling kernel
-    and its backward kernel, called directly (no graph, no upsampled grid of zeros)."""
+    the columns, so on the CPU up to DENSE_SIDE both are matrix products; elsewhere, the
+    upsampling kernel and its backward kernel, called directly (no graph, no upsampled grid of
+    zeros)."""
 
     def __init__(
         self,
@@ -92,7 +93,10 @@ class Pyramid:
             # Per pixel of the coarse grid, Uᵀ sums ~area fine pixels: weighting by
             # side / area boosts a flat image by `side`.
             self.levels.append((grid, side / (height * width / (grid[0] * grid[1]))))
-        self.dense = max(height, width) <= DENSE_SIDE
+        # On a GPU the kernels stay: they are fast there, and matrix products would run in
+        # TF32 (the default `precision`), rounding M to ~1e-3.
+        on_cpu = device is None or torch.device(device).type == "cpu"
+        self.dense = on_cpu and max(height, width) <= DENSE_SIDE
         if self.dense:
             self._rows = [_interpolation(grid[0], height, device, dtype) for grid, _ in self.levels]
             self._cols = torch.cat(
