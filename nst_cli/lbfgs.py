@@ -129,15 +129,15 @@ class Pyramid:
             out = F.interpolate(
                 coarse[0], size=(height, width), mode="bilinear", align_corners=False
             )
-            for grid in coarse[1:]:
+            for level in coarse[1:]:
                 out += F.interpolate(
-                    grid, size=(height, width), mode="bilinear", align_corners=False
+                    level, size=(height, width), mode="bilinear", align_corners=False
                 )
             return out
         down = torch.cat(
             [
-                rows @ grid.reshape(batch * channels, *grid.shape[-2:])
-                for rows, grid in zip(self._rows, coarse, strict=True)
+                rows @ level.reshape(batch * channels, *level.shape[-2:])
+                for rows, level in zip(self._rows, coarse, strict=True)
             ],
             dim=2,
         )
