@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from nst_cli import ModelCache, resolve_config
-from nst_cli.devices import resolve_device
+from nst_cli.devices import resolve_device, resolve_precision
 from nst_cli.images import to_pil, to_tensor
 from nst_cli.lbfgs import ProjectedLBFGS
 from nst_cli.pipeline import build_loss, images_at, initial_image, load_inputs
@@ -97,7 +97,12 @@ def main() -> None:
                 {"content": content_file, "style": style_file, "resolution": size},
             )
             inputs = load_inputs(config)
-            extractor = cache.extractor(config, config.layers.style | config.layers.content, device)
+            extractor = cache.extractor(
+                config,
+                config.layers.style | config.layers.content,
+                device,
+                resolve_precision(device, config.precision),
+            )
             content, style = (t.to(device) for t in images_at(config, inputs, size))
             loss_fn = build_loss(config, extractor, content, style, cache, size)
             start = initial_image(config, content, style)

@@ -338,7 +338,7 @@ class Config(_Strict):
     steps: StrictPositiveInt | list[StrictPositiveInt] = 160
     save_every: StrictPositiveInt = 50
     checkpoint: CheckpointMode = "compact"
-    precision: Literal["tf32", "fp32", "bf16"] = "tf32"
+    precision: Literal["auto", "tf32", "fp32", "bf16"] = "auto"
     memory: Literal["normal", "low"] = "normal"
     compile: StrictBool = False
     init: str = "content"

@@ -125,8 +125,8 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
         "`compact` (~60 B/px, resume within 2%), `exact` (~520 B/px, resume exact) or `off`",
     ),
     "precision": (
-        "`tf32`",
-        "`tf32` (float32, TensorFloat-32 matmuls/convolutions on CUDA; plain float32 elsewhere), `fp32` (strict float32), `bf16` (the network under bfloat16 autocast; Grams and losses stay float32)",
+        "`auto`",
+        "`auto` (`tf32` on CUDA, `bf16` on a CPU with bfloat16 matrix units (Intel AMX), `fp32` elsewhere; config.yaml's `run:` says which), `tf32` (float32, TensorFloat-32 matmuls/convolutions on CUDA; plain float32 elsewhere), `fp32` (strict float32), `bf16` (the network under bfloat16 autocast; Grams and losses stay float32)",
     ),
     "memory": (
         "`normal`",

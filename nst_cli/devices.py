@@ -43,6 +43,31 @@ def resolve_device(name: str) -> torch.device:
     raise DeviceError(f"device: '{name}' is not a device; use auto, cpu, cuda, cuda:N or mps")
 
 
+def cpu_computes_bf16_fast() -> bool:
+    """Whether this CPU has matrix units for bfloat16 (Intel AMX, Sapphire Rapids and later),
+    where oneDNN runs VGG19's bfloat16 convolutions ~2.3× faster than float32 (measured on
+    the 2-core CI machine: 401 ms against 940 ms forward+backward at 448 px). Elsewhere
+    bfloat16 is emulated and slower than float32."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe and probe() and torch.backends.mkldnn.is_available())
+    except RuntimeError:  # pragma: no cover - a torch build without the probe's backend
+        return False
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """`precision: auto` decided for this device: TF32 on CUDA; bfloat16 on a CPU with
+    bfloat16 matrix units (the same pictures in less than half the time; see README,
+    Performance); strict float32 elsewhere. Any other value is kept."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "tf32"
+    if device.type == "cpu" and cpu_computes_bf16_fast():
+        return "bf16"
+    return "fp32"
+
+
 def configure_precision(device: torch.device, precision: str) -> None:
     """TensorFloat-32 matmuls and convolutions on CUDA unless `precision: fp32` asks for full
     float32 (TF32 keeps float32's range with a 10-bit mantissa: ~3× faster on Ampere and

@@ -128,7 +128,11 @@ def test_save_every_larger_than_steps(tiny_config: Path, tmp_path: Path) -> None
         (["--set", "style_scale=0.05"], "Raise style_scale", 2),
         (["--device", "mps"], "mps (Apple GPU) is not available", 2),
         (["--set", "init=missing.png"], "neither content, noise, style nor an existing image", 2),
-        (["--set", "precision=fp16"], "precision: Input should be 'tf32', 'fp32' or 'bf16'", 2),
+        (
+            ["--set", "precision=fp16"],
+            "precision: Input should be 'auto', 'tf32', 'fp32' or 'bf16'",
+            2,
+        ),
         (["--style", "/nonexistent/style.png"], "file not found", 2),
     ],
 )
@@ -310,4 +314,4 @@ def test_schema_is_json_schema_of_every_config_key() -> None:
     for key in ("content", "style", "resolution", "scales", "steps", "layers", "weights",
                 "optimizer", "checkpoint", "precision", "memory", "compile"):  # fmt: skip
         assert key in schema["properties"], key
-    assert schema["properties"]["precision"]["enum"] == ["tf32", "fp32", "bf16"]
+    assert schema["properties"]["precision"]["enum"] == ["auto", "tf32", "fp32", "bf16"]

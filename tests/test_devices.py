@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_cli.devices import configure_precision, resolve_device
+from nst_cli import devices
+from nst_cli.devices import configure_precision, resolve_device, resolve_precision
 from nst_cli.errors import DeviceError
 
 
@@ -38,3 +39,21 @@ def test_precision_settings_touch_only_cuda() -> None:
     before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     configure_precision(torch.device("cpu"), "fp32")
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+
+
+@pytest.mark.parametrize("explicit", ["tf32", "fp32", "bf16"])
+def test_an_explicit_precision_is_kept_on_every_device(explicit: str) -> None:
+    for device in ("cpu", "cuda", "mps"):
+        assert resolve_precision(torch.device(device), explicit) == explicit
+
+
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_auto_precision_follows_the_hardware(monkeypatch, fast_bf16: bool) -> None:
+    monkeypatch.setattr(devices, "cpu_computes_bf16_fast", lambda: fast_bf16)
+    assert resolve_precision(torch.device("cuda"), "auto") == "tf32"
+    assert resolve_precision(torch.device("mps"), "auto") == "fp32"
+    assert resolve_precision(torch.device("cpu"), "auto") == ("bf16" if fast_bf16 else "fp32")
+
+
+def test_the_bf16_probe_answers_without_failing() -> None:
+    assert isinstance(devices.cpu_computes_bf16_fast(), bool)

@@ -86,7 +86,9 @@ def _initial_style_shares(weights: str, pair: tuple[str, str]) -> dict[str, floa
     )
     cache = ModelCache()
     inputs = load_inputs(config)
-    extractor = cache.extractor(config, [*config.layers.content, *config.layers.style], "cpu")
+    extractor = cache.extractor(
+        config, [*config.layers.content, *config.layers.style], "cpu", "fp32"
+    )
     content, style = images_at(config, inputs, 64)
     loss = build_loss(config, extractor, content, style, cache, 64)
     image = initial_image(config, content, style)

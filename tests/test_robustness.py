@@ -176,8 +176,13 @@ def test_unwritable_output_folder(tiny_config: Path, tmp_path: Path) -> None:
     assert "cannot create it" in result.output and "--output" in result.output
 
 
-def test_resume_matches_an_uninterrupted_run(tiny_config: Path, tmp_path: Path) -> None:
-    base = resolve_config(tiny_config, ["steps=8", "save_every=3"])
+@pytest.mark.parametrize(("precision", "levels"), [("fp32", 1.0), ("bf16", 4.0)])
+def test_resume_matches_an_uninterrupted_run(
+    tiny_config: Path, tmp_path: Path, precision: str, levels: float
+) -> None:
+    # The compact checkpoint keeps 3 of the 20 curvature pairs in float16: the resumed run
+    # rebuilds the rest, a rounding L-BFGS amplifies; bfloat16's coarser gradients more.
+    base = resolve_config(tiny_config, ["steps=8", "save_every=3", f"precision={precision}"])
     straight = stylize(base.model_copy(update={"output": tmp_path / "straight"}))
     stop_at = {"step": 4}
     calls = {"n": 0}
@@ -191,7 +196,8 @@ def test_resume_matches_an_uninterrupted_run(tiny_config: Path, tmp_path: Path) 
     assert first.status == "interrupted" and first.steps == 4
     second = stylize(run, resume=True)
     assert second.status == "completed" and second.steps == 8 and second.steps_run == 4
-    assert np.abs(pixels(second.final_image) - pixels(straight.final_image)).max() <= 1.0
+    assert np.abs(pixels(second.final_image) - pixels(straight.final_image)).max() <= levels
+    assert second.losses["total"] == pytest.approx(straight.losses["total"], rel=0.02)
     rows = (tmp_path / "resumed" / "losses.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(9))
     frames = sorted(p.name for p in (tmp_path / "resumed" / "frames").iterdir())

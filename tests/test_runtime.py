@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from nst_cli import resolve_config, stylize
+from nst_cli import ModelCache, devices, resolve_config, stylize
 from nst_cli.features import _segments, build_extractor
 from nst_cli.layers import LAYER_NAMES
 
@@ -70,8 +71,26 @@ def test_a_run_with_bf16_and_low_memory_completes(tiny_config: Path, tmp_path: P
     assert result.losses["total"] < float("inf")
 
 
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_auto_precision_runs_bf16_channels_last_on_a_cpu_with_matrix_units(
+    tiny_config: Path, tmp_path: Path, monkeypatch, fast_bf16: bool
+) -> None:
+    monkeypatch.setattr(devices, "cpu_computes_bf16_fast", lambda: fast_bf16)
+    config = resolve_config(tiny_config, [], {"output": str(tmp_path / "run"), "device": "cpu"})
+    assert config.precision == "auto"
+    cache = ModelCache()
+    result = stylize(config, cache=cache)
+    assert result.status == "completed"
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text(encoding="utf-8"))
+    assert saved["precision"] == "auto"  # resumed elsewhere, it is decided there again
+    assert saved["run"]["precision"] == ("bf16" if fast_bf16 else "fp32")
+    (network,) = cache._extractors.values()
+    assert network.precision == ("bf16" if fast_bf16 else "fp32")
+    assert network.channels_last == fast_bf16
+
+
 def test_runtime_keys_are_validated(tiny_config: Path) -> None:
-    with pytest.raises(Exception, match="precision.*'tf32', 'fp32' or 'bf16'"):
+    with pytest.raises(Exception, match="precision.*'auto', 'tf32', 'fp32' or 'bf16'"):
         resolve_config(tiny_config, ["precision=fp16"])
     with pytest.raises(Exception, match="memory.*'normal' or 'low'"):
         resolve_config(tiny_config, ["memory=tiny"])
