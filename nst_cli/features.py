@@ -82,7 +82,9 @@ class FeatureExtractor(nn.Module):
     """A frozen, truncated VGG19 that returns the activations of named layers in one pass.
 
     How it runs is set after building (`configure`): `precision` "bf16" runs the convolutions
-    under autocast and hands back float32 features (Grams and losses stay float32);
+    under autocast and hands back the bfloat16 features as computed (the losses compute in
+    float32: Grams from the exactly upcast features, their gradient in bfloat16, the
+    network's own precision, see losses._OuterSelf);
     `low_memory` recomputes each VGG block's interior in the backward pass instead of keeping
     it (torch.utils.checkpoint), trading ~30% more time for the activations of all but the
     tapped layers; `channels_last` is the fast memory layout for convolutions on CUDA.
@@ -125,7 +127,7 @@ class FeatureExtractor(nn.Module):
                 else:
                     x, taps = self._run(x, start, end, wanted)
                 out.update(taps)
-        return {name: value.float() for name, value in out.items()}
+        return out
 
     def _run(
         self, x: torch.Tensor, start: int, end: int, wanted: set[str]

@@ -8,10 +8,12 @@ import torch
 from nst_cli.losses import (
     StyleTransferLoss,
     content_loss,
+    gaussian_target,
     gram_matrix,
     style_loss,
     style_norms,
     tv_loss,
+    wasserstein_loss,
 )
 
 
@@ -151,3 +153,51 @@ def test_gram_gradient_is_exact(batch: int) -> None:
     flat = features.detach().reshape(batch, 5, 24)
     expected = flat @ flat.transpose(1, 2) / (5 * 24)
     torch.testing.assert_close(gram_matrix(features.detach()), expected)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_channels_last_gram_matches_and_its_gradient_keeps_the_layout(batch: int) -> None:
+    # channels_last maps (the CPU's bf16 path and CUDA) are read as positions × channels, so
+    # neither the Gram nor its gradient copies them into the other layout.
+    plain = torch.rand(batch, 8, 5, 7, dtype=torch.float64, requires_grad=True)
+    last = plain.detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    weights = torch.rand(batch, 8, 8, dtype=torch.float64)
+    grams = {}
+    for name, features in (("plain", plain), ("last", last)):
+        grams[name] = gram_matrix(features)
+        (grams[name] * weights).sum().backward()
+    torch.testing.assert_close(grams["last"], grams["plain"])
+    torch.testing.assert_close(last.grad, plain.grad)
+    assert last.grad.is_contiguous(memory_format=torch.channels_last)
+    assert not last.grad.is_contiguous()
+    assert plain.grad.is_contiguous()
+    assert torch.autograd.gradcheck(lambda f: gram_matrix(f), (last,))
+
+
+def test_a_bf16_gram_is_the_float32_gram_of_the_same_values_with_a_bf16_gradient() -> None:
+    # bf16 features (precision: bf16) are upcast exactly: the Gram is the float32 one; the
+    # gradient comes back in bf16, the precision the network's backward takes it in.
+    half = torch.randn(1, 16, 12, 10).to(torch.bfloat16)
+    half = half.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    wide = half.detach().float().requires_grad_(True)
+    weights = torch.rand(1, 16, 16)
+    grams = {}
+    for name, features in (("half", half), ("wide", wide)):
+        grams[name] = gram_matrix(features)
+        (grams[name] * weights).sum().backward()
+    assert grams["half"].dtype == torch.float32
+    torch.testing.assert_close(grams["half"], grams["wide"])
+    assert half.grad.dtype == torch.bfloat16
+    assert half.grad.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(
+        half.grad.float(), wide.grad, rtol=2e-2, atol=2e-2 * wide.grad.abs().max().item()
+    )
+    # Content and Wasserstein terms widen bf16 features too.
+    target = torch.randn(1, 16, 12, 10)
+    assert content_loss(half, target).dtype == torch.float32
+    assert content_loss(half, target).item() == pytest.approx(content_loss(wide, target).item())
+    gaussian = gaussian_target(torch.randn(1, 16, 12, 10))
+    assert wasserstein_loss(half, gaussian).dtype == torch.float32
+    assert wasserstein_loss(half, gaussian).item() == pytest.approx(
+        wasserstein_loss(wide, gaussian).item(), rel=1e-4
+    )

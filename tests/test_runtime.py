@@ -49,14 +49,14 @@ def test_low_memory_gives_the_same_features_and_gradient(extractor) -> None:
     torch.testing.assert_close(low_grad, plain_grad)
 
 
-def test_bf16_features_are_float32_and_close(extractor) -> None:
+def test_bf16_features_are_as_computed_and_close(extractor) -> None:
     image = torch.rand(1, 3, 40, 56)
     plain, plain_grad = _features_and_grad(extractor.configure(), image)
     half, half_grad = _features_and_grad(extractor.configure(precision="bf16"), image)
     extractor.configure()
     for name in LAYERS:
-        assert half[name].dtype == torch.float32
-        relative = (half[name] - plain[name]).norm() / plain[name].norm()
+        assert half[name].dtype == torch.bfloat16  # the losses widen them (test_losses)
+        relative = (half[name].float() - plain[name]).norm() / plain[name].norm()
         assert 0 < relative < 0.05, (name, relative)  # rounded, not garbage, not unchanged
     cosine = torch.nn.functional.cosine_similarity(half_grad.flatten(), plain_grad.flatten(), 0)
     assert cosine > 0.98
