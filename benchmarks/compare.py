@@ -365,7 +365,7 @@ def main() -> None:
             traces[name] = Trace(name, 0, error=str(exc))
             continue
         trace.tool = name
-        if name.startswith("nst"):
+        if name.startswith("nst") or name == "recipe":  # nst runs, its own precision
             chosen = [x.split("=", 1)[1] for x in extra or [] if x.startswith("precision=")]
             trace.precision = chosen[-1] if chosen else nst_precision
         elif name == "reference-bf16":
