@@ -604,7 +604,11 @@ def _print_summary(result: StylizeResult) -> None:
                 f" + {result.warmup_seconds:.1f} s compile warm-up" if result.warmup_seconds else ""
             ),
         ),
-        ("speed", f"{result.iterations_per_second:.2f} it/s on {result.device}"),
+        (
+            "speed",
+            f"{result.iterations_per_second:.2f} it/s on {result.device}"
+            + (f" ({result.precision})" if result.precision else ""),
+        ),
     ]
     rows += [
         (f"{n} loss", f"{result.losses[n]:.6g}")

@@ -85,6 +85,8 @@ class StylizeResult:
     frames: list[int] = field(default_factory=list)
     #: torch.compile's warm-up (compile: true), not part of `seconds`.
     warmup_seconds: float = 0.0
+    #: The precision the network ran at (`precision: auto` decided: tf32, fp32 or bf16).
+    precision: str = ""
 
     @property
     def iterations_per_second(self) -> float:
@@ -1066,6 +1068,7 @@ class _Session:
             warmup_seconds=result.warmup_seconds,
             status=self.status,
             device=str(self.prepared.device),
+            precision=self.prepared.precision,
             # Every frame in the folder, earlier sessions of a resumed run included.
             frames=sorted(int(p.stem.split("_")[-1]) for p in run_dir.frames.glob("step_*.png")),
         )

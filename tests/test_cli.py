@@ -53,6 +53,8 @@ def test_stylize_end_to_end(tiny_config: Path, tmp_path: Path, content_path: Pat
     assert saved["steps"] == 6 and saved["layers"]["content"] == {"relu4_2": 1.0}
     assert Path(saved["content"]).is_absolute()
     assert "status" in output and "final.png" in output
+    # The summary says what `precision: auto` chose, as config.yaml's run section does.
+    assert f"on cpu ({saved['run']['precision']})" in output
 
 
 def test_set_overrides_and_adam(tiny_config: Path, tmp_path: Path) -> None:
