@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from nst_cli import preview as preview_module
 from nst_cli import resolve_config, stylize
 from nst_cli.outputs import RunDir
 from nst_cli.preview import Preview
@@ -60,7 +61,12 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-def test_preview_serves_state_image_and_frames_and_nothing_else(tiny_config: Path, tmp_path: Path):
+def test_preview_serves_state_image_and_frames_and_nothing_else(
+    tiny_config: Path, tmp_path: Path, monkeypatch
+):
+    # Every step's point is kept when steps come further apart than the page's update
+    # interval; set it below the delay, so how fast a step computes does not matter.
+    monkeypatch.setattr(preview_module, "STATE_INTERVAL", 0.01)
     preview = Preview(RunDir(tmp_path / "run")).start()
     try:
         assert preview.url.startswith("http://127.0.0.1:")
