@@ -175,9 +175,7 @@ def _reference(args: argparse.Namespace, out: Path, precision: str = "fp32") -> 
 
 def reference_loop(args: argparse.Namespace, out: Path) -> None:
     """The plain loop every Gatys implementation reduces to (runs in its own process)."""
-    device = torch.device(
-        "cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
-    )
+    device = _device(args)
     layers = [CONTENT_LAYER, *STYLE_LAYERS]
     net = _network(device, args.worker_precision)
     content_image = resize_long_side(load_image(args.content, "content"), args.size)
@@ -227,6 +225,13 @@ def _gram(f: torch.Tensor) -> torch.Tensor:
     return flat @ flat.T / (c * h * w)
 
 
+def _device(args: argparse.Namespace) -> torch.device:
+    """The device the in-process loops and floors run on: CUDA when asked for and present."""
+    return torch.device(
+        "cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+    )
+
+
 def _network(device: torch.device, precision: str) -> FeatureExtractor:
     """VGG19 to relu5_1, run at `precision` (bf16: autocast and channels_last, as nst does)."""
     net = build_extractor("caffe", [CONTENT_LAYER, *STYLE_LAYERS]).to(device)
@@ -240,9 +245,7 @@ def bare_step_seconds(
     """The floors of one step at the content's size and `precision`: (a bare VGG19 forward
     to relu5_1 and its backward, the same plus J's Grams and distances). Medians of
     `repeats`."""
-    device = torch.device(
-        "cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
-    )
+    device = _device(args)
     layers = [CONTENT_LAYER, *STYLE_LAYERS]
     net = _network(device, precision)
     image = to_tensor(resize_long_side(load_image(args.content, "content"), args.size)).to(device)
@@ -327,9 +330,7 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
     if args.device != "cpu" and torch.cuda.is_available():
         machine += f", {torch.cuda.get_device_name()}"
-    device = torch.device(
-        "cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
-    )
+    device = _device(args)
     auto = resolve_precision(device, "auto")
     nst_precision = "bf16" if auto == "bf16" else "fp32"
     floors = {p: bare_step_seconds(args, p) for p in dict.fromkeys(["fp32", nst_precision])}

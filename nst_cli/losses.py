@@ -90,7 +90,8 @@ def content_loss(
 ) -> torch.Tensor:
     """Mean squared difference of feature maps; relative to the target's power if normalised
     (in float32 whatever precision the network ran at)."""
-    loss = torch.mean((widened(features) - widened(target)) ** 2)
+    target = widened(target)
+    loss = torch.mean((widened(features) - target) ** 2)
     return loss / _power(target) if normalize else loss
 
 
