@@ -110,6 +110,8 @@ StrictPositiveInt = Annotated[int, Field(strict=True, gt=0)]
 AUTO_SCALE_START = 256
 #: `scales: auto` runs a single scale up to this resolution.
 AUTO_SCALE_SINGLE_MAX = 384
+#: The share of a coarse-to-fine run's time that its last (full-size) scale gets.
+FINAL_SCALE_TIME = 0.7
 
 
 @dataclass(frozen=True)
@@ -138,17 +140,24 @@ def auto_scales(resolution: int) -> list[int]:
 
 
 def split_steps(total: int, sizes: Sequence[int]) -> list[int]:
-    """Share `total` steps among scales in proportion to 1/size² (each gets at least one).
+    """Share `total` steps among scales so that the last scale gets FINAL_SCALE_TIME of the
+    time and the coarser ones share the rest equally (each gets at least one step).
 
-    A step costs about size² (pixels), so every scale gets about the same time: the coarse
-    scales, where the style's large structures form, get most of the steps, and the fine
-    scales, started from an upsampled result that already holds them, refine the detail.
+    A step costs about size² (pixels), so a scale's steps are ∝ its time share / size². The
+    coarse scales, cheap per step, lay out the style's large structures in a few steps; the
+    full size, started from their upsampled result, is where the picture is finished. Giving
+    every scale the same time instead left the last scale 23 of 160 steps at 512 px, and
+    its strokes soft: at the same time in all, this split lowered the evaluator's style
+    error 11% and its content error 10% over five pairs (README, How the defaults were
+    chosen).
     """
     if len(sizes) == 1:
         return [total]
     if total < len(sizes):
         raise ValueError(f"steps: {total} is fewer than the {len(sizes)} scales {list(sizes)}")
-    shares = [1 / size**2 for size in sizes]
+    coarse = (1 - FINAL_SCALE_TIME) / (len(sizes) - 1)
+    times = [coarse] * (len(sizes) - 1) + [FINAL_SCALE_TIME]
+    shares = [time / size**2 for time, size in zip(times, sizes, strict=True)]
     exact = [total * share / sum(shares) for share in shares]
     counts = [max(1, math.floor(x)) for x in exact]
     # Hand the rounding remainder to the scales that lost the most to floor().

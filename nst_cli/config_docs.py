@@ -39,7 +39,7 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     ),
     "steps": (
         "`160` (from the preset)",
-        "optimiser updates in all, shared among the scales so each gets about the same time (∝ 1/size²: 160 at 512 px → 91, 46, 23), or one number per scale, e.g. `[100, 40]`",
+        "optimiser updates in all, shared among the scales so the last (full-size) one gets 70% of the time and the coarser ones equal parts of the rest (160 at 512 px → 60, 30, 70), or one number per scale, e.g. `[100, 40]`",
     ),
     "style_scale": (
         "`1.0`",

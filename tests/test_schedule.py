@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from nst_cli.config import PRESETS, Config, auto_scales, resolve_config, split_steps
+from nst_cli.config import (
+    FINAL_SCALE_TIME,
+    PRESETS,
+    Config,
+    auto_scales,
+    resolve_config,
+    split_steps,
+)
 from nst_cli.errors import ConfigError
 
 
@@ -20,15 +27,27 @@ def test_auto_scales_single_up_to_384_then_root_two_steps() -> None:
     assert all(1.3 < r < 1.6 for r in ratios), ratios
 
 
-def test_split_steps_gives_coarse_scales_more_and_keeps_the_total() -> None:
-    counts = split_steps(300, [256, 362, 512])
+def test_split_steps_gives_the_last_scale_most_of_the_time_and_keeps_the_total() -> None:
+    sizes = [256, 362, 512]
+    counts = split_steps(300, sizes)
     assert sum(counts) == 300
-    assert counts[0] > counts[1] > counts[2] >= 1
-    # equal compute per scale: steps × pixels about the same for every scale
-    work = [c * s * s for c, s in zip(counts, [256, 362, 512], strict=True)]
-    assert max(work) / min(work) < 1.1
+    # time ∝ steps × pixels: the last scale gets FINAL_SCALE_TIME of it, the others equal parts
+    work = [c * s * s for c, s in zip(counts, sizes, strict=True)]
+    assert work[-1] / sum(work) == pytest.approx(FINAL_SCALE_TIME, abs=0.01)
+    assert work[0] / work[1] == pytest.approx(1.0, abs=0.05)
+    # coarse steps are cheap: the first scale still takes more steps than the second
+    assert counts[0] > counts[1] >= 1
+    assert split_steps(160, sizes) == [60, 30, 70]
     assert split_steps(3, [10, 20, 30]) == [1, 1, 1]
     assert split_steps(7, [64]) == [7]
+
+
+def test_split_steps_gives_every_scale_a_step_at_large_sizes() -> None:
+    sizes = auto_scales(2048)
+    counts = split_steps(40, sizes)
+    assert sum(counts) == 40 and min(counts) >= 1
+    work = [c * s * s for c, s in zip(counts, sizes, strict=True)]
+    assert work[-1] == max(work)
 
 
 def test_schedule_ranges_are_contiguous_and_end_at_total() -> None:
