@@ -236,16 +236,30 @@ def scale_label(stage: Stage | None) -> str:
 
 
 class _Rate:
-    """Steps per second since the first step seen (the summary's figure, not a window)."""
+    """Steps per second since the first step seen (the summary's figure, not a window), and
+    the seconds left: the work left (Stage.work_until: steps weighted by their scale's
+    pixels) at the speed the work so far went."""
 
     def __init__(self) -> None:
         self._first: tuple[int, float] | None = None
+        self.eta: float | None = None
 
     def __call__(self, event: StepEvent) -> float | None:
         if self._first is None:
             self._first = (event.step, event.elapsed)
-        done, seconds = event.step - self._first[0], event.elapsed - self._first[1]
-        return done / seconds if done > 0 and seconds > 0 else None
+        first_step, first_elapsed = self._first
+        done, seconds = event.step - first_step, event.elapsed - first_elapsed
+        if done <= 0 or seconds <= 0:
+            self.eta = None
+            return None
+        stage = event.stage
+        if stage is None:
+            self.eta = (event.total_steps - event.step) * seconds / done
+        else:
+            work = stage.work_until(event.step)
+            left = stage.work_until(event.total_steps) - work
+            self.eta = left * seconds / max(work - stage.work_until(first_step), 1e-9)
+        return done / seconds
 
 
 class LogLines:
@@ -269,8 +283,8 @@ class LogLines:
                 f" ({event.stage.size}px, scale {event.stage.index + 1}/{event.stage.count})"
             )
         parts.append(format_losses(event.losses))
-        if rate is not None:
-            eta = (event.total_steps - event.step) / rate
+        if rate is not None and self._rate.eta is not None:
+            eta = self._rate.eta
             parts.append(f"{rate:.2f} it/s")
             parts.append(f"ETA {int(eta) // 60}:{int(eta) % 60:02d}")
         self.write(" · ".join(parts))
@@ -289,6 +303,25 @@ class _SpeedColumn(ProgressColumn):
         return Text(
             "–– it/s" if speed is None else f"{speed:.2f} it/s", style="progress.data.speed"
         )
+
+
+class _EtaColumn(TimeRemainingColumn):
+    """The run's own ETA (`_Rate.eta`, weighted by each scale's cost) where it gives one;
+    rich's (steps left at the recent speed) for a sweep's bar of runs."""
+
+    def render(self, task: Task) -> Text:
+        if "eta" not in task.fields:
+            return super().render(task)
+        eta = task.fields["eta"]
+        if task.finished or eta is None:
+            return (
+                super().render(task)
+                if task.finished
+                else Text("-:--:--", style="progress.remaining")
+            )
+        minutes, seconds = divmod(int(eta), 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"{hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
 
 
 def format_losses(losses: Mapping[str, float]) -> str:
@@ -320,7 +353,7 @@ def make_progress(console: Console | None = None) -> Progress:
         MofNCompleteColumn(),
         _SpeedColumn(),
         TextColumn("ETA"),
-        TimeRemainingColumn(),
+        _EtaColumn(),
         TimeElapsedColumn(),
         console=console,
         transient=False,
@@ -363,5 +396,6 @@ class ProgressBar:
             completed=event.step,
             total=event.total_steps,
             rate=self._rate(event),
+            eta=self._rate.eta,
             **fields,
         )

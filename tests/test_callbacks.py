@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 import torch
+from rich.console import Console
 
-from nst_cli.callbacks import FrameSaver, LogLines, LossLog
-from nst_cli.config import Stage
+from nst_cli.callbacks import FrameSaver, LogLines, LossLog, ProgressBar, make_progress
+from nst_cli.config import Config, Stage
 from nst_cli.optimize import StepEvent
 from nst_cli.outputs import RunDir, read_loss_rows
 
@@ -29,6 +31,37 @@ def test_log_lines_every_n_steps_with_rate_and_eta() -> None:
     assert [line.split()[2] for line in lines] == ["0/10", "4/10", "8/10", "10/10"]
     assert "(362px, scale 2/2)" in lines[1] and "2.00 it/s" in lines[1] and "ETA 0:03" in lines[1]
     assert "tv" not in lines[1]  # a zero tv term is not shown
+
+
+def test_eta_weighs_the_steps_left_by_their_scale_s_pixels() -> None:
+    """While the first of two scales runs, the ETA counts the full-size steps to come at
+    their own cost (4× a half-size step), not at the speed of the cheap ones."""
+    config = Config(resolution=64, scales=[32, 64], steps=[10, 10])
+    first, last = config.schedule()
+    lines: list[str] = []
+    log = LogLines(lines.append, every=5)
+    for step in range(6):  # 0.1 s per step at 32 px
+        log(_event(step, elapsed=0.1 * step, total=20, stage=first))
+    # 5 steps at 32 px, then 10 steps at 64 px, each 4× as long: 0.5 + 4.0 s
+    assert "ETA 0:04" in lines[-1], lines[-1]
+    assert first.work_until(20) == pytest.approx(10 + 40)
+    assert last.work_until(15) == pytest.approx(10 / 4 + 5)
+    plain = Stage(0, 1, 64, 0, 20)  # a stage built without its run's scales: steps alike
+    assert plain.work_until(7) == 7
+
+
+def test_progress_bar_shows_the_weighted_eta() -> None:
+    console = Console(file=io.StringIO(), width=120, force_terminal=False)
+    progress = make_progress(console)
+    bar = ProgressBar(progress)
+    first, _ = Config(resolution=64, scales=[32, 64], steps=[10, 10]).schedule()
+    for step in range(6):
+        bar(_event(step, elapsed=0.1 * step, total=20, stage=first))
+    task = progress.tasks[0]
+    assert task.fields["eta"] == pytest.approx(4.5)
+    rendered = progress.columns[5].render(task)
+    progress.stop()
+    assert str(rendered) == "0:00:04"
 
 
 def test_loss_log_keeps_one_row_per_step_across_a_resume(tmp_path: Path) -> None:
