@@ -39,6 +39,13 @@ import torch.nn.functional as F
 #: Rejections in a row after which the curvature history is thrown away.
 _RESET_AFTER = 3
 
+#: The RMS of a step taken without curvature information (the first step, at every scale, and
+#: after a reset), as a fraction of the box's width; None: torch.optim.LBFGS's rule, a step of
+#: 1 in L1 norm, which over an image's ~10⁵–10⁶ pixels moves each by ~10⁻⁶ and teaches the
+#: curvature model nothing (under bfloat16 its gradient change is below the gradient's own
+#: rounding): 1–4 steps were spent at the start of every scale.
+FIRST_STEP_RMS: float | None = 0.01
+
 #: A history vector: a float32 tensor, or {"scale", "q"} with v ≈ scale · q (see pack).
 Stored = torch.Tensor | dict[str, Any]
 
@@ -303,8 +310,9 @@ class ProjectedLBFGS(torch.optim.Optimizer):
             gamma = gamma * alive
         state["s"], state["y"], state["rho"], state["gamma"] = s_hist, y_hist, rhos, gamma
 
-        direction = self._direction(g, s_hist, y_hist, rhos, gamma, smooth)
         lower, upper = group["lower"], group["upper"]
+        first_rms = None if FIRST_STEP_RMS is None else FIRST_STEP_RMS * (upper - lower)
+        direction = self._direction(g, s_hist, y_hist, rhos, gamma, smooth, first_rms)
         # Components pushing out of the box at an active bound cannot move: drop them, so the
         # step length is spent where the pixels are free.
         # (Each line here is one pass over the pixels, or as few as it can be: at 256 px a
@@ -335,16 +343,22 @@ class ProjectedLBFGS(torch.optim.Optimizer):
         rhos: list[torch.Tensor],
         gamma: torch.Tensor,
         smooth: Pyramid | None = None,
+        first_rms: float | None = None,
     ) -> torch.Tensor:
         """-H·g by the two-loop recursion over the pairs with rho = 1/sy (pairs that failed the
         curvature test or were reset have rho 0 and do nothing), starting from gamma·I or
-        gamma·M (`smooth`); a gradient step scaled to unit L1 norm while there are none
-        (gamma, the last kept pair's sy/yMy, is then 0).
+        gamma·M (`smooth`); while there are none (gamma, the last kept pair's sy/yMy, is then
+        0), a gradient step of RMS `first_rms`, or of unit L1 norm where that is None.
 
         Packed pairs are expanded one at a time, so a compact history never exists in float32
         as a whole. 0-d tensors throughout, not floats: no host sync per history pair."""
-        # As torch.optim.LBFGS's first iteration: a step no larger than 1 in L1 norm.
-        first = (1.0 / torch.linalg.vector_norm(g, 1).clamp(min=1e-12)).clamp(max=1.0)
+        if first_rms is None:
+            # As torch.optim.LBFGS's first iteration: a step no larger than 1 in L1 norm.
+            first = (1.0 / torch.linalg.vector_norm(g, 1).clamp(min=1e-12)).clamp(max=1.0)
+        else:
+            # A gradient step of RMS first_rms (the trust region may cap it further).
+            norm = torch.linalg.vector_norm(g).clamp(min=1e-30)
+            first = first_rms * math.sqrt(g.numel()) / norm
         if not s_hist:
             return g * -first
         # q is this function's own tensor: updated in place, one pass per pair and loop.

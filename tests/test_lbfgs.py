@@ -258,3 +258,21 @@ def test_the_pyramid_moves_coarse_structure_many_times_faster() -> None:
             optimizer.step(closure)
         reached[precondition] = float(loss(x.detach()))
     assert reached["pyramid"] < reached["none"] / 100, reached
+
+
+def test_a_step_without_curvature_moves_the_pixels_by_a_set_rms() -> None:
+    """The first step (of every scale, and after a reset) is a gradient step of RMS
+    FIRST_STEP_RMS of the box: torch's L1-norm-1 step moved a 64×64 image by ~1e-5 per pixel
+    and taught the curvature model nothing, so the next steps were spent too."""
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 64, 64)
+    loss = _quadratic(torch.ones_like(target), target)
+    x = torch.full_like(target, 0.5).requires_grad_(True)
+    optimizer = ProjectedLBFGS([x])
+    closure = _closure_for(loss, x, optimizer)
+    start = loss(x.detach()).item()
+    optimizer.step(closure)
+    moved = (x.detach() - 0.5).pow(2).mean().sqrt().item()
+    assert moved == pytest.approx(lbfgs.FIRST_STEP_RMS, rel=1e-4)
+    # the step itself counts: 7% of this loss (0.07% with the L1 rule)
+    assert loss(x.detach()).item() < 0.95 * start
