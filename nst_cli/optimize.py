@@ -278,6 +278,10 @@ def optimize_batch(
     turns non-finite, or whose callback fails, stops with that error in its result (the
     others go on); Ctrl-C (`should_stop`) stops them all at the same step."""
     running = [_Running(lane) for lane in lanes]
+    for r in running:
+        # Where a lane stands if no step runs: a resumed run whose checkpoint is already past
+        # this scale's end (written under another split of the steps) goes on from there.
+        r.step = start_step
     layers = lane_layers(lanes)
     started = time.perf_counter()
     step = start_step

@@ -204,6 +204,28 @@ def test_resume_matches_an_uninterrupted_run(
     assert frames == ["step_000000.png", "step_000003.png", "step_000006.png"]
 
 
+def test_resume_past_its_scale_s_end_under_another_split_goes_on_from_its_step(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    """A checkpoint written at step 8 of a first scale that now ends at step 4 (a run begun
+    under an earlier split of the steps): the run goes on at the next scale from step 8; it
+    used to restart its step count at 0 and rewrite the log."""
+    run = resolve_config(tiny_config, ["scales=[32, 64]", "steps=[10, 4]"])
+    run = run.model_copy(update={"output": tmp_path / "split"})
+    calls = {"n": 0}
+
+    def stop_after_eight() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 8
+
+    assert stylize(run, should_stop=stop_after_eight).steps == 8
+    second = stylize(run.model_copy(update={"steps": [4, 10]}), resume=True)
+    assert second.status == "completed" and second.steps == 14 and second.steps_run == 6
+    rows = [r.split(",") for r in (tmp_path / "split" / "losses.csv").read_text().splitlines()[1:]]
+    assert [int(r[0]) for r in rows] == list(range(15))
+    assert [int(r[1]) for r in rows] == [32] * 8 + [64] * 7
+
+
 def test_resume_via_cli_with_more_steps(tiny_config: Path, tmp_path: Path) -> None:
     out = tmp_path / "more"
     assert (
