@@ -252,13 +252,10 @@ class _Rate:
         if done <= 0 or seconds <= 0:
             self.eta = None
             return None
-        stage = event.stage
-        if stage is None:
-            self.eta = (event.total_steps - event.step) * seconds / done
-        else:
-            work = stage.work_until(event.step)
-            left = stage.work_until(event.total_steps) - work
-            self.eta = left * seconds / max(work - stage.work_until(first_step), 1e-9)
+        # Steps weighted by their scale's pixels (alike where the event names no scale).
+        work = event.stage.work_until if event.stage is not None else float
+        done_work = max(work(event.step) - work(first_step), 1e-9)
+        self.eta = (work(event.total_steps) - work(event.step)) * seconds / done_work
         return done / seconds
 
 
@@ -310,15 +307,11 @@ class _EtaColumn(TimeRemainingColumn):
     rich's (steps left at the recent speed) for a sweep's bar of runs."""
 
     def render(self, task: Task) -> Text:
-        if "eta" not in task.fields:
+        if "eta" not in task.fields or task.finished:
             return super().render(task)
         eta = task.fields["eta"]
-        if task.finished or eta is None:
-            return (
-                super().render(task)
-                if task.finished
-                else Text("-:--:--", style="progress.remaining")
-            )
+        if eta is None:
+            return Text("-:--:--", style="progress.remaining")
         minutes, seconds = divmod(int(eta), 60)
         hours, minutes = divmod(minutes, 60)
         return Text(f"{hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")

@@ -188,7 +188,7 @@ def optimize(
 class _Running:
     """A lane while the loop runs: its pixels, optimiser, average and unread losses."""
 
-    def __init__(self, lane: Lane) -> None:
+    def __init__(self, lane: Lane, step: int) -> None:
         self.lane = lane
         self.pixels = (
             lane.image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
@@ -207,7 +207,9 @@ class _Running:
         self.unchecked: list[tuple[int, Losses]] = []
         #: The loss of the current pixels, already computed, for the optimiser's closure.
         self.cached: list[torch.Tensor] = []
-        self.step = 0
+        # Where the lane stands until it takes a step: a resumed run whose checkpoint is
+        # already past this scale's end (written under another split) goes on from there.
+        self.step = step
         self.error: NSTError | None = None
 
     def update(self, closure: Callable[[], torch.Tensor]) -> None:
@@ -277,11 +279,7 @@ def optimize_batch(
     schedule: one forward and backward pass per step serves them all. A lane whose loss
     turns non-finite, or whose callback fails, stops with that error in its result (the
     others go on); Ctrl-C (`should_stop`) stops them all at the same step."""
-    running = [_Running(lane) for lane in lanes]
-    for r in running:
-        # Where a lane stands if no step runs: a resumed run whose checkpoint is already past
-        # this scale's end (written under another split of the steps) goes on from there.
-        r.step = start_step
+    running = [_Running(lane, start_step) for lane in lanes]
     layers = lane_layers(lanes)
     started = time.perf_counter()
     step = start_step
