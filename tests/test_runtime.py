@@ -63,9 +63,9 @@ def test_bf16_features_are_as_computed_and_close(extractor) -> None:
 
 
 def test_a_run_with_bf16_and_low_memory_completes(tiny_config: Path, tmp_path: Path) -> None:
-    config = resolve_config(
-        tiny_config, ["precision=bf16", "memory=low"], {"output": str(tmp_path / "run")}
-    )
+    # 32 px: on a CPU without bfloat16 units (AVX2) bfloat16 is emulated, ~30x float32's time.
+    sets = ["precision=bf16", "memory=low", "resolution=32"]
+    config = resolve_config(tiny_config, sets, {"output": str(tmp_path / "run")})
     result = stylize(config)
     assert result.status == "completed" and result.steps == 6
     assert result.losses["total"] < float("inf")
@@ -76,7 +76,8 @@ def test_auto_precision_runs_bf16_channels_last_on_a_cpu_with_matrix_units(
     tiny_config: Path, tmp_path: Path, monkeypatch, fast_bf16: bool
 ) -> None:
     monkeypatch.setattr(devices, "cpu_computes_bf16_fast", lambda: fast_bf16)
-    config = resolve_config(tiny_config, [], {"output": str(tmp_path / "run"), "device": "cpu"})
+    overrides = {"output": str(tmp_path / "run"), "device": "cpu"}
+    config = resolve_config(tiny_config, ["resolution=32"], overrides)  # bf16 may be emulated
     assert config.precision == "auto"
     cache = ModelCache()
     result = stylize(config, cache=cache)
