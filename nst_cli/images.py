@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageFont, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: `nst gif` needs none (~3 s less)
+    import torch
 
 log = logging.getLogger("nst")
 
@@ -112,6 +115,8 @@ def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 def upsample(image: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
     """Resize an image tensor to (height, width) for the next scale, bicubic, kept in [0, 1]."""
+    import torch
+
     resized = torch.nn.functional.interpolate(
         image, size=tuple(size), mode="bicubic", align_corners=False
     )
@@ -120,6 +125,8 @@ def upsample(image: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.T
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """PIL RGB -> float tensor [1, 3, H, W] in [0, 1]."""
+    import torch
+
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
 
@@ -129,6 +136,8 @@ def to_pil(tensor: torch.Tensor) -> Image.Image:
     # The arithmetic in numpy: frames are written on a background thread, and a torch op
     # there starts a second OpenMP thread pool that slowed every later step by 6–8% on a
     # 2-core CPU (measured). A float32 CPU tensor passes `.to` as it is.
+    import torch
+
     array = tensor.detach().to("cpu", torch.float32).squeeze(0).permute(1, 2, 0).numpy()
     return Image.fromarray((np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
 

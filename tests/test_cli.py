@@ -185,6 +185,32 @@ def test_torchvision_weights_offline_is_one_clear_line(
     assert "Traceback" not in output
 
 
+def test_commands_import_only_what_they_need(tiny_config: Path, tmp_path: Path) -> None:
+    """Start-up is seconds of every command: stylize imports neither torchvision.models (~3 s)
+    nor torch._dynamo (~2 s, what torch.optim.Optimizer pulls in), and gif no torch at all."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    probe = (
+        "import sys\n"
+        "from nst_cli.cli import main\n"
+        "sys.argv = ['nst', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(sorted(m for m in ('torch', 'torchvision', 'torch._dynamo') if m in sys.modules))"
+    )
+
+    def imported(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip().splitlines()[-1]
+
+    stylize_args = ("stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--steps", "2")
+    assert imported(*stylize_args) == "['torch']"
+    assert imported("gif", str(out)) == "[]"
+
+
 def test_existing_run_folder_is_never_overwritten_silently(
     tiny_config: Path, tmp_path: Path
 ) -> None:

@@ -65,16 +65,6 @@ def test_own_vgg19_stack_is_torchvision_layer_for_layer(pooling: str) -> None:
     }
 
 
-def test_stylize_path_does_not_import_torchvision() -> None:
-    """torchvision.models takes seconds to import; only model.weights=torchvision needs it."""
-    import subprocess
-    import sys
-
-    code = "import sys, nst_cli.pipeline; print('torchvision' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-
-
 def test_unknown_layer_lists_valid_names() -> None:
     with pytest.raises(ConfigError, match="relu6_1.*did you mean .relu5_1.*valid: conv1_1"):
         validate_layer_names(["relu6_1"], "layers.style")
