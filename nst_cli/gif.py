@@ -48,15 +48,18 @@ class AnimationResult:
 
 
 def collect_frames(source: Path) -> tuple[list[Frame], Path]:
-    """Frames of a run folder (its frames/) or of a frames folder, in numeric step order;
-    the run's final.png is appended when it is newer than the last frame."""
+    """Frames of a run folder (its frames/) or of a frames folder, in numeric step order, and
+    the folder the animation belongs in; the run's final.png is appended when it is newer
+    than the last frame."""
     source = Path(source)
     if not source.exists():
         raise ImageError(f"{source}: no such folder; pass a run folder or its frames/ folder")
     if not source.is_dir():
         raise ImageError(f"{source}: not a folder; pass a run folder or its frames/ folder")
     frames_dir = source / "frames" if (source / "frames").is_dir() else source
-    run_dir = source if frames_dir != source else source.parent
+    # A run's frames/ belongs to the run above it; any other folder of frames is its own
+    # (the animation is written there, never into a folder the user did not name).
+    run_dir = source.parent if frames_dir == source and source.name == "frames" else source
     frames: list[Frame] = []
     for path in frames_dir.iterdir():
         match = _STEP.search(path.stem)

@@ -44,8 +44,21 @@ def test_frames_in_numeric_order_with_final(tmp_path: Path) -> None:
     frames, run_dir = collect_frames(run)
     assert [f.step for f in frames] == [0, 50, 900, 10200, None]
     assert run_dir == run
-    frames_only, _ = collect_frames(run / "frames")
+    frames_only, belongs = collect_frames(run / "frames")
     assert [f.step for f in frames_only] == [0, 50, 900, 10200, None]
+    assert belongs == run
+
+
+def test_a_folder_of_frames_keeps_its_animation(tmp_path: Path) -> None:
+    """Not a run's frames/: the animation goes into that folder, not its parent."""
+    renders = tmp_path / "renders"
+    renders.mkdir()
+    for step in (1, 2, 3):
+        Image.new("RGB", (16, 12), (step * 60, 0, 0)).save(renders / f"frame{step:03d}.png")
+    result = make_animation(renders, fps=10, hold_last=0)
+    assert result.output == renders / "optimization.gif"
+    assert gif_frames(result.output) == 3
+    assert not (tmp_path / "optimization.gif").exists()
 
 
 def test_gif_written_with_frame_count_and_hold_last(tmp_path: Path) -> None:
