@@ -35,7 +35,7 @@ PAIRS = {
 VARIANTS = ("torch+clamp", "torch free", "projected", "adam")
 
 
-def _optimizer(variant: str, pixels: torch.Tensor) -> torch.optim.Optimizer:
+def _optimizer(variant: str, pixels: torch.Tensor) -> torch.optim.Optimizer | ProjectedLBFGS:
     if variant.startswith("torch"):
         return torch.optim.LBFGS(
             [pixels], lr=1.0, max_iter=1, history_size=20, tolerance_grad=-1, tolerance_change=-1
@@ -61,7 +61,7 @@ def run(variant: str, loss_fn, extractor, start: torch.Tensor, steps: int) -> di
 
     started = time.perf_counter()
     for _ in range(steps):
-        optimizer.step(closure)
+        optimizer.step(closure)  # type: ignore[arg-type]  # LBFGS and Adam accept a tensor
         if variant in ("torch+clamp", "adam"):
             with torch.no_grad():
                 pixels.clamp_(0, 1)
@@ -99,7 +99,7 @@ def main() -> None:
             inputs = load_inputs(config)
             extractor = cache.extractor(
                 config,
-                config.layers.style | config.layers.content,
+                [*config.layers.style, *config.layers.content],
                 device,
                 resolve_precision(device, config.precision),
             )
