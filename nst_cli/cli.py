@@ -6,7 +6,9 @@ styled line and an exit code (2 = usage/config, 1 = runtime failure, 130 = inter
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +56,14 @@ def _setup_logging(quiet: bool) -> None:
     logger = logging.getLogger("nst")
     logger.handlers[:] = [_ConsoleHandler()]
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _loading_torch(quiet: bool) -> contextlib.AbstractContextManager[Any]:
+    """A spinner while torch loads, in a terminal: seconds on a small CPU in which the
+    command would otherwise show nothing."""
+    if quiet or not err_console.is_terminal or "torch" in sys.modules:
+        return contextlib.nullcontext()
+    return err_console.status("starting: loading torch…", spinner="dots")
 
 
 @contextmanager
@@ -500,7 +510,8 @@ def stylize(
         if print_config:
             typer.echo(dump_yaml(resolved.to_yaml_dict()), nl=False)
             return
-        from .sweep import content_files, plan_batch  # torch: only once there is work to do
+        with _loading_torch(quiet):  # torch: only once there is work to do
+            from .sweep import content_files, plan_batch
 
         if resume is None and content_files(resolved.content) is not None:
             if preview:
@@ -663,7 +674,8 @@ def sweep(
     debug: DebugOpt = False,
 ) -> None:
     """Run one config over several values (style weights or any key); grid.png + summary.csv + index.html."""
-    from .sweep import parse_param, plan_sweep
+    with _loading_torch(quiet):
+        from .sweep import parse_param, plan_sweep
 
     _setup_logging(quiet)
     with _errors_to_exit(debug):

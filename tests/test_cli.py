@@ -211,6 +211,30 @@ def test_commands_import_only_what_they_need(tiny_config: Path, tmp_path: Path) 
     assert imported("gif", str(out)) == "[]"
 
 
+def test_a_spinner_covers_loading_torch_in_a_terminal_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+    import sys
+
+    from rich.console import Console
+
+    from nst_cli import cli
+
+    def shown(terminal: bool, quiet: bool = False) -> str:
+        out = io.StringIO()
+        monkeypatch.setattr(cli, "err_console", Console(file=out, force_terminal=terminal))
+        with cli._loading_torch(quiet):
+            pass
+        return out.getvalue()
+
+    monkeypatch.delitem(sys.modules, "torch")  # as in a fresh process; restored afterwards
+    assert "loading torch" in shown(terminal=True)
+    assert shown(terminal=False) == "" and shown(terminal=True, quiet=True) == ""
+    monkeypatch.undo()
+    assert shown(terminal=True) == ""  # already loaded: nothing to wait for
+
+
 def test_existing_run_folder_is_never_overwritten_silently(
     tiny_config: Path, tmp_path: Path
 ) -> None:
