@@ -57,7 +57,7 @@ METADATA_KEYS = ("run", "sweep")
 #: Keys added after nst began saving its settings, each with the value that reproduces what
 #: a run saved before them did: resuming or re-running such a run (`--resume`, `--config
 #: final.png`) keeps its behaviour where today's default differs.
-INTRODUCED: dict[str, Any] = {"optimizer.precondition": "none"}
+INTRODUCED: dict[str, Any] = {"optimizer.precondition": "none", "optimizer.carry_history": False}
 
 
 def fill_introduced(data: dict[str, Any]) -> None:
@@ -300,6 +300,9 @@ class OptimizerConfig(_Strict):
     trust_region: float | None = 0.05
     #: L-BFGS: the curvature model's starting matrix (see lbfgs.pyramid; Config.preconditioner).
     precondition: Literal["auto", "none", "pyramid"] = "auto"
+    #: L-BFGS: start each finer scale with the previous scale's curvature pairs, resized
+    #: (lbfgs.carry_history), rather than with none.
+    carry_history: bool = True
 
     @field_validator("lr", "trust_region")
     @classmethod

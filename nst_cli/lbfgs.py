@@ -32,7 +32,7 @@ import copy
 import functools
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -216,6 +216,42 @@ def _current(state: dict[str, Any], pixels: torch.Tensor) -> dict[str, Any]:
     if "loss" in state:
         state["loss"] = torch.as_tensor(state["loss"], device=device, dtype=dtype)
     return state
+
+
+def carry_history(
+    saved: Mapping[str, Any], old: torch.Size, new: torch.Size, precondition: str
+) -> dict[str, Any] | None:
+    """A state_dict for the next, finer scale of a coarse-to-fine run: the curvature pairs of
+    this one resized to it, so its first steps follow a curvature model instead of building
+    one from nothing. Each s (a step of the pixels) and y (the change of the gradient it
+    made) is resized bilinearly; y is divided by the ratio of pixel counts, as the losses are
+    means over positions (a pixel's gradient shrinks as their count grows), which keeps s·y.
+    The point, its gradient and loss stay behind: the first step at the new size makes no
+    pair. The new scale's own `precondition` replaces the old one's. None where there is
+    nothing to carry."""
+    group = saved["param_groups"][0]
+    state = saved["state"].get(group["params"][0])
+    if not state or not state.get("s") or "rho" not in state or len(old) != 4 or len(new) != 4:
+        return None
+    ratio = new[-1] * new[-2] / (old[-1] * old[-2])
+
+    def resize(stored: Stored) -> torch.Tensor:
+        image = unpack(stored).view(old)
+        return F.interpolate(image, size=tuple(new[-2:]), mode="bilinear", align_corners=False)
+
+    s_hist = [resize(v).flatten() for v in state["s"]]
+    y_hist = [resize(v).div_(ratio).flatten() for v in state["y"]]
+    rhos: list[torch.Tensor] = []
+    gamma = torch.zeros((), device=s_hist[0].device, dtype=s_hist[0].dtype)
+    for s, y, rho in zip(s_hist, y_hist, state["rho"], strict=True):
+        sy = torch.dot(s, y)
+        # A pair that was kept stays kept if resizing left it curving upwards (device-side).
+        kept = (rho > 0) & (sy > 0)
+        rhos.append(torch.where(kept, 1.0 / sy, torch.zeros_like(sy)))
+        gamma = torch.where(kept, sy / torch.dot(y, y), gamma)
+    carried = {"s": s_hist, "y": y_hist, "rho": rhos, "gamma": gamma}
+    settings = {**group, "precondition": precondition, "params": [0]}
+    return {"state": {0: carried}, "param_groups": [settings]}
 
 
 def _to_like(value: Any, pixels: torch.Tensor) -> Any:

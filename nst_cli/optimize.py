@@ -63,6 +63,8 @@ class OptimizeResult:
     warmup_seconds: float = 0.0
     #: Why this run stopped early, in a batch (optimize_batch); `optimize` raises it.
     error: NSTError | None = None
+    #: The optimiser's state_dict at the end, for the next scale (lbfgs.carry_history).
+    optimizer_state: dict[str, Any] | None = field(default=None, repr=False)
 
 
 class Callback(Protocol):
@@ -233,6 +235,7 @@ class _Running:
             seconds=seconds,
             steps_run=self.step - start_step,
             error=self.error,
+            optimizer_state=self.optimizer.state_dict(),
         )
 
 

@@ -55,6 +55,7 @@ from .images import (
     upsample,
 )
 from .layers import downsampling_factor, layer_index
+from .lbfgs import carry_history
 from .losses import (
     Region,
     StyleTransferLoss,
@@ -672,7 +673,7 @@ def _run_scales(
         seconds += results[0].seconds
         steps_run += results[0].steps_run
         for i, result in zip(live, results, strict=True):
-            images[i], states[i], averages[i] = result.image, None, None
+            images[i], states[i], averages[i] = result.image, result.optimizer_state, None
             done[i] = replace(result, seconds=seconds, steps_run=steps_run, warmup_seconds=warmup)
         live = [i for i in live if done[i].error is None]
         if not live or done[live[0]].interrupted:
@@ -691,12 +692,20 @@ def _lane(
     callbacks: Sequence[Callback],
 ) -> Lane:
     """One run's images, loss and optimiser settings at this scale; its image so far is
-    upsampled to the scale (the curvature history belongs to the other size: dropped)."""
+    upsampled to the scale, and L-BFGS's curvature pairs resized with it
+    (`optimizer.carry_history`) or dropped."""
     config, device = prepared.config, prepared.device
     content, styles = stage_images(config, prepared.inputs, stage.size)
     content, styles = content.to(device), [s.to(device) for s in styles]
+    precondition = config.preconditioner(stage.index)
     if image.shape != content.shape:
-        image, optimizer_state = next_scale_start(image, content, config.upsample), None
+        previous, image = image.shape, next_scale_start(image, content, config.upsample)
+        carry = config.optimizer.name == "lbfgs" and config.optimizer.carry_history
+        optimizer_state = (
+            carry_history(optimizer_state, previous, image.shape, precondition)
+            if carry and optimizer_state is not None
+            else None
+        )
     masks = [(m.to(device), i) for m, i in stage_masks(prepared.inputs, content)]
     return Lane(
         image,
@@ -708,7 +717,7 @@ def _lane(
         history_size=config.optimizer.history_size,
         trust_region=config.optimizer.trust_region,
         compact_history=config.memory == "low",
-        precondition=config.preconditioner(stage.index),
+        precondition=precondition,
         average=config.average,
         average_state=average,
     )

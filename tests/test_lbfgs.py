@@ -17,10 +17,22 @@ def _quadratic(curvature: torch.Tensor, centre: torch.Tensor):
 
 
 def _minimise(
-    loss, x0: torch.Tensor, steps: int, lr: float = 1.0, accepted: list | None = None
+    loss,
+    x0: torch.Tensor,
+    steps: int,
+    lr: float = 1.0,
+    accepted: list | None = None,
+    state: dict | None = None,
+    made: list | None = None,
+    **settings,
 ) -> tuple[torch.Tensor, list]:
+    """Run `steps` steps from x0 (from a state_dict, if given); `made` gets the optimiser."""
     x = x0.clone().requires_grad_(True)
-    optimizer = ProjectedLBFGS([x], lr=lr, history_size=10)
+    optimizer = ProjectedLBFGS([x], lr=lr, history_size=10, **settings)
+    if state is not None:
+        optimizer.load_state_dict(state)
+    if made is not None:
+        made.append(optimizer)
     values: list[float] = []
 
     def closure() -> torch.Tensor:
@@ -276,3 +288,41 @@ def test_a_step_without_curvature_moves_the_pixels_by_a_set_rms() -> None:
     assert moved == pytest.approx(lbfgs.FIRST_STEP_RMS, rel=1e-4)
     # the step itself counts: 7% of this loss (0.07% with the L1 rule)
     assert loss(x.detach()).item() < 0.95 * start
+
+
+def _smooth_problem(side: int):
+    """A mean over pixels (as nst's losses are) of a smooth, anisotropic quadratic: the same
+    problem at any size, so a coarse solve's curvature holds at a finer one."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, side), torch.linspace(0, 1, side), indexing="ij")
+    target = (0.5 + 0.3 * torch.sin(3 * xx) * torch.cos(2 * yy)).expand(1, 3, side, side)
+    curvature = (1 + 30 * xx).expand(1, 3, side, side)
+    return lambda x: 0.5 * (curvature * (x - target) ** 2).mean()
+
+
+def test_curvature_carried_to_a_finer_scale_gives_a_better_first_step() -> None:
+    made: list[ProjectedLBFGS] = []
+    coarse, _ = _minimise(
+        _smooth_problem(16), torch.full((1, 3, 16, 16), 0.5), 5, made=made, max_rms_step=None
+    )
+    coarse_opt = made[0]
+    start = torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear")
+    carried = lbfgs.carry_history(coarse_opt.state_dict(), coarse.shape, start.shape, "pyramid")
+    assert carried is not None
+    assert carried["param_groups"][0]["precondition"] == "pyramid"  # the new scale's own
+    pairs = carried["state"][0]
+    assert all(v.numel() == start.numel() for v in pairs["s"] + pairs["y"])
+    assert "x" not in pairs and "g" not in pairs  # the first step at the new size makes no pair
+    # s·y survives the resize (y divided by the pixel ratio): every pair kept stays kept.
+    assert all(float(r) > 0 for r in pairs["rho"])
+    carried["param_groups"][0]["precondition"] = "none"
+    _, fresh = _minimise(_smooth_problem(32), start, 3, max_rms_step=None)
+    _, warm = _minimise(_smooth_problem(32), start, 3, state=carried, max_rms_step=None)
+    assert fresh[0] == warm[0]  # the same start
+    assert warm[1] < warm[0] < fresh[1]  # a fresh model's first step overshoots here
+    assert warm[2] < fresh[2]
+
+
+def test_nothing_to_carry_is_none() -> None:
+    x = torch.zeros(1, 3, 8, 8, requires_grad=True)
+    fresh = ProjectedLBFGS([x]).state_dict()
+    assert lbfgs.carry_history(fresh, x.shape, torch.Size((1, 3, 16, 16)), "none") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -161,6 +162,37 @@ def test_resume_refuses_settings_it_would_not_honour(tiny_config: Path, tmp_path
         assert (tmp_path / "run" / "config.yaml").read_text() == saved  # nothing rewritten
     longer = resolve_config(tmp_path / "run" / "config.yaml", ["steps=8", "save_every=4"])
     assert stylize(longer, resume=True).steps == 8  # steps and save_every may change
+
+
+def test_the_next_scale_starts_with_the_curvature_pairs_unless_told_not_to(
+    tiny_config: Path, tmp_path: Path
+):
+    rows = {}
+    for carry in (True, False):
+        config = _two_scale_config(
+            tiny_config, tmp_path / str(carry), optimizer={"carry_history": carry}
+        )
+        stylize(config)
+        rows[carry] = [
+            float(r["total"]) for r in read_loss_rows(tmp_path / str(carry) / "losses.csv")
+        ]
+    # Steps 0-3: the first scale, and the second's start (the same upsampled image) ...
+    assert rows[True][:4] == rows[False][:4]
+    # ... then the second scale's first step follows the carried model, not a gradient step.
+    assert rows[True][4] != rows[False][4]
+    assert all(math.isfinite(v) for v in rows[True])
+
+
+def test_a_run_saved_before_carry_history_resumes_without_it(tiny_config: Path, tmp_path: Path):
+    import yaml
+
+    run = tmp_path / "run"
+    stylize(_two_scale_config(tiny_config, run))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["optimizer"].pop("carry_history") is True
+    (run / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    assert resolve_config(run / "config.yaml").optimizer.carry_history is False
+    assert resolve_config(tiny_config).optimizer.carry_history is True
 
 
 def test_auto_preconditions_the_first_scale_only(
