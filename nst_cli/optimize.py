@@ -201,6 +201,9 @@ class _Running:
         )  # fmt: skip
         if lane.optimizer_state is not None:
             self.optimizer.load_state_dict(dict(lane.optimizer_state))
+            # Consumed: the optimiser now holds the pairs, and frees each as newer ones
+            # replace it (a lane still holding them all would double the history's memory).
+            lane.optimizer_state = None
         self.ema: torch.Tensor | None = None
         if lane.average > 0:
             start = lane.average_state if lane.average_state is not None else self.pixels

@@ -655,6 +655,7 @@ def _run_scales(
             _lane(prepared[i], extractor, stage, images[i], states[i], averages[i], callbacks[i])
             for i in live
         ]
+        states = [None] * len(prepared)  # in the lanes now (resized or dropped)
         forward = cache.forward(config, extractor)
         if config.compile:
             warmup += _warm_up(forward, lanes)
@@ -674,7 +675,13 @@ def _run_scales(
         steps_run += results[0].steps_run
         for i, result in zip(live, results, strict=True):
             images[i], states[i], averages[i] = result.image, result.optimizer_state, None
-            done[i] = replace(result, seconds=seconds, steps_run=steps_run, warmup_seconds=warmup)
+            done[i] = replace(
+                result,
+                seconds=seconds,
+                steps_run=steps_run,
+                warmup_seconds=warmup,
+                optimizer_state=None,
+            )
         live = [i for i in live if done[i].error is None]
         if not live or done[live[0]].interrupted:
             break
