@@ -1,8 +1,9 @@
 """Frozen VGG19 with named layers, its weight sources and their input preprocessing.
 
 The network is torchvision's VGG19 feature stack, rebuilt here from the layer table (importing
-torchvision.models costs seconds per command), and truncated after the deepest layer any loss asks for, so no compute is spent past it. The image being optimised is always
-RGB in [0, 1]; each weight source brings the preprocessing its weights were trained with.
+torchvision.models costs seconds per command), and truncated after the deepest layer any loss
+asks for, so no compute is spent past it. The image being optimised is always RGB in [0, 1];
+each weight source brings the preprocessing its weights were trained with.
 """
 
 from __future__ import annotations
