@@ -452,6 +452,12 @@ class _StartingPoint:
     rows: list[dict[str, float]] = field(default_factory=list)
     average: torch.Tensor | None = None
 
+    def take_optimizer_state(self) -> dict[str, Any] | None:
+        """The saved history, handed over once: kept here too, a resumed run would hold a
+        second history (pixels × pairs × 2) for as long as it runs."""
+        state, self.optimizer_state = self.optimizer_state, None
+        return state
+
 
 def _check_output_image(config: Config, resume: bool, overwrite: bool) -> None:
     """`-o result.png`: an image already there is the user's; replace it only when asked."""
@@ -645,7 +651,7 @@ def _run_scales(
     config, device, cache, start = first.config, first.device, first.cache, first.start
     extractor = first.extractor
     images = [p.start.image.to(device) for p in prepared]
-    states = [p.start.optimizer_state for p in prepared]
+    states = [p.start.take_optimizer_state() for p in prepared]
     averages = [None if p.start.average is None else p.start.average.to(device) for p in prepared]
     step, seconds, steps_run, warmup = start.step, 0.0, 0, 0.0
     done: dict[int, OptimizeResult] = {}

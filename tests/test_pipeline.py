@@ -69,6 +69,42 @@ def test_resume_across_the_scale_boundary_matches_a_straight_run(
     assert [int(r["step"]) for r in rows] == list(range(7))
 
 
+def test_a_resumed_run_does_not_hold_the_saved_history_twice(
+    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Once the optimiser has replaced the checkpoint's pairs, nothing else keeps them: at
+    2048 px a history of 20 pairs is ~2 GB."""
+    import gc
+    import weakref
+
+    from nst_cli import pipeline
+
+    config = resolve_config(
+        tiny_config, ["steps=14", "optimizer.history_size=2"], {"output": str(tmp_path / "r")}
+    )
+    seen: list[int] = []
+    stylize(config, callbacks=[lambda e: seen.append(e.step)], should_stop=lambda: len(seen) > 3)
+    saved: list[weakref.ref] = []
+    load = pipeline.load_checkpoint
+
+    def remember(path):
+        checkpoint = load(path)
+        pairs = checkpoint["optimizer"]["state"][0]
+        saved.extend(weakref.ref(t) for key in ("s", "y") for t in pairs[key])
+        return checkpoint
+
+    monkeypatch.setattr(pipeline, "load_checkpoint", remember)
+    alive: dict[int, int] = {}
+
+    def count(event) -> None:
+        gc.collect()
+        alive[event.step] = sum(ref() is not None for ref in saved)
+
+    assert stylize(config, callbacks=[count], resume=True).steps == 14
+    assert saved and alive[min(alive)] == len(saved)  # the resumed optimiser starts from them
+    assert alive[14] == 0  # and, replaced by newer pairs, they are gone
+
+
 def test_resume_with_fewer_steps_than_done_is_refused(tiny_config: Path, tmp_path: Path):
     config = _two_scale_config(tiny_config, tmp_path / "run")
     stylize(config)
