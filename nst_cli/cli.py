@@ -674,8 +674,7 @@ def sweep(
     debug: DebugOpt = False,
 ) -> None:
     """Run one config over several values (style weights or any key); grid.png + summary.csv + index.html."""
-    with _loading_torch(quiet):
-        from .sweep import parse_param, plan_sweep
+    from .grid import parse_param, sweep_grid
 
     _setup_logging(quiet)
     with _errors_to_exit(debug):
@@ -690,10 +689,11 @@ def sweep(
             steps=steps,
             device=device,
         )
-        root, runs = plan_sweep(
-            config, params, set_ or (), overrides, output,
-            overwrite=overwrite, allow_large=allow_large,
-        )  # fmt: skip
+        root, grid = sweep_grid(config, params, set_ or (), overrides, output)  # before torch
+        with _loading_torch(quiet):
+            from .sweep import plan_grid
+
+        runs = plan_grid(root, grid, overwrite=overwrite, allow_large=allow_large)
         if dry_run or not quiet:
             for i, run in enumerate(runs, 1):
                 note = {

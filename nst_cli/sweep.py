@@ -11,12 +11,10 @@ import csv
 import glob
 import html
 import io
-import itertools
 import json
 import logging
 import math
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,16 +30,25 @@ from .config import (
     WEIGHT_SOURCES,
     Config,
     ConfigError,
-    YamlSyntaxError,
     default_run_name,
     names_several_images,
-    parse_set_option,
     read_sweep_section,
     resolve_config,
     safe_yaml,
 )
 from .devices import resolve_device
 from .errors import NSTError
+from .grid import (
+    ALIASES,
+    GridRun,
+    Param,
+    parse_param,
+    run_config,
+    safe_name,
+    split_values,
+    sweep_grid,
+    unique_name,
+)
 from .images import label_font
 from .outputs import RunDir, read_loss_rows, read_run_config, save_png, write_text
 from .pipeline import (
@@ -58,20 +65,6 @@ from .pipeline import (
 )
 
 log = logging.getLogger("nst")
-
-#: Short folder names for the most swept keys.
-ALIASES = {
-    "weights.style": "style_weight",
-    "weights.content": "content_weight",
-    "weights.tv": "tv_weight",
-}
-
-
-@dataclass
-class Param:
-    key: str
-    values: list[Any]
-    labels: list[str]
 
 
 @dataclass
@@ -95,67 +88,6 @@ class SweepOutcome:
     index: Path | None = None
 
 
-def split_values(text: str) -> list[str]:
-    """Split 'a,b,{x: 1, y: 2}' on top-level commas only."""
-    parts: list[str] = []
-    current: list[str] = []
-    depth = 0
-    for char in text:
-        if char in "[{(":
-            depth += 1
-        elif char in "]})":
-            depth -= 1
-        if char == "," and depth == 0:
-            parts.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current).strip())
-    return parts
-
-
-def parse_param(item: str) -> Param:
-    """'key.path=v1,v2,...' -> Param (values read as YAML, labels kept as typed)."""
-    key, raw = parse_set_option(item)[0], item.partition("=")[2]
-    labels = split_values(raw)
-    if not raw.strip() or any(not label for label in labels):
-        raise ConfigError(f"--param {item!r}: expected key.path=v1,v2,... with no empty values")
-    values = []
-    for label in labels:
-        try:
-            values.append(safe_yaml(label, f"--param {key}"))
-        except YamlSyntaxError:
-            values.append(label)
-    return Param(key, values, labels)
-
-
-def params_from_section(section: object, source: str) -> list[Param]:
-    """The YAML `sweep:` section: {key.path: [v1, v2], ...}."""
-    if not isinstance(section, dict) or not section:
-        raise ConfigError(
-            f"{source}: sweep: must map keys to lists, e.g. sweep: {{weights.style: [0.1, 1, 10]}}"
-        )
-    params = []
-    for key, values in section.items():
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{source}: sweep.{key}: needs a non-empty list of values")
-        params.append(Param(str(key), list(values), [_label(v) for v in values]))
-    return params
-
-
-def _label(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
-
-
-def _safe(text: str) -> str:
-    # Letters of any script stay (a photo named Ünï.png gets the folder Ünï).
-    return re.sub(r"[^\w.=,+-]+", "-", text).strip("-") or "x"
-
-
 def plan_sweep(
     config_path: Path | None,
     params: Sequence[Param],
@@ -167,85 +99,30 @@ def plan_sweep(
     allow_large: bool = False,
 ) -> tuple[Path, list[PlannedRun]]:
     """Resolve and validate every run of the grid before any of them starts."""
-    base = resolve_config(config_path, sets, overrides)
-    if not params and config_path is not None:
-        section = read_sweep_section(config_path)
-        params = params_from_section(section, str(config_path)) if section is not None else []
-    if not params:
-        raise ConfigError(
-            "nothing to sweep: give --style-weights, --param key=v1,v2 or a sweep: section in the config"
-        )
-    keys = [p.key for p in params]
-    if len(set(keys)) != len(keys):
-        raise ConfigError(f"--param: key swept twice ({', '.join(keys)})")
-    _check_flags_leave_swept_keys(keys, overrides or {})
-    root = (
-        Path(output) if output else Path("outputs") / f"sweep_{default_run_name(base, config_path)}"
-    )
-    runs: list[PlannedRun] = []
-    seen: dict[str, str] = {}
-    for combo in itertools.product(*(range(len(p.values)) for p in params)):
-        values = {p.key: p.values[i] for p, i in zip(params, combo, strict=True)}
-        labels = {p.key: p.labels[i] for p, i in zip(params, combo, strict=True)}
-        identity = json.dumps(values, sort_keys=True, default=str)
-        if identity in seen:
-            log.warning("sweep: %s repeats run %s; running it once", labels, seen[identity])
-            continue
-        name = _unique(
-            "__".join(_safe(f"{ALIASES.get(k, k)}={_folder_label(k, labels[k])}") for k in keys),
-            runs,
-        )
-        seen[identity] = name
+    root, grid = sweep_grid(config_path, params, sets, overrides, output)
+    return root, plan_grid(root, grid, overwrite=overwrite, allow_large=allow_large)
+
+
+def plan_grid(
+    root: Path, grid: Sequence[GridRun], *, overwrite: bool = False, allow_large: bool = False
+) -> list[PlannedRun]:
+    """The grid's runs (grid.sweep_grid) with the files they name read and checked."""
+    runs = []
+    for point in grid:
         try:
-            runs.append(
-                _plan_run(config_path, sets, overrides, root, name, values, labels, allow_large)
-            )
+            runs.append(_plan_run(point, allow_large))
         except NSTError as exc:
-            raise type(exc)(f"sweep run {name}: {exc}") from None
+            raise type(exc)(f"sweep run {point.name}: {exc}") from None
     _check_sweep_folder(root, runs, overwrite)
-    return root, runs
+    return runs
 
 
-def _check_flags_leave_swept_keys(keys: Sequence[str], overrides: Mapping[str, Any]) -> None:
-    """A flag outranks --set, so `--style a.png --param style=b.png,c.png` would run a.png
-    every time, silently: refused, naming both."""
-    for key in keys:
-        for flag in overrides:
-            if flag == key or key.startswith(flag + "."):
-                raise ConfigError(
-                    f"--param {key}: a flag also sets {flag} (and would win in every run); "
-                    "drop the flag or the swept key"
-                )
-
-
-def _plan_run(
-    config_path: Path | None,
-    sets: Sequence[str],
-    overrides: Mapping[str, Any] | None,
-    root: Path,
-    name: str,
-    values: dict[str, Any],
-    labels: dict[str, str],
-    allow_large: bool,
-) -> PlannedRun:
-    """One run of a sweep or batch: its config, its images read and checked (sizes, memory)
-    before the first run starts, and what its folder already holds."""
-    config = _run_config(config_path, sets, overrides, root / name, values)
-    load_inputs(config, allow_large)
-    _check_weights_file(config)
-    return PlannedRun(name, values, labels, config, _state(config))
-
-
-def _run_config(
-    config_path: Path | None,
-    sets: Sequence[str],
-    overrides: Mapping[str, Any] | None,
-    output: Path,
-    values: Mapping[str, Any],
-) -> Config:
-    """The base config with this run's values (as --set items) and its own folder."""
-    run_sets = [*sets, *(f"{k}={json.dumps(v)}" for k, v in values.items())]
-    return resolve_config(config_path, run_sets, {**(overrides or {}), "output": str(output)})
+def _plan_run(point: GridRun, allow_large: bool) -> PlannedRun:
+    """One run of a sweep or batch: its images read and checked (sizes, memory) before the
+    first run starts, and what its folder already holds."""
+    load_inputs(point.config, allow_large)
+    _check_weights_file(point.config)
+    return PlannedRun(point.name, point.values, point.labels, point.config, _state(point.config))
 
 
 #: Files a folder given as --content contributes to a batch (what Pillow reads).
@@ -303,13 +180,13 @@ def plan_batch(
     runs: list[PlannedRun] = []
     errors: list[NSTError] = []
     for path in files:
-        name = _unique(_safe(path.stem), runs)
+        name = unique_name(safe_name(path.stem), [run.name for run in runs])
         values, labels = {"content": str(path)}, {"content": path.name}
+        config = run_config(config_path, sets, overrides, root / name, values)
         try:
-            run = _plan_run(config_path, sets, overrides, root, name, values, labels, allow_large)
+            run = _plan_run(GridRun(name, values, labels, config), allow_large)
         except NSTError as exc:
             errors.append(exc)
-            config = _run_config(config_path, sets, overrides, root / name, values)
             run = PlannedRun(name, values, labels, config, "failed", str(exc))
         runs.append(run)
     if len(errors) == len(runs):
@@ -325,26 +202,7 @@ def _batch_name(config: Config, config_path: Path | None) -> str:
     content = Path(str(config.content)).expanduser()
     folder = content if content.is_dir() else content.parent
     style = "+".join(s.path.stem for s in config.style_images) or "style"
-    return f"{_safe(folder.resolve().name)}_{style}"
-
-
-#: Swept keys whose values are files: the folder name uses the file's stem.
-_PATH_KEYS = ("content", "style", "init", "model.weights")
-
-
-def _folder_label(key: str, label: str) -> str:
-    if key in _PATH_KEYS and ("/" in label or "." in Path(label).name):
-        return Path(label).stem or label
-    return label
-
-
-def _unique(name: str, runs: Sequence[PlannedRun]) -> str:
-    """Different values can make one folder name (sub/dir/img and sub-dir-img): number them."""
-    taken = {run.name for run in runs}
-    candidate, n = name, 2
-    while candidate in taken:
-        candidate, n = f"{name}~{n}", n + 1
-    return candidate
+    return f"{safe_name(folder.resolve().name)}_{style}"
 
 
 def _check_weights_file(config: Config) -> None:
@@ -743,7 +601,9 @@ __all__ = [
     "PlannedRun",
     "SweepOutcome",
     "parse_param",
+    "plan_grid",
     "plan_sweep",
     "read_sweep_section",
     "run_sweep",
+    "split_values",
 ]

@@ -211,6 +211,35 @@ def test_commands_import_only_what_they_need(tiny_config: Path, tmp_path: Path) 
     assert imported("gif", str(out)) == "[]"
 
 
+@pytest.mark.parametrize(
+    "param, says",
+    [
+        ("weights.styel=1,2", "weights.styel"),  # an unknown key
+        ("weights.style=1,lots", "weights.style"),  # a value of the wrong type
+        ("steps=4,,8", "no empty values"),
+    ],
+)
+def test_a_sweep_typo_is_reported_before_torch_loads(
+    param: str, says: str, tiny_config: Path, tmp_path: Path
+) -> None:
+    """Loading torch takes seconds on a small CPU; a mistyped --param should not wait for it."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from nst_cli.cli import main\n"
+        "sys.argv = ['nst', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    print('exit', e.code)\n"
+        "print('torch' in sys.modules)"
+    )
+    args = ("sweep", "-c", str(tiny_config), "-o", str(tmp_path / "sw"), "--param", param)
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True)
+    assert done.stdout.split() == ["exit", "2", "False"], done.stdout + done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "sw").exists()
+
+
 def test_a_spinner_covers_loading_torch_in_a_terminal_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
