@@ -46,7 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluator import CONTENT_LAYER, STYLE_LAYERS, Evaluator  # noqa: E402
 
-from nst_cli.devices import resolve_precision  # noqa: E402
+from nst_cli.devices import resolve_precision, runs_channels_last  # noqa: E402
 from nst_cli.features import FeatureExtractor, build_extractor  # noqa: E402
 from nst_cli.images import load_image, resize_long_side, to_pil, to_tensor  # noqa: E402
 from nst_cli.losses import gram_matrix  # noqa: E402
@@ -232,11 +232,14 @@ def _device(args: argparse.Namespace) -> torch.device:
     )
 
 
-def _network(device: torch.device, precision: str) -> FeatureExtractor:
-    """VGG19 to relu5_1, run at `precision` (bf16: autocast and channels_last, as nst does)."""
+def _network(device: torch.device, precision: str, as_nst: bool = False) -> FeatureExtractor:
+    """VGG19 to relu5_1, run at `precision` (bf16: autocast and channels_last). Laid out as
+    nst lays it out (`as_nst`, for the floors), or as a plain loop does: the default layout
+    in float32."""
     net = build_extractor("caffe", [CONTENT_LAYER, *STYLE_LAYERS]).to(device)
     bf16 = precision == "bf16"
-    return net.configure(precision="bf16" if bf16 else "fp32", channels_last=bf16)
+    channels_last = runs_channels_last(device) if as_nst else bf16
+    return net.configure(precision="bf16" if bf16 else "fp32", channels_last=channels_last)
 
 
 def bare_step_seconds(
@@ -247,7 +250,7 @@ def bare_step_seconds(
     `repeats`."""
     device = _device(args)
     layers = [CONTENT_LAYER, *STYLE_LAYERS]
-    net = _network(device, precision)
+    net = _network(device, precision, as_nst=True)
     image = to_tensor(resize_long_side(load_image(args.content, "content"), args.size)).to(device)
     with torch.no_grad():
         targets = {k: v.float() for k, v in net(image.flip(-1), layers).items()}

@@ -42,7 +42,7 @@ from .config import (
     resolve_config,
     resume_config,
 )
-from .devices import configure_precision, resolve_device, resolve_precision
+from .devices import configure_precision, resolve_device, resolve_precision, runs_channels_last
 from .errors import ConfigError, NSTError
 from .features import FeatureExtractor, build_extractor
 from .images import (
@@ -131,9 +131,7 @@ class ModelCache:
         return cached.configure(
             precision="bf16" if precision == "bf16" else "fp32",
             low_memory=config.memory == "low",
-            # The fast layout for CUDA convolutions, and for oneDNN's bfloat16 ones on a CPU
-            # (448 px forward+backward: 401 ms against 486 ms NCHW; in float32 it is slower).
-            channels_last=torch.device(device).type == "cuda" or precision == "bf16",
+            channels_last=runs_channels_last(torch.device(device)),
         )
 
     def forward(self, config: Config, extractor: FeatureExtractor) -> Callable[..., Any]:
