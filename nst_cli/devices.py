@@ -82,7 +82,7 @@ def configure_precision(device: torch.device, precision: str) -> None:
 def runs_channels_last(device: torch.device) -> bool:
     """Whether VGG19 runs in the channels_last memory layout here: on CUDA (cuDNN's fast
     layout) and on the CPU, where oneDNN's convolutions take less time in it: float32 on
-    an AVX2 AMD EPYC 0.89× end to end at 384 and 512 px, bfloat16 on a Xeon with AMX 0.83×
-    the network's pass, float32 there within 2% (README, Performance). MPS: not measured,
-    so the default layout."""
+    an AVX2 AMD EPYC 0.89× end to end at 384 and 512 px and 0.78× a step at 1024 px (for
+    2-9% more peak memory), bfloat16 on a Xeon with AMX 0.83× the network's pass, float32
+    there within 2% (README, Performance). MPS: not measured, so the default layout."""
     return device.type in ("cuda", "cpu")
