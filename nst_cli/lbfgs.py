@@ -266,6 +266,21 @@ def _to_like(value: Any, pixels: torch.Tensor) -> Any:
     return value
 
 
+def free_direction(
+    direction: torch.Tensor, x: torch.Tensor, lower: float, upper: float
+) -> torch.Tensor:
+    """`direction` (updated in place) with its components that push a pixel at a bound out of
+    the box set to 0: a falling component where x <= lower, a rising one where x >= upper.
+
+    In float arithmetic, not masks: on the CPU torch's kernels that make or read a bool
+    tensor (a comparison, `where`, `masked_fill_`) are slow; the masked version took 1.35 ms
+    at 256 px where these ten float passes take ~0.2 ms (same result)."""
+    room_up = (upper - x).clamp_(min=0).sign_()  # 1 where the pixel can still rise, else 0
+    room_down = (x - lower).clamp_(min=0).sign_()
+    rising = direction.clamp(min=0)
+    return direction.clamp_(max=0).mul_(room_down).addcmul_(rising, room_up)
+
+
 class ProjectedLBFGS:
     """L-BFGS on one tensor kept inside [lower, upper], with a monotone safeguard.
 
@@ -395,9 +410,8 @@ class ProjectedLBFGS:
         # Components pushing out of the box at an active bound cannot move: drop them, so the
         # step length is spent where the pixels are free.
         # (Each line here is one pass over the pixels, or as few as it can be: at 256 px a
-        # pass costs ~0.1 ms, and the optimiser's whole update is a few % of a step.)
-        blocked = torch.where(direction < 0, x <= lower, x >= upper)
-        direction.masked_fill_(blocked, 0.0)
+        # pass costs ~0.02-0.1 ms, and the optimiser's whole update is a few % of a step.)
+        direction = free_direction(direction, x, lower, upper)
         length = group["lr"] * scale
         limit = group["max_rms_step"]
         if limit is not None:

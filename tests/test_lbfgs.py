@@ -326,3 +326,19 @@ def test_nothing_to_carry_is_none() -> None:
     x = torch.zeros(1, 3, 8, 8, requires_grad=True)
     fresh = ProjectedLBFGS([x]).state_dict()
     assert lbfgs.carry_history(fresh, x.shape, torch.Size((1, 3, 16, 16)), "none") is None
+
+
+def test_only_components_pushing_out_at_a_bound_are_dropped() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(4000)
+    x[::5], x[1::5] = 0.0, 1.0  # a fifth of the pixels at each bound
+    x[2::50], x[3::50] = -0.1, 1.1  # and a few outside it (a box they must not leave further)
+    direction = torch.randn(4000)
+    direction[4::9] = 0.0
+    expected = direction.clone()
+    expected[((direction < 0) & (x <= 0)) | ((direction > 0) & (x >= 1))] = 0.0
+    free = lbfgs.free_direction(direction.clone(), x, 0.0, 1.0)
+    assert torch.equal(free, expected)
+    # A component pushing into the box, or along it, is untouched, bit for bit.
+    inside = (x > 0) & (x < 1)
+    assert torch.equal(free[inside], direction[inside])
