@@ -62,6 +62,48 @@ def test_bf16_features_are_as_computed_and_close(extractor) -> None:
     assert cosine > 0.98
 
 
+def _autocast_features_and_grad(extractor, image: torch.Tensor):
+    """The network run layer by layer under torch.autocast: what bf16 used to be."""
+    pixels = image.clone().requires_grad_(True)
+    x = extractor.preprocess(pixels)
+    if extractor.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    features = {}
+    with torch.autocast("cpu", torch.bfloat16):
+        for i, layer in enumerate(extractor.layers[: LAYER_NAMES.index("relu5_1") + 1]):
+            x = layer(x)
+            if LAYER_NAMES[i] in LAYERS:
+                features[LAYER_NAMES[i]] = x
+    sum((f**2).mean() for f in features.values()).backward()
+    return {k: v.detach() for k, v in features.items()}, pixels.grad
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+@pytest.mark.parametrize(("channels_last", "low_memory"), [(False, False), (True, True)])
+def test_bf16_is_autocast_bit_for_bit_without_casting_the_weights_each_pass(
+    pooling: str, channels_last: bool, low_memory: bool
+) -> None:
+    net = build_extractor("caffe", LAYERS, pooling)
+    net.configure(precision="bf16", channels_last=channels_last, low_memory=low_memory)
+    image = torch.rand(1, 3, 40, 56)
+    expected, expected_grad = _autocast_features_and_grad(net, image)
+    features, grad = _features_and_grad(net, image)  # makes the bfloat16 weights
+    with torch.profiler.profile(record_shapes=True) as profiled:
+        again, again_grad = _features_and_grad(net, image)
+    shapes = {tuple(m.weight.shape) for m in net.layers if isinstance(m, torch.nn.Conv2d)}
+    casts = [
+        e.input_shapes[0]
+        for e in profiled.events()
+        if e.name == "aten::_to_copy" and tuple(e.input_shapes[0]) in shapes
+    ]
+    assert casts == []  # a pass after the first casts no weight (autocast casts all 13)
+    for name in LAYERS:
+        assert features[name].dtype == torch.bfloat16
+        assert torch.equal(features[name], expected[name]), name
+        assert torch.equal(again[name], expected[name]), name
+    assert torch.equal(grad, expected_grad) and torch.equal(again_grad, expected_grad)
+
+
 def test_a_run_with_bf16_and_low_memory_completes(tiny_config: Path, tmp_path: Path) -> None:
     # 32 px: on a CPU without bfloat16 units (AVX2) bfloat16 is emulated, ~30x float32's time.
     sets = ["precision=bf16", "memory=low", "resolution=32"]
