@@ -187,7 +187,8 @@ def test_torchvision_weights_offline_is_one_clear_line(
 
 def test_commands_import_only_what_they_need(tiny_config: Path, tmp_path: Path) -> None:
     """Start-up is seconds of every command: stylize imports neither torchvision.models (~3 s)
-    nor torch._dynamo (~2 s, what torch.optim.Optimizer pulls in), and gif no torch at all."""
+    nor torch._dynamo (~2 s, what torch.optim.Optimizer pulls in) nor sympy (~0.6 s, what
+    materialising a meta-device layer pulls in), and gif no torch at all."""
     import subprocess
     import sys
 
@@ -197,7 +198,8 @@ def test_commands_import_only_what_they_need(tiny_config: Path, tmp_path: Path) 
         "from nst_cli.cli import main\n"
         "sys.argv = ['nst', *sys.argv[1:]]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "print(sorted(m for m in ('torch', 'torchvision', 'torch._dynamo') if m in sys.modules))"
+        "heavy = ('torch', 'torchvision', 'torch._dynamo', 'sympy')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
     )
 
     def imported(*args: str) -> str:

@@ -142,6 +142,31 @@ def test_pth_state_dict_in_either_layout(tmp_path: Path, layout: str) -> None:
     )
 
 
+def test_loaded_weights_are_never_randomly_initialised_and_end_float32(
+    tmp_path: Path, monkeypatch
+) -> None:
+    torch.manual_seed(0)
+    features = make_layers(cfgs["E"])
+    path = tmp_path / "half.pth"
+    torch.save({k: v.half() for k, v in features.state_dict().items()}, path)
+
+    for name in ("kaiming_uniform_", "uniform_"):
+        original = getattr(torch.nn.init, name)
+
+        def refuse(tensor, *args, _original=original, **kwargs):
+            # Layers may be made on the meta device, where an initialiser costs nothing.
+            assert tensor.is_meta, "a layer was randomly initialised, then overwritten"
+            return _original(tensor, *args, **kwargs)
+
+        monkeypatch.setattr(torch.nn.init, name, refuse)
+    extractor = build_extractor(str(path), ["relu2_1"])
+    for loaded, saved in zip(extractor.layers, features, strict=False):
+        if isinstance(loaded, torch.nn.Conv2d):
+            assert loaded.weight.dtype == torch.float32 and not loaded.weight.requires_grad
+            assert torch.equal(loaded.weight, saved.weight.half().float())
+    assert extractor(torch.rand(1, 3, 16, 16), ["relu2_1"])["relu2_1"].dtype == torch.float32
+
+
 class _Evil:
     def __reduce__(self):  # pragma: no cover - must never run
         return (print, ("pwned",))
