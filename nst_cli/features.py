@@ -336,10 +336,10 @@ def build_extractor(
     truncated = nn.Sequential(*list(features)[: deepest + 1])
     if state is not None:
         # The loaded tensors become the parameters (`assign`: the layers are on the meta
-        # device, and materialising them first would import sympy, ~0.6 s); float32, as a
-        # copy into float32 parameters would have made them.
+        # device, and materialising them first would import sympy, ~0.6 s); float32 and
+        # contiguous, as a copy into fresh parameters would have made them.
         wanted = {
-            k: v.float() if v.is_floating_point() else v
+            k: v.float().contiguous() if v.is_floating_point() else v
             for k, v in state.items()
             if int(k.split(".", 1)[0]) <= deepest
         }
