@@ -132,7 +132,7 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     ),
     "precision": (
         "`auto`",
-        "`auto` (`tf32` on CUDA, `bf16` on a CPU with bfloat16 matrix units (Intel AMX), `fp32` elsewhere; config.yaml's `run:` says which), `tf32` (float32, TensorFloat-32 matmuls/convolutions on CUDA; plain float32 elsewhere), `fp32` (strict float32), `bf16` (the network under bfloat16 autocast; Grams and losses stay float32)",
+        "`auto` (`tf32` on CUDA, `bf16` on a CPU with bfloat16 matrix units (Intel AMX), `fp32` elsewhere; config.yaml's `run:` says which), `tf32` (float32, TensorFloat-32 matmuls/convolutions on CUDA; plain float32 elsewhere), `fp32` (strict float32), `bf16` (the network in bfloat16, as under autocast; Grams and losses stay float32)",
     ),
     "memory": (
         "`normal`",
