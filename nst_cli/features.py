@@ -87,9 +87,9 @@ class FeatureExtractor(nn.Module):
     """A frozen, truncated VGG19 that returns the activations of named layers in one pass.
 
     How it runs is set after building (`configure`): `precision` "bf16" runs the convolutions
-    in bfloat16, as autocast would, and hands back the bfloat16 features as computed (the losses compute in
-    float32: Grams from the exactly upcast features, their gradient in bfloat16, the
-    network's own precision, see losses._OuterSelf);
+    in bfloat16, as autocast would, and hands back the bfloat16 features as computed (the
+    losses compute in float32: Grams from the exactly upcast features, their gradient in
+    bfloat16, the network's own precision, see losses._OuterSelf);
     `low_memory` recomputes each VGG block's interior in the backward pass instead of keeping
     it (torch.utils.checkpoint), trading ~30% more time for the activations of all but the
     tapped layers; `channels_last` is the fast memory layout for convolutions (CUDA, and
@@ -110,7 +110,8 @@ class FeatureExtractor(nn.Module):
         self.low_memory = False
         self.channels_last = False
         #: The convolutions' (weight, bias) in bfloat16 by layer index, for the device and
-        #: memory layout in the key; made on the first bf16 pass after a change.
+        #: memory layout in the key; made on the first bf16 pass for them. The weights are
+        #: frozen: nothing changes them after building.
         self._half: tuple[tuple[str, bool], HalfWeights] = (("", False), {})
         self.requires_grad_(False)
         self.eval()
