@@ -110,9 +110,10 @@ class FeatureExtractor(nn.Module):
         self.low_memory = False
         self.channels_last = False
         #: The convolutions' (weight, bias) in bfloat16 by layer index, for the device and
-        #: memory layout in the key; made on the first bf16 pass for them. The weights are
+        #: memory layout in `_half_for`; made on the first bf16 pass for them. The weights are
         #: frozen: nothing changes them after building.
-        self._half: tuple[tuple[str, bool], HalfWeights] = (("", False), {})
+        self._half: HalfWeights = {}
+        self._half_for: tuple[str, bool] | None = None
         self.requires_grad_(False)
         self.eval()
 
@@ -148,10 +149,12 @@ class FeatureExtractor(nn.Module):
 
     def _half_weights(self, device: torch.device) -> HalfWeights:
         key = (str(device), self.channels_last)
-        if self._half[0] != key:
-            convs = {i: m for i, m in enumerate(self.layers) if isinstance(m, nn.Conv2d)}
-            self._half = (key, {i: _bf16(m) for i, m in convs.items()})
-        return self._half[1]
+        if self._half_for != key:
+            self._half = {
+                i: _bf16(m) for i, m in enumerate(self.layers) if isinstance(m, nn.Conv2d)
+            }
+            self._half_for = key
+        return self._half
 
     def _run(
         self,
