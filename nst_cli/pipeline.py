@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from . import __version__, color
+from . import __version__, color, heap
 from .callbacks import (
     Checkpointer,
     FrameSaver,
@@ -663,18 +663,22 @@ def _run_scales(
         forward = cache.forward(config, extractor)
         if config.compile:
             warmup += _warm_up(forward, lanes)
-        results = optimize_batch(
-            lanes,
-            forward,
-            config.total_steps if stage.is_last else max(stage.end, step),
-            start_step=step,
-            should_stop=should_stop,
-            stage=stage,
-            report_last=stage.is_last,
-            total_steps=config.total_steps,
-            elapsed_offset=start.elapsed + seconds,
-            check_every=config.save_every,
-        )
+        # Freed memory kept for the next step (no fresh pages each step), except where the
+        # run was asked to use as little memory as it can.
+        kept = config.memory == "normal"
+        with heap.kept_between_steps() if kept else contextlib.nullcontext():
+            results = optimize_batch(
+                lanes,
+                forward,
+                config.total_steps if stage.is_last else max(stage.end, step),
+                start_step=step,
+                should_stop=should_stop,
+                stage=stage,
+                report_last=stage.is_last,
+                total_steps=config.total_steps,
+                elapsed_offset=start.elapsed + seconds,
+                check_every=config.save_every,
+            )
         seconds += results[0].seconds
         steps_run += results[0].steps_run
         for i, result in zip(live, results, strict=True):

@@ -4,13 +4,14 @@ The CUDA-only paths skip cleanly on machines without a GPU."""
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from nst_cli import ModelCache, devices, resolve_config, stylize
+from nst_cli import ModelCache, devices, heap, resolve_config, stylize
 from nst_cli.features import _segments, build_extractor
 from nst_cli.layers import LAYER_NAMES
 
@@ -130,6 +131,43 @@ def test_auto_precision_runs_bf16_on_a_cpu_with_matrix_units_channels_last_on_an
     (network,) = cache._extractors.values()
     assert network.precision == ("bf16" if fast_bf16 else "fp32")
     assert network.channels_last  # oneDNN's faster layout in float32 too (devices.py)
+
+
+def _faults_to_make(megabytes: int) -> int:
+    """Page faults taken to allocate and write a tensor of this size (then freed)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.empty(megabytes * 2**18, dtype=torch.float32).fill_(1.0)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.mark.skipif(heap._glibc() is None, reason="glibc's malloc only")
+def test_within_a_run_a_large_tensor_freed_is_reused_without_fresh_pages() -> None:
+    # 64 MB, over glibc's mmap threshold: a fresh mapping each time, faulted in page by page
+    # (16,384 pages), unless freed memory is kept, as while the loop runs.
+    pages = 64 * 2**20 // resource.getpagesize()
+    _faults_to_make(64)
+    assert _faults_to_make(64) > pages // 2
+    with heap.kept_between_steps():
+        _faults_to_make(64)
+        with heap.kept_between_steps():  # nested (another run's loop): still kept after it
+            pass
+        assert _faults_to_make(64) < pages // 20
+    # Afterwards glibc maps large blocks again and gives freed memory back.
+    _faults_to_make(64)
+    assert _faults_to_make(64) > pages // 2
+
+
+@pytest.mark.parametrize(("memory", "kept"), [("normal", 1), ("low", 0)])
+def test_runs_keep_freed_memory_unless_memory_is_low(
+    tiny_config: Path, tmp_path: Path, monkeypatch, memory: str, kept: int
+) -> None:
+    entered = []
+    real = heap.kept_between_steps
+    monkeypatch.setattr(heap, "kept_between_steps", lambda: entered.append(1) or real())
+    sets = [f"memory={memory}", "resolution=32", "scales=[32]"]
+    config = resolve_config(tiny_config, sets, {"output": str(tmp_path / "run")})
+    assert stylize(config).status == "completed"
+    assert len(entered) == kept
 
 
 def test_runtime_keys_are_validated(tiny_config: Path) -> None:
