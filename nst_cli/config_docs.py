@@ -136,7 +136,7 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     ),
     "memory": (
         "`normal`",
-        "`low` recomputes each VGG block's interior in the backward pass (activation checkpointing) instead of storing it, and keeps the L-BFGS history in float16: less memory, more time (see Performance)",
+        "`low` recomputes each VGG block's interior in the backward pass (activation checkpointing) instead of storing it, and keeps the L-BFGS history in float16, and memory freed by a step goes back to the system rather than being kept for the next: less memory, more time (see Performance)",
     ),
     "compile": (
         "`false`",
