@@ -105,6 +105,9 @@ def main() -> None:
                 )
     print(f"\n{args.device}: bytes per pixel, and the largest 4:3 image that fits")
     for mode, rows in results.items():
+        if len({r["pixels"] for r in rows}) < 2:
+            print(f"{mode:<7}one size: no line to fit (give --sizes two or more)")
+            continue
         base, slope = _fit([(int(r["pixels"]), r["peak_bytes"]) for r in rows])
         fits = []
         for budget in BUDGETS_GB:

@@ -1,14 +1,22 @@
 """glibc's malloc while the optimisation loop runs: freed memory is kept for the next step.
 
 Every step allocates and frees the same large tensors (feature maps, their gradients, the
-Grams' float32 copies). glibc hands out a block above its mmap threshold (32 MB at most;
-relu1_1's map alone is 32 MB at 512 px in bfloat16) as a fresh mapping and unmaps it when it
-is freed, so each step page-faults its memory in afresh and the kernel zeroes every page:
-at 512 px under bfloat16 30,000-70,000 faults and 90-180 ms of the kernel's CPU time per
-step, which became 2,000 and 10 ms, and a step 0.93x (README "Performance"). While the loop runs, large blocks come from the heap instead,
-and what a step frees stays there for the next one (no mapping, no trimming). When the loop
+Grams' float32 copies). glibc hands out a block above its mmap threshold (32 MB at most; at
+512 px relu1_1's map is 32 MB in bfloat16 for a square image, its float32 copy 64 MB) as a
+fresh mapping and unmaps it when it is freed, so each step page-faults that memory in afresh
+and the kernel zeroes every page: at 512 px under bfloat16 30,000-70,000 faults and 90-180
+ms of the kernel's CPU time per step, which became 2,000 and 10 ms, and a step 0.93x
+(README "Performance"). While the loop runs, large blocks come from the heap instead, and
+what a step frees stays there for the next one (no mapping, no trimming). When the loop
 ends, glibc's usual settings come back and the memory not in use is returned to the system,
 so a long-lived process (a sweep, the Python API) does not keep it.
+
+The cost is the heap's, as glibc already pays it below the threshold: torch allocates with
+posix_memalign, and a freed block is a little short of the next request of the same size
+until the slivers cut off for alignment are merged back, so a few freed blocks can stay
+unused for a while. Measured, a run's peak memory stayed within its spread up to 1024 px
+(1024x768) but rose 14% at 2048x1536 for a step 0.97x: so only runs up to KEEP_UP_TO_PIXELS
+(and not `memory: low`) use this.
 
 Elsewhere than glibc (macOS, Windows, musl) this does nothing.
 """
@@ -18,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import platform
+import os
 import threading
 from collections.abc import Iterator
 
@@ -32,14 +40,21 @@ KEPT = {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: 2**31 - 1}
 #: freed (setting either threshold turns that adjustment off, so they are set as it would).
 USUAL = {_M_MMAP_MAX: 65536, _M_MMAP_THRESHOLD: 32 * 2**20, _M_TRIM_THRESHOLD: 64 * 2**20}
 
+#: The largest run (pixels per image times images in the batch) that keeps freed memory.
+KEEP_UP_TO_PIXELS = 1024 * 1024
+
 _lock = threading.Lock()
 _depth = 0
 
 
 @functools.cache
 def _glibc() -> ctypes.CDLL | None:
-    """The C library, where it is glibc (the only one whose mallopt this is written for)."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    """The C library, where it is glibc (the only one whose mallopt this is written for):
+    asked of the C library this process runs on, not guessed from the executable."""
+    try:
+        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
+            return None
+    except (AttributeError, OSError, ValueError):  # not POSIX, or not glibc
         return None
     try:
         return ctypes.CDLL("libc.so.6")

@@ -664,8 +664,10 @@ def _run_scales(
         if config.compile:
             warmup += _warm_up(forward, lanes)
         # Freed memory kept for the next step (no fresh pages each step), except where the
-        # run was asked to use as little memory as it can.
-        kept = config.memory == "normal"
+        # run was asked to use as little memory as it can, or is large enough that the
+        # heap's slack would cost more memory than the pages cost time (heap.py).
+        pixels = len(lanes) * lanes[0].image[0, 0].numel()
+        kept = config.memory == "normal" and pixels <= heap.KEEP_UP_TO_PIXELS
         with heap.kept_between_steps() if kept else contextlib.nullcontext():
             results = optimize_batch(
                 lanes,
