@@ -52,14 +52,11 @@ def _glibc() -> ctypes.CDLL | None:
     """The C library, where it is glibc (the only one whose mallopt this is written for):
     asked of the C library this process runs on, not guessed from the executable."""
     try:
-        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
-            return None
-    except (AttributeError, OSError, ValueError):  # not POSIX, or not glibc
-        return None
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
+        if (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
+            return ctypes.CDLL("libc.so.6")
+    except (AttributeError, OSError, ValueError):  # not POSIX, not glibc, or not loadable
+        pass
+    return None
 
 
 def _set(libc: ctypes.CDLL, settings: dict[int, int]) -> None:
