@@ -354,9 +354,10 @@ class ProjectedLBFGS:
     def step(self, closure: Callable[[], Any]) -> Any:  # type: ignore[override]
         """Evaluate the loss at the current pixels (via closure) and take one step.
 
-        Every decision (keep the pair? undo the step?) is made on the device with
-        `torch.where`, never by reading a number back: on a GPU a step queues its work and
-        returns without waiting for it."""
+        On a GPU every decision (keep the pair? undo the step?) is made on the device with
+        `torch.where`, never by reading a number back: a step queues its work and returns
+        without waiting for it. On the CPU the same decisions read their numbers back
+        (`_pick`), which costs nothing there and skips whole passes over the pixels."""
         with torch.enable_grad():
             loss = closure()
         group = self.param_groups[0]
@@ -387,21 +388,22 @@ class ProjectedLBFGS:
             size = group["history_size"]
             s_hist, y_hist = [*s_hist, keep(s)][-size:], [*y_hist, keep(y)][-size:]
             # rho = 1/sy, kept with its pair rather than recomputed from it at every step.
-            rhos = [*rhos, torch.where(fits, 1.0 / sy, torch.zeros_like(sy))][-size:]
+            rhos = [*rhos, _pick(fits, 1.0 / sy, torch.zeros_like(sy))][-size:]
             # H0 = gamma·M, scaled as L-BFGS scales the identity: sy / (y·M·y).
             ymy = yy if smooth is None else smooth.quadratic(y)
-            gamma = torch.where(fits, sy / ymy, gamma)
+            gamma = _pick(fits, sy / ymy, gamma)
             # The last step overshot: go back to the previous point and try half as far.
             rejected = value > state["loss"]
-            x = torch.where(rejected, state["x"], x)
-            g = torch.where(rejected, state["g"], g)
-            value = torch.where(rejected, state["loss"], value)
-            scale = torch.where(rejected, scale * 0.5, (scale * 2.0).clamp(max=1.0))
-            state["rejected"] = torch.where(rejected, state["rejected"] + 1, 0)
+            x = _pick(rejected, state["x"], x)
+            g = _pick(rejected, state["g"], g)
+            value = _pick(rejected, state["loss"], value)
+            scale = _pick(rejected, scale * 0.5, (scale * 2.0).clamp(max=1.0))
+            count = state["rejected"]
+            state["rejected"] = _pick(rejected, count + 1, torch.zeros_like(count))
             # After repeated rejections the curvature history is thrown away.
-            alive = (state["rejected"] < _RESET_AFTER).to(x.dtype)
-            rhos = [rho * alive for rho in rhos]
-            gamma = gamma * alive
+            reset, zero = state["rejected"] >= _RESET_AFTER, torch.zeros_like(gamma)
+            rhos = [_pick(reset, zero, rho) for rho in rhos]
+            gamma = _pick(reset, zero, gamma)
         state["s"], state["y"], state["rho"], state["gamma"] = s_hist, y_hist, rhos, gamma
 
         lower, upper = group["lower"], group["upper"]
@@ -444,29 +446,62 @@ class ProjectedLBFGS:
         0), a gradient step of RMS `first_rms`, or of unit L1 norm where that is None.
 
         Packed pairs are expanded one at a time, so a compact history never exists in float32
-        as a whole. 0-d tensors throughout, not floats: no host sync per history pair."""
-        if first_rms is None:
-            # As torch.optim.LBFGS's first iteration: a step no larger than 1 in L1 norm.
-            first = (1.0 / torch.linalg.vector_norm(g, 1).clamp(min=1e-12)).clamp(max=1.0)
-        else:
-            # A gradient step of RMS first_rms (the trust region may cap it further).
-            norm = torch.linalg.vector_norm(g).clamp(min=1e-30)
-            first = first_rms * math.sqrt(g.numel()) / norm
-        if not s_hist:
-            return g * -first
+        as a whole. On a GPU the scalars are 0-d tensors, not floats: no host sync per history
+        pair. On the CPU, where reading a number back costs nothing and each operation on a
+        0-d tensor ~10 µs (~100 of them a step, ~1 ms at 256 px), they are Python floats, and
+        a pair of rho 0 is skipped rather than applied with weight 0."""
+        host = _on_host(g)
+        number: Callable[[torch.Tensor], Any] = float if host else (lambda t: t)
+        scale, weights = number(gamma), [number(rho) for rho in rhos]
+        if not s_hist or (host and scale <= 0):
+            return g * -_first_step(g, first_rms)
         # q is this function's own tensor: updated in place, one pass per pair and loop.
         q = g.neg()
         alphas = []
         for s_stored, y_stored, rho in zip(
-            reversed(s_hist), reversed(y_hist), reversed(rhos), strict=True
+            reversed(s_hist), reversed(y_hist), reversed(weights), strict=True
         ):
-            alpha = rho * torch.dot(unpack(s_stored), q)
-            q.addcmul_(unpack(y_stored), alpha, value=-1)
+            alpha = rho * number(torch.dot(unpack(s_stored), q)) if not host or rho else 0.0
+            _add_scaled(q, unpack(y_stored), -alpha)
             alphas.append(alpha)
-        q = (q if smooth is None else smooth(q)).mul_(gamma)
+        q = (q if smooth is None else smooth(q)).mul_(scale)
         for s_stored, y_stored, rho, alpha in zip(
-            s_hist, y_hist, rhos, reversed(alphas), strict=True
+            s_hist, y_hist, weights, reversed(alphas), strict=True
         ):
-            beta = rho * torch.dot(unpack(y_stored), q)
-            q.addcmul_(unpack(s_stored), alpha - beta)
-        return torch.where(gamma > 0, q, g * -first)
+            if host and not rho:
+                continue
+            beta = rho * number(torch.dot(unpack(y_stored), q))
+            _add_scaled(q, unpack(s_stored), alpha - beta)
+        return q if host else torch.where(gamma > 0, q, g * -_first_step(g, first_rms))
+
+
+def _first_step(g: torch.Tensor, first_rms: float | None) -> torch.Tensor:
+    """The length, as a multiple of -g, of a step taken without curvature information."""
+    if first_rms is None:
+        # As torch.optim.LBFGS's first iteration: a step no larger than 1 in L1 norm.
+        return (1.0 / torch.linalg.vector_norm(g, 1).clamp(min=1e-12)).clamp(max=1.0)
+    # A gradient step of RMS first_rms (the trust region may cap it further).
+    return first_rms * math.sqrt(g.numel()) / torch.linalg.vector_norm(g).clamp(min=1e-30)
+
+
+def _add_scaled(q: torch.Tensor, v: torch.Tensor, a: float | torch.Tensor) -> None:
+    """q += a·v in place, for a Python float (skipped when 0) or a 0-d tensor."""
+    if isinstance(a, torch.Tensor):
+        q.addcmul_(v, a)
+    elif a:
+        q.add_(v, alpha=a)
+
+
+def _on_host(tensor: torch.Tensor) -> bool:
+    """Whether the optimiser reads its numbers back as it goes: on the CPU that costs nothing
+    and saves work; on a GPU it would make every step wait for the device."""
+    return tensor.device.type == "cpu"
+
+
+def _pick(condition: torch.Tensor, if_true: torch.Tensor, if_false: torch.Tensor) -> torch.Tensor:
+    """torch.where(condition, if_true, if_false) for a 0-d condition. On the CPU the condition
+    is read back (free there) and one operand returned as it is: no pass over the pixels and
+    no bool kernel (slow on the CPU) for what is a choice between two whole tensors."""
+    if _on_host(condition):
+        return if_true if bool(condition) else if_false
+    return torch.where(condition, if_true, if_false)

@@ -70,6 +70,15 @@ def tiny_config(tmp_path: Path, content_path: Path, style_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def as_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The optimiser as it runs on a GPU: every decision made on the device, no number read
+    back. (On the CPU it reads its scalars back, which costs nothing there.)"""
+    from nst_cli import lbfgs
+
+    monkeypatch.setattr(lbfgs, "_on_host", lambda tensor: False)
+
+
 class HostReads:
     """Counts reads of tensor values back to Python (float(t), t.item(), bool(t), t.tolist(),
     …) inside a `with` block: each is a device-to-host sync on a GPU. Found through torch's

@@ -179,7 +179,7 @@ def test_a_lane_that_diverges_stops_alone() -> None:
         assert result.losses["total"] == pytest.approx(alone.losses["total"], rel=1e-3)
 
 
-def test_a_batched_step_reads_nothing_back_between_checks() -> None:
+def test_a_batched_step_reads_nothing_back_between_checks(as_on_a_gpu) -> None:
     """Three lanes: one read per lane at each check (steps 0, 5, 10), none per step."""
     from tests.conftest import HostReads
 

@@ -161,7 +161,7 @@ def test_a_compact_history_halves_its_memory_and_converges_as_the_full_one() -> 
 
 
 @pytest.mark.parametrize("precondition", ["none", "pyramid"])
-def test_a_step_reads_nothing_back_from_the_device(precondition: str) -> None:
+def test_a_step_reads_nothing_back_from_the_device(precondition: str, as_on_a_gpu) -> None:
     from tests.conftest import HostReads
 
     # lr 50: steps overshoot, get undone, and the history is reset: every branch is taken.
@@ -178,6 +178,31 @@ def test_a_step_reads_nothing_back_from_the_device(precondition: str) -> None:
     assert host.reads == []
     assert int(optimizer.state[x]["rejected"]) >= 0  # (reading it here, outside, is fine)
     assert float(loss(x.detach())) < float(loss(torch.full(shape, 0.5)))
+
+
+@pytest.mark.parametrize("precondition", ["none", "pyramid"])
+def test_on_the_cpu_a_step_reads_its_numbers_back_and_takes_the_same_steps(
+    precondition: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # lr 50: steps overshoot, get undone, and the history is reset: every branch is taken.
+    shape = (1, 3, 8, 10)
+    curvature = torch.logspace(-1, 1, 240).view(shape)
+    centre = torch.linspace(-0.5, 1.5, 240).view(shape)
+    loss = _quadratic(curvature, centre)
+    runs = {}
+    for on_host in (True, False):
+        monkeypatch.setattr(lbfgs, "_on_host", lambda tensor, on_host=on_host: on_host)
+        made: list[ProjectedLBFGS] = []
+        x, values = _minimise(
+            loss, torch.full(shape, 0.5), 25, lr=50.0, made=made, precondition=precondition
+        )
+        runs[on_host] = (x, values)
+    (x_host, values_host), (x_device, values_device) = runs[True], runs[False]
+    # Its scalars are doubles there, the device's float32: the same path up to rounding.
+    assert values_host == pytest.approx(values_device, rel=1e-4)
+    assert torch.allclose(x_host, x_device, atol=1e-5)
+    assert any(b > a for a, b in zip(values_host, values_host[1:], strict=False))  # undone
+    assert values_host[-1] < values_host[0] / 5
 
 
 @pytest.mark.parametrize("weights", [False, True], ids=["plain numbers", "pair weights"])

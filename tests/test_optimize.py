@@ -104,7 +104,7 @@ def test_non_finite_loss_names_the_term(problem) -> None:
 
 
 @pytest.mark.parametrize("name", ["lbfgs", "adam"])
-def test_losses_are_read_back_only_at_check_steps(problem, name: str) -> None:
+def test_losses_are_read_back_only_at_check_steps(problem, name: str, as_on_a_gpu) -> None:
     from nst_cli.callbacks import LatestImage, LossLog
     from tests.conftest import HostReads
 
