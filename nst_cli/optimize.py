@@ -298,6 +298,11 @@ def optimize_batch(
         if is_last:
             with torch.no_grad():
                 terms = _evaluate(active, extractor, layers, backward=False)
+                back = [i for i, r in enumerate(active) if _put_back(r, terms[i].total)]
+                if back:
+                    again = _evaluate([active[i] for i in back], extractor, layers, False)
+                    for i, lane_terms in zip(back, again, strict=True):
+                        terms[i] = lane_terms
         else:
             terms = _evaluate(active, extractor, layers)
         stop = not is_last and should_stop()
@@ -336,6 +341,21 @@ def optimize_batch(
         step += 1
     seconds = time.perf_counter() - started
     return [r.result(interrupted, seconds, start_step) for r in running]
+
+
+def _put_back(running: _Running, total: torch.Tensor) -> bool:
+    """At a run's last step, put back the point projected L-BFGS stands on if the one its
+    last step reached is worse: the step that would undo that overshoot never comes, and the
+    result would be an image worse than one the run already had. (Where its last steps
+    overshot every few steps, J at 448 px, the last point was 0.4% above the one before.)
+    One value read back, once per run."""
+    state = running.optimizer.state.get(running.pixels, {})
+    if not isinstance(running.optimizer, ProjectedLBFGS) or "x" not in state:
+        return False
+    if not bool(total > state["loss"]):
+        return False
+    running.pixels.copy_(state["x"].view_as(running.pixels))  # (under no_grad)
+    return True
 
 
 def _closure(

@@ -180,14 +180,15 @@ def test_a_lane_that_diverges_stops_alone() -> None:
 
 
 def test_a_batched_step_reads_nothing_back_between_checks(as_on_a_gpu) -> None:
-    """Three lanes: one read per lane at each check (steps 0, 5, 10), none per step."""
+    """Three lanes: one read per lane at each check (steps 0, 5, 10), none per step, and at
+    the last step each lane's comparison of its final point with its kept one."""
     from tests.conftest import HostReads
 
     extractor, content, loss = _tiny_problem()
     lanes = [Lane(content, loss(b), precondition="pyramid") for b in (1e3, 1e4, 1e5)]
     with HostReads() as host:
         results = optimize_batch(lanes, extractor, 10, check_every=5)
-    assert host.reads == ["tolist"] * 9
+    assert host.reads == ["tolist"] * 6 + ["__bool__"] * 3 + ["tolist"] * 3
     assert all(r.error is None and r.step == 10 for r in results)
 
 

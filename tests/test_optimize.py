@@ -103,6 +103,28 @@ def test_non_finite_loss_names_the_term(problem) -> None:
         optimize(content, extractor, bad, "adam", 0.01, 3)
 
 
+@pytest.mark.parametrize("steps", [1, 3])
+def test_a_run_whose_last_step_overshot_ends_on_the_point_before_it(problem, steps: int) -> None:
+    # lr 50 without a trust region: steps 1 and 3 raise the loss. L-BFGS would undo such a
+    # step at the next one; at the last there is none, and the result must not be worse than
+    # an image the run already had.
+    extractor, loss, content = problem
+    totals: list[float] = []
+    images: list[torch.Tensor] = []
+
+    def record(event: StepEvent) -> None:
+        totals.append(float(event.losses["total"]))
+        images.append(event.image.detach().clone())
+
+    result = optimize(
+        content, extractor, loss, "lbfgs", 50.0, steps, callbacks=[record], trust_region=None
+    )
+    before = totals[:-1]
+    best = before.index(min(before))
+    assert totals[-1] == min(before) and result.losses["total"] == min(before)
+    assert torch.equal(result.image, images[best]) and torch.equal(images[-1], images[best])
+
+
 @pytest.mark.parametrize("name", ["lbfgs", "adam"])
 def test_losses_are_read_back_only_at_check_steps(problem, name: str, as_on_a_gpu) -> None:
     from nst_cli.callbacks import LatestImage, LossLog
@@ -115,10 +137,13 @@ def test_losses_are_read_back_only_at_check_steps(problem, name: str, as_on_a_gp
             content, extractor, loss, name, 1.0 if name == "lbfgs" else 0.05, 10,
             callbacks=[events.append, LatestImage()], check_every=5,
         )  # fmt: skip
-    # Steps 0, 5 and 10 (the last): one transfer each. (torch's Adam reads its own step
-    # counter, a CPU tensor even on a GPU, with .item(): not a device sync.)
+    # Steps 0, 5 and 10 (the last): one transfer each, and at the last step L-BFGS's one
+    # comparison of its final point with the point it stands on (optimize._put_back).
+    # (torch's Adam reads its own step counter, a CPU tensor even on a GPU, with .item():
+    # not a device sync.)
     loop_reads = [r for r in host.reads if r != "item"] if name == "adam" else host.reads
-    assert loop_reads == ["tolist"] * 3
+    final = ["__bool__", "tolist"] if name == "lbfgs" else ["tolist"]
+    assert loop_reads == ["tolist"] * 2 + final
     # Each check brought every step since the last one over in that one transfer: the loss
     # log has them all without another read.
     log = LossLog(Path("/dev/null"), flush_every=1000)
