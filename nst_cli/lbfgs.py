@@ -414,7 +414,7 @@ class ProjectedLBFGS:
         # (Each line here is one pass over the pixels, or as few as it can be: at 256 px a
         # pass costs ~0.02-0.1 ms, and the optimiser's whole update is a few % of a step.)
         direction = free_direction(direction, x, lower, upper)
-        length = torch.as_tensor(group["lr"], device=x.device, dtype=x.dtype)
+        length = group["lr"]
         limit = group["max_rms_step"]
         if limit is not None:
             # A trust region in pixel space: early on, with little curvature history, L-BFGS

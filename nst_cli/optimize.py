@@ -300,7 +300,7 @@ def optimize_batch(
                 terms = _evaluate(active, extractor, layers, backward=False)
                 back = [i for i, r in enumerate(active) if _put_back(r, terms[i].total)]
                 if back:
-                    again = _evaluate([active[i] for i in back], extractor, layers, False)
+                    again = _evaluate([active[i] for i in back], extractor, layers, backward=False)
                     for i, lane_terms in zip(back, again, strict=True):
                         terms[i] = lane_terms
         else:
@@ -349,10 +349,10 @@ def _put_back(running: _Running, total: torch.Tensor) -> bool:
     result would be an image worse than one the run already had. (Where its last steps
     overshot every few steps, J at 448 px, the last point was 0.4% above the one before.)
     One value read back, once per run."""
-    state = running.optimizer.state.get(running.pixels, {})
-    if not isinstance(running.optimizer, ProjectedLBFGS) or "x" not in state:
+    if not isinstance(running.optimizer, ProjectedLBFGS):
         return False
-    if not bool(total > state["loss"]):
+    state = running.optimizer.state.get(running.pixels, {})
+    if "x" not in state or not bool(total > state["loss"]):
         return False
     running.pixels.copy_(state["x"].view_as(running.pixels))  # (under no_grad)
     return True

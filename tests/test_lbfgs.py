@@ -232,10 +232,7 @@ def test_on_the_cpu_a_step_reads_its_numbers_back_and_takes_the_same_steps(
     runs = {}
     for on_host in (True, False):
         monkeypatch.setattr(lbfgs, "_on_host", lambda tensor, on_host=on_host: on_host)
-        made: list[ProjectedLBFGS] = []
-        x, values = _minimise(
-            loss, torch.full(shape, 0.5), 25, lr=50.0, made=made, precondition=precondition
-        )
+        x, values = _minimise(loss, torch.full(shape, 0.5), 25, lr=50.0, precondition=precondition)
         runs[on_host] = (x, values)
     (x_host, values_host), (x_device, values_device) = runs[True], runs[False]
     # Its scalars are doubles there, the device's float32: the same path up to rounding.
