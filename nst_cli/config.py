@@ -299,7 +299,7 @@ class OptimizerConfig(_Strict):
     #: L-BFGS: the largest RMS change of the pixels in one step (None: no limit).
     trust_region: float | None = 0.05
     #: L-BFGS: the curvature model's starting matrix (see lbfgs.pyramid; Config.preconditioner).
-    precondition: Literal["auto", "none", "pyramid"] = "auto"
+    precondition: Literal["auto", "none", "pyramid", "light-pyramid"] = "auto"
     #: L-BFGS: start each finer scale with the previous scale's curvature pairs, resized
     #: (lbfgs.carry_history), rather than with none.
     carry_history: bool = True
@@ -519,14 +519,17 @@ class Config(_Strict):
 
     def preconditioner(self, stage: int) -> str:
         """optimizer.precondition at this stage, `auto` decided: the pyramid on the first
-        scale, which starts from the photo and must build the style's large structure, the
-        identity on later ones, which start from an upsampled result and must add fine detail
-        (the pyramid there left a fine grain; measured in README). Masked runs keep the
-        identity: the boosted coarse grids carry each step across the masks' borders (a test
-        of regions kept apart lost 3% of its margin)."""
+        scale, which starts from the photo and must build the style's large structure; on
+        later ones, which start from an upsampled result and must add fine detail, the pyramid
+        at a quarter of its boost (the full one there left a fine grain, the identity a
+        higher loss; measured in README). Masked runs keep the identity: the boosted coarse
+        grids carry each step across the masks' borders (a test of regions kept apart lost 3%
+        of its margin)."""
         if self.optimizer.precondition != "auto":
             return self.optimizer.precondition
-        return "pyramid" if stage == 0 and not self.masks else "none"
+        if self.masks:
+            return "none"
+        return "pyramid" if stage == 0 else "light-pyramid"
 
     def schedule(self) -> list[Stage]:
         """Each scale with its global step range [start, end)."""

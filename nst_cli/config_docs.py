@@ -112,9 +112,10 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "optimizer.precondition": (
         "`auto`",
         "L-BFGS: `pyramid` starts each step's curvature model from one that moves coarse "
-        "structure first (coarse grids boosted by their cell size), `none` from the identity; "
-        "`auto`: `pyramid` on the first scale, `none` on later ones and with `masks` (see How "
-        "the defaults were chosen)",
+        "structure first (coarse grids boosted by their cell size), `light-pyramid` from the "
+        "same with a quarter of the boost, `none` from the identity; `auto`: `pyramid` on the "
+        "first scale, `light-pyramid` on later ones, `none` with `masks` (see How the "
+        "defaults were chosen)",
     ),
     "optimizer.carry_history": (
         "`true`",

@@ -19,7 +19,8 @@ identity but of M = I + Σ_k 2^k · U_k·U_kᵀ / area_k (U_k spreads a grid 2^k
 bilinearly over the image, U_kᵀ gathers it back): a gradient's coarse components are boosted
 in proportion to their size, the way a coarse-to-fine schedule moves them first, but without
 leaving the target size. M is symmetric positive definite, so the model stays a valid
-quasi-Newton one.
+quasi-Newton one. `precondition="light-pyramid"` is the same with every level's boost a
+quarter as strong (LIGHT_BOOST): what the later scales of a coarse-to-fine run use.
 
 With `compact_history` the (s, y) pairs are kept as float16 relative to each vector's largest
 element (`pack`): half the history's memory (240 instead of 480 bytes per pixel with 20
@@ -47,6 +48,16 @@ _RESET_AFTER = 3
 #: curvature model nothing (under bfloat16 its gradient change is below the gradient's own
 #: rounding): 1–4 steps were spent at the start of every scale.
 FIRST_STEP_RMS: float | None = 0.01
+
+#: The pyramid's boost on the later scales of a coarse-to-fine run, as a fraction of the full
+#: one. They start from an upsampled result whose large structure is in place: the full boost
+#: slowed the fine detail they must add and left a grain, the identity gave up what the
+#: pyramid does for the raw objective there (measured in the README, How the defaults were
+#: chosen).
+LIGHT_BOOST = 0.25
+
+#: How strongly each named starting matrix boosts coarse structure (None: the identity).
+BOOSTS: dict[str, float | None] = {"none": None, "pyramid": 1.0, "light-pyramid": LIGHT_BOOST}
 
 #: A history vector: a float32 tensor, or {"scale", "q"} with v ≈ scale · q (see pack).
 Stored = torch.Tensor | dict[str, Any]
@@ -93,6 +104,7 @@ class Pyramid:
         sides: list[int],
         device: torch.device | None = None,
         dtype: torch.dtype = torch.float32,
+        boost: float = 1.0,
     ) -> None:
         self.shape = shape
         height, width = shape[-2:]
@@ -101,7 +113,8 @@ class Pyramid:
             grid = [-(-height // side), -(-width // side)]
             # Per pixel of the coarse grid, Uᵀ sums ~area fine pixels: weighting by
             # side / area boosts a flat image by `side`.
-            self.levels.append((grid, side / (height * width / (grid[0] * grid[1]))))
+            area = height * width / (grid[0] * grid[1])
+            self.levels.append((grid, boost * side / area))
         # On a GPU the kernels stay: they are fast there, and matrix products would run in
         # TF32 (the default `precision`), rounding M to ~1e-3.
         on_cpu = device is None or torch.device(device).type == "cpu"
@@ -169,16 +182,19 @@ class Pyramid:
 
 @functools.lru_cache(maxsize=4)
 def pyramid(
-    shape: torch.Size, device: torch.device | None = None, dtype: torch.dtype = torch.float32
+    shape: torch.Size,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    boost: float = 1.0,
 ) -> Pyramid | None:
     """M for pixels of this shape: grids down to cells of a quarter of the short side, each
-    weighted by its cell's side, so the boost follows the image's size. None where there is
-    nothing to coarsen (not an image, or too small). Kept per shape: the optimiser asks for it
-    at every step, and its matrices are built once."""
+    weighted by its cell's side times `boost`, so the boost follows the image's size. None
+    where there is nothing to coarsen (not an image, or too small). Kept per shape: the
+    optimiser asks for it at every step, and its matrices are built once."""
     if len(shape) != 4:
         return None
     sides = [2**k for k in range(1, 16) if 2**k <= min(shape[-2:]) // 4]
-    return Pyramid(shape, sides, device, dtype) if sides else None
+    return Pyramid(shape, sides, device, dtype, boost) if sides else None
 
 
 def unpack(stored: Stored) -> torch.Tensor:
@@ -300,7 +316,7 @@ class ProjectedLBFGS:
         compact_history: bool = False,
         precondition: str = "none",
     ) -> None:
-        if precondition not in ("none", "pyramid"):
+        if precondition not in BOOSTS:
             raise ValueError(f"unknown precondition {precondition!r}")
         tensors = list(params)
         if len(tensors) != 1:
@@ -364,10 +380,9 @@ class ProjectedLBFGS:
         pixels: torch.Tensor = group["params"][0]
         # A new dict each step: earlier state_dicts stay valid.
         state = dict(self.state[pixels]) or _current({}, pixels)
+        boost = BOOSTS[group.get("precondition", "none")]
         smooth = (
-            pyramid(pixels.shape, pixels.device, pixels.dtype)
-            if group.get("precondition") == "pyramid"
-            else None
+            None if boost is None else pyramid(pixels.shape, pixels.device, pixels.dtype, boost)
         )
         x = pixels.detach().flatten().clone()
         g = pixels.grad.detach().flatten().clone()  # type: ignore[union-attr]

@@ -184,12 +184,18 @@ def test_small_aliases_still_work(tmp_path: Path) -> None:
     assert resolve_config(path).layers.content == {"relu1_1": 1.0}
 
 
-def test_auto_precondition_is_the_pyramid_on_the_first_unmasked_scale_only() -> None:
-    plain = Config(content="a.png", style="s.png", scales=[256, 512])
-    assert [plain.preconditioner(i) for i in (0, 1)] == ["pyramid", "none"]
+def test_auto_precondition_is_the_pyramid_first_a_light_one_later_and_none_with_masks() -> None:
+    plain = Config(content="a.png", style="s.png", scales=[256, 362, 512])
+    assert [plain.preconditioner(i) for i in (0, 1, 2)] == [
+        "pyramid",
+        "light-pyramid",
+        "light-pyramid",
+    ]
     masked = Config(
         content="a.png", style=["s.png", "t.png"], masks={"m.png": 0, "n.png": 1}, scales=[256]
     )
-    assert masked.preconditioner(0) == "none"
+    assert [masked.preconditioner(i) for i in (0, 1)] == ["none", "none"]
+    light = Config(content="a.png", style="s.png", optimizer={"precondition": "light-pyramid"})
+    assert light.preconditioner(0) == "light-pyramid"
     chosen = Config(content="a.png", style="s.png", optimizer={"precondition": "none"})
     assert chosen.preconditioner(0) == "none"

@@ -200,7 +200,7 @@ def test_a_compact_history_halves_its_memory_and_converges_as_the_full_one() -> 
     assert abs(gaps[True] - gaps[False]) <= 0.05 * gaps[False]
 
 
-@pytest.mark.parametrize("precondition", ["none", "pyramid"])
+@pytest.mark.parametrize("precondition", ["none", "pyramid", "light-pyramid"])
 def test_a_step_reads_nothing_back_from_the_device(precondition: str, as_on_a_gpu) -> None:
     from tests.conftest import HostReads
 
@@ -288,6 +288,35 @@ def test_the_pyramid_is_symmetric_positive_definite_and_boosts_only_coarse_struc
     checker = ((rows + cols) % 2 * 2 - 1).float().expand(shape).flatten()
     assert (apply(checker) - checker).norm() < 0.05 * checker.norm()
     assert pyramid(torch.Size((1, 3, 7, 7))) is None and pyramid(torch.Size((40,))) is None
+
+
+def test_the_light_pyramid_boosts_coarse_structure_a_quarter_as_much() -> None:
+    # What the later scales of a coarse-to-fine run start from (`auto`): M = I + B/4 where the
+    # pyramid is I + B, so a flat image is boosted by 1 + 14/4 where it was 1 + 14.
+    shape = torch.Size((1, 3, 37, 50))
+    full, light = pyramid(shape), pyramid(shape, boost=lbfgs.BOOSTS["light-pyramid"])
+    assert full is not None and light is not None
+    v = torch.randn(shape.numel())
+    assert torch.allclose(light(v) - v, (full(v) - v) * 0.25, atol=1e-5)
+    assert torch.allclose(light.quadratic(v), torch.dot(v, light(v)), rtol=1e-5)
+    flat = light(torch.ones(shape.numel()))
+    assert torch.allclose(flat, torch.full_like(flat, 1 + 14 / 4), rtol=0.02)
+    # The optimiser takes it by name, and its first curvature-led step differs from both.
+    directions = {}
+    for name in ("none", "light-pyramid", "pyramid"):
+        x = torch.full(shape, 0.5, requires_grad=True)
+        loss = _quadratic(torch.logspace(-1, 1, shape.numel()).view(shape), torch.rand(shape))
+        optimizer = ProjectedLBFGS([x], history_size=5, precondition=name)
+        closure = _closure_for(loss, x, optimizer)
+        for _ in range(3):
+            before = x.detach().clone()
+            optimizer.step(closure)
+        directions[name] = (x.detach() - before).flatten()
+    cosine = torch.nn.functional.cosine_similarity
+    assert cosine(directions["light-pyramid"], directions["none"], dim=0) < 0.9999
+    assert cosine(directions["light-pyramid"], directions["pyramid"], dim=0) < 0.9999
+    with pytest.raises(ValueError, match="unknown precondition"):
+        ProjectedLBFGS([torch.zeros(3, requires_grad=True)], precondition="heavy")
 
 
 def test_the_pyramid_as_matrix_products_equals_the_upsampling_kernels(

@@ -256,7 +256,7 @@ def test_auto_preconditions_the_first_scale_only(
         used[name] = list(made)
     assert used == {
         "one": ["pyramid"],
-        "two": ["pyramid", "none"],
+        "two": ["pyramid", "light-pyramid"],
         "forced": ["pyramid", "pyramid"],
         "off": ["none"],
     }
