@@ -322,18 +322,24 @@ def test_the_light_pyramid_boosts_coarse_structure_a_quarter_as_much() -> None:
 def test_the_pyramid_as_matrix_products_equals_the_upsampling_kernels(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Up to DENSE_SIDE, U and Uᵀ are products with 1-D interpolation matrices; beyond it the
-    # kernels. Both must be the same M (sides no grid divides; a batch of two).
+    # Up to DENSE_SIDE, U and Uᵀ are products with 1-D interpolation matrices (in bands of BAND
+    # pixels above BANDED_ABOVE); beyond it the kernels. All must be the same M (sides no grid
+    # divides; a batch of two; bands of 8 pixels, so each axis has several, and overlapping).
     torch.manual_seed(0)
     shape = torch.Size((2, 3, 37, 50))
     sides = [2, 4, 8]
     dense = lbfgs.Pyramid(shape, sides)
+    monkeypatch.setattr(lbfgs, "BANDED_ABOVE", 0)
+    monkeypatch.setattr(lbfgs, "BAND", 8)
+    banded = lbfgs.Pyramid(shape, sides)
     monkeypatch.setattr(lbfgs, "DENSE_SIDE", 0)
     kernels = lbfgs.Pyramid(shape, sides)
-    assert dense.dense and not kernels.dense
+    assert (dense.mode, banded.mode, kernels.mode) == ("dense", "banded", "kernels")
+    assert min(len(rows) for rows, _ in banded._bands) > 1
     v = torch.randn(shape.numel())
-    assert torch.allclose(dense(v), kernels(v), atol=1e-5)
-    assert torch.allclose(dense.quadratic(v), kernels.quadratic(v), rtol=1e-5)
+    for products in (dense, banded):
+        assert torch.allclose(products(v), kernels(v), atol=1e-5)
+        assert torch.allclose(products.quadratic(v), kernels.quadratic(v), rtol=1e-5)
 
 
 def _smoothness_problem():
