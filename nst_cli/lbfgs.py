@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -100,7 +101,7 @@ def _bands(matrix: torch.Tensor) -> list[_Band]:
     pieces = max(1, min(coarse, round(fine / BAND)))
     edges = torch.linspace(0, coarse, pieces + 1).round().long().tolist()
     bands = []
-    for start, stop in zip(edges, edges[1:], strict=False):
+    for start, stop in itertools.pairwise(edges):
         rows = matrix[:, start:stop].abs().sum(dim=1).nonzero().flatten()
         low, high = int(rows[0]), int(rows[-1]) + 1
         block = matrix[low:high, start:stop].contiguous()
@@ -168,13 +169,15 @@ class Pyramid:
         self.mode = "kernels"
         if on_cpu and long_side <= DENSE_SIDE:
             self.mode = "dense" if long_side <= BANDED_ABOVE else "banded"
+        if self.mode == "kernels":
+            return
         rows = [_interpolation(grid[0], height, device, dtype) for grid, _ in self.levels]
         cols = [_interpolation(grid[1], width, device, dtype) for grid, _ in self.levels]
         if self.mode == "dense":
             self._rows = rows
             self._cols = torch.cat(cols, dim=1)
             self._widths = [grid[1] for grid, _ in self.levels]
-        elif self.mode == "banded":
+        else:
             self._bands = [(_bands(r), _bands(c)) for r, c in zip(rows, cols, strict=True)]
 
     def _gathers(self, image: torch.Tensor) -> list[torch.Tensor]:
