@@ -38,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -242,6 +243,27 @@ def _network(device: torch.device, precision: str, as_nst: bool = False) -> Feat
     return net.configure(precision="bf16" if bf16 else "fp32", channels_last=channels_last)
 
 
+def j_objective(
+    net: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]], target: torch.Tensor
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """J as fast as this project knows how to compute it (nst's Gram, one product in its
+    gradient), for the floors: what a step cannot go below, not what the plain loop pays. The
+    targets are `target`'s own features (any image of the size costs the same)."""
+    layers = [CONTENT_LAYER, *STYLE_LAYERS]
+    with torch.no_grad():
+        targets = {k: v.float() for k, v in net(target, layers).items()}
+        grams = {k: _gram(targets[k]) for k in STYLE_LAYERS}
+
+    def objective(pixels: torch.Tensor) -> torch.Tensor:
+        features = net(pixels, layers)
+        loss = torch.mean((features[CONTENT_LAYER].float() - targets[CONTENT_LAYER]) ** 2)
+        for name in STYLE_LAYERS:
+            loss = loss + 10.0 * torch.mean((gram_matrix(features[name]) - grams[name]) ** 2)
+        return loss
+
+    return objective
+
+
 def bare_step_seconds(
     args: argparse.Namespace, precision: str, repeats: int = 5
 ) -> tuple[float, float]:
@@ -252,21 +274,10 @@ def bare_step_seconds(
     layers = [CONTENT_LAYER, *STYLE_LAYERS]
     net = _network(device, precision, as_nst=True)
     image = to_tensor(resize_long_side(load_image(args.content, "content"), args.size)).to(device)
-    with torch.no_grad():
-        targets = {k: v.float() for k, v in net(image.flip(-1), layers).items()}
-        grams = {k: _gram(targets[k]) for k in STYLE_LAYERS}
+    objective = j_objective(net, image.flip(-1))
 
     def bare(pixels: torch.Tensor) -> torch.Tensor:
         return sum(f.sum() for f in net(pixels, layers).values())  # type: ignore[return-value]
-
-    def objective(pixels: torch.Tensor) -> torch.Tensor:
-        # J as fast as this project knows how (nst's Gram, one product in its gradient), so
-        # the floor is what a step cannot go below, not what the plain loop pays.
-        features = net(pixels, layers)
-        loss = torch.mean((features[CONTENT_LAYER].float() - targets[CONTENT_LAYER]) ** 2)
-        for name in STYLE_LAYERS:
-            loss = loss + 10.0 * torch.mean((gram_matrix(features[name]) - grams[name]) ** 2)
-        return loss
 
     floors = []
     for fn in (bare, objective):
