@@ -231,7 +231,7 @@ def test_a_run_saved_before_carry_history_resumes_without_it(tiny_config: Path, 
     assert resolve_config(tiny_config).optimizer.carry_history is True
 
 
-def test_auto_preconditions_the_first_scale_only(
+def test_auto_preconditions_the_first_scale_fully_and_later_ones_lightly(
     tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     from nst_cli import optimize as optimize_module
