@@ -47,11 +47,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluator import CONTENT_LAYER, STYLE_LAYERS, Evaluator  # noqa: E402
 
-from nst_cli.devices import resolve_precision, runs_channels_last  # noqa: E402
-from nst_cli.features import FeatureExtractor, build_extractor  # noqa: E402
-from nst_cli.images import load_image, resize_long_side, to_pil, to_tensor  # noqa: E402
-from nst_cli.losses import gram_matrix  # noqa: E402
-from nst_cli.outputs import read_loss_rows  # noqa: E402
+from nst_cli.core.devices import resolve_precision, runs_channels_last  # noqa: E402
+from nst_cli.core.features import FeatureExtractor, build_extractor  # noqa: E402
+from nst_cli.core.losses.gram import gram_matrix  # noqa: E402
+from nst_cli.core.pixels import resize_long_side, to_pil, to_tensor  # noqa: E402
+from nst_cli.io.images import load_image  # noqa: E402
+from nst_cli.io.losslog import read_loss_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = (

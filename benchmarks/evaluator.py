@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from nst_cli.features import build_extractor
-from nst_cli.images import load_image, resize_long_side, to_tensor
+from nst_cli.core.features import build_extractor
+from nst_cli.core.pixels import resize_long_side, to_tensor
+from nst_cli.io.images import load_image
 
 CONTENT_LAYER = "relu4_2"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")

@@ -29,7 +29,7 @@ import json, sys, torch
 from nst_cli import resolve_config, stylize
 sets, output, device = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 if len(sys.argv) > 4:  # low-fp32: memory: low with the L-BFGS history in float32, as before
-    import nst_cli.optimize as optimize
+    import nst_cli.core.optimize as optimize
     make = optimize.make_optimizer
     optimize.make_optimizer = lambda *a, **k: make(*a[:5], compact_history=False)
 config = resolve_config(None, sets, {"output": output, "device": device})

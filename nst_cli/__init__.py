@@ -14,19 +14,22 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Config": "config",
-    "resolve_config": "config",
+    "Config": "config.models",
+    "resolve_config": "config.resolve",
     "NSTError": "errors",
-    "ModelCache": "pipeline",
-    "StylizeResult": "pipeline",
-    "stylize": "pipeline",
-    "stylize_batch": "pipeline",
+    "ModelCache": "run.models",
+    "StylizeResult": "run.stylize",
+    "stylize": "run.stylize",
+    "stylize_batch": "run.stylize",
 }
 
 if TYPE_CHECKING:
-    from .config import Config, resolve_config
-    from .errors import NSTError
-    from .pipeline import ModelCache, StylizeResult, stylize, stylize_batch
+    from nst_cli.config.models import Config
+    from nst_cli.config.resolve import resolve_config
+    from nst_cli.errors import NSTError
+    from nst_cli.run.models import ModelCache
+    from nst_cli.run.state import StylizeResult
+    from nst_cli.run.stylize import stylize, stylize_batch
 
 
 def __getattr__(name: str) -> Any:

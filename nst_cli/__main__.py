@@ -1,5 +1,5 @@
 """`python -m nst_cli` is the same as the `nst` command."""
 
-from .cli import main
+from nst_cli.cli import main
 
 main()

@@ -74,7 +74,7 @@ def tiny_config(tmp_path: Path, content_path: Path, style_path: Path) -> Path:
 def as_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """The optimiser as it runs on a GPU: every decision made on the device, no number read
     back. (On the CPU it reads its scalars back, which costs nothing there.)"""
-    from nst_cli import lbfgs
+    from nst_cli.core import lbfgs
 
     monkeypatch.setattr(lbfgs, "_on_host", lambda tensor: False)
 

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from nst_cli.cli import app
+from nst_cli.cli.base import app
 from nst_cli.errors import ConfigError
-from nst_cli.sweep import content_files, plan_batch
+from nst_cli.sweep.plan import content_files, plan_batch
 from tests.conftest import make_image
 
 runner = CliRunner()
@@ -135,7 +135,8 @@ def test_resuming_a_batch_folder_says_how_to_continue_it(tmp_path: Path) -> None
 
 
 def test_one_run_refuses_a_folder_and_says_what_runs_a_batch(album: Path, tmp_path: Path) -> None:
-    from nst_cli import resolve_config, stylize
+    from nst_cli.config.resolve import resolve_config
+    from nst_cli import stylize
 
     config = resolve_config(
         None, [], {"content": str(album), "style": str(tmp_path / "style.png"), "output": "x"}

@@ -12,13 +12,18 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from nst_cli import pipeline, sweep
-from nst_cli.cli import app
+from nst_cli.run import memory, session
+from nst_cli.run import stylize as pipeline
+from nst_cli.sweep import execute as sweep
+from nst_cli.cli.base import app
+from nst_cli.core.features import build_extractor
+from nst_cli.core.losses.gram import gram_matrix
+from nst_cli.core.losses.total import StyleTransferLoss
+from nst_cli.core.optimize import Lane, optimize, optimize_batch
 from nst_cli.errors import NonFiniteLossError
-from nst_cli.features import build_extractor
-from nst_cli.losses import StyleTransferLoss, gram_matrix
-from nst_cli.optimize import Lane, optimize, optimize_batch
-from nst_cli.sweep import parse_param, plan_batches, plan_sweep, run_sweep
+from nst_cli.sweep.grid import parse_param
+from nst_cli.sweep.execute import plan_batches, run_sweep
+from nst_cli.sweep.plan import plan_sweep
 from tests.conftest import make_image, write_pair
 
 runner = CliRunner()
@@ -101,7 +106,7 @@ def test_a_batch_is_only_as_large_as_memory_allows(base: Path, tmp_path: Path, m
     root, runs = plan_sweep(base, [parse_param("weights.style=1,2,3,4")], output=tmp_path / "m")
     per_run = sweep._batchable_bytes(runs[0], False)
     assert per_run is not None and per_run > 0
-    room = pipeline.BASE_BYTES + 2 * per_run + 1
+    room = memory.BASE_BYTES + 2 * per_run + 1
     monkeypatch.setattr(sweep, "memory_limit", lambda device: (room, "this machine"))
     assert plan_batches(runs, batch=4) == [[0, 1], [2, 3]]
 
@@ -195,14 +200,14 @@ def test_a_batched_step_reads_nothing_back_between_checks(as_on_a_gpu) -> None:
 def test_a_run_whose_folder_cannot_be_written_fails_alone(base: Path, tmp_path: Path, monkeypatch):
     from nst_cli.errors import OutputError
 
-    real = pipeline.write_run_config
+    real = session.write_run_config
 
     def write(run_dir, config, **run):
         if run_dir.root.name == "style_weight=2" and run.get("status") == "running":
             raise OutputError(f"{run_dir.config}: no space left on device")
         return real(run_dir, config, **run)
 
-    monkeypatch.setattr(pipeline, "write_run_config", write)
+    monkeypatch.setattr(session, "write_run_config", write)
     root = tmp_path / "full"
     _, runs = plan_sweep(base, [parse_param("weights.style=1,2,3")], output=root)
     run_sweep(root, runs, batch=3)

@@ -9,10 +9,13 @@ import pytest
 import torch
 from rich.console import Console
 
-from nst_cli.callbacks import FrameSaver, LogLines, LossLog, ProgressBar, make_progress
-from nst_cli.config import Config, Stage
-from nst_cli.optimize import StepEvent
-from nst_cli.outputs import RunDir, read_loss_rows
+from nst_cli.cli.progress import LogLines, ProgressBar, make_progress
+from nst_cli.config.models import Config
+from nst_cli.core.optimize import StepEvent
+from nst_cli.core.schedule import Stage
+from nst_cli.io.losslog import read_loss_rows
+from nst_cli.io.rundir import RunDir
+from nst_cli.run.recording import FrameSaver, LossLog
 
 
 def _event(
@@ -94,8 +97,8 @@ def test_frames_at_save_every_and_at_the_final_size(tmp_path: Path) -> None:
 
 
 def test_the_loss_log_and_the_kept_image_stop_before_a_non_finite_step(tmp_path: Path) -> None:
-    from nst_cli.callbacks import LatestImage
-    from nst_cli.losses import Losses
+    from nst_cli.core.losses.values import Losses
+    from nst_cli.run.recording import LatestImage
 
     log, latest = LossLog(tmp_path / "losses.csv", flush_every=100), LatestImage()
     totals = [4.0, 3.0, 2.5, float("nan"), float("nan")]
@@ -118,7 +121,8 @@ def test_frames_are_written_while_the_run_goes_on_and_errors_still_surface(
     import threading
     import time
 
-    import nst_cli.callbacks as callbacks
+    import nst_cli.run.recording as callbacks
+
     from nst_cli.errors import OutputError
 
     release = threading.Event()

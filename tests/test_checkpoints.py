@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from nst_cli import resolve_config, stylize
-from nst_cli.checkpoints import (
+from nst_cli.config.resolve import resolve_config
+from nst_cli import stylize
+from nst_cli.core.lbfgs import ProjectedLBFGS
+from nst_cli.io.checkpoints import (
     COMPACT_PAIRS,
     COMPACT_RESUME_TOLERANCE,
     CheckpointWriter,
@@ -17,7 +19,6 @@ from nst_cli.checkpoints import (
     expand_state,
     load_checkpoint,
 )
-from nst_cli.lbfgs import ProjectedLBFGS
 
 
 def _lbfgs_state(pixels: torch.Tensor, steps: int) -> dict:
@@ -110,12 +111,12 @@ def test_checkpoint_off_writes_none_and_resume_says_why(tiny_config: Path, tmp_p
 
 def test_writer_keeps_checkpoints_within_its_time_budget(tmp_path: Path, monkeypatch) -> None:
     clock = [0.0]
-    monkeypatch.setattr("nst_cli.checkpoints.time.perf_counter", lambda: clock[0])
+    monkeypatch.setattr("nst_cli.io.checkpoints.time.perf_counter", lambda: clock[0])
 
     def slow_save(path, **_):  # a write that takes 2 s
         clock[0] += 2.0
 
-    monkeypatch.setattr("nst_cli.checkpoints.save_checkpoint", slow_save)
+    monkeypatch.setattr("nst_cli.io.checkpoints.save_checkpoint", slow_save)
     writer = CheckpointWriter(tmp_path / "c.pt", save_every=10)
     assert not writer.due(5, is_final=False)  # not a frame step
     assert writer.due(0, is_final=False)

@@ -11,8 +11,9 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from nst_cli import resolve_config, stylize
-from nst_cli.cli import app
+from nst_cli.config.resolve import resolve_config
+from nst_cli import stylize
+from nst_cli.cli.base import app
 
 runner = CliRunner()
 
@@ -250,12 +251,12 @@ def test_a_spinner_covers_loading_torch_in_a_terminal_only(
 
     from rich.console import Console
 
-    from nst_cli import cli
+    from nst_cli.cli import base as cli
 
     def shown(terminal: bool, quiet: bool = False) -> str:
         out = io.StringIO()
         monkeypatch.setattr(cli, "err_console", Console(file=out, force_terminal=terminal))
-        with cli._loading_torch(quiet):
+        with cli.loading_torch(quiet):
             pass
         return out.getvalue()
 

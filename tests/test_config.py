@@ -8,13 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nst_cli.config import (
-    DEFAULT_STYLE_LAYERS,
-    Config,
-    dump_yaml,
-    parse_set_option,
-    resolve_config,
-)
+from nst_cli.config.choices import DEFAULT_STYLE_LAYERS
+from nst_cli.config.loading import dump_yaml
+from nst_cli.config.models import Config
+from nst_cli.config.overrides import parse_set_option
+from nst_cli.config.resolve import resolve_config
 from nst_cli.errors import ConfigError
 
 
@@ -164,7 +162,7 @@ def test_config_reading_is_bounded(tmp_path: Path, make, message: str) -> None:
     make(path)
     with pytest.raises(ConfigError, match=message):
         resolve_config(path)
-    from nst_cli.config import read_sweep_section
+    from nst_cli.config.loading import read_sweep_section
 
     if message != "not a regular file":
         with pytest.raises(ConfigError, match=message):

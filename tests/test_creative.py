@@ -10,12 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from nst_cli import resolve_config, stylize
-from nst_cli.color import luminance, match_color
+from nst_cli.config.resolve import resolve_config
+from nst_cli import stylize
+from nst_cli.core.color import luminance, match_color
+from nst_cli.core.features import build_extractor
+from nst_cli.core.losses.wasserstein import gaussian_target, wasserstein_loss
+from nst_cli.core.pixels import to_tensor
 from nst_cli.errors import NSTError
-from nst_cli.features import build_extractor
-from nst_cli.images import to_tensor
-from nst_cli.losses import gaussian_target, wasserstein_loss
 
 
 def _run(tiny_config: Path, output: Path, *sets: str, **overrides):
@@ -53,7 +54,7 @@ def test_a_failed_luminance_run_keeps_its_colours_in_the_image_it_leaves(
 ) -> None:
     """The newest good image, saved as final.png when the loss turns NaN, is put through
     the same colour step as every frame."""
-    import nst_cli.losses as losses
+    import nst_cli.core.losses.total as losses
 
     real_tv, calls = losses.tv_loss, iter(range(100))
     monkeypatch.setattr(
@@ -168,7 +169,7 @@ def test_two_styles_weighted_one_to_zero_equal_the_single_style(
 def test_style_flags_repeat_and_blend(tiny_config: Path, style_path: Path, content_path: Path):
     from typer.testing import CliRunner
 
-    from nst_cli.cli import app
+    from nst_cli.cli.base import app
 
     args = ["stylize", "-c", str(tiny_config), "--print-config", "--style", str(style_path)]
     args += ["--style", str(content_path), "--style-blend", "0.7,0.3"]
@@ -227,7 +228,8 @@ def test_masks_confine_each_style_to_its_region(
     assert result.status == "completed"
     # Measured on the Gram statistics: inside each mask the result's guided Gram is nearer
     # to that mask's style than to the other one.
-    from nst_cli.losses import gram_matrix, masked_gram
+    from nst_cli.core.losses.gram import gram_matrix
+    from nst_cli.core.losses.guided import masked_gram
 
     layer = "relu2_1"
     net = build_extractor("caffe", [layer])

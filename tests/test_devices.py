@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_cli import devices
-from nst_cli.devices import configure_precision, resolve_device, resolve_precision
+from nst_cli.core import devices
+from nst_cli.core.devices import configure_precision, resolve_device, resolve_precision
 from nst_cli.errors import DeviceError
 
 

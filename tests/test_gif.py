@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from nst_cli.cli import app
+from nst_cli.cli.base import app
 from nst_cli.errors import ImageError
-from nst_cli.gif import collect_frames, make_animation
+from nst_cli.io.animation import collect_frames, make_animation
 
 runner = CliRunner()
 
@@ -136,7 +136,7 @@ def test_unwritable_output(tmp_path: Path) -> None:
 
 
 def test_final_identical_to_last_frame_is_not_repeated(tmp_path: Path) -> None:
-    from nst_cli.outputs import save_png
+    from nst_cli.io.files import save_png
 
     run = fake_run(tmp_path / "run", [0, 5, 10], final=False)
     save_png(Image.new("RGB", (40, 30)), run / "final.png", {"nst:step": "10"})

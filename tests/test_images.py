@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from nst_cli.core.pixels import resize_long_side, to_pil, to_tensor
 from nst_cli.errors import ImageError
-from nst_cli.images import load_image, resize_long_side, to_pil, to_tensor
+from nst_cli.io.images import load_image
 from tests.conftest import make_image
 
 
@@ -96,7 +97,7 @@ def test_decompression_bomb_refused_unless_allowed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = make_image(tmp_path / "big.png", (200, 200))
-    monkeypatch.setattr("nst_cli.images.MAX_PIXELS", 10_000)
+    monkeypatch.setattr("nst_cli.io.images.MAX_PIXELS", 10_000)
     with pytest.raises(ImageError, match="over the 10,000-pixel limit.*--allow-large"):
         load_image(path, "content")
     assert load_image(path, "content", allow_large=True).size == (200, 200)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_cli import lbfgs
-from nst_cli.lbfgs import ProjectedLBFGS, pyramid
+from nst_cli.core import lbfgs, pyramid as pyramid_module
+from nst_cli.core.lbfgs import ProjectedLBFGS
+from nst_cli.core.pyramid import pyramid
 
 
 def _quadratic(curvature: torch.Tensor, centre: torch.Tensor):
@@ -163,7 +164,7 @@ def test_state_dict_round_trip_continues_identically() -> None:
 
 
 def test_packed_vectors_keep_float16_precision_at_any_scale() -> None:
-    from nst_cli.lbfgs import pack, unpack
+    from nst_cli.core.lbfgs import pack, unpack
 
     torch.manual_seed(3)
     for magnitude in (1e-9, 1.0, 1e7):  # plain float16 would flush or overflow the ends
@@ -328,12 +329,12 @@ def test_the_pyramid_as_matrix_products_equals_the_upsampling_kernels(
     torch.manual_seed(0)
     shape = torch.Size((2, 3, 37, 50))
     sides = [2, 4, 8]
-    dense = lbfgs.Pyramid(shape, sides)
-    monkeypatch.setattr(lbfgs, "BANDED_ABOVE", 0)
-    monkeypatch.setattr(lbfgs, "BAND", 8)
-    banded = lbfgs.Pyramid(shape, sides)
-    monkeypatch.setattr(lbfgs, "DENSE_SIDE", 0)
-    kernels = lbfgs.Pyramid(shape, sides)
+    dense = pyramid_module.Pyramid(shape, sides)
+    monkeypatch.setattr(pyramid_module, "BANDED_ABOVE", 0)
+    monkeypatch.setattr(pyramid_module, "BAND", 8)
+    banded = pyramid_module.Pyramid(shape, sides)
+    monkeypatch.setattr(pyramid_module, "DENSE_SIDE", 0)
+    kernels = pyramid_module.Pyramid(shape, sides)
     assert (dense.mode, banded.mode, kernels.mode) == ("dense", "banded", "kernels")
     assert min(len(rows) for rows, _ in banded._bands) > 1
     v = torch.randn(shape.numel())

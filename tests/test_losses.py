@@ -5,16 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_cli.losses import (
-    StyleTransferLoss,
-    content_loss,
-    gaussian_target,
-    gram_matrix,
-    style_loss,
-    style_norms,
-    tv_loss,
-    wasserstein_loss,
-)
+from nst_cli.core.losses.content import content_loss, tv_loss
+from nst_cli.core.losses.gram import gram_matrix, style_loss
+from nst_cli.core.losses.total import StyleTransferLoss, style_norms
+from nst_cli.core.losses.wasserstein import gaussian_target, wasserstein_loss
 
 
 def test_gram_matrix_matches_hand_computation() -> None:
@@ -140,7 +134,7 @@ def test_style_norm_floor_when_content_already_matches() -> None:
 def test_gram_gradient_is_exact(batch: int) -> None:
     """The Gram's one-product gradient, (dG + dGᵀ)·F, against finite differences, for one
     image and a batch, and for the masked Gram built on it."""
-    from nst_cli.losses import masked_gram
+    from nst_cli.core.losses.guided import masked_gram
 
     generator = torch.Generator().manual_seed(0)
     features = torch.rand(batch, 5, 4, 6, dtype=torch.float64, generator=generator)

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from nst_cli.core.features import build_extractor
+from nst_cli.core.losses.gram import gram_matrix
+from nst_cli.core.losses.total import StyleTransferLoss
+from nst_cli.core.optimize import StepEvent, optimize
 from nst_cli.errors import NonFiniteLossError
-from nst_cli.features import build_extractor
-from nst_cli.losses import StyleTransferLoss, gram_matrix
-from nst_cli.optimize import StepEvent, optimize
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +128,7 @@ def test_a_run_whose_last_step_overshot_ends_on_the_point_before_it(problem, ste
 
 @pytest.mark.parametrize("name", ["lbfgs", "adam"])
 def test_losses_are_read_back_only_at_check_steps(problem, name: str, as_on_a_gpu) -> None:
-    from nst_cli.callbacks import LatestImage, LossLog
+    from nst_cli.run.recording import LatestImage, LossLog
     from tests.conftest import HostReads
 
     extractor, loss, content = problem
@@ -155,7 +156,7 @@ def test_losses_are_read_back_only_at_check_steps(problem, name: str, as_on_a_gp
 
 
 def test_a_loss_that_turns_non_finite_between_checks_names_its_own_step(problem) -> None:
-    from nst_cli.callbacks import LatestImage
+    from nst_cli.run.recording import LatestImage
 
     extractor, loss, content = problem
     calls = {"n": 0}

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nst_cli.outputs import RunDir, save_image, save_png, write_bytes
+from nst_cli.io.files import save_image, save_png, write_bytes
+from nst_cli.io.rundir import RunDir
 
 
 def test_files_get_the_umask_permissions_not_mkstemps(tmp_path: Path) -> None:

@@ -11,11 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from nst_cli import ModelCache, resolve_config, stylize
+from nst_cli.run.models import ModelCache
+from nst_cli.config.resolve import resolve_config
+from nst_cli import stylize
+from nst_cli.core.features import caffe_state_dict
 from nst_cli.errors import ConfigError
-from nst_cli.features import caffe_state_dict
-from nst_cli.outputs import read_loss_rows
-from nst_cli.pipeline import build_loss, images_at, initial_image, load_inputs
+from nst_cli.io.losslog import read_loss_rows
+from nst_cli.run.inputs import images_at, initial_image, load_inputs
+from nst_cli.run.losses import build_loss
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -77,7 +80,7 @@ def test_a_resumed_run_does_not_hold_the_saved_history_twice(
     import gc
     import weakref
 
-    from nst_cli import pipeline
+    from nst_cli.run import resume
 
     config = resolve_config(
         tiny_config, ["steps=14", "optimizer.history_size=2"], {"output": str(tmp_path / "r")}
@@ -85,7 +88,7 @@ def test_a_resumed_run_does_not_hold_the_saved_history_twice(
     seen: list[int] = []
     stylize(config, callbacks=[lambda e: seen.append(e.step)], should_stop=lambda: len(seen) > 3)
     saved: list[weakref.ref] = []
-    load = pipeline.load_checkpoint
+    load = resume.load_checkpoint
 
     def remember(path):
         checkpoint = load(path)
@@ -93,7 +96,7 @@ def test_a_resumed_run_does_not_hold_the_saved_history_twice(
         saved.extend(weakref.ref(t) for key in ("s", "y") for t in pairs[key])
         return checkpoint
 
-    monkeypatch.setattr(pipeline, "load_checkpoint", remember)
+    monkeypatch.setattr(resume, "load_checkpoint", remember)
     alive: dict[int, int] = {}
 
     def count(event) -> None:
@@ -234,7 +237,7 @@ def test_a_run_saved_before_carry_history_resumes_without_it(tiny_config: Path, 
 def test_auto_preconditions_the_first_scale_fully_and_later_ones_lightly(
     tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    from nst_cli import optimize as optimize_module
+    from nst_cli.core import optimize as optimize_module
 
     made: list[str] = []
     original = optimize_module.make_optimizer
@@ -267,7 +270,7 @@ def test_a_run_saved_before_a_key_existed_resumes_and_reruns_with_its_earlier_va
 ):
     import yaml
 
-    from nst_cli import config as config_module
+    from nst_cli.config import choices as config_module
 
     run = tmp_path / "run"
     stylize(resolve_config(tiny_config, [], {"output": str(run)}))
@@ -297,7 +300,7 @@ def test_a_second_process_cannot_write_into_a_running_folder(tiny_config: Path, 
     import subprocess
     import sys
 
-    from nst_cli.outputs import RunDir
+    from nst_cli.io.rundir import RunDir
 
     run_dir = RunDir(tmp_path / "busy")
     with run_dir.lock():
@@ -425,12 +428,12 @@ def test_resume_is_one_library_call_on_the_run_folder(tiny_config: Path, tmp_pat
 def test_memory_low_is_offered_where_it_fits_and_then_accepted(
     tiny_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nst_cli import pipeline
-    from nst_cli.config import resolve_config
+    from nst_cli.run import inputs as pipeline, memory
+    from nst_cli.config.resolve import resolve_config
 
     # 64×48 content at 960 px: 691,200 px to optimise, the 40×40 style at 921,600 px.
     # normal: 1 GiB + 691,200 × 3500 B + 921,600 × 1000 B = 4.11 GiB; low: 3.59 GiB.
-    monkeypatch.setattr(pipeline, "memory_limit", lambda device: (int(3.8 * 2**30), "the test"))
+    monkeypatch.setattr(memory, "memory_limit", lambda device: (int(3.8 * 2**30), "the test"))
     normal = resolve_config(tiny_config, ["resolution=960"], {"output": "x"})
     with pytest.raises(ConfigError) as refused:
         pipeline.load_inputs(normal)
@@ -440,7 +443,7 @@ def test_memory_low_is_offered_where_it_fits_and_then_accepted(
     low = resolve_config(tiny_config, ["resolution=960", "memory=low"], {"output": "x"})
     pipeline.load_inputs(low)  # fits: no error
 
-    monkeypatch.setattr(pipeline, "memory_limit", lambda device: (int(3.0 * 2**30), "the test"))
+    monkeypatch.setattr(memory, "memory_limit", lambda device: (int(3.0 * 2**30), "the test"))
     with pytest.raises(ConfigError) as neither:
         pipeline.load_inputs(normal)
     assert "memory: low" not in str(neither.value)  # it would not fit either

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from nst_cli import preview as preview_module
-from nst_cli import resolve_config, stylize
-from nst_cli.outputs import RunDir
-from nst_cli.preview import Preview
+from nst_cli.config.resolve import resolve_config
+from nst_cli import stylize
+from nst_cli.cli import preview as preview_module
+from nst_cli.cli.preview import Preview
+from nst_cli.io.rundir import RunDir
 
 
 def _browser() -> str | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nst_cli.cli import app
+from nst_cli.cli.base import app
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

@@ -16,10 +16,11 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from nst_cli.checkpoints import load_checkpoint
-from nst_cli.cli import app
-from nst_cli.remote import RunReport, execute_task, pack_task, unpack_report
-from nst_cli.sweep import Param, plan_sweep
+from nst_cli.cli.base import app
+from nst_cli.io.checkpoints import load_checkpoint
+from nst_cli.sweep.grid import Param
+from nst_cli.sweep.plan import plan_sweep
+from nst_cli.sweep.ray_tasks import RunReport, execute_task, pack_task, unpack_report
 from tests.conftest import write_pair
 
 runner = CliRunner()
@@ -188,9 +189,9 @@ def test_a_failing_ray_task_is_reported_and_the_others_finish(ray_instance, tmp_
 def crashing_task(marker: Path, crash_weight: float, always: bool):
     """The real task, except that the run with `crash_weight` kills its worker process (once,
     or every time), as an out-of-memory kill would."""
-    from nst_cli import remote
+    from nst_cli.sweep import ray_executor as remote
 
-    real = remote._ray_task
+    real = remote.ray_task
 
     def task(run_task, *arguments):
         import os
@@ -207,9 +208,9 @@ def crashing_task(marker: Path, crash_weight: float, always: bool):
 def test_a_killed_worker_is_retried_once_then_reported(
     ray_instance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, always: bool
 ) -> None:
-    from nst_cli import remote
+    from nst_cli.sweep import ray_executor as remote
 
-    monkeypatch.setattr(remote, "_ray_task", crashing_task(tmp_path / "crashed", 2.0, always))
+    monkeypatch.setattr(remote, "ray_task", crashing_task(tmp_path / "crashed", 2.0, always))
     config = write_pair(tmp_path / "job")
     root = tmp_path / "out"
     result = runner.invoke(
@@ -261,7 +262,7 @@ def test_task_cpus_beyond_the_cluster_is_refused_not_queued_forever(
 def test_ctrl_c_keeps_what_the_ray_tasks_saved_and_the_next_command_resumes(
     ray_instance, tmp_path: Path
 ) -> None:
-    from nst_cli.sweep import run_sweep
+    from nst_cli.sweep.execute import run_sweep
 
     config = write_pair(tmp_path / "job")
     root = tmp_path / "out"
@@ -292,8 +293,8 @@ def test_ctrl_c_keeps_what_the_ray_tasks_saved_and_the_next_command_resumes(
 
 
 def test_relocation_moves_every_input_and_the_gpu_but_nothing_else(tmp_path: Path) -> None:
-    from nst_cli.config import resolve_config
-    from nst_cli.remote import relocate
+    from nst_cli.config.resolve import resolve_config
+    from nst_cli.sweep.ray_tasks import relocate
 
     config = resolve_config(
         None,

@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
-from nst_cli import resolve_config, stylize
-from nst_cli.cli import app
+from nst_cli.config.resolve import resolve_config
+from nst_cli import stylize
+from nst_cli.cli.base import app
 from nst_cli.errors import NonFiniteLossError, NSTError, OutputError
-from nst_cli.outputs import save_png, write_text
+from nst_cli.io.files import save_png, write_text
 
 runner = CliRunner()
 
@@ -79,7 +80,7 @@ def test_second_ctrl_c_aborts_at_once_and_keeps_files(tiny_config: Path, tmp_pat
 def test_nan_loss_stops_and_keeps_last_good_image(
     tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nst_cli.losses as losses
+    import nst_cli.core.losses.total as losses
 
     calls = {"n": 0}
     real_tv = losses.tv_loss
@@ -138,7 +139,7 @@ def test_failed_write_leaves_the_old_file_intact(
 def test_disk_full_mid_run_keeps_what_was_saved(
     tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nst_cli.callbacks as callbacks
+    import nst_cli.run.recording as callbacks
 
     real_save = callbacks.save_png
     saved = {"n": 0}
@@ -326,7 +327,9 @@ def test_damaged_checkpoint_is_a_clear_error(tiny_config: Path, tmp_path: Path) 
 
 
 def test_interrupted_sweep_resumes_run_by_run(tiny_config: Path, tmp_path: Path) -> None:
-    from nst_cli.sweep import parse_param, plan_sweep, run_sweep
+    from nst_cli.sweep.grid import parse_param
+    from nst_cli.sweep.execute import run_sweep
+    from nst_cli.sweep.plan import plan_sweep
 
     params = [parse_param("weights.style=1,2,3")]
     root, runs = plan_sweep(tiny_config, params, output=tmp_path / "sw")

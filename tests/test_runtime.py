@@ -14,9 +14,12 @@ import pytest
 import torch
 import yaml
 
-from nst_cli import ModelCache, devices, heap, resolve_config, stylize
-from nst_cli.features import _segments, build_extractor
-from nst_cli.layers import LAYER_NAMES
+from nst_cli.run.models import ModelCache
+from nst_cli.config.resolve import resolve_config
+from nst_cli import stylize
+from nst_cli.core import devices, heap
+from nst_cli.core.features import _segments, build_extractor
+from nst_cli.core.layers import LAYER_NAMES
 
 LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -138,7 +141,7 @@ def test_auto_precision_runs_bf16_on_a_cpu_with_matrix_units_channels_last_on_an
 
 _FAULTS = """
 import json, resource, torch
-from nst_cli import heap
+from nst_cli.core import heap
 
 def faults(megabytes):  # page faults taken to make and write a tensor (then freed)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -6,14 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from nst_cli.config import (
-    FINAL_SCALE_TIME,
-    PRESETS,
-    Config,
-    auto_scales,
-    resolve_config,
-    split_steps,
-)
+from nst_cli.config.choices import PRESETS
+from nst_cli.config.models import Config
+from nst_cli.config.resolve import resolve_config
+from nst_cli.core.schedule import FINAL_SCALE_TIME, auto_scales, split_steps
 from nst_cli.errors import ConfigError
 
 

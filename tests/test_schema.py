@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from nst_cli.config import Config
-from nst_cli.config_docs import FIELD_DOCS, config_table
+from nst_cli.config.docs import FIELD_DOCS, config_table
+from nst_cli.config.models import Config
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from nst_cli.cli import app
+from nst_cli.cli.base import app
 from nst_cli.errors import ConfigError
-from nst_cli.sweep import parse_param, split_values
+from nst_cli.sweep.grid import parse_param, split_values
 
 runner = CliRunner()
 
@@ -212,17 +212,19 @@ def test_index_html_renders_and_sorts_in_a_real_browser(
 def test_runs_share_one_network_and_style_targets(
     swept: tuple[Path, Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nst_cli.pipeline as pipeline
-    from nst_cli.sweep import plan_sweep, run_sweep
+    import nst_cli.run.models as models
+
+    from nst_cli.sweep.execute import run_sweep
+    from nst_cli.sweep.plan import plan_sweep
 
     config, _, _ = swept
     builds, targets = [], []
-    real_build, real_targets = pipeline.build_extractor, pipeline.style_targets
+    real_build, real_targets = models.build_extractor, models.style_targets
     monkeypatch.setattr(
-        pipeline, "build_extractor", lambda *a, **k: builds.append(1) or real_build(*a, **k)
+        models, "build_extractor", lambda *a, **k: builds.append(1) or real_build(*a, **k)
     )
     monkeypatch.setattr(
-        pipeline, "style_targets", lambda *a, **k: targets.append(1) or real_targets(*a, **k)
+        models, "style_targets", lambda *a, **k: targets.append(1) or real_targets(*a, **k)
     )
     root, runs = plan_sweep(
         config, [parse_param("weights.style=1,2,3")], ["steps=1"], output=tmp_path / "shared"
@@ -261,7 +263,8 @@ def test_sweeping_style_images_names_folders_by_stem_and_keeps_columns_apart(tmp
 
 
 def test_colliding_folder_names_are_numbered(tmp_path: Path):
-    from nst_cli.sweep import parse_param, plan_sweep
+    from nst_cli.sweep.grid import parse_param
+    from nst_cli.sweep.plan import plan_sweep
     from tests.conftest import make_image
 
     config = _sweep_base(tmp_path)
@@ -309,8 +312,9 @@ def test_a_different_sweep_into_the_same_folder_is_refused(tmp_path: Path):
 
 
 def test_a_long_one_key_sheet_wraps_into_rows(tmp_path: Path) -> None:
-    from nst_cli.config import Config
-    from nst_cli.sweep import PlannedRun, contact_sheet
+    from nst_cli.config.models import Config
+    from nst_cli.sweep.plan import PlannedRun
+    from nst_cli.sweep.report import contact_sheet
 
     runs = [
         PlannedRun(f"p{i}", {"content": f"p{i}.png"}, {"content": f"p{i}.png"},

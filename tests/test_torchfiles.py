@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nst_cli.torchfiles import UnreadableFile, load_tensors
+from nst_cli.core.torchfiles import UnreadableFile, load_tensors
 
 
 class _Evil:

@@ -1,0 +1,114 @@
+"""The `nst` Typer app: global options, logging to the console, and errors turned into exits.
+
+Each command parses options, calls the library once, and turns domain errors into one
+styled line and an exit code (2 = usage/config, 1 = runtime failure, 130 = interrupted)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from nst_cli import __version__
+from nst_cli.errors import NSTError
+
+if TYPE_CHECKING:  # types only: the commands import torch-heavy modules when they run
+    pass
+
+app = typer.Typer(
+    name="nst",
+    help="Gatys-style neural style transfer: a photo's structure, a painting's texture.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich",
+)
+err_console = Console(stderr=True, soft_wrap=True)
+out_console = Console()
+EXIT_INTERRUPTED = 130
+
+
+class _ConsoleHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        style = {logging.WARNING: "yellow", logging.ERROR: "red"}.get(record.levelno, "dim")
+        label = record.levelname.lower()
+        err_console.print(
+            f"[{style}]{label}:[/] {escape(record.getMessage())}", highlight=False, markup=True
+        )
+
+
+def setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("nst")
+    logger.handlers[:] = [_ConsoleHandler()]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def loading_torch(quiet: bool) -> contextlib.AbstractContextManager[Any]:
+    """A spinner while torch loads, in a terminal: seconds on a small CPU in which the
+    command would otherwise show nothing."""
+    if quiet or not err_console.is_terminal or "torch" in sys.modules:
+        return contextlib.nullcontext()
+    return err_console.status("starting: loading torch…", spinner="dots")
+
+
+@contextmanager
+def errors_to_exit(debug: bool) -> Iterator[None]:
+    """The command boundary: NSTError -> one line + exit code; no traceback unless --debug."""
+    try:
+        yield
+    except NSTError as exc:
+        if debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        err_console.print("[bold yellow]aborted[/] (files saved so far are kept)")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a bug: say so in one line, show the traceback with --debug
+        if debug:
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
+            "(run again with --debug for the traceback and report it)",
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"nst {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Gatys-style neural style transfer."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,190 @@
+"""Progress for a terminal or a log: the rich bar with per-term losses, or plain lines when piped."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from nst_cli.core.optimize import StepEvent
+from nst_cli.core.schedule import Stage
+
+
+def scale_label(stage: Stage | None) -> str:
+    """'362px (2/3)' for a scale of a coarse-to-fine run; '' for a one-scale run."""
+    if stage is None or stage.count < 2:
+        return ""
+    return f"{stage.size}px ({stage.index + 1}/{stage.count})"
+
+
+class _Rate:
+    """Steps per second since the first step seen (the summary's figure, not a window), and
+    the seconds left: the work left (Stage.work_until: steps weighted by their scale's
+    pixels) at the speed the work so far went."""
+
+    def __init__(self) -> None:
+        self._first: tuple[int, float] | None = None
+        self.eta: float | None = None
+
+    def __call__(self, event: StepEvent) -> float | None:
+        if self._first is None:
+            self._first = (event.step, event.elapsed)
+        first_step, first_elapsed = self._first
+        done, seconds = event.step - first_step, event.elapsed - first_elapsed
+        if done <= 0 or seconds <= 0:
+            self.eta = None
+            return None
+        # Steps weighted by their scale's pixels (alike where the event names no scale).
+        work = event.stage.work_until if event.stage is not None else float
+        done_work = max(work(event.step) - work(first_step), 1e-9)
+        self.eta = (work(event.total_steps) - work(event.step)) * seconds / done_work
+        return done / seconds
+
+
+class LogLines:
+    """Plain progress lines for logs (stderr not a terminal: nohup, CI, cluster jobs): one
+    every `every` steps and at the end, with step, scale, losses, it/s and ETA. Speeds are
+    averages since this session's first step, the same figure as the final summary's."""
+
+    def __init__(self, write: Callable[[str], None], every: int, description: str = "stylize"):
+        self.write = write
+        self.every = max(1, every)
+        self.description = description
+        self._rate = _Rate()
+
+    def __call__(self, event: StepEvent) -> None:
+        rate = self._rate(event)
+        if event.step % self.every and not event.is_final:
+            return
+        parts = [f"{self.description} step {event.step}/{event.total_steps}"]
+        if event.stage is not None and event.stage.count > 1:
+            parts[0] += (
+                f" ({event.stage.size}px, scale {event.stage.index + 1}/{event.stage.count})"
+            )
+        parts.append(format_losses(event.losses))
+        if rate is not None and self._rate.eta is not None:
+            eta = self._rate.eta
+            parts.append(f"{rate:.2f} it/s")
+            parts.append(f"ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        self.write(" · ".join(parts))
+
+
+class _SpeedColumn(ProgressColumn):
+    """Steps per second since the run's first step: the figure the summary reports too
+    (rich's own speed is a moving window, which disagreed with it)."""
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("counts") == "runs":  # a sweep's overall bar: runs, not steps
+            return Text("")
+        speed = task.fields.get("rate")
+        if speed is None and "rate" not in task.fields:
+            speed = task.finished_speed or task.speed
+        return Text(
+            "–– it/s" if speed is None else f"{speed:.2f} it/s", style="progress.data.speed"
+        )
+
+
+class _EtaColumn(TimeRemainingColumn):
+    """The run's own ETA (`_Rate.eta`, weighted by each scale's cost) where it gives one;
+    rich's (steps left at the recent speed) for a sweep's bar of runs."""
+
+    def render(self, task: Task) -> Text:
+        if "eta" not in task.fields or task.finished:
+            return super().render(task)
+        eta = task.fields["eta"]
+        if eta is None:
+            return Text("-:--:--", style="progress.remaining")
+        minutes, seconds = divmod(int(eta), 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"{hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+
+
+def format_losses(losses: Mapping[str, float]) -> str:
+    """'total 1.2e+04 · content 3.1 · style 0.52' for the headline terms present."""
+    parts = []
+    for name in ("total", "content", "style", "tv"):
+        if name in losses and (name != "tv" or losses[name]):
+            parts.append(f"{name} {losses[name]:.4g}")
+    return " · ".join(parts)
+
+
+class _StepProgress(Progress):
+    """A progress display that prints each running task's losses on a line under its bar,
+    so the bar stays readable in an 80-column terminal."""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        for task in self.tasks:
+            losses = task.fields.get("losses")
+            if losses and not task.finished:
+                yield Text(f"  {losses}", style="dim", overflow="fold")
+
+
+def make_progress(console: Console | None = None) -> Progress:
+    """The rich progress display shared by stylize and sweep."""
+    return _StepProgress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        _SpeedColumn(),
+        TextColumn("ETA"),
+        _EtaColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+#: Seconds between refreshes of the losses under a bar (rich redraws 10 times a second).
+LOSSES_REFRESH_S = 0.1
+
+
+class ProgressBar:
+    """A rich bar per run: step/total, it/s, elapsed, ETA and the losses of the current step."""
+
+    def __init__(self, progress: Progress, description: str = "stylize") -> None:
+        self.progress = progress
+        self.description = description
+        self.task_id: Any = None
+        self._rate = _Rate()
+        self._losses_shown = -math.inf
+
+    def __call__(self, event: StepEvent) -> None:
+        if not self.progress.live.is_started:
+            # Started on the first step, so errors during setup print without an empty bar.
+            self.progress.start()
+        if self.task_id is None:
+            self.task_id = self.progress.add_task(
+                self.description, total=event.total_steps, completed=event.step, losses=""
+            )
+        label = scale_label(event.stage)
+        fields: dict[str, Any] = {}
+        now = time.monotonic()
+        # The losses' text is refreshed as often as the display redraws, not every step:
+        # reading them back is a GPU sync.
+        if event.is_final or now - self._losses_shown >= LOSSES_REFRESH_S:
+            fields["losses"] = format_losses(event.losses)
+            self._losses_shown = now
+        self.progress.update(
+            self.task_id,
+            description=f"{self.description} {label}" if label else self.description,
+            completed=event.step,
+            total=event.total_steps,
+            rate=self._rate(event),
+            eta=self._rate.eta,
+            **fields,
+        )

@@ -1,0 +1,313 @@
+"""`nst stylize`: options, then one call into the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from nst_cli.cli.options import flag_overrides, style_value
+from nst_cli.config.choices import INIT_MODES
+from nst_cli.errors import ConfigError
+
+if TYPE_CHECKING:  # types only: the commands import torch-heavy modules when they run
+    from nst_cli.run.state import StylizeResult
+from nst_cli.cli.base import (
+    EXIT_INTERRUPTED,
+    app,
+    err_console,
+    errors_to_exit,
+    loading_torch,
+    out_console,
+    setup_logging,
+)
+from nst_cli.cli.options import (
+    OPTIMISATION,
+    OUTPUT,
+    RUN,
+    WEIGHTS,
+    AddressOpt,
+    AllowLargeOpt,
+    ConfigOpt,
+    ContentOpt,
+    DebugOpt,
+    DeviceOpt,
+    ExecutorOpt,
+    LogEveryOpt,
+    PresetOpt,
+    QuietOpt,
+    ResolutionOpt,
+    SetOpt,
+    StepsOpt,
+    StyleBlendOpt,
+    StyleOpt,
+    TaskCpusOpt,
+    complete_from,
+    default_help,
+)
+from nst_cli.cli.running import run_grid, run_with_progress
+
+
+@app.command(
+    epilog="[bold]Examples[/]\n\n"
+    "  nst stylize --config configs/car_fluid.yaml\n\n"
+    "  nst stylize --content photo.jpg --style painting.jpg -o result.png\n\n"
+    "  nst stylize -c configs/car_fluid.yaml --preset fast --style-weight 5 -o outputs/bolder\n\n"
+    "  nst stylize --resume outputs/car_fluid --steps 400"
+)
+def stylize(
+    config: ConfigOpt = None,
+    content: ContentOpt = None,
+    style: StyleOpt = None,
+    style_blend: StyleBlendOpt = None,
+    set_: SetOpt = None,
+    style_weight: Annotated[
+        float | None,
+        typer.Option(
+            help="β, the style loss weight." + default_help("weights.style"),
+            rich_help_panel=WEIGHTS,
+        ),
+    ] = None,
+    content_weight: Annotated[
+        float | None,
+        typer.Option(
+            help="α, the content loss weight." + default_help("weights.content"),
+            rich_help_panel=WEIGHTS,
+        ),
+    ] = None,
+    tv_weight: Annotated[
+        float | None,
+        typer.Option(
+            help="Total-variation weight (smoothness)." + default_help("weights.tv"),
+            rich_help_panel=WEIGHTS,
+        ),
+    ] = None,
+    style_scale: Annotated[
+        float | None,
+        typer.Option(
+            help="Style image size relative to the output (bigger = larger brush strokes)."
+            + default_help("style_scale"),
+            rich_help_panel=WEIGHTS,
+        ),
+    ] = None,
+    preset: PresetOpt = None,
+    steps: StepsOpt = None,
+    optimizer: Annotated[
+        str | None,
+        typer.Option(
+            help="lbfgs or adam (each with its own default lr)." + default_help("optimizer.name"),
+            autocompletion=complete_from(("lbfgs", "adam")),
+            rich_help_panel=OPTIMISATION,
+        ),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help="Learning rate." + default_help("optimizer.lr"), rich_help_panel=OPTIMISATION
+        ),
+    ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Start image: content, noise, style or an image path." + default_help("init"),
+            autocompletion=complete_from(INIT_MODES),
+            rich_help_panel=OPTIMISATION,
+        ),
+    ] = None,
+    pooling: Annotated[
+        str | None,
+        typer.Option(
+            help="max or avg pooling in VGG19." + default_help("model.pooling"),
+            autocompletion=complete_from(("max", "avg")),
+            rich_help_panel=OPTIMISATION,
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Random seed." + default_help("seed"), rich_help_panel=OPTIMISATION),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Run folder, or an image (result.png/.jpg/.tif): the final image goes there "
+            "and the run folder beside it (result/). [dim]\\[default: outputs/<content>_<style>][/]",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    resolution: ResolutionOpt = None,
+    save_every: Annotated[
+        int | None,
+        typer.Option(
+            help="A frame (and checkpoint) every N steps." + default_help("save_every"),
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace a previous run in the output folder.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume", help="Continue an interrupted or finished run folder.", rich_help_panel=RUN
+        ),
+    ] = None,
+    device: DeviceOpt = None,
+    print_config: Annotated[
+        bool,
+        typer.Option(
+            "--print-config",
+            help="Print the resolved config as YAML and exit.",
+            rich_help_panel=RUN,
+        ),
+    ] = False,
+    log_every: LogEveryOpt = None,
+    preview: Annotated[
+        bool,
+        typer.Option(
+            "--preview",
+            help="Serve a live page of the run on 127.0.0.1 (the address is printed): image, "
+            "step, loss curves, frames. Read-only; it ends with the run.",
+            rich_help_panel=RUN,
+        ),
+    ] = False,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    task_cpus: TaskCpusOpt = 1,
+    allow_large: AllowLargeOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Stylise one image (or a folder of them): content photo + style painting -> run folder
+    with frames and final.png."""
+    from nst_cli.config.loading import dump_yaml
+    from nst_cli.config.resolve import resolve_config, resume_config
+
+    setup_logging(quiet)
+    with errors_to_exit(debug):
+        overrides = flag_overrides(
+            content=content,
+            style=style_value(style, style_blend),
+            output=output,
+            preset=preset,
+            resolution=resolution,
+            steps=steps,
+            lr=lr,
+            style_weight=style_weight,
+            content_weight=content_weight,
+            device=device,
+            seed=seed,
+            tv_weight=tv_weight,
+            init=init,
+            style_scale=style_scale,
+            optimizer=optimizer,
+            save_every=save_every,
+            pooling=pooling,
+        )
+        if resume is not None:
+            if config is not None:
+                raise ConfigError(
+                    "--resume reads RUN_DIR/config.yaml; drop --config (use --steps to run longer)"
+                )
+            resolved = resume_config(resume, set_ or (), overrides)
+        else:
+            resolved = resolve_config(config, set_ or (), overrides)
+        if print_config:
+            typer.echo(dump_yaml(resolved.to_yaml_dict()), nl=False)
+            return
+        with loading_torch(quiet):  # torch: only once there is work to do
+            from nst_cli.sweep.plan import content_files, plan_batch
+
+        if resume is None and content_files(resolved.content) is not None:
+            if preview:
+                raise ConfigError("--preview shows one run; it cannot follow a batch of images")
+            root, runs = plan_batch(
+                config, set_ or (), overrides, output, overwrite=overwrite, allow_large=allow_large
+            )
+            done = sum(run.state == "done" for run in runs)
+            if not quiet:
+                out_console.print(
+                    f"batch: {len(runs)} images into {escape(str(root))}"
+                    + (f" ({done} done, skipped)" if done else ""),
+                    soft_wrap=True,
+                    highlight=False,
+                )
+            run_grid(root, runs, quiet, allow_large, log_every, executor, address, task_cpus)
+            return
+        if executor != "local":
+            raise ConfigError(
+                f"--executor {executor} runs a sweep or a batch (--content a folder or "
+                "'photos/*.jpg'); one image runs here"
+            )
+        from nst_cli.run.stylize import stylize as run_stylize
+
+        live: list[Any] = []
+        if preview:
+            from nst_cli.io.rundir import RunDir
+            from nst_cli.cli.preview import Preview
+
+            live.append(Preview(RunDir(resolved.output_dir)).start())
+            err_console.print(f"[bold]preview[/] {live[0].url}", highlight=False)
+        try:
+            result = run_with_progress(
+                lambda callbacks, should_stop: run_stylize(
+                    resolved,
+                    callbacks=[*callbacks, *live],
+                    should_stop=should_stop,
+                    resume=resume is not None,
+                    overwrite=overwrite,
+                    allow_large=allow_large,
+                ),
+                quiet,
+                log_every,
+            )
+        finally:
+            for server in live:
+                server.stop()
+        if not quiet:
+            _print_summary(result)
+        if result.status == "interrupted":
+            err_console.print(
+                f"[yellow]interrupted[/] at step {result.steps}; continue with: "
+                f"nst stylize --resume {escape(str(result.run_dir))}"
+            )
+            raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _print_summary(result: StylizeResult) -> None:
+    """One screen: how it went, final losses, where the files are (paths never wrapped)."""
+    rows = [
+        ("status", result.status),
+        ("steps", f"{result.steps} ({result.steps_run} this run)"),
+        (
+            "time",
+            f"{result.seconds:.1f} s optimising + {result.setup_seconds:.1f} s setup"
+            + (
+                f" + {result.warmup_seconds:.1f} s compile warm-up" if result.warmup_seconds else ""
+            ),
+        ),
+        (
+            "speed",
+            f"{result.iterations_per_second:.2f} it/s on {result.device}"
+            + (f" ({result.precision})" if result.precision else ""),
+        ),
+    ]
+    rows += [
+        (f"{n} loss", f"{result.losses[n]:.6g}")
+        for n in ("total", "content", "style", "tv")
+        if n in result.losses
+    ]
+    rows += [
+        ("frames", f"{len(result.frames)} in {result.run_dir / 'frames'}"),
+        ("image", str(result.final_image)),
+    ]
+    for key, value in rows:
+        out_console.print(f"[bold]{key:<13}[/]{escape(value)}", soft_wrap=True, highlight=False)

@@ -1,0 +1,201 @@
+"""One validation of defaults < config file < `--set` < flags; input paths; resumed and shrunk configs."""
+
+from __future__ import annotations
+
+import difflib
+import glob
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from nst_cli.config.choices import INIT_MODES, WEIGHT_SOURCES
+from nst_cli.config.loading import read_png_config, read_yaml
+from nst_cli.config.models import Config
+from nst_cli.config.overrides import parse_set_option, set_by_path
+from nst_cli.errors import ConfigError
+
+
+def map_input_paths(data: dict[str, Any], change: Callable[[str], str]) -> None:
+    """Apply `change` to every input file a config dict names, in place: content, each style
+    image, masks, an init image, a weights file (not the keywords those keys also take).
+
+    The one list of which keys hold paths: rebasing a config file's relative paths, recording
+    absolute ones, and shipping the files with a remote run all go through it."""
+
+    def rebase(node: dict[str, Any], key: str, keywords: tuple[str, ...]) -> None:
+        value = node.get(key)
+        if isinstance(value, Path):
+            value = str(value)
+        if isinstance(value, str) and value and value not in keywords:
+            node[key] = change(value)
+
+    rebase(data, "content", ())
+    rebase(data, "style", ())
+    if isinstance(data.get("masks"), dict):
+        masks = {}
+        for key, value in data["masks"].items():
+            holder = {"path": str(key)}
+            rebase(holder, "path", ())
+            masks[holder["path"]] = value
+        data["masks"] = masks
+    if isinstance(data.get("style"), list):
+        items = [dict(i) if isinstance(i, dict) else {"path": i} for i in data["style"]]
+        for item in items:
+            rebase(item, "path", ())
+        data["style"] = items
+    rebase(data, "init", INIT_MODES)
+    if isinstance(data.get("model"), dict):
+        rebase(data["model"], "weights", WEIGHT_SOURCES)
+
+
+def _resolve_relative(data: dict[str, Any], base: Path) -> None:
+    """Paths in a config file are relative to the file's folder, not the working directory."""
+    map_input_paths(
+        data, lambda value: value if Path(value).expanduser().is_absolute() else str(base / value)
+    )
+
+
+def names_several_images(content: Path | str) -> bool:
+    """`content` is a folder or a glob (photos/*.jpg) rather than one image: a batch. A file
+    whose name only looks like a pattern (photo[1].jpg) is one image."""
+    path = Path(str(content)).expanduser()
+    return path.is_dir() or (glob.has_magic(str(content)) and not path.exists())
+
+
+def input_files(config: Config) -> list[Path]:
+    """Every input file the config names (see map_input_paths), each once."""
+    found: dict[str, None] = {}
+
+    def note(value: str) -> str:
+        found[value] = None
+        return value
+
+    map_input_paths(config.to_yaml_dict(), note)
+    return [Path(p) for p in found]
+
+
+def resolve_config(
+    path: Path | str | None = None,
+    sets: Sequence[str] = (),
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Merge file, `--set` items and flag overrides (dotted keys), validate once."""
+    data: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        data = read_png_config(path) if path.suffix.lower() == ".png" else read_yaml(path)
+        _resolve_relative(data, path.resolve().parent)
+    for item in sets:
+        key, value = parse_set_option(item)
+        set_by_path(data, key, value)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            set_by_path(data, key, value, origin="option")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    if config.output is None:
+        config.output = Path("outputs") / default_run_name(config, path)
+    if os.environ.get(TINY_ENV):
+        config = shrink(config)
+    return config
+
+
+#: Set (to anything non-empty) to run every command at thumbnail size in a few steps: the
+#: test that executes the README's commands uses it. Same settings otherwise.
+TINY_ENV = "NST_TINY"
+
+
+def shrink(config: Config) -> Config:
+    """The same run at thumbnail size: as many scales (32, 40, 48 … px), ≤ 2 steps each,
+    a frame every 2 steps."""
+    stages = config.schedule()
+    sizes = [32 + 8 * i for i in range(len(stages))]
+    steps: int | list[int] = (
+        [min(2, n) for n in config.steps]
+        if isinstance(config.steps, list)
+        else min(config.steps, 2 * len(stages))
+    )
+    return config.model_copy(
+        update={
+            "resolution": sizes[-1],
+            "scales": sizes,
+            "steps": steps,
+            "save_every": min(config.save_every, 2),
+        }
+    )
+
+
+def resume_config(
+    run_dir: Path, sets: Sequence[str] = (), overrides: Mapping[str, Any] | None = None
+) -> Config:
+    """The config that continues the run in `run_dir`: its own config.yaml, with `sets` and
+    `overrides` on top (only RESUMABLE_KEYS may differ; stylize checks that)."""
+    output = (overrides or {}).get("output")
+    if output is not None and Path(output).resolve() != Path(run_dir).resolve():
+        raise ConfigError(
+            f"--resume {run_dir} continues that folder; drop --output {output} "
+            "(to branch off, copy the folder and resume the copy)"
+        )
+    if not (Path(run_dir) / "config.yaml").is_file():
+        if (Path(run_dir) / "sweep.yaml").is_file():
+            raise ConfigError(
+                f"--resume {run_dir}: a sweep or batch folder; run the command that made it "
+                f"again to continue it, or resume one of its runs (--resume {run_dir}/RUN)"
+            )
+        raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it an nst run folder?")
+    return resolve_config(
+        Path(run_dir) / "config.yaml", sets, {**(overrides or {}), "output": str(run_dir)}
+    )
+
+
+def default_run_name(config: Config, path: Path | None) -> str:
+    """outputs/<config name>, or <content>_<style> when there is no config file."""
+    if path is not None and Path(path).suffix.lower() != ".png":
+        return Path(path).stem
+    content = config.content.stem if config.content else "content"
+    style = "+".join(s.path.stem for s in config.style_images) or "style"
+    return f"{content}_{style}"
+
+
+def _suggest(loc: Sequence[str | int]) -> str:
+    """Closest valid key for an unknown one, by walking the model tree along loc."""
+    model: type[BaseModel] | None = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if model else None
+        ann = field.annotation if field else None
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    if not str(loc[-1]).strip("'"):
+        close = []
+    valid = ", ".join(model.model_fields)
+    return f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {valid})"
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem: `source: key.path: message`, joined into one line."""
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) if str(p).isprintable() else repr(str(p)) for p in err["loc"]]
+        key = ".".join(loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            message = f"unknown key{_suggest(loc)}"
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            shown = err["type"] not in ("missing", "value_error")
+            if shown and "input" in err and not isinstance(err["input"], dict | list):
+                message += f" (got {err['input']!r})"
+        if not loc and re.match(r"^[a-z_.]+: ", message):
+            problems.append(message)  # a whole-config check names its own key
+        else:
+            problems.append(f"{key}: {message}")
+    return f"{source}: " + "; ".join(problems)

@@ -1,0 +1,177 @@
+"""The weighted sum of every term, and the style targets it is built from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from nst_cli.core.losses.common import widened
+from nst_cli.core.losses.content import content_loss, tv_loss
+from nst_cli.core.losses.gram import gram_matrix, style_loss
+from nst_cli.core.losses.guided import Region
+from nst_cli.core.losses.values import LossTerms
+from nst_cli.core.losses.wasserstein import (
+    WASSERSTEIN_SCALE,
+    GaussianTarget,
+    gaussian_power,
+    gaussian_target,
+    wasserstein_loss,
+)
+
+
+def style_distance(features: torch.Tensor, target: Any, form: str = "mean") -> torch.Tensor:
+    """The raw style term of one layer for either statistic (a Gram or a GaussianTarget)."""
+    if isinstance(target, GaussianTarget):
+        return wasserstein_loss(features, target)
+    return style_loss(features, target, form=form)
+
+
+def _style_power(target: Any, reference: torch.Tensor, form: str) -> torch.Tensor:
+    if isinstance(target, GaussianTarget):
+        return gaussian_power(target)
+    power = torch.mean(target**2)
+    return power / reference[0].numel() if form == "sum" else power
+
+
+class StyleTransferLoss(nn.Module):
+    """total = α·Σ w_l·content_l + β·Σ w_l·style_l + γ·tv.
+
+    With `normalize` (the default in the config) every term is a relative error:
+    content_l = mean((F−P)²)/mean(P²) and style_l = mean((G−A)²)/D_l, where D_l comes from
+    `style_norms` (the content image's own distance to the style at that layer; without
+    them, mean(A²)). Relative errors do not depend on the scale of the weights' features
+    (Caffe's are ~60× torchvision's), on the resolution, or on the layer's depth, so with unit
+    layer weights each style layer pulls comparably (raw, relu4_1 owned ~98% of the Caffe
+    style loss). Without `normalize`, the raw means are used.
+
+    The logged `content` and `style` terms are the layer-weighted sums before α and β, so
+    they stay comparable across runs with different weights (a sweep over β shows the style
+    loss falling as β rises).
+    """
+
+    def __init__(
+        self,
+        content_targets: Mapping[str, torch.Tensor],
+        style_targets: Mapping[str, Any],
+        content_layers: Mapping[str, float],
+        style_layers: Mapping[str, float],
+        content_weight: float,
+        style_weight: float,
+        tv_weight: float = 0.0,
+        *,
+        normalize: bool = False,
+        gram_form: str = "mean",
+        style_norms: Mapping[str, torch.Tensor] | None = None,
+        regions: Sequence[Region] = (),
+    ) -> None:
+        super().__init__()
+        self.content_targets = {k: widened(v.detach()) for k, v in content_targets.items()}
+        self.style_targets = dict(style_targets)  # detached by style_targets()
+        self.content_layers = dict(content_layers)
+        self.style_layers = dict(style_layers)
+        self.content_weight = content_weight
+        self.style_weight = style_weight
+        self.tv_weight = tv_weight
+        self.normalize = normalize
+        self.gram_form = gram_form
+        self.style_norms = {k: v.detach() for k, v in (style_norms or {}).items()}
+        #: Masked styles (`masks`): when given, each style term is theirs, region by region.
+        self.regions = list(regions)
+
+    @property
+    def layers(self) -> list[str]:
+        """Every layer a forward pass must return, each once."""
+        return list(dict.fromkeys([*self.content_layers, *self.style_layers]))
+
+    def forward(self, features: Mapping[str, torch.Tensor], image: torch.Tensor) -> LossTerms:
+        terms: dict[str, torch.Tensor] = {}
+        zero = image.new_zeros(())
+        content = zero
+        for name, weight in self.content_layers.items():
+            term = content_loss(features[name], self.content_targets[name], self.normalize)
+            terms[f"content.{name}"] = term
+            content = content + weight * term
+        style = zero
+        for name, weight in self.style_layers.items():
+            if self.regions:
+                term = sum(
+                    (r.weight * r.distance(name, features[name]) for r in self.regions), zero
+                )
+                terms[f"style.{name}"] = term
+                style = style + weight * term
+                continue
+            target = self.style_targets[name]
+            if name in self.style_norms:
+                term = style_distance(features[name], target, self.gram_form)
+                term = term / self.style_norms[name]
+                if isinstance(target, GaussianTarget):
+                    term = term * WASSERSTEIN_SCALE
+            elif isinstance(target, GaussianTarget):
+                term = wasserstein_loss(features[name], target)
+                if self.normalize:
+                    term = term * WASSERSTEIN_SCALE / gaussian_power(target)
+            else:
+                term = style_loss(features[name], target, self.normalize, self.gram_form)
+            terms[f"style.{name}"] = term
+            style = style + weight * term
+        tv = tv_loss(image) if self.tv_weight else zero
+        total = self.content_weight * content + self.style_weight * style + self.tv_weight * tv
+        return LossTerms(total=total, terms={"content": content, "style": style, "tv": tv, **terms})
+
+
+def style_norms(
+    reference: Mapping[str, torch.Tensor], targets: Mapping[str, Any], form: str = "mean"
+) -> dict[str, torch.Tensor]:
+    """Per-layer divisors for normalised style terms: the raw distance from the reference
+    (content) image's Gram to the style's, floored at 1% of the style Gram's own power.
+
+    A normalised term then reads "the fraction of the way from the content's statistics to
+    the style's still to go": every layer starts at 1 from the content image, whatever the
+    weights' feature scale, the resolution or the layer's depth. The floor keeps a layer where
+    content and style already agree from being magnified without bound.
+    """
+    norms = {}
+    for name, target in targets.items():
+        distance = style_distance(reference[name], target, form)
+        # The distance from all-zero features, in the same units.
+        power = _style_power(target, reference[name], form)
+        norms[name] = torch.maximum(distance, 1e-2 * power).detach()
+    return norms
+
+
+def style_targets(
+    features: Mapping[str, torch.Tensor],
+    layers: Mapping[str, float],
+    form: str = "mean",
+    statistic: str = "gram",
+) -> dict[str, Any]:
+    """Targets of a style image's features for the given layers: Gram matrices, or the
+    Gaussians (mean, covariance) the Wasserstein loss matches."""
+    if statistic == "wasserstein":
+        return {name: gaussian_target(features[name]) for name in layers}
+    return {name: gram_matrix(features[name], form).detach() for name in layers}
+
+
+def blend_targets(targets: Sequence[Mapping[str, Any]], weights: Sequence[float]) -> dict[str, Any]:
+    """Several style images' targets as one, by weight (normalised to sum 1): Grams average;
+    Gaussians combine as the mixture's mean and covariance (moment matching)."""
+    total = float(sum(weights))
+    shares = [w / total for w in weights]
+    blended: dict[str, Any] = {}
+    for name, first in targets[0].items():
+        if isinstance(first, GaussianTarget):
+            mean = sum(w * t[name].mean for w, t in zip(shares, targets, strict=True))
+            second = sum(
+                w * (t[name].cov + torch.outer(t[name].mean, t[name].mean))
+                for w, t in zip(shares, targets, strict=True)
+            )
+            cov = second - torch.outer(mean, mean)  # type: ignore[arg-type]
+            values, vectors = torch.linalg.eigh(cov.double())
+            root = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+            blended[name] = GaussianTarget(mean, cov, root.float())  # type: ignore[arg-type]
+        else:
+            blended[name] = sum(w * t[name] for w, t in zip(shares, targets, strict=True))
+    return blended

@@ -1,0 +1,375 @@
+"""The pixel-optimisation loop. It never prints or writes files: it emits a StepEvent per
+state of the image and lets callbacks react (progress bar, frames, loss log, checkpoints).
+
+Step k is "the image after k optimiser updates". Every event carries that image and the
+losses *of that image*, so a frame and its row in losses.csv always describe the same pixels.
+The loss and gradient of state k are computed once and reused by the optimiser's update, so
+reporting costs no extra forward pass (only the very last state needs one).
+
+Several runs of one image size can share the loop (`optimize_batch`, one Lane each): their
+pixels go through the network as one batch, each with its own optimiser and callbacks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from nst_cli.core.lbfgs import ProjectedLBFGS
+from nst_cli.core.losses.total import StyleTransferLoss
+from nst_cli.core.losses.values import Losses, LossTerms, first_non_finite
+from nst_cli.core.schedule import Stage
+from nst_cli.errors import NonFiniteLossError, NSTError
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """The image after `step` updates, its losses, and how the optimiser stands."""
+
+    step: int
+    total_steps: int
+    #: The losses of this image: a Losses (read on demand) from the loop, any mapping in tests.
+    losses: Mapping[str, float]
+    image: torch.Tensor
+    elapsed: float
+    is_final: bool = False
+    optimizer_state: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
+    #: Which scale of a coarse-to-fine run this image is at (a one-scale run has one).
+    stage: Stage | None = None
+    #: The exponential moving average of the iterates (config `average`), or None.
+    average: torch.Tensor | None = None
+
+    @property
+    def shown(self) -> torch.Tensor:
+        """The image that is saved: the average when one is kept, else the iterate."""
+        return self.average if self.average is not None else self.image
+
+
+@dataclass
+class OptimizeResult:
+    """What the loop ended with."""
+
+    image: torch.Tensor
+    losses: dict[str, float]
+    step: int
+    interrupted: bool
+    seconds: float
+    steps_run: int
+    #: torch.compile's first-call cost at each scale, paid before the timed steps.
+    warmup_seconds: float = 0.0
+    #: Why this run stopped early, in a batch (optimize_batch); `optimize` raises it.
+    error: NSTError | None = None
+    #: The optimiser's state_dict at the end, for the next scale (lbfgs.carry_history).
+    optimizer_state: dict[str, Any] | None = field(default=None, repr=False)
+
+
+class Callback(Protocol):
+    def __call__(self, event: StepEvent) -> None: ...
+
+
+def make_optimizer(
+    name: str,
+    params: Sequence[torch.Tensor],
+    lr: float,
+    history_size: int = 20,
+    trust_region: float | None = 0.05,
+    compact_history: bool = False,
+    precondition: str = "none",
+) -> ProjectedLBFGS | torch.optim.Optimizer:
+    """Projected L-BFGS, one evaluation per step (so every step can be reported), or Adam."""
+    if name == "lbfgs":
+        return ProjectedLBFGS(
+            params, lr=lr, history_size=history_size, max_rms_step=trust_region,
+            compact_history=compact_history, precondition=precondition,
+        )  # fmt: skip
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def _check_finite(steps: Sequence[tuple[int, Losses]]) -> None:
+    """Raise for the first of these steps whose losses are not finite (one transfer)."""
+    index = first_non_finite([losses for _, losses in steps])
+    if index is None:
+        return
+    step, losses = steps[index]
+    bad = [name for name, value in losses.items() if not math.isfinite(value)]
+    worst = next((n for n in bad if n != "total"), "total")
+    raise NonFiniteLossError(
+        f"the {worst} loss became {losses[worst]} at step {step}; the last good image is "
+        "kept. Lower optimizer.lr or the loss weights and try again"
+    )
+
+
+@dataclass
+class Lane:
+    """One run in a loop that may hold several (`optimize_batch`): its start image, loss,
+    optimiser settings and callbacks. Lanes share the network's forward and backward pass,
+    as one batch, and nothing else: each keeps its own L-BFGS history and step size, so it
+    follows the path it would alone."""
+
+    image: torch.Tensor
+    loss_fn: StyleTransferLoss
+    optimizer_name: str = "lbfgs"
+    lr: float = 1.0
+    callbacks: Sequence[Callback] = ()
+    optimizer_state: Mapping[str, Any] | None = None
+    history_size: int = 20
+    trust_region: float | None = 0.05
+    compact_history: bool = False
+    precondition: str = "none"
+    #: An exponential moving average of the iterates with this decay (0: none) ...
+    average: float = 0.0
+    #: ... continued from this image on resume.
+    average_state: torch.Tensor | None = None
+
+
+def lane_layers(lanes: Sequence[Lane]) -> list[str]:
+    """Every layer a batched forward pass must return: each lane's, each once."""
+    return list(dict.fromkeys(name for lane in lanes for name in lane.loss_fn.layers))
+
+
+def optimize(
+    image: torch.Tensor,
+    extractor: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]],
+    loss_fn: StyleTransferLoss,
+    optimizer_name: str,
+    lr: float,
+    steps: int,
+    *,
+    start_step: int = 0,
+    optimizer_state: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
+    should_stop: Callable[[], bool] = lambda: False,
+    stage: Stage | None = None,
+    report_last: bool = True,
+    total_steps: int | None = None,
+    elapsed_offset: float = 0.0,
+    history_size: int = 20,
+    trust_region: float | None = 0.05,
+    average: float = 0.0,
+    average_state: torch.Tensor | None = None,
+    compact_history: bool = False,
+    check_every: int = 1,
+    precondition: str = "none",
+) -> OptimizeResult:
+    """Optimise `image` (RGB in [0, 1]) from `start_step` until `steps`, emitting a StepEvent per state.
+
+    With `report_last=False` (a coarse scale of a multi-scale run) the loop ends after the
+    last update without evaluating it: the next scale reports that step, upsampled.
+    Events' `elapsed` counts from `elapsed_offset` (time already spent by earlier scales or
+    sessions), so one clock runs through a whole run. With `average` > 0 an exponential
+    moving average of the iterates is kept (from `average_state` on resume), carried by every
+    event and returned as the result's image. `compact_history` keeps L-BFGS's pairs in
+    float16 (memory: low).
+
+    The losses are read back from the device (and checked to be finite) every `check_every`
+    steps and at the end, before that step's event: a run passes `save_every`, so no frame or
+    checkpoint is written from a diverged image and the GPU is not stalled at other steps.
+    Between checks, callbacks may still read an event's losses (the bar, a few times a
+    second). A non-finite loss or a failing callback raises.
+    """
+    lane = Lane(
+        image, loss_fn, optimizer_name, lr, callbacks, optimizer_state, history_size,
+        trust_region, compact_history, precondition, average, average_state,
+    )  # fmt: skip
+    (result,) = optimize_batch(
+        [lane], extractor, steps, start_step=start_step, should_stop=should_stop, stage=stage,
+        report_last=report_last, total_steps=total_steps, elapsed_offset=elapsed_offset,
+        check_every=check_every,
+    )  # fmt: skip
+    if result.error is not None:
+        raise result.error
+    return result
+
+
+class _Running:
+    """A lane while the loop runs: its pixels, optimiser, average and unread losses."""
+
+    def __init__(self, lane: Lane, step: int) -> None:
+        self.lane = lane
+        self.pixels = (
+            lane.image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+        )
+        self.optimizer = make_optimizer(
+            lane.optimizer_name, [self.pixels], lane.lr, lane.history_size, lane.trust_region,
+            lane.compact_history, lane.precondition,
+        )  # fmt: skip
+        if lane.optimizer_state is not None:
+            self.optimizer.load_state_dict(dict(lane.optimizer_state))
+            # Consumed: the optimiser now holds the pairs, and frees each as newer ones
+            # replace it (a lane still holding them all would double the history's memory).
+            lane.optimizer_state = None
+        self.ema: torch.Tensor | None = None
+        if lane.average > 0:
+            start = lane.average_state if lane.average_state is not None else self.pixels
+            self.ema = start.detach().clone()
+        self.losses: Losses | None = None
+        self.unchecked: list[tuple[int, Losses]] = []
+        #: The loss of the current pixels, already computed, for the optimiser's closure.
+        self.cached: list[torch.Tensor] = []
+        # Where the lane stands until it takes a step: a resumed run whose checkpoint is
+        # already past this scale's end (written under another split) goes on from there.
+        self.step = step
+        self.error: NSTError | None = None
+
+    def update(self, closure: Callable[[], torch.Tensor]) -> None:
+        """One optimiser step from the current pixels."""
+        self.optimizer.step(closure)  # type: ignore[arg-type]  # LBFGS and Adam accept a tensor
+        self.cached.clear()
+        if not isinstance(self.optimizer, ProjectedLBFGS):
+            with torch.no_grad():
+                # Adam: projected gradient descent, pixels back into the displayable range.
+                # (Projected L-BFGS keeps them in range itself, and records the real step.)
+                self.pixels.clamp_(0.0, 1.0)
+        if self.ema is not None:
+            self.ema.mul_(self.lane.average).add_(self.pixels.detach(), alpha=1 - self.lane.average)
+
+    def result(self, interrupted: bool, seconds: float, start_step: int) -> OptimizeResult:
+        return OptimizeResult(
+            image=self.ema if self.ema is not None else self.pixels.detach(),
+            losses=dict(self.losses) if self.losses is not None else {},
+            step=self.step,
+            interrupted=interrupted,
+            seconds=seconds,
+            steps_run=self.step - start_step,
+            error=self.error,
+            optimizer_state=self.optimizer.state_dict(),
+        )
+
+
+def _evaluate(
+    running: Sequence[_Running],
+    extractor: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]],
+    layers: list[str],
+    backward: bool = True,
+) -> list[LossTerms]:
+    """Every lane's losses from one forward pass over their pixels stacked as a batch, and
+    (with `backward`) their gradients from one backward pass: the lanes' losses are summed,
+    and each lane's pixels only reach its own term."""
+    if len(running) == 1:
+        features = extractor(running[0].pixels, layers)
+        terms = [running[0].lane.loss_fn(features, running[0].pixels)]
+    else:
+        features = extractor(torch.cat([r.pixels for r in running]), layers)
+        terms = [
+            r.lane.loss_fn({k: v[i : i + 1] for k, v in features.items()}, r.pixels)
+            for i, r in enumerate(running)
+        ]
+    if backward:
+        for r in running:
+            r.optimizer.zero_grad(set_to_none=True)
+        total = terms[0].total if len(terms) == 1 else torch.stack([t.total for t in terms]).sum()
+        total.backward()
+    return terms
+
+
+def optimize_batch(
+    lanes: Sequence[Lane],
+    extractor: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]],
+    steps: int,
+    *,
+    start_step: int = 0,
+    should_stop: Callable[[], bool] = lambda: False,
+    stage: Stage | None = None,
+    report_last: bool = True,
+    total_steps: int | None = None,
+    elapsed_offset: float = 0.0,
+    check_every: int = 1,
+) -> list[OptimizeResult]:
+    """`optimize` for several runs of one image size at once (see Lane), all on one step
+    schedule: one forward and backward pass per step serves them all. A lane whose loss
+    turns non-finite, or whose callback fails, stops with that error in its result (the
+    others go on); Ctrl-C (`should_stop`) stops them all at the same step."""
+    running = [_Running(lane, start_step) for lane in lanes]
+    layers = lane_layers(lanes)
+    started = time.perf_counter()
+    step = start_step
+    interrupted = False
+    while True:
+        active = [r for r in running if r.error is None]
+        if not active or (step >= steps and not report_last):
+            break
+        is_last = step >= steps
+        if is_last:
+            with torch.no_grad():
+                terms = _evaluate(active, extractor, layers, backward=False)
+                back = [i for i, r in enumerate(active) if _put_back(r, terms[i].total)]
+                if back:
+                    again = _evaluate([active[i] for i in back], extractor, layers, backward=False)
+                    for i, lane_terms in zip(back, again, strict=True):
+                        terms[i] = lane_terms
+        else:
+            terms = _evaluate(active, extractor, layers)
+        stop = not is_last and should_stop()
+        check = is_last or stop or step % check_every == 0
+        for r, lane_terms in zip(active, terms, strict=True):
+            r.step, r.losses = step, lane_terms.lazy()
+            r.unchecked.append((step, r.losses))
+            try:
+                if check:
+                    _check_finite(r.unchecked)  # the device sync point: one per check_every
+                    r.unchecked = []
+                event = StepEvent(
+                    step=step,
+                    total_steps=total_steps or steps,
+                    losses=r.losses,
+                    image=r.pixels.detach(),
+                    elapsed=elapsed_offset + time.perf_counter() - started,
+                    is_final=is_last or stop,
+                    optimizer_state=r.optimizer.state_dict,
+                    stage=stage,
+                    average=r.ema,
+                )
+                for callback in r.lane.callbacks:
+                    callback(event)
+            except NSTError as exc:
+                r.error = exc
+            else:
+                r.cached.append(lane_terms.total)
+        if is_last or stop:
+            interrupted = stop
+            break
+        for r in active:
+            if r.error is None:
+                r.update(_closure(r, extractor))
+                r.step = step + 1
+        step += 1
+    seconds = time.perf_counter() - started
+    return [r.result(interrupted, seconds, start_step) for r in running]
+
+
+def _put_back(running: _Running, total: torch.Tensor) -> bool:
+    """At a run's last step, put back the point projected L-BFGS stands on if the one its
+    last step reached is worse: the step that would undo that overshoot never comes, and the
+    result would be an image worse than one the run already had. (Where its last steps
+    overshot every few steps, J at 448 px, the last point was 0.4% above the one before.)
+    One value read back, once per run."""
+    if not isinstance(running.optimizer, ProjectedLBFGS):
+        return False
+    state = running.optimizer.state.get(running.pixels, {})
+    if "x" not in state or not bool(total > state["loss"]):
+        return False
+    running.pixels.copy_(state["x"].view_as(running.pixels))  # (under no_grad)
+    return True
+
+
+def _closure(
+    running: _Running,
+    extractor: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]],
+) -> Callable[[], torch.Tensor]:
+    """The optimiser's closure: its first call reuses the loss and gradient computed for the
+    report; any further call (none for Adam or line-search-free L-BFGS) evaluates this lane
+    alone."""
+
+    def closure() -> torch.Tensor:
+        if running.cached:
+            return running.cached.pop()
+        return _evaluate([running], extractor, running.lane.loss_fn.layers)[0].total
+
+    return closure

@@ -1,0 +1,133 @@
+"""Writing files so that a reader never sees half of one: atomic writes, PNG/JPEG/TIFF saving with provenance."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import os
+import tempfile
+
+from nst_cli.core.pillow import no_pixel_limit
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, runs are not guarded
+    fcntl = None  # type: ignore[assignment]
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from PIL import Image, PngImagePlugin
+
+from nst_cli.errors import OutputError
+
+
+def png_header(path: Path) -> tuple[tuple[int, int], dict[str, Any]] | None:
+    """An image's size and text metadata from its header, no pixel decoded; None if unreadable.
+
+    Pillow's decompression-bomb check is off here (nothing is decoded, and its warning would
+    leak into the output): callers that go on to decode check the size themselves."""
+    if not Path(path).is_file():  # a FIFO would block the open forever
+        return None
+    with no_pixel_limit():
+        try:
+            with Image.open(path) as image:
+                return image.size, dict(image.info)
+        except (OSError, ValueError, SyntaxError):
+            return None
+
+
+def describe_os_error(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temp file beside `path`; rename it over `path` only if the block succeeds."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path.parent}: cannot write here ({describe_os_error(exc)})") from None
+    try:
+        binary = "b" in mode
+        with (
+            os.fdopen(fd, mode)
+            if binary
+            else os.fdopen(fd, mode, encoding="utf-8", newline="") as fh
+        ):
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        # mkstemp makes files readable by the owner only; outputs get the usual permissions.
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise OutputError(
+            f"{path}: write failed ({describe_os_error(exc)}); earlier files are kept"
+        ) from None
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+@functools.cache
+def _umask() -> int:
+    """The process umask, read without changing it where Linux tells it (/proc), else by
+    setting and restoring it once, at the first write rather than at import."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomically write a text file."""
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Atomically write a binary file."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+
+
+def save_png(image: Image.Image, path: Path, text: Mapping[str, str] | None = None) -> None:
+    """Atomically save a PNG, with `text` stored as PNG text chunks (provenance)."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_itxt(key, value)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info, compress_level=6)
+    write_bytes(path, buffer.getvalue())
+
+
+def save_image(image: Image.Image, path: Path, text: Mapping[str, str] | None = None) -> None:
+    """Atomically save in the format the suffix names: PNG keeps `text` (provenance), JPEG is
+    written at quality 95, TIFF and WebP losslessly."""
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        save_png(image, path, text)
+        return
+    buffer = io.BytesIO()
+    if suffix in (".jpg", ".jpeg"):
+        image.convert("RGB").save(buffer, format="JPEG", quality=95)
+    elif suffix == ".webp":
+        image.save(buffer, format="WEBP", lossless=True)
+    else:
+        image.save(buffer, format="TIFF", compression="tiff_deflate")
+    write_bytes(path, buffer.getvalue())

@@ -1,0 +1,94 @@
+"""Images in: files of any mode and orientation, bounded in size, as RGB; the font for labels."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageFont, ImageOps, UnidentifiedImageError
+
+from nst_cli.core.pillow import no_pixel_limit
+from nst_cli.errors import ImageError
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: `nst gif` needs none (~3 s less)
+    pass
+
+
+log = logging.getLogger("nst")
+
+#: Largest input accepted without --allow-large: about 100 megapixels (a 10000×10000 photo).
+MAX_PIXELS = 100_000_000
+
+
+def load_image(path: Path, role: str, allow_large: bool = False) -> Image.Image:
+    """Open an image file as 8-bit RGB, honouring EXIF orientation."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{role} image {path}: file not found")
+    if path.is_dir():
+        raise ImageError(f"{role} image {path}: is a directory, expected an image file")
+    if not path.is_file():
+        raise ImageError(f"{role} image {path}: not a regular file (a pipe or device?)")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{role} image {path}: file is empty")
+    # Pillow's own bomb check is replaced by ours: the header gives the size before any pixel
+    # is decoded, so one clear message (with the way out) covers every format.
+    with no_pixel_limit():
+        try:
+            with Image.open(path) as image:
+                if not allow_large and image.width * image.height > MAX_PIXELS:
+                    raise ImageError(_too_large(path, role, image.width, image.height))
+                frames = getattr(image, "n_frames", 1)
+                if frames > 1:
+                    log.warning("%s image %s has %d frames; using the first", role, path, frames)
+                image.seek(0)
+                image.load()
+                upright = ImageOps.exif_transpose(image)
+                return _to_rgb(upright, path, role)
+        except ImageError:
+            raise
+        except UnidentifiedImageError:
+            raise ImageError(
+                f"{role} image {path}: not an image Pillow can read (PNG, JPEG, WebP, TIFF, BMP, …)"
+            ) from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageError(f"{role} image {path}: damaged or truncated image ({exc})") from None
+
+
+def _too_large(path: Path, role: str, width: int, height: int) -> str:
+    return (
+        f"{role} image {path}: {width}×{height} is over the {MAX_PIXELS:,}-pixel limit; "
+        "shrink it or pass --allow-large if you trust the file"
+    )
+
+
+def _to_rgb(image: Image.Image, path: Path, role: str) -> Image.Image:
+    """Bring any Pillow mode to 8-bit RGB; transparent pixels are composited on white."""
+    mode = image.mode
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        log.warning("%s image %s has transparency; composited on white", role, path)
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16-bit / 32-bit greyscale: scale to 8 bits instead of clipping at 255.
+        array = np.asarray(image, dtype=np.float64)
+        if mode == "F":
+            peak = 1.0 if array.max() <= 1.0 else 255.0
+        else:
+            peak = 65535.0 if array.max() > 255 else 255.0
+        grey = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if mode != "RGB":
+        return image.convert("RGB")
+    return image
+
+
+def label_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled font at `size` px (no system fonts needed), for labels on images."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        return ImageFont.load_default()

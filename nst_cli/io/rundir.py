@@ -1,0 +1,175 @@
+"""The run folder: which files in it are nst's, its lock, and what overwriting may replace."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import filelock
+import yaml
+
+from nst_cli.config.choices import fill_introduced
+from nst_cli.errors import OutputError
+from nst_cli.io.files import describe_os_error, png_header
+
+FRAME_DIGITS = 6
+#: The file a running nst holds locked inside its run folder (see RunDir.lock).
+LOCK_NAME = ".nst.lock"
+#: Exactly the frame names nst writes; a user's frames/step_1.png is not one of them.
+FRAME_PATTERN = re.compile(r"step_\d{" + str(FRAME_DIGITS) + r",}\.png")
+
+
+def read_run_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A run folder's config.yaml as (settings, `run:` section); None if absent, too big
+    (a config.yaml nst writes is a few kB) or unreadable. Keys added since the run was saved
+    have the value it had (config.INTRODUCED)."""
+    try:
+        if path.stat().st_size > 1_000_000:
+            return None
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return None
+    if not isinstance(saved, dict):
+        return None
+    run = saved.pop("run", None)
+    fill_introduced(saved)
+    return saved, run if isinstance(run, dict) else {}
+
+
+def _is_nst_config(path: Path) -> bool:
+    """config.yaml written by nst: it has the `run:` section with the tool version."""
+    found = read_run_config(path)
+    return found is not None and "nst_version" in found[1]
+
+
+def _is_nst_png(path: Path) -> bool:
+    """A PNG nst wrote carries its version in the text metadata."""
+    header = png_header(path)
+    return header is not None and "nst:version" in header[1]
+
+
+def _is_nst_loss_log(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            header = fh.readline().strip().split(",")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return header[:1] == ["step"] and {"total", "content", "style"} <= set(header)
+
+
+def frame_name(step: int) -> str:
+    """frames/step_000050.png: zero-padded so names sort in step order."""
+    return f"step_{step:0{FRAME_DIGITS}d}.png"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one run's outputs."""
+
+    root: Path
+
+    @property
+    def frames(self) -> Path:
+        return self.root / "frames"
+
+    @property
+    def final(self) -> Path:
+        return self.root / "final.png"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def losses(self) -> Path:
+        return self.root / "losses.csv"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoint.pt"
+
+    @property
+    def loss_plot(self) -> Path:
+        return self.root / "losses.png"
+
+    def frame(self, step: int) -> Path:
+        return self.frames / frame_name(step)
+
+    def previous_outputs(self) -> list[Path]:
+        """Files at the names nst writes (what a new run would mix with or overwrite)."""
+        if not self.root.is_dir():
+            return []
+        own = (self.config, self.final, self.losses, self.loss_plot, self.checkpoint)
+        found = [p for p in own if p.is_file()]
+        if self.frames.is_dir():
+            found += sorted(p for p in self.frames.iterdir() if FRAME_PATTERN.fullmatch(p.name))
+        return found
+
+    def foreign_files(self) -> list[Path]:
+        """Files at nst's names that nst cannot prove it wrote: never to be replaced or deleted."""
+        own_config = _is_nst_config(self.config)
+        foreign = []
+        for path in self.previous_outputs():
+            if path == self.config:
+                mine = own_config
+            elif path.suffix == ".png":
+                mine = _is_nst_png(path)
+            elif path == self.losses:
+                mine = _is_nst_loss_log(path)
+            else:  # checkpoint.pt: nst's if the folder's config.yaml is
+                mine = own_config
+            if not mine:
+                foreign.append(path)
+        return foreign
+
+    def clear(self) -> None:
+        """Remove a previous run's outputs: only files nst provably wrote (anything else stays)."""
+        foreign = self.foreign_files()
+        for path in self.previous_outputs():
+            if path in foreign:
+                continue
+            try:
+                path.unlink()
+            except OSError as exc:
+                raise OutputError(f"{path}: cannot remove it ({describe_os_error(exc)})") from None
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an OS lock on the folder for a whole run: a second nst process that wants to
+        write here fails at once instead of mixing its files in. The kernel drops the lock
+        when the process ends, a crash included."""
+        self.create()
+        path = self.root / LOCK_NAME
+        lock = filelock.FileLock(path, timeout=0)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise OutputError(
+                f"output folder {self.root} is in use by another nst process; wait for "
+                "it to finish or choose another --output"
+            ) from None
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot create the run lock ({describe_os_error(exc)})") from None
+        try:
+            yield
+        finally:
+            lock.release()  # the OS drops it too when the process ends, a crash included
+
+    def create(self) -> None:
+        """Make the folder (and frames/), or fail with one clear line."""
+        try:
+            self.frames.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(
+                f"output folder {self.root}: cannot create it ({describe_os_error(exc)}); "
+                "choose another with --output"
+            ) from None
+        if not os.access(self.root, os.W_OK):
+            raise OutputError(
+                f"output folder {self.root}: not writable; choose another with --output"
+            )

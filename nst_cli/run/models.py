@@ -1,0 +1,89 @@
+"""The networks and style targets a process keeps between runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from nst_cli.config.models import Config
+from nst_cli.core.devices import (
+    runs_channels_last,
+)
+from nst_cli.core.features import FeatureExtractor, build_extractor
+from nst_cli.core.losses.total import style_targets
+from nst_cli.run.inputs import layer_fits
+
+log = logging.getLogger("nst")
+
+
+#: Style targets kept between runs (a few MB each: one per style, scale and content shape).
+MAX_CACHED_TARGETS = 32
+
+
+class ModelCache:
+    """Keeps loaded networks and style targets between runs (a sweep reuses them)."""
+
+    def __init__(self) -> None:
+        self._extractors: dict[tuple[Any, ...], FeatureExtractor] = {}
+        self._targets: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
+
+    def extractor(
+        self, config: Config, layers: Sequence[str], device: torch.device, precision: str
+    ) -> FeatureExtractor:
+        """The network for these layers on `device`, set to run at `precision` (resolved)."""
+        model = config.model
+        # The deepest layer decides the truncation; a deeper network serves shallower runs too.
+        key = (
+            model.weights,
+            model.pooling,
+            model.preprocessing,
+            config.seed if model.weights == "random" else None,
+            str(device),
+        )
+        cached = self._extractors.get(key)
+        if cached is None or not all(layer_fits(cached, n) for n in layers):
+            cached = build_extractor(
+                model.weights, layers, model.pooling, model.preprocessing, config.seed
+            ).to(device)
+            self._extractors[key] = cached
+            self._targets.clear()
+            self._compiled.pop(key, None)
+        # How it runs may differ between the runs of a sweep; what it computes does not.
+        return cached.configure(
+            precision="bf16" if precision == "bf16" else "fp32",
+            low_memory=config.memory == "low",
+            channels_last=runs_channels_last(torch.device(device)),
+        )
+
+    def forward(self, config: Config, extractor: FeatureExtractor) -> Callable[..., Any]:
+        """What the optimisation loop calls: the extractor, or its torch.compile'd form
+        (compiled once per network and kept, so a sweep pays the compile once)."""
+        if not config.compile:
+            return extractor
+        key = next(k for k, v in self._extractors.items() if v is extractor)
+        if key not in self._compiled:
+            self._compiled[key] = torch.compile(extractor)
+        return self._compiled[key]
+
+    def style_targets(
+        self,
+        extractor: FeatureExtractor,
+        style: torch.Tensor,
+        key: tuple[Any, ...],
+        layers: dict[str, float],
+        form: str = "mean",
+        statistic: str = "gram",
+    ) -> dict[str, Any]:
+        full_key = (id(extractor), key, tuple(layers), form, statistic)
+        cached = self._targets.get(full_key)
+        if cached is None:
+            with torch.no_grad():
+                cached = style_targets(extractor(style, layers), layers, form, statistic)
+            if len(self._targets) >= MAX_CACHED_TARGETS:  # a batch of many photo sizes
+                self._targets.pop(next(iter(self._targets)))
+            self._targets[full_key] = cached
+        return cached

@@ -1,0 +1,155 @@
+"""Starting, resuming and overwriting a run folder: what may change, and where a run starts from."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from nst_cli.config.models import Config
+from nst_cli.core.pixels import (
+    fit_long_side,
+)
+from nst_cli.errors import ConfigError
+from nst_cli.io.checkpoints import load_checkpoint
+from nst_cli.io.losslog import read_loss_rows
+from nst_cli.io.rundir import RunDir, read_run_config
+from nst_cli.run.inputs import Inputs, images_at, initial_image
+from nst_cli.run.provenance import run_config_dict
+
+log = logging.getLogger("nst")
+
+
+#: Keys a resumed run may change: how long it runs, how often it saves, where it computes.
+#: Anything else would make the saved config (and every PNG's provenance) describe settings
+#: the continued optimisation does not use.
+RESUMABLE_KEYS = ("steps", "save_every", "device", "checkpoint")
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        # Layer maps are one setting: adding or dropping a layer is a change of that key.
+        flat.update(
+            _flatten(value, name)
+            if name not in ("layers.content", "layers.style")
+            else {name: value}
+        )
+    return flat
+
+
+def _shown(value: Any) -> str:
+    return "the default" if value is None else repr(value)
+
+
+def check_resume_changes(run_dir: RunDir, config: Config) -> None:
+    """Refuse to resume with settings other than the run's own, except RESUMABLE_KEYS."""
+    saved = read_run_config(run_dir.config)
+    if saved is None:
+        return
+    before, now = _flatten(saved[0]), _flatten(run_config_dict(config))
+    for key in sorted(set(before) | set(now)):
+        if key in RESUMABLE_KEYS or key in ("output", "sweep"):
+            continue
+        if before.get(key) != now.get(key):
+            was, wanted = (_shown(v) for v in (before.get(key), now.get(key)))
+            raise ConfigError(
+                f"--resume {run_dir.root}: {key} cannot change on resume (the run used {was}, "
+                f"now {wanted}); only {', '.join(RESUMABLE_KEYS)} can. Start a new run with "
+                "another --output instead"
+            )
+
+
+@dataclass
+class StartingPoint:
+    image: torch.Tensor
+    step: int = 0
+    stage: int = 0
+    optimizer_state: dict[str, Any] | None = None
+    elapsed: float = 0.0
+    rows: list[dict[str, float]] = field(default_factory=list)
+    average: torch.Tensor | None = None
+
+    def take_optimizer_state(self) -> dict[str, Any] | None:
+        """The saved history, handed over once: kept here too, a resumed run would hold a
+        second history (pixels × pairs × 2) for as long as it runs."""
+        state, self.optimizer_state = self.optimizer_state, None
+        return state
+
+
+def check_output_image(config: Config, resume: bool, overwrite: bool) -> None:
+    """`-o result.png`: an image already there is the user's; replace it only when asked."""
+    image = config.output_image
+    if image is None or resume or overwrite or not image.exists():
+        return
+    raise ConfigError(
+        f"output image {image} already exists; pass --overwrite to replace it, or choose another -o"
+    )
+
+
+def check_run_folder(run_dir: RunDir, resume: bool, overwrite: bool) -> None:
+    """Never mix a new run into (or silently overwrite) a previous run's folder."""
+    previous = run_dir.previous_outputs()
+    if not previous or resume:
+        return
+    if overwrite:
+        foreign = run_dir.foreign_files()
+        if foreign:
+            raise ConfigError(
+                f"output folder {run_dir.root}: {foreign[0].name} was not written by nst (it "
+                f"may be yours, or the config being read), so --overwrite will not replace it; "
+                "move it or choose another --output"
+            )
+        return
+    raise ConfigError(
+        f"output folder {run_dir.root} already holds a run ({len(previous)} files); pass "
+        "--overwrite to replace it, --resume to continue it, or choose another --output"
+    )
+
+
+def starting_point(
+    config: Config, run_dir: RunDir, inputs: Inputs, resume: bool, allow_large: bool
+) -> StartingPoint:
+    """The checkpoint of a resumed run, or the configured initial image at the first scale."""
+    checkpoint = load_checkpoint(run_dir.checkpoint) if resume else None
+    stages = config.schedule()
+    if checkpoint is None:
+        if resume and run_dir.previous_outputs():
+            raise ConfigError(
+                f"--resume {run_dir.root}: there is no checkpoint.pt"
+                + (" (the run has checkpoint: off)" if config.checkpoint == "off" else "")
+                + ", so the run cannot continue where it stopped; start it over with --overwrite (instead of --resume) or use "
+                "another --output"
+            )
+        content, style = images_at(config, inputs, stages[0].size)
+        return StartingPoint(initial_image(config, content, style, allow_large))
+    step = int(checkpoint["step"])
+    if step > config.total_steps:
+        raise ConfigError(
+            f"--resume {run_dir.root}: the run already did {step} steps; steps must be at least "
+            f"{step} (pass --steps {step} or more)"
+        )
+    index = min(int(checkpoint.get("stage", 0)), len(stages) - 1)
+    image = checkpoint["image"]
+    expected = fit_long_side(inputs.content.size, stages[index].size)
+    if tuple(image.shape[-2:]) != (expected[1], expected[0]):
+        raise ConfigError(
+            f"--resume {run_dir.root}: the checkpoint image is {image.shape[-1]}×{image.shape[-2]} "
+            f"but this config gives {expected[0]}×{expected[1]} at that scale; keep resolution, "
+            "scales and content unchanged"
+        )
+    log.info("resuming %s from step %d", run_dir.root, step)
+    return StartingPoint(
+        image=image,
+        step=step,
+        stage=index,
+        optimizer_state=checkpoint.get("optimizer"),
+        elapsed=float(checkpoint.get("elapsed", 0.0)),
+        rows=[r for r in read_loss_rows(run_dir.losses) if r["step"] < step],
+        average=checkpoint.get("average"),
+    )

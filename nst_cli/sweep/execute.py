@@ -1,0 +1,184 @@
+"""Running a planned sweep: here (one run after another, or several optimised together on a GPU) or on Ray."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nst_cli.config.models import Config
+from nst_cli.core.devices import resolve_device
+from nst_cli.errors import ConfigError, NSTError
+from nst_cli.run.inputs import load_inputs
+from nst_cli.run.memory import BASE_BYTES, estimate_run_bytes, memory_limit
+from nst_cli.run.models import ModelCache
+from nst_cli.run.state import StylizeResult
+from nst_cli.run.stylize import batch_key, stylize, stylize_batch
+from nst_cli.sweep.plan import PlannedRun, SweepOutcome, fail, write_manifest
+from nst_cli.sweep.report import summary_row, write_reports
+
+log = logging.getLogger("nst")
+
+
+#: Where the runs of a sweep or batch execute: here (one by one or batched), or as Ray tasks.
+EXECUTORS = ("local", "ray")
+
+
+def run_sweep(
+    root: Path,
+    runs: Sequence[PlannedRun],
+    *,
+    callbacks_for: Callable[[int, PlannedRun], Sequence[Any]] = lambda i, run: (),
+    should_stop: Callable[[], bool] = lambda: False,
+    on_run_done: Callable[[int, PlannedRun, StylizeResult | None], None] = lambda i, r, res: None,
+    allow_large: bool = False,
+    executor: str = "local",
+    address: str | None = None,
+    task_cpus: int = 1,
+    batch: int | None = None,
+) -> SweepOutcome:
+    """Run every planned run not already done, then write grid.png, summary.csv and
+    index.html. A run that fails is reported (run.state "failed", run.error) and the others
+    go on. `executor="ray"` runs them as Ray tasks (see nst_cli.sweep.ray_executor), the same call each,
+    a CPU task with `task_cpus` threads. Locally, runs that can share a batch are optimised
+    together, up to `batch` at a time (None: see plan_batches)."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor {executor}: use {' or '.join(EXECUTORS)}")
+    if batch is not None and batch < 1:
+        raise ConfigError(f"--batch {batch}: give 1 (one run at a time) or more")
+    if executor == "ray" and batch not in (None, 1):
+        raise ConfigError("--batch: Ray runs each run as its own task; use --executor local")
+    outcome = SweepOutcome(root, list(runs))
+    if executor == "ray":
+        from nst_cli.sweep.ray_executor import ray_session, run_on_ray
+
+        with ray_session(address) as ray:
+            write_manifest(root, runs)
+            run_on_ray(
+                ray, runs, callbacks_for=callbacks_for, should_stop=should_stop,
+                on_run_done=on_run_done, allow_large=allow_large, task_cpus=task_cpus,
+            )  # fmt: skip
+    else:
+        write_manifest(root, runs)
+        _run_here(runs, callbacks_for, should_stop, on_run_done, allow_large, batch)
+    outcome.rows = [summary_row(run) for run in runs]
+    write_reports(outcome, runs)
+    return outcome
+
+
+def _run_here(
+    runs: Sequence[PlannedRun],
+    callbacks_for: Callable[[int, PlannedRun], Sequence[Any]],
+    should_stop: Callable[[], bool],
+    on_run_done: Callable[[int, PlannedRun, StylizeResult | None], None],
+    allow_large: bool,
+    batch: int | None = None,
+) -> None:
+    """The runs in this process, sharing the network and style targets: one after another,
+    or up to `batch` at a time where they can share a batch (see plan_batches)."""
+    cache = ModelCache()
+    for group in plan_batches(runs, batch, allow_large):
+        if should_stop():
+            break
+        chosen = [runs[i] for i in group]
+        try:
+            callbacks = [callbacks_for(i, run) for i, run in zip(group, chosen, strict=True)]
+            outcomes = _run_group(chosen, callbacks, should_stop, allow_large, cache)
+        except torch.OutOfMemoryError:  # only a batch gets here: a lone run's is its failure
+            log.warning("a batch of %d runs ran out of memory; running them one by one", len(group))
+            cache = ModelCache()
+            outcomes = [
+                _run_group([run], [callbacks_for(i, run)], should_stop, allow_large, cache)[0]
+                for i, run in zip(group, chosen, strict=True)
+            ]
+        for i, run, outcome in zip(group, chosen, outcomes, strict=True):
+            result = None
+            if isinstance(outcome, Exception):
+                fail(run, str(outcome))
+            elif outcome is not None:
+                result = outcome
+                run.state = "done" if outcome.status == "completed" else "resume"
+            on_run_done(i, run, result)
+
+
+def _run_group(
+    group: Sequence[PlannedRun],
+    callbacks: Sequence[Sequence[Any]],
+    should_stop: Callable[[], bool],
+    allow_large: bool,
+    cache: ModelCache,
+) -> list[StylizeResult | Exception | None]:
+    """Each run's result, the error that failed it, or None for a run with nothing to do."""
+    if len(group) > 1:
+        outcomes: list[StylizeResult | Exception | None] = []
+        outcomes += stylize_batch(
+            [run.config for run in group], callbacks=callbacks, should_stop=should_stop,
+            overwrite=True, allow_large=allow_large, cache=cache,
+        )  # fmt: skip
+        return outcomes
+    (run,) = group
+    if run.state in ("done", "failed"):
+        return [None]
+    try:
+        result = stylize(
+            run.config, callbacks=callbacks[0], should_stop=should_stop,
+            resume=run.state == "resume", overwrite=run.state in ("new", "replace"),
+            allow_large=allow_large, cache=cache,
+        )  # fmt: skip
+    except (NSTError, torch.OutOfMemoryError) as exc:
+        return [exc]
+    return [result]
+
+
+#: Runs a sweep optimises together by default on a GPU, where one batch keeps it busier than
+#: one image does. On a CPU, a batch's pass costs as much as its images' passes one after
+#: another (measured: README, Performance), so there runs go one by one.
+GPU_BATCH = 4
+
+
+def plan_batches(
+    runs: Sequence[PlannedRun], batch: int | None = None, allow_large: bool = False
+) -> list[list[int]]:
+    """The runs (as indices) grouped into batches, in the order their first run comes:
+    new runs with the same batch key, up to `batch` of them (None: GPU_BATCH on a GPU, 1
+    elsewhere) and as many as fit in memory together; every other run on its own."""
+    if batch is None:
+        batch = GPU_BATCH if runs and _on_gpu(runs[0].config) else 1
+    groups: list[list[int]] = []
+    open_groups: dict[str, tuple[list[int], int]] = {}  # key -> (group, bytes planned)
+    for i, run in enumerate(runs):
+        needed = _batchable_bytes(run, allow_large) if batch > 1 else None
+        if needed is None:
+            groups.append([i])
+            continue
+        key = batch_key(run.config)
+        group, planned = open_groups.get(key, ([], BASE_BYTES))
+        available = memory_limit(run.config.device)[0]
+        if not group or len(group) >= batch or (planned + needed > available and not allow_large):
+            group, planned = [], BASE_BYTES
+            groups.append(group)
+        group.append(i)
+        open_groups[key] = (group, planned + needed)
+    return groups
+
+
+def _on_gpu(config: Config) -> bool:
+    try:
+        return resolve_device(config.device).type == "cuda"
+    except NSTError:
+        return False
+
+
+def _batchable_bytes(run: PlannedRun, allow_large: bool) -> int | None:
+    """What a new run adds to a batch's memory (its pixels' share); None for a run that goes
+    alone: one to skip or resume, or whose images fail to load (its own run says why)."""
+    if run.state not in ("new", "replace"):
+        return None
+    try:
+        inputs = load_inputs(run.config, allow_large)
+    except NSTError:
+        return None
+    return estimate_run_bytes(run.config, inputs) - BASE_BYTES
