@@ -46,7 +46,7 @@ class _ConsoleHandler(logging.Handler):
 
 
 def setup_logging(quiet: bool) -> None:
-    logger = logging.getLogger("nst")
+    logger = logging.getLogger("nst_cli")
     logger.handlers[:] = [_ConsoleHandler()]
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
 

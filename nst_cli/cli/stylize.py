@@ -224,18 +224,18 @@ def stylize(
             typer.echo(dump_yaml(resolved.to_yaml_dict()), nl=False)
             return
         with loading_torch(quiet):  # torch: only once there is work to do
-            from nst_cli.sweep.plan import content_files, plan_batch
+            from nst_cli.sweep.plan import content_files, plan_folder
 
         if resume is None and content_files(resolved.content) is not None:
             if preview:
-                raise ConfigError("--preview shows one run; it cannot follow a batch of images")
-            root, runs = plan_batch(
+                raise ConfigError("--preview shows one run; it cannot follow a folder run")
+            root, runs = plan_folder(
                 config, set_ or (), overrides, output, overwrite=overwrite, allow_large=allow_large
             )
             done = sum(run.state == "done" for run in runs)
             if not quiet:
                 out_console.print(
-                    f"batch: {len(runs)} images into {escape(str(root))}"
+                    f"folder run: {len(runs)} images into {escape(str(root))}"
                     + (f" ({done} done, skipped)" if done else ""),
                     soft_wrap=True,
                     highlight=False,
@@ -244,7 +244,7 @@ def stylize(
             return
         if executor != "local":
             raise ConfigError(
-                f"--executor {executor} runs a sweep or a batch (--content a folder or "
+                f"--executor {executor} runs a sweep or a folder run (--content a folder or "
                 "'photos/*.jpg'); one image runs here"
             )
         from nst_cli.run.stylize import stylize as run_stylize

@@ -1,9 +1,9 @@
 """What every config key means, in one place: the pydantic field descriptions (so `nst schema`
-and editors show them) and the README's config table are both made from FIELD_DOCS.
+and editors show them) and the docs' config table (docs/config.md) are both made from FIELD_DOCS.
 
-Each entry is key -> (the README's default column, the meaning). tests/test_schema.py checks
+Each entry is key -> (the docs' default column, the meaning). tests/unit/test_schema.py checks
 that every config key has an entry, that each literal default matches the model's, and
-that README.md holds exactly config_table().
+that docs/config.md holds exactly config_table().
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
 
 
 def config_table() -> str:
-    """The README's config reference table (markdown)."""
+    """The docs' config reference table (markdown)."""
     rows = ["| key | default | meaning |", "| --- | --- | --- |"]
     rows += [
         f"| `{key}` | {default} | {meaning} |" for key, (default, meaning) in FIELD_DOCS.items()

@@ -368,7 +368,7 @@ class Config(_Strict):
         scale, which starts from the photo and must build the style's large structure; on
         later ones, which start from an upsampled result and must add fine detail, the pyramid
         at a quarter of its boost (the full one there left a fine grain, the identity a
-        higher loss; measured in README). Masked runs keep the identity: the boosted coarse
+        higher loss; measured: docs/defaults.md). Masked runs keep the identity: the boosted coarse
         grids carry each step across the masks' borders (a test of regions kept apart lost 3%
         of its margin)."""
         if self.optimizer.precondition != "auto":

@@ -109,7 +109,7 @@ def resolve_config(
 
 
 #: Set (to anything non-empty) to run every command at thumbnail size in a few steps: the
-#: test that executes the README's commands uses it. Same settings otherwise.
+#: test that executes the README's and the docs' commands uses it. Same settings otherwise.
 TINY_ENV = "NST_TINY"
 
 

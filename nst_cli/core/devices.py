@@ -57,7 +57,7 @@ def cpu_computes_bf16_fast() -> bool:
 
 def resolve_precision(device: torch.device, precision: str) -> str:
     """`precision: auto` decided for this device: TF32 on CUDA; bfloat16 on a CPU with
-    bfloat16 matrix units (the same pictures in less than half the time; see README,
+    bfloat16 matrix units (the same pictures in less than half the time; see docs/performance.md,
     Performance); strict float32 elsewhere. Any other value is kept."""
     if precision != "auto":
         return precision
@@ -84,5 +84,5 @@ def runs_channels_last(device: torch.device) -> bool:
     layout) and on the CPU, where oneDNN's convolutions take less time in it: float32 on
     an AVX2 AMD EPYC 0.89× end to end at 384 and 512 px and 0.78× a step at 1024 px (for
     2-9% more peak memory), bfloat16 on a Xeon with AMX 0.83× the network's pass, float32
-    there within 2% (README, Performance). MPS: not measured, so the default layout."""
+    there within 2% (docs/performance.md). MPS: not measured, so the default layout."""
     return device.type in ("cuda", "cpu")

@@ -6,7 +6,7 @@ Grams' float32 copies). glibc hands out a block above its mmap threshold (32 MB 
 fresh mapping and unmaps it when it is freed, so each step page-faults that memory in afresh
 and the kernel zeroes every page: at 512 px under bfloat16 30,000-70,000 faults and 90-180
 ms of the kernel's CPU time per step, which became 2,000 and 10 ms, and a step 0.93x
-(README "Performance"). While the loop runs, large blocks come from the heap instead, and
+(docs/performance.md). While the loop runs, large blocks come from the heap instead, and
 what a step frees stays there for the next one (no mapping, no trimming). When the loop
 ends, glibc's usual settings come back and the memory not in use is returned to the system,
 so a long-lived process (a sweep, the Python API) does not keep it.

@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # torch is imported where a tensor is made: `nst gif` needs n
     import torch
 
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 
 def fit_long_side(size: tuple[int, int], long_side: int) -> tuple[int, int]:

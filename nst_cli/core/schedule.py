@@ -66,7 +66,7 @@ def split_steps(total: int, sizes: Sequence[int]) -> list[int]:
     full size, started from their upsampled result, is where the picture is finished. Giving
     every scale the same time instead left the last scale 23 of 160 steps at 512 px, and
     its strokes soft: at the same time in all, this split lowered the evaluator's style
-    error 11% and its content error 10% over five pairs (README, How the defaults were
+    error 11% and its content error 10% over five pairs (docs/defaults.md, How the defaults were
     chosen).
     """
     if len(sizes) == 1:

@@ -19,7 +19,7 @@ from nst_cli.errors import ImageError, OutputError
 from nst_cli.io.files import png_header, write_bytes
 from nst_cli.io.images import label_font, load_image
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 _STEP = re.compile(r"(\d+)")
 VIDEO_SUFFIXES = (".mp4", ".webm")

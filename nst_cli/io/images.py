@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # torch is imported where a tensor is made: `nst gif` needs n
     pass
 
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 #: Largest input accepted without --allow-large: about 100 megapixels (a 10000×10000 photo).
 MAX_PIXELS = 100_000_000

@@ -28,7 +28,7 @@ from nst_cli.errors import ConfigError
 from nst_cli.io.images import load_image
 from nst_cli.run.memory import check_memory, style_size
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 
 def layer_fits(extractor: FeatureExtractor, layer: str) -> bool:
@@ -56,7 +56,7 @@ def require_inputs(config: Config) -> None:
         if role == "content" and names_several_images(path):
             raise ConfigError(
                 f"content: {path} names several images; one run takes one (`nst stylize "
-                "--content FOLDER` runs a batch: sweep.plan_batch + run_sweep in Python; a "
+                "--content FOLDER` runs a batch: sweep.plan_folder + run_sweep in Python; a "
                 "sweep over images: --param content=a.jpg,b.jpg)"
             )
         if not Path(path).exists():

@@ -14,7 +14,7 @@ from nst_cli.core.losses.guided import Region, region_norms
 from nst_cli.core.losses.total import StyleTransferLoss, blend_targets, style_norms
 from nst_cli.run.models import ModelCache
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 
 def build_loss(

@@ -14,7 +14,7 @@ from nst_cli.core.pixels import (
 )
 from nst_cli.errors import ConfigError
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from nst_cli.run.inputs import Inputs

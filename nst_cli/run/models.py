@@ -16,7 +16,7 @@ from nst_cli.core.features import FeatureExtractor, build_extractor
 from nst_cli.core.losses.total import style_targets
 from nst_cli.run.inputs import layer_fits
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 
 #: Style targets kept between runs (a few MB each: one per style, scale and content shape).

@@ -16,7 +16,7 @@ from nst_cli.config.resolve import (
 from nst_cli.io.files import write_text
 from nst_cli.io.rundir import RunDir
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 
 def png_metadata(config: Config) -> dict[str, str]:

@@ -19,7 +19,7 @@ from nst_cli.io.rundir import RunDir, read_run_config
 from nst_cli.run.inputs import Inputs, images_at, initial_image
 from nst_cli.run.provenance import run_config_dict
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 
 #: Keys a resumed run may change: how long it runs, how often it saves, where it computes.

@@ -23,7 +23,7 @@ from nst_cli.run.inputs import stage_images, stage_masks
 from nst_cli.run.losses import build_loss
 from nst_cli.run.state import Prepared
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 
 def run_scales(

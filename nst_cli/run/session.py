@@ -22,7 +22,7 @@ from nst_cli.run.provenance import png_metadata, timestamp, write_run_config
 from nst_cli.run.recording import Checkpointer, FrameSaver, LatestImage, LossLog, output_pil
 from nst_cli.run.state import Prepared, StylizeResult
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -44,7 +44,7 @@ from nst_cli.run.scales import run_scales
 from nst_cli.run.session import Session
 from nst_cli.run.state import Prepared, StylizeResult
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 
 def stylize(

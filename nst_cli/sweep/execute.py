@@ -20,7 +20,7 @@ from nst_cli.run.stylize import batch_key, stylize, stylize_batch
 from nst_cli.sweep.plan import PlannedRun, SweepOutcome, fail, write_manifest
 from nst_cli.sweep.report import summary_row, write_reports
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 
 #: Where the runs of a sweep or batch execute: here (one by one or batched), or as Ray tasks.
@@ -135,7 +135,7 @@ def _run_group(
 
 #: Runs a sweep optimises together by default on a GPU, where one batch keeps it busier than
 #: one image does. On a CPU, a batch's pass costs as much as its images' passes one after
-#: another (measured: README, Performance), so there runs go one by one.
+#: another (measured: docs/performance.md), so there runs go one by one.
 GPU_BATCH = 4
 
 

@@ -22,7 +22,7 @@ from nst_cli.config.overrides import parse_set_option
 from nst_cli.config.resolve import default_run_name, resolve_config
 from nst_cli.errors import ConfigError, NSTError
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 #: Short folder names for the most swept keys.
 ALIASES = {

@@ -35,7 +35,7 @@ from nst_cli.sweep.grid import (
     unique_name,
 )
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -89,19 +89,19 @@ def plan_grid(
 
 
 def _plan_run(point: GridRun, allow_large: bool) -> PlannedRun:
-    """One run of a sweep or batch: its images read and checked (sizes, memory) before the
+    """One run of a sweep or folder run: its images read and checked (sizes, memory) before the
     first run starts, and what its folder already holds."""
     load_inputs(point.config, allow_large)
     _check_weights_file(point.config)
     return PlannedRun(point.name, point.values, point.labels, point.config, _state(point.config))
 
 
-#: Files a folder given as --content contributes to a batch (what Pillow reads).
-BATCH_SUFFIXES = (*IMAGE_SUFFIXES, ".bmp", ".gif")
+#: Files a folder given as --content contributes to a folder run (what Pillow reads).
+FOLDER_SUFFIXES = (*IMAGE_SUFFIXES, ".bmp", ".gif")
 
 
 def content_files(content: Path | None) -> list[Path] | None:
-    """The images a batch stylises when `content` is a folder or a glob (photos/*.jpg);
+    """The images a folder run stylises when `content` is a folder or a glob (photos/*.jpg);
     None when it names one file."""
     if content is None or not names_several_images(content):
         return None
@@ -109,7 +109,7 @@ def content_files(content: Path | None) -> list[Path] | None:
     if Path(text).expanduser().is_dir():
         folder = Path(text).expanduser()
         found = sorted(
-            p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in BATCH_SUFFIXES
+            p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES
         )
         where = f"folder {folder}"
     else:
@@ -117,12 +117,12 @@ def content_files(content: Path | None) -> list[Path] | None:
         where = f"pattern {text}"
     if not found:
         raise ConfigError(
-            f"content: the {where} matches no image files ({', '.join(BATCH_SUFFIXES)})"
+            f"content: the {where} matches no image files ({', '.join(FOLDER_SUFFIXES)})"
         )
     return found
 
 
-def plan_batch(
+def plan_folder(
     config_path: Path | None,
     sets: Sequence[str] = (),
     overrides: Mapping[str, Any] | None = None,
@@ -140,13 +140,13 @@ def plan_batch(
         raise ConfigError(f"content: {base.content} is one image, not a folder or a pattern")
     given = (overrides or {}).get("output") or output
     if given is None and base.output != Path("outputs") / default_run_name(base, config_path):
-        given = base.output  # `output:` in the config file names the batch's folder
+        given = base.output  # `output:` in the config file names the folder run's folder
     if given is not None and Path(given).suffix.lower() in IMAGE_SUFFIXES:
         raise ConfigError(
-            f"--output {given}: a batch writes one run folder per image; give a folder"
+            f"--output {given}: a folder run writes one run folder per image; give a folder"
         )
-    root = Path(given) if given else Path("outputs") / _batch_name(base, config_path)
-    # The images come from the batch, not from a --content flag that named the folder.
+    root = Path(given) if given else Path("outputs") / _folder_name(base, config_path)
+    # The images come from the folder, not from a --content flag that named the folder.
     overrides = {k: v for k, v in (overrides or {}).items() if k != "content"}
     runs: list[PlannedRun] = []
     errors: list[NSTError] = []
@@ -166,7 +166,7 @@ def plan_batch(
     return root, runs
 
 
-def _batch_name(config: Config, config_path: Path | None) -> str:
+def _folder_name(config: Config, config_path: Path | None) -> str:
     """outputs/<config name>, or <content folder>_<style> without a config file."""
     if config_path is not None and Path(config_path).suffix.lower() != ".png":
         return Path(config_path).stem
@@ -188,7 +188,7 @@ MANIFEST = "sweep.yaml"
 
 def _check_sweep_folder(root: Path, runs: Sequence[PlannedRun], overwrite: bool) -> None:
     """A sweep folder holds one sweep: another one is refused unless --overwrite. The same
-    sweep grown (more values, more photos in a batch's folder) is the same sweep."""
+    sweep grown (more values, more photos in a folder run's folder) is the same sweep."""
     manifest = root / MANIFEST
     if not manifest.is_file() or overwrite:
         return

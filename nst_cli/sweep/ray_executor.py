@@ -29,7 +29,7 @@ from nst_cli.sweep.ray_tasks import (
     unpack_report,
 )
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 #: Seconds a Ctrl-C waits for cancelled tasks to send back what they saved.
 CANCEL_GRACE_S = 60.0
 

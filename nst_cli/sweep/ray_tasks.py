@@ -25,7 +25,7 @@ from nst_cli.run.models import ModelCache
 from nst_cli.run.stylize import stylize
 from nst_cli.sweep.plan import PlannedRun
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
     "--executor ray needs Ray, an optional extra: pip install -e '.[ray]' in a checkout "
@@ -125,7 +125,7 @@ def execute_task(
     for name, data in task.previous.items():
         (run_root / name).write_bytes(data)
     captured = _Captured()
-    logger = logging.getLogger("nst")
+    logger = logging.getLogger("nst_cli")
     logger.addHandler(captured)
     status, error = "failed", None
     try:

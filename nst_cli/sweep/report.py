@@ -24,7 +24,7 @@ from nst_cli.sweep.grid import (
 )
 from nst_cli.sweep.plan import PlannedRun, SweepOutcome
 
-log = logging.getLogger("nst")
+log = logging.getLogger(__name__)
 
 
 def summary_row(run: PlannedRun) -> dict[str, Any]:

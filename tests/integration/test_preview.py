@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from nst_cli.config.resolve import resolve_config
 from nst_cli import stylize
 from nst_cli.cli import preview as preview_module
 from nst_cli.cli.preview import Preview
+from nst_cli.config.resolve import resolve_config
 from nst_cli.io.rundir import RunDir
 
 
@@ -62,6 +62,7 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_preview_serves_state_image_and_frames_and_nothing_else(
     tiny_config: Path, tmp_path: Path, monkeypatch
 ):
@@ -96,6 +97,8 @@ def test_preview_serves_state_image_and_frames_and_nothing_else(
         urllib.request.urlopen(preview.url, timeout=2)  # it ends with the run
 
 
+@pytest.mark.browser
+@pytest.mark.subprocess
 @pytest.mark.skipif(
     _browser() is None, reason="no headless browser installed (apt-get install chromium)"
 )

@@ -41,6 +41,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     return config, root, result.output
 
 
+@pytest.mark.slow
 def test_three_runs_grid_and_summary(swept: tuple[Path, Path, str]) -> None:
     _, root, output = swept
     names = ["style_weight=0.01", "style_weight=0.1", "style_weight=10"]
@@ -95,6 +96,7 @@ def test_dry_run_lists_and_writes_nothing(swept: tuple[Path, Path, str], tmp_pat
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_two_params_make_a_grid_of_rows_and_columns(
     swept: tuple[Path, Path, str], tmp_path: Path
 ) -> None:
@@ -179,6 +181,8 @@ def _browser() -> str | None:
     )
 
 
+@pytest.mark.browser
+@pytest.mark.subprocess
 @pytest.mark.skipif(
     _browser() is None, reason="no headless browser installed (apt-get install chromium)"
 )
@@ -213,7 +217,6 @@ def test_runs_share_one_network_and_style_targets(
     swept: tuple[Path, Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import nst_cli.run.models as models
-
     from nst_cli.sweep.execute import run_sweep
     from nst_cli.sweep.plan import plan_sweep
 

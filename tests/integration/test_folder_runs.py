@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from nst_cli.cli.base import app
 from nst_cli.errors import ConfigError
-from nst_cli.sweep.plan import content_files, plan_batch
+from nst_cli.sweep.plan import content_files, plan_folder
 from tests.conftest import make_image
 
 runner = CliRunner()
@@ -36,6 +36,7 @@ def summary(root: Path) -> dict[str, dict[str, str]]:
         return {row["run"]: row for row in csv.DictReader(fh)}
 
 
+@pytest.mark.slow
 def test_a_folder_is_stylised_image_by_image_and_a_broken_one_does_not_stop_the_rest(
     album: Path, tmp_path: Path
 ) -> None:
@@ -66,6 +67,7 @@ def test_a_folder_is_stylised_image_by_image_and_a_broken_one_does_not_stop_the_
     assert summary(root)["beach"]["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_a_quoted_glob_picks_its_matches_only(album: Path, tmp_path: Path) -> None:
     root = tmp_path / "pngs"
     result = runner.invoke(
@@ -81,7 +83,7 @@ def test_the_default_batch_folder_is_named_after_the_photos_and_the_style(
     album: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    root, runs = plan_batch(None, overrides={"content": str(album / "b*"), "style": "style.png"})
+    root, runs = plan_folder(None, overrides={"content": str(album / "b*"), "style": "style.png"})
     assert root == Path("outputs/album_style")
     assert [run.name for run in runs] == ["beach", "broken"]
     assert [run.state for run in runs] == ["new", "failed"]
@@ -93,10 +95,10 @@ def test_the_default_batch_folder_is_named_after_the_photos_and_the_style(
     [
         ("empty", None, "matches no image files"),
         ("album/nothing-*.png", None, "matches no image files"),
-        ("album", "result.png", "a batch writes one run folder per image; give a folder"),
+        ("album", "result.png", "a folder run writes one run folder per image; give a folder"),
     ],
 )
-def test_batch_mistakes_are_one_line(
+def test_folder_run_mistakes_are_one_line(
     album: Path, tmp_path: Path, content: str, output: str | None, message: str
 ) -> None:
     (tmp_path / "empty").mkdir()
@@ -135,8 +137,8 @@ def test_resuming_a_batch_folder_says_how_to_continue_it(tmp_path: Path) -> None
 
 
 def test_one_run_refuses_a_folder_and_says_what_runs_a_batch(album: Path, tmp_path: Path) -> None:
-    from nst_cli.config.resolve import resolve_config
     from nst_cli import stylize
+    from nst_cli.config.resolve import resolve_config
 
     config = resolve_config(
         None, [], {"content": str(album), "style": str(tmp_path / "style.png"), "output": "x"}
@@ -151,13 +153,14 @@ def test_run_folders_keep_readable_names(tmp_path: Path) -> None:
     for name in ("my car.png", "Ünï.PNG", "cat.png", "cat.jpg"):
         make_image(folder / name)
     make_image(tmp_path / "style.png", (40, 40), seed=7)
-    _, runs = plan_batch(
+    _, runs = plan_folder(
         None, overrides={"content": str(folder), "style": str(tmp_path / "style.png")},
         output=tmp_path / "out",
     )  # fmt: skip
     assert [run.name for run in runs] == ["cat", "cat~2", "my-car", "Ünï"]
 
 
+@pytest.mark.slow
 def test_photos_added_later_are_stylised_by_the_same_command(album: Path, tmp_path: Path) -> None:
     (album / "broken.jpg").unlink()
     root = tmp_path / "out"
@@ -175,7 +178,7 @@ def test_photos_added_later_are_stylised_by_the_same_command(album: Path, tmp_pa
 def test_output_in_the_config_file_names_the_batch_folder(album: Path, tmp_path: Path) -> None:
     config = tmp_path / "job.yaml"
     config.write_text(f"content: album/*.png\nstyle: style.png\noutput: {tmp_path / 'mine'}\n")
-    root, runs = plan_batch(config)
+    root, runs = plan_folder(config)
     assert root == tmp_path / "mine" and runs[0].config.output_dir == tmp_path / "mine" / "beach"
-    root, _ = plan_batch(config, overrides={"output": str(tmp_path / "flag")})
+    root, _ = plan_folder(config, overrides={"output": str(tmp_path / "flag")})
     assert root == tmp_path / "flag"  # a flag still wins

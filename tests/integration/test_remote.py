@@ -23,6 +23,8 @@ from nst_cli.sweep.plan import plan_sweep
 from nst_cli.sweep.ray_tasks import RunReport, execute_task, pack_task, unpack_report
 from tests.conftest import write_pair
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
 runner = CliRunner()
 
 
@@ -100,7 +102,7 @@ def test_without_ray_the_executor_says_how_to_install_it(
 def test_one_image_is_not_sent_to_ray(tmp_path: Path) -> None:
     config = write_pair(tmp_path / "job")
     result = runner.invoke(app, ["stylize", "-c", str(config), "--executor", "ray", "-q"])
-    assert result.exit_code == 2 and "runs a sweep or a batch" in result.output
+    assert result.exit_code == 2 and "runs a sweep or a folder run" in result.output
 
 
 def test_a_wrong_address_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
@@ -136,6 +138,7 @@ def summary(root: Path) -> dict[str, dict[str, str]]:
         return {row["run"]: row for row in csv.DictReader(fh)}
 
 
+@pytest.mark.slow
 def test_a_ray_sweep_writes_what_a_local_one_writes(ray_instance, tmp_path: Path) -> None:
     config = write_pair(tmp_path / "job")
     sweep = ["sweep", "-c", str(config), "--style-weights", "0.1,1,10", "-q"]
@@ -167,6 +170,7 @@ def test_a_ray_sweep_writes_what_a_local_one_writes(ray_instance, tmp_path: Path
     assert summary(tmp_path / "ray")["style_weight=1"]["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_a_failing_ray_task_is_reported_and_the_others_finish(ray_instance, tmp_path: Path) -> None:
     config = write_pair(tmp_path / "job")
     (tmp_path / "job" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
@@ -204,6 +208,7 @@ def crashing_task(marker: Path, crash_weight: float, always: bool):
     return task
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("always", [False, True])
 def test_a_killed_worker_is_retried_once_then_reported(
     ray_instance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, always: bool
@@ -259,6 +264,7 @@ def test_task_cpus_beyond_the_cluster_is_refused_not_queued_forever(
     assert "--task-cpus 3 is more CPUs than the Ray cluster has (2)" in result.output
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_what_the_ray_tasks_saved_and_the_next_command_resumes(
     ray_instance, tmp_path: Path
 ) -> None:
@@ -292,6 +298,7 @@ def test_ctrl_c_keeps_what_the_ray_tasks_saved_and_the_next_command_resumes(
     assert [run.state for run in again] == ["resume", "resume"]
 
 
+@pytest.mark.slow
 def test_relocation_moves_every_input_and_the_gpu_but_nothing_else(tmp_path: Path) -> None:
     from nst_cli.config.resolve import resolve_config
     from nst_cli.sweep.ray_tasks import relocate

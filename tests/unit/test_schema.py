@@ -1,5 +1,5 @@
 """Config documentation has one source: every key described once (config_docs.FIELD_DOCS),
-shown by `nst schema` and in the README's table, with defaults that match the model."""
+shown by `nst schema` and in the docs' config table, with defaults that match the model."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from nst_cli.config.docs import FIELD_DOCS, config_table
 from nst_cli.config.models import Config
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+CONFIG_PAGE = Path(__file__).resolve().parents[2] / "docs" / "config.md"
 
 
 def _leaf_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
@@ -59,7 +59,7 @@ def test_literal_defaults_in_the_docs_match_the_model() -> None:
     assert checked >= 20
 
 
-def test_readme_holds_the_generated_config_table() -> None:
-    assert config_table() in README.read_text(encoding="utf-8"), (
-        "README's config table is out of date: paste nst_cli.config_docs.config_table() there"
+def test_the_config_page_holds_the_generated_config_table() -> None:
+    assert config_table() in CONFIG_PAGE.read_text(encoding="utf-8"), (
+        "docs/config.md's table is out of date: paste nst_cli.config.docs.config_table() there"
     )

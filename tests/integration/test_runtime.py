@@ -14,12 +14,12 @@ import pytest
 import torch
 import yaml
 
-from nst_cli.run.models import ModelCache
-from nst_cli.config.resolve import resolve_config
 from nst_cli import stylize
+from nst_cli.config.resolve import resolve_config
 from nst_cli.core import devices, heap
 from nst_cli.core.features import _segments, build_extractor
 from nst_cli.core.layers import LAYER_NAMES
+from nst_cli.run.models import ModelCache
 
 LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -85,6 +85,7 @@ def _autocast_features_and_grad(extractor, image: torch.Tensor):
     return {k: v.detach() for k, v in features.items()}, pixels.grad
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling", ["max", "avg"])
 @pytest.mark.parametrize(("channels_last", "low_memory"), [(False, False), (True, True)])
 def test_bf16_is_autocast_bit_for_bit_without_casting_the_weights_each_pass(
@@ -111,6 +112,7 @@ def test_bf16_is_autocast_bit_for_bit_without_casting_the_weights_each_pass(
     assert torch.equal(grad, expected_grad) and torch.equal(again_grad, expected_grad)
 
 
+@pytest.mark.slow
 def test_a_run_with_bf16_and_low_memory_completes(tiny_config: Path, tmp_path: Path) -> None:
     # 32 px: on a CPU without bfloat16 units (AVX2) bfloat16 is emulated, ~30x float32's time.
     sets = ["precision=bf16", "memory=low", "resolution=32"]
@@ -120,6 +122,7 @@ def test_a_run_with_bf16_and_low_memory_completes(tiny_config: Path, tmp_path: P
     assert result.losses["total"] < float("inf")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fast_bf16", [True, False])
 def test_auto_precision_runs_bf16_on_a_cpu_with_matrix_units_channels_last_on_any_cpu(
     tiny_config: Path, tmp_path: Path, monkeypatch, fast_bf16: bool
@@ -166,6 +169,8 @@ print(json.dumps(counts))
 """
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 @pytest.mark.skipif(heap._glibc() is None, reason="glibc's malloc only")
 def test_within_a_run_freed_memory_is_reused_without_fresh_pages() -> None:
     # 40 and 36 MB, over glibc's mmap threshold (32 MB at most): each a fresh mapping,
@@ -183,6 +188,7 @@ def test_within_a_run_freed_memory_is_reused_without_fresh_pages() -> None:
     assert counts["after"] > pages // 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("memory", "limit", "kept"), [("normal", 2**20, 1), ("low", 2**20, 0), ("normal", 600, 0)]
 )
@@ -208,6 +214,7 @@ def test_runtime_keys_are_validated(tiny_config: Path) -> None:
         resolve_config(tiny_config, ["compile=maybe"])
 
 
+@pytest.mark.gpu
 @cuda
 def test_cuda_run_uses_channels_last_and_tf32(tiny_config: Path, tmp_path: Path) -> None:
     config = resolve_config(tiny_config, [], {"output": str(tmp_path / "run"), "device": "cuda"})
@@ -219,6 +226,7 @@ def test_cuda_run_uses_channels_last_and_tf32(tiny_config: Path, tmp_path: Path)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.gpu
 @cuda
 def test_cuda_bf16_and_compile_match_fp32(tiny_config: Path, tmp_path: Path) -> None:
     runs = {}

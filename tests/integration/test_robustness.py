@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
-from nst_cli.config.resolve import resolve_config
 from nst_cli import stylize
 from nst_cli.cli.base import app
+from nst_cli.config.resolve import resolve_config
 from nst_cli.errors import NonFiniteLossError, NSTError, OutputError
 from nst_cli.io.files import save_png, write_text
 
@@ -46,6 +46,7 @@ def start_long_run(tiny_config: Path, out: Path) -> subprocess.Popen[str]:
     return process
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_after_the_step_and_keeps_everything(
     tiny_config: Path, tmp_path: Path, sig: int
@@ -65,6 +66,7 @@ def test_signal_stops_after_the_step_and_keeps_everything(
     assert not [p for p in out.rglob("*.tmp")]
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_aborts_at_once_and_keeps_files(tiny_config: Path, tmp_path: Path) -> None:
     out = tmp_path / "aborted"
     process = start_long_run(tiny_config, out)
@@ -178,6 +180,7 @@ def test_unwritable_output_folder(tiny_config: Path, tmp_path: Path) -> None:
 
 
 # bfloat16 at 32 px: on a CPU without bfloat16 units (AVX2) it is emulated, ~30x float32's time.
+@pytest.mark.slow
 @pytest.mark.parametrize(("precision", "size", "levels"), [("fp32", 64, 1.0), ("bf16", 32, 4.0)])
 def test_resume_matches_an_uninterrupted_run(
     tiny_config: Path, tmp_path: Path, precision: str, size: int, levels: float
@@ -207,6 +210,7 @@ def test_resume_matches_an_uninterrupted_run(
     assert frames == ["step_000000.png", "step_000003.png", "step_000006.png"]
 
 
+@pytest.mark.slow
 def test_resume_past_its_scale_s_end_under_another_split_goes_on_from_its_step(
     tiny_config: Path, tmp_path: Path
 ) -> None:
@@ -229,6 +233,7 @@ def test_resume_past_its_scale_s_end_under_another_split_goes_on_from_its_step(
     assert [int(r[1]) for r in rows] == [32] * 8 + [64] * 7
 
 
+@pytest.mark.slow
 def test_resume_via_cli_with_more_steps(tiny_config: Path, tmp_path: Path) -> None:
     out = tmp_path / "more"
     assert (
@@ -242,6 +247,7 @@ def test_resume_via_cli_with_more_steps(tiny_config: Path, tmp_path: Path) -> No
     assert bad.exit_code == 2 and "no config.yaml" in bad.output
 
 
+@pytest.mark.slow
 def test_png_carries_config_and_reruns_it(tiny_config: Path, tmp_path: Path) -> None:
     out = tmp_path / "prov"
     assert (
@@ -304,6 +310,7 @@ config_keys = st.sampled_from(
     document=st.dictionaries(config_keys, yaml_values, max_size=5) | yaml_values,
     raw=st.text(max_size=60),
 )
+@pytest.mark.slow
 def test_config_loader_only_raises_its_own_errors(
     tmp_path: Path, document: object, raw: str
 ) -> None:
@@ -326,9 +333,10 @@ def test_damaged_checkpoint_is_a_clear_error(tiny_config: Path, tmp_path: Path) 
     assert result.exit_code == 2 and "checkpoint unreadable" in result.output
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_run_by_run(tiny_config: Path, tmp_path: Path) -> None:
-    from nst_cli.sweep.grid import parse_param
     from nst_cli.sweep.execute import run_sweep
+    from nst_cli.sweep.grid import parse_param
     from nst_cli.sweep.plan import plan_sweep
 
     params = [parse_param("weights.style=1,2,3")]
@@ -347,6 +355,7 @@ def test_interrupted_sweep_resumes_run_by_run(tiny_config: Path, tmp_path: Path)
     assert all(row["status"] == "completed" for row in outcome.rows)
 
 
+@pytest.mark.slow
 def test_overwrite_never_touches_files_nst_did_not_write(tiny_config: Path, tmp_path: Path) -> None:
     out = tmp_path / "mixed"
     assert (
@@ -443,6 +452,7 @@ def _under_memory_limit(args: list[str], cwd: Path) -> subprocess.CompletedProce
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_unbounded_requests_are_refused_before_allocation(tmp_path: Path) -> None:
     frames = tmp_path / "run" / "frames"
     frames.mkdir(parents=True)

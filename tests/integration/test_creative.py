@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nst_cli.config.resolve import resolve_config
 from nst_cli import stylize
+from nst_cli.config.resolve import resolve_config
 from nst_cli.core.color import luminance, match_color
 from nst_cli.core.features import build_extractor
 from nst_cli.core.losses.wasserstein import gaussian_target, wasserstein_loss
@@ -30,6 +30,7 @@ def _chroma(path: Path, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(ycc, dtype=np.int16)[..., 1:]
 
 
+@pytest.mark.slow
 def test_luminance_keeps_the_contents_colours_and_the_default_does_not(
     tiny_config: Path, tmp_path: Path, content_path: Path
 ) -> None:
@@ -96,6 +97,7 @@ def _w2(path: Path, style_path: Path, layer: str = "relu3_1") -> float:
         return float(wasserstein_loss(out, gaussian_target(style)))
 
 
+@pytest.mark.slow
 def test_wasserstein_lowers_the_mean_covariance_distance_more_than_gram(
     tiny_config: Path, tmp_path: Path, style_path: Path
 ) -> None:
@@ -116,6 +118,7 @@ def test_wasserstein_is_zero_on_its_own_target_and_has_finite_gradients() -> Non
     assert other.grad is not None and torch.isfinite(other.grad).all()
 
 
+@pytest.mark.slow
 def test_averaging_changes_the_saved_image_and_resumes_exactly(
     tiny_config: Path, tmp_path: Path
 ) -> None:
@@ -152,6 +155,7 @@ def test_bad_creative_values_are_one_line_errors(tiny_config: Path, setting: str
         resolve_config(tiny_config, [setting])
 
 
+@pytest.mark.slow
 def test_two_styles_weighted_one_to_zero_equal_the_single_style(
     tiny_config: Path, tmp_path: Path, style_path: Path, content_path: Path
 ) -> None:
@@ -217,6 +221,7 @@ def _two_masks(tmp_path: Path) -> tuple[Path, Path, Path]:
     return tmp_path / "left.png", tmp_path / "right.png", tmp_path / "blue.png"
 
 
+@pytest.mark.slow
 def test_masks_confine_each_style_to_its_region(
     tiny_config: Path, tmp_path: Path, style_path: Path
 ) -> None:

@@ -44,7 +44,7 @@ def test_animated_gif_takes_first_frame(tmp_path: Path, caplog: pytest.LogCaptur
     frames = [Image.new("RGB", (20, 10), c) for c in ((255, 0, 0), (0, 255, 0))]
     path = tmp_path / "anim.gif"
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
-    with caplog.at_level(logging.WARNING, logger="nst"):
+    with caplog.at_level(logging.WARNING, logger="nst_cli"):
         image = load_image(path, "style")
     assert image.mode == "RGB" and image.size == (20, 10)
     assert image.getpixel((5, 5))[0] > 200  # red: the first frame
@@ -75,7 +75,7 @@ def test_transparency_composited_on_white(
     image = Image.new("RGBA", (8, 8), (0, 0, 0, 0)).convert(mode)
     path = tmp_path / "alpha.png"
     image.save(path)
-    with caplog.at_level(logging.WARNING, logger="nst"):
+    with caplog.at_level(logging.WARNING, logger="nst_cli"):
         loaded = load_image(path, "style")
     assert loaded.getpixel((0, 0)) == (255, 255, 255)
     assert "composited on white" in caplog.text

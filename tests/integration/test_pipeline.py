@@ -11,16 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from nst_cli.run.models import ModelCache
-from nst_cli.config.resolve import resolve_config
 from nst_cli import stylize
+from nst_cli.config.resolve import resolve_config
 from nst_cli.core.features import caffe_state_dict
 from nst_cli.errors import ConfigError
 from nst_cli.io.losslog import read_loss_rows
 from nst_cli.run.inputs import images_at, initial_image, load_inputs
 from nst_cli.run.losses import build_loss
+from nst_cli.run.models import ModelCache
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 
 def _two_scale_config(tiny_config: Path, output: Path, **overrides):
@@ -48,6 +48,7 @@ def test_two_scales_end_at_resolution_with_frames_from_both(tiny_config: Path, t
     assert [int(r["scale"]) for r in rows] == [32, 32, 32, 64, 64, 64, 64]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_at", [2, 3, 4])
 def test_resume_across_the_scale_boundary_matches_a_straight_run(
     tiny_config: Path, tmp_path: Path, stop_at: int
@@ -72,6 +73,7 @@ def test_resume_across_the_scale_boundary_matches_a_straight_run(
     assert [int(r["step"]) for r in rows] == list(range(7))
 
 
+@pytest.mark.slow
 def test_a_resumed_run_does_not_hold_the_saved_history_twice(
     tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -159,6 +161,7 @@ def test_no_style_layer_owns_the_default_style_loss(source, pair, torchvision_la
     assert max(shares.values()) <= 0.5, shares
 
 
+@pytest.mark.slow
 def test_same_style_weight_means_the_same_on_both_weight_conventions(
     torchvision_layout_weights, tmp_path: Path
 ):
@@ -185,6 +188,7 @@ def test_same_style_weight_means_the_same_on_both_weight_conventions(
         assert 0.5 < ratio < 2.0, (term, finals)
 
 
+@pytest.mark.slow
 def test_resume_refuses_settings_it_would_not_honour(tiny_config: Path, tmp_path: Path):
     stylize(resolve_config(tiny_config, [], {"output": str(tmp_path / "run")}))
     saved = (tmp_path / "run" / "config.yaml").read_text()
@@ -203,6 +207,7 @@ def test_resume_refuses_settings_it_would_not_honour(tiny_config: Path, tmp_path
     assert stylize(longer, resume=True).steps == 8  # steps and save_every may change
 
 
+@pytest.mark.slow
 def test_the_next_scale_starts_with_the_curvature_pairs_unless_told_not_to(
     tiny_config: Path, tmp_path: Path
 ):
@@ -234,6 +239,7 @@ def test_a_run_saved_before_carry_history_resumes_without_it(tiny_config: Path, 
     assert resolve_config(tiny_config).optimizer.carry_history is True
 
 
+@pytest.mark.slow
 def test_auto_preconditions_the_first_scale_fully_and_later_ones_lightly(
     tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -265,6 +271,7 @@ def test_auto_preconditions_the_first_scale_fully_and_later_ones_lightly(
     }
 
 
+@pytest.mark.slow
 def test_a_run_saved_before_a_key_existed_resumes_and_reruns_with_its_earlier_value(
     tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -296,6 +303,8 @@ def test_resume_without_checkpoint_is_refused_not_restarted(tiny_config: Path, t
     assert (tmp_path / "run" / "final.png").read_bytes() == before
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_a_second_process_cannot_write_into_a_running_folder(tiny_config: Path, tmp_path: Path):
     import subprocess
     import sys
@@ -320,6 +329,7 @@ def test_a_second_process_cannot_write_into_a_running_folder(tiny_config: Path, 
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "pair", [("chelsea.png", "fluid.png"), ("rocket.jpg", "swirls.png"), ("car.png", "strokes.png")]
 )
@@ -344,6 +354,8 @@ def test_defaults_never_blow_up_at_small_sizes(pair, tmp_path: Path):
     assert totals[-1] < 0.5 * totals[0]
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "sets", [["resolution=20000", "steps=40"], ["resolution=64", "style_scale=300"], ["steps=2"]]
 )
@@ -376,6 +388,7 @@ def test_oversized_runs_are_refused_before_any_allocation(sets, tiny_config: Pat
     assert not (tmp_path / "big").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -407,11 +420,12 @@ def test_a_tiny_style_is_upscaled_with_a_warning(tiny_config: Path, tmp_path: Pa
     one = tmp_path / "one.png"
     Image.new("RGB", (1, 1), (200, 30, 30)).save(one)
     config = resolve_config(tiny_config, [f"style={one}"], {"output": str(tmp_path / "r")})
-    with caplog.at_level("WARNING", logger="nst"):
+    with caplog.at_level("WARNING", logger="nst_cli"):
         load_inputs(config)
     assert any("style image" in r.getMessage() and "1×1" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_resume_is_one_library_call_on_the_run_folder(tiny_config: Path, tmp_path: Path):
     seen: list[int] = []
     config = resolve_config(tiny_config, [], {"output": str(tmp_path / "run")})
@@ -428,8 +442,9 @@ def test_resume_is_one_library_call_on_the_run_folder(tiny_config: Path, tmp_pat
 def test_memory_low_is_offered_where_it_fits_and_then_accepted(
     tiny_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nst_cli.run import inputs as pipeline, memory
     from nst_cli.config.resolve import resolve_config
+    from nst_cli.run import inputs as pipeline
+    from nst_cli.run import memory
 
     # 64×48 content at 960 px: 691,200 px to optimise, the 40×40 style at 921,600 px.
     # normal: 1 GiB + 691,200 × 3500 B + 921,600 × 1000 B = 4.11 GiB; low: 3.59 GiB.

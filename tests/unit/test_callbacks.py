@@ -122,7 +122,6 @@ def test_frames_are_written_while_the_run_goes_on_and_errors_still_surface(
     import time
 
     import nst_cli.run.recording as callbacks
-
     from nst_cli.errors import OutputError
 
     release = threading.Event()

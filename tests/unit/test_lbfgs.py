@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_cli.core import lbfgs, pyramid as pyramid_module
+from nst_cli.core import lbfgs
+from nst_cli.core import pyramid as pyramid_module
 from nst_cli.core.lbfgs import ProjectedLBFGS
 from nst_cli.core.pyramid import pyramid
 

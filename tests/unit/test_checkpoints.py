@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nst_cli.config.resolve import resolve_config
 from nst_cli import stylize
+from nst_cli.config.resolve import resolve_config
 from nst_cli.core.lbfgs import ProjectedLBFGS
 from nst_cli.io.checkpoints import (
     COMPACT_PAIRS,
@@ -75,6 +75,7 @@ def _run(tiny_config: Path, output: Path, mode: str, **overrides):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("mode", "most", "least"), [("compact", 64, 40), ("exact", 600, 200)])
 def test_checkpoint_bytes_per_pixel(
     tiny_config: Path, tmp_path: Path, mode: str, most: int, least: int
@@ -87,6 +88,7 @@ def test_checkpoint_bytes_per_pixel(
     assert least <= per_pixel <= most, per_pixel
 
 
+@pytest.mark.slow
 def test_compact_resume_ends_within_the_stated_tolerance(tiny_config: Path, tmp_path: Path):
     straight = stylize(_run(tiny_config, tmp_path / "straight", "compact", seed=5))
     seen: list[int] = []
@@ -101,6 +103,7 @@ def test_compact_resume_ends_within_the_stated_tolerance(tiny_config: Path, tmp_
     assert abs(a - b) <= COMPACT_RESUME_TOLERANCE * a, (a, b)
 
 
+@pytest.mark.slow
 def test_checkpoint_off_writes_none_and_resume_says_why(tiny_config: Path, tmp_path: Path):
     config = _run(tiny_config, tmp_path / "off", "off")
     result = stylize(config)

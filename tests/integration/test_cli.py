@@ -11,9 +11,9 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from nst_cli.config.resolve import resolve_config
 from nst_cli import stylize
 from nst_cli.cli.base import app
+from nst_cli.config.resolve import resolve_config
 
 runner = CliRunner()
 
@@ -32,6 +32,7 @@ def pixels(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
 
 
+@pytest.mark.slow
 def test_stylize_end_to_end(tiny_config: Path, tmp_path: Path, content_path: Path) -> None:
     out = tmp_path / "run"
     code, output = run_cli("stylize", "--config", str(tiny_config), "--output", str(out))
@@ -58,6 +59,7 @@ def test_stylize_end_to_end(tiny_config: Path, tmp_path: Path, content_path: Pat
     assert f"on cpu ({saved['run']['precision']})" in output
 
 
+@pytest.mark.slow
 def test_set_overrides_and_adam(tiny_config: Path, tmp_path: Path) -> None:
     out = tmp_path / "adam"
     code, output = run_cli(
@@ -73,6 +75,7 @@ def test_set_overrides_and_adam(tiny_config: Path, tmp_path: Path) -> None:
     assert rows[-1]["total"] < rows[0]["total"]
 
 
+@pytest.mark.slow
 def test_no_config_file_needed(content_path: Path, style_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "flags"
     code, output = run_cli(
@@ -92,6 +95,7 @@ def test_print_config_shows_resolved_defaults(tiny_config: Path) -> None:
     assert data["optimizer"]["name"] == "lbfgs"
 
 
+@pytest.mark.slow
 def test_same_seed_same_image_on_cpu(tiny_config: Path, tmp_path: Path) -> None:
     config = resolve_config(tiny_config, ["init=noise", "steps=3", "seed=5"])
     first = stylize(config.model_copy(update={"output": tmp_path / "a"}))
@@ -110,6 +114,7 @@ def test_python_api_returns_result(tiny_config: Path, tmp_path: Path) -> None:
     assert result.seconds > 0
 
 
+@pytest.mark.slow
 def test_save_every_larger_than_steps(tiny_config: Path, tmp_path: Path) -> None:
     out = tmp_path / "sparse"
     code, _ = run_cli(
@@ -155,6 +160,7 @@ def test_help_lists_the_three_commands() -> None:
         assert command in output
 
 
+@pytest.mark.slow
 def test_small_content_is_upscaled_with_a_warning(style_path: Path, tmp_path: Path) -> None:
     small = tmp_path / "small.png"
     Image.new("RGB", (12, 10), (90, 120, 200)).save(small)
@@ -186,6 +192,8 @@ def test_torchvision_weights_offline_is_one_clear_line(
     assert "Traceback" not in output
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_commands_import_only_what_they_need(tiny_config: Path, tmp_path: Path) -> None:
     """Start-up is seconds of every command: stylize imports neither torchvision.models (~3 s)
     nor torch._dynamo (~2 s, what torch.optim.Optimizer pulls in) nor sympy (~0.6 s, what
@@ -214,6 +222,8 @@ def test_commands_import_only_what_they_need(tiny_config: Path, tmp_path: Path) 
     assert imported("gif", str(out)) == "[]"
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "param, says",
     [
@@ -267,6 +277,7 @@ def test_a_spinner_covers_loading_torch_in_a_terminal_only(
     assert shown(terminal=True) == ""  # already loaded: nothing to wait for
 
 
+@pytest.mark.slow
 def test_existing_run_folder_is_never_overwritten_silently(
     tiny_config: Path, tmp_path: Path
 ) -> None:
@@ -308,6 +319,7 @@ def test_help_has_panels_defaults_examples_and_short_flag() -> None:
     assert "default: 512" in output and "default: balanced" in output
 
 
+@pytest.mark.subprocess
 def test_help_and_print_config_do_not_import_torch(tiny_config: Path) -> None:
     import subprocess
     import sys
@@ -350,6 +362,7 @@ def test_layers_command_lists_every_layer_and_the_defaults() -> None:
     assert lines["pool5"].split()[1] == "32"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["result.png", "result.jpg"])
 def test_output_image_path_writes_it_and_keeps_the_run_folder_beside(
     tiny_config: Path, tmp_path: Path, name: str
