@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from nst_cli.run.models import ModelCache
-from nst_cli.config.resolve import resolve_config
 from nst_cli import stylize
+from nst_cli.config.resolve import resolve_config
+from nst_cli.run.models import ModelCache
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 

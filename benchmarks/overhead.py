@@ -36,9 +36,11 @@ import torch  # noqa: E402
 from compare import J_SETTINGS, j_objective  # noqa: E402
 
 from nst_cli import stylize
-from nst_cli.core import lbfgs
 from nst_cli.config.resolve import resolve_config
-from nst_cli.core import optimize  # noqa: E402
+from nst_cli.core import (
+    lbfgs,
+    optimize,  # noqa: E402
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

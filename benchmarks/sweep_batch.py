@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nst_cli.sweep.grid import parse_param
 from nst_cli.sweep.execute import run_sweep
+from nst_cli.sweep.grid import parse_param
 from nst_cli.sweep.plan import plan_sweep
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

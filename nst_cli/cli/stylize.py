@@ -251,8 +251,8 @@ def stylize(
 
         live: list[Any] = []
         if preview:
-            from nst_cli.io.rundir import RunDir
             from nst_cli.cli.preview import Preview
+            from nst_cli.io.rundir import RunDir
 
             live.append(Preview(RunDir(resolved.output_dir)).start())
             err_console.print(f"[bold]preview[/] {live[0].url}", highlight=False)

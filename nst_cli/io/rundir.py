@@ -154,7 +154,9 @@ class RunDir:
                 "it to finish or choose another --output"
             ) from None
         except OSError as exc:
-            raise OutputError(f"{path}: cannot create the run lock ({describe_os_error(exc)})") from None
+            raise OutputError(
+                f"{path}: cannot create the run lock ({describe_os_error(exc)})"
+            ) from None
         try:
             yield
         finally:
