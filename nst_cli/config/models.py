@@ -6,14 +6,12 @@ set by a flag gets exactly the same checks and messages as the same value in a f
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     StrictBool,
     field_validator,
@@ -21,40 +19,27 @@ from pydantic import (
 )
 
 from nst_cli.config.choices import (
-    DEFAULT_CONTENT_LAYERS,
-    DEFAULT_LR,
     DEFAULT_PRESET,
-    DEFAULT_STYLE_LAYERS,
     IMAGE_SUFFIXES,
     PRESETS,
-    WEIGHT_SOURCES,
     CheckpointMode,
     PresetName,
 )
-from nst_cli.config.docs import FIELD_DOCS, plain
 from nst_cli.config.overrides import deep_copy, has_path, set_by_path
-from nst_cli.core.layers import unknown_layer_message
+from nst_cli.config.sections import (
+    LayersConfig,
+    LossConfig,
+    ModelConfig,
+    OptimizerConfig,
+    Strict,
+    StyleImage,
+    WeightsConfig,
+    finite,
+)
 from nst_cli.core.schedule import Stage, auto_scales, split_steps
 from nst_cli.errors import ConfigError
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-def _finite(value: float, *, allow_zero: bool = True) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number (not NaN or inf)")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError("must be positive" if not allow_zero else "must be >= 0")
-    return value
-
-
-def _check_layer_map(value: dict[str, float]) -> dict[str, float]:
-    for name, weight in value.items():
-        message = unknown_layer_message(name)
-        if message:
-            raise ValueError(message)
-        _finite(weight)
-    return value
 
 
 #: A whole number given as a number (YAML `true` is not 1 step).
@@ -77,146 +62,107 @@ def _whole_numbers(value: Any, alternative: str) -> Any:
     return value
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class StyleImage(_Strict):
-    """One painting of a blend of styles."""
-
-    path: Path = Field(description="the style image")
-    weight: float = Field(
-        default=1.0, description="its share of the blend (weights are normalised)"
-    )
-    scale: float | None = Field(
-        default=None, description="its size relative to the output; null: style_scale"
-    )
-
-    @field_validator("weight")
-    @classmethod
-    def _weight(cls, value: float) -> float:
-        return _finite(value)
-
-    @field_validator("scale")
-    @classmethod
-    def _scale(cls, value: float | None) -> float | None:
-        return None if value is None else _finite(value, allow_zero=False)
-
-
-class LayersConfig(_Strict):
-    """Which VGG layers feed each loss, with a per-layer weight."""
-
-    content: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_CONTENT_LAYERS))
-    style: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_STYLE_LAYERS))
-
-    @field_validator("content")
-    @classmethod
-    def _content(cls, value: dict[str, float]) -> dict[str, float]:
-        return _check_layer_map(value)
-
-    @field_validator("style")
-    @classmethod
-    def _style(cls, value: dict[str, float]) -> dict[str, float]:
-        if not value:
-            raise ValueError("needs at least one layer, e.g. {relu1_1: 1.0}")
-        return _check_layer_map(value)
-
-
-class WeightsConfig(_Strict):
-    """Loss weights: total = content·L_content + style·L_style + tv·L_tv."""
-
-    content: float = 1.0
-    style: float = 2.0
-    tv: float = 0.0
-
-    @field_validator("content", "style", "tv")
-    @classmethod
-    def _weights(cls, value: float) -> float:
-        return _finite(value)
-
-
-class OptimizerConfig(_Strict):
-    """Which optimiser moves the pixels, and how fast."""
-
-    name: Literal["lbfgs", "adam"] = "lbfgs"
-    lr: float | None = Field(default=None, description="None = the optimiser's own default")
-    #: L-BFGS: curvature pairs kept (a checkpoint stores the newest few; see checkpoints.py).
-    history_size: Annotated[int, Field(strict=True, ge=1, le=1000)] = 20
-    #: L-BFGS: the largest RMS change of the pixels in one step (None: no limit).
-    trust_region: float | None = 0.05
-    #: L-BFGS: the curvature model's starting matrix (see lbfgs.pyramid; Config.preconditioner).
-    precondition: Literal["auto", "none", "pyramid", "light-pyramid"] = "auto"
-    #: L-BFGS: start each finer scale with the previous scale's curvature pairs, resized
-    #: (lbfgs.carry_history), rather than with none.
-    carry_history: bool = True
-
-    @field_validator("lr", "trust_region")
-    @classmethod
-    def _lr(cls, value: float | None) -> float | None:
-        return None if value is None else _finite(value, allow_zero=False)
-
-    @property
-    def effective_lr(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.name]
-
-
-class LossConfig(_Strict):
-    """How each layer's term is scaled (see losses.StyleTransferLoss)."""
-
-    normalize: bool = True
-    gram: Literal["mean", "sum"] = "mean"
-    style: Literal["gram", "wasserstein"] = "gram"
-
-
-class ModelConfig(_Strict):
-    """The frozen feature network."""
-
-    weights: str = "caffe"
-    pooling: Literal["max", "avg"] = "max"
-    preprocessing: Literal["auto", "caffe", "torchvision", "symmetric"] = "auto"
-
-    @field_validator("weights")
-    @classmethod
-    def _weights(cls, value: str) -> str:
-        if value in WEIGHT_SOURCES:
-            return value
-        if value.endswith((".pth", ".pt", ".bin")):
-            return value
-        raise ValueError(
-            f"'{value}' is not a weight source: use caffe, torchvision, random, "
-            "or a path to a .pth state dict"
-        )
-
-
-class Config(_Strict):
+class Config(Strict):
     """One stylisation run, fully specified."""
 
-    preset: PresetName = DEFAULT_PRESET
-    content: Path | None = None
-    style: Path | list[StyleImage] | None = None
-    masks: dict[Path, Annotated[int, Field(strict=True, ge=0)]] = Field(default_factory=dict)
-    output: Path | None = None
-    resolution: StrictPositiveInt = 512
-    scales: list[StrictPositiveInt] | Literal["auto"] = "auto"
-    style_scale: float = 1.0
-    style_resize: Literal["long_side", "content_shape"] = "long_side"
-    upsample: Literal["plain", "detail"] = "plain"
-    color: Literal["style", "luminance", "histogram"] = "style"
-    average: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    layers: LayersConfig = Field(default_factory=LayersConfig)
-    weights: WeightsConfig = Field(default_factory=WeightsConfig)
-    loss: LossConfig = Field(default_factory=LossConfig)
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    steps: StrictPositiveInt | list[StrictPositiveInt] = 160
-    save_every: StrictPositiveInt = 50
-    checkpoint: CheckpointMode = "compact"
-    precision: Literal["auto", "tf32", "fp32", "bf16"] = "auto"
-    memory: Literal["normal", "low"] = "normal"
-    compile: StrictBool = False
-    init: str = "content"
-    seed: Annotated[int, Field(strict=True, ge=0, lt=2**63)] = 0
-    device: str = "auto"
+    preset: PresetName = Field(
+        default=DEFAULT_PRESET,
+        description="`fast`, `balanced` or `quality`: sets `scales`, `steps` and `optimizer.name` together (table below); any of those keys given explicitly wins",
+    )
+    content: Path | None = Field(
+        default=None,
+        description="content image (the photo); a folder or a glob (`photos/*.jpg`) makes a batch, one run per image",
+    )
+    style: Path | list[StyleImage] | None = Field(
+        default=None,
+        description="style image (the painting), or a list of them to blend: paths or `{path, weight, scale}` (weights default 1 and are normalised; `scale` defaults to `style_scale`)",
+    )
+    masks: dict[Path, Annotated[int, Field(strict=True, ge=0)]] = Field(
+        default_factory=dict,
+        description="spatial control: mask image → index of a style in `style` (from 0), e.g. `{sky.png: 0, road.png: 1}`; a mask has the content's aspect ratio, white = this style, grey = partly, black = not; where no mask covers, only the content loss applies (Gram style loss only)",
+    )
+    output: Path | None = Field(default=None, description="run folder")
+    resolution: StrictPositiveInt = Field(
+        default=512, description="long side of the output in px; the content's aspect ratio is kept"
+    )
+    scales: list[StrictPositiveInt] | Literal["auto"] = Field(
+        default="auto",
+        description="coarse-to-fine: the long sides the run passes through, e.g. `[256, 512]`, increasing, each ≤ `resolution` (which is appended if the list stops short). `auto`: one scale up to 384 px, else from 256 px up to `resolution` in steps of about √2 (512 → 256, 362, 512)",
+    )
+    style_scale: float = Field(
+        default=1.0,
+        description="style image long side = scale × `style_scale`, aspect kept (never squashed to the content's shape)",
+    )
+    style_resize: Literal["long_side", "content_shape"] = Field(
+        default="long_side",
+        description="`long_side` (as above) or `content_shape`: the style is squashed to the content's exact shape (the seed recipe's way; `style_scale` is then unused)",
+    )
+    upsample: Literal["plain", "detail"] = Field(
+        default="plain",
+        description="how each finer scale starts: `plain` upsamples the result so far (bicubic); `detail` also adds the content's detail at the new size (the band the coarser image could not hold), so the finer scale starts sharp",
+    )
+    color: Literal["style", "luminance", "histogram"] = Field(
+        default="style",
+        description="`style`: the palette follows the painting; `luminance`: style transfer on luminance only, then the content's colours are put back; `histogram`: the style image's colours are first matched to the content's (mean and covariance in RGB)",
+    )
+    average: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        default=0.0,
+        description="`0.9`, say: frames and the final image are an exponential moving average of the iterates (weight of the past), smoother, mostly useful with Adam; `0` saves the iterate itself",
+    )
+    layers: LayersConfig = Field(
+        default_factory=LayersConfig,
+        description="Which VGG layers feed each loss, with a per-layer weight.",
+    )
+    weights: WeightsConfig = Field(
+        default_factory=WeightsConfig,
+        description="Loss weights: total = content·L_content + style·L_style + tv·L_tv.",
+    )
+    loss: LossConfig = Field(
+        default_factory=LossConfig,
+        description="How each layer's term is scaled (see losses.StyleTransferLoss).",
+    )
+    optimizer: OptimizerConfig = Field(
+        default_factory=OptimizerConfig,
+        description="Which optimiser moves the pixels, and how fast.",
+    )
+    model: ModelConfig = Field(
+        default_factory=ModelConfig, description="The frozen feature network."
+    )
+    steps: StrictPositiveInt | list[StrictPositiveInt] = Field(
+        default=160,
+        description="optimiser updates in all, shared among the scales so the last (full-size) one gets 70% of the time and the coarser ones equal parts of the rest (160 at 512 px → 60, 30, 70), or one number per scale, e.g. `[100, 40]`",
+    )
+    save_every: StrictPositiveInt = Field(
+        default=50,
+        description="a frame (and a checkpoint) every this many steps; larger than `steps` means only step 0",
+    )
+    checkpoint: CheckpointMode = Field(
+        default="compact",
+        description="`compact` (~60 B/px, resume within 2%), `exact` (~520 B/px, resume exact) or `off`",
+    )
+    precision: Literal["auto", "tf32", "fp32", "bf16"] = Field(
+        default="auto",
+        description="`auto` (`tf32` on CUDA, `bf16` on a CPU with bfloat16 matrix units (Intel AMX), `fp32` elsewhere; config.yaml's `run:` says which), `tf32` (float32, TensorFloat-32 matmuls/convolutions on CUDA; plain float32 elsewhere), `fp32` (strict float32), `bf16` (the network in bfloat16, as under autocast; Grams and losses stay float32)",
+    )
+    memory: Literal["normal", "low"] = Field(
+        default="normal",
+        description="`low` recomputes each VGG block's interior in the backward pass (activation checkpointing) instead of storing it, and keeps the L-BFGS history in float16, and memory freed by a step goes back to the system rather than being kept for the next: less memory, more time (see Performance)",
+    )
+    compile: StrictBool = Field(
+        default=False,
+        description="`true` runs the network through `torch.compile` (a one-off warm-up per size, shown in the summary)",
+    )
+    init: str = Field(
+        default="content",
+        description="`content`, `noise` (seeded uniform noise), `style`, or an image path (at the first scale)",
+    )
+    seed: Annotated[int, Field(strict=True, ge=0, lt=2**63)] = Field(
+        default=0, description="random seed; same config + seed on CPU gives the same image"
+    )
+    device: str = Field(
+        default="auto",
+        description="`auto` (cuda, then mps, then cpu), `cpu`, `cuda`, `cuda:N`, `mps`",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -340,7 +286,7 @@ class Config(_Strict):
     @field_validator("style_scale")
     @classmethod
     def _style_scale(cls, value: float) -> float:
-        return _finite(value, allow_zero=False)
+        return finite(value, allow_zero=False)
 
     @field_validator("device")
     @classmethod
@@ -412,18 +358,3 @@ class Config(_Strict):
     def to_yaml_dict(self) -> dict[str, Any]:
         """Plain, YAML-safe dict of every setting (defaults filled in)."""
         return self.model_dump(mode="json")
-
-
-def _describe(model: type[BaseModel], prefix: str = "") -> None:
-    """Give every field its description from config_docs.FIELD_DOCS (sections: their doc)."""
-    for name, info in model.model_fields.items():
-        section = info.annotation
-        if isinstance(section, type) and issubclass(section, BaseModel):
-            info.description = (section.__doc__ or "").strip().splitlines()[0]
-            _describe(section, f"{prefix}{name}.")
-        else:
-            info.description = plain(FIELD_DOCS[f"{prefix}{name}"][1])
-    model.model_rebuild(force=True)
-
-
-_describe(Config)

@@ -1,0 +1,186 @@
+"""The sections of a config (layers, weights, optimizer, loss, model) and one style of a blend: each key's type, bounds and meaning."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+)
+
+from nst_cli.config.choices import (
+    DEFAULT_CONTENT_LAYERS,
+    DEFAULT_LR,
+    DEFAULT_STYLE_LAYERS,
+    WEIGHT_SOURCES,
+)
+from nst_cli.core.layers import unknown_layer_message
+
+
+def finite(value: float, *, allow_zero: bool = True) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number (not NaN or inf)")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError("must be positive" if not allow_zero else "must be >= 0")
+    return value
+
+
+def check_layer_map(value: dict[str, float]) -> dict[str, float]:
+    for name, weight in value.items():
+        message = unknown_layer_message(name)
+        if message:
+            raise ValueError(message)
+        finite(weight)
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StyleImage(Strict):
+    """One painting of a blend of styles."""
+
+    path: Path = Field(description="the style image")
+    weight: float = Field(
+        default=1.0, description="its share of the blend (weights are normalised)"
+    )
+    scale: float | None = Field(
+        default=None, description="its size relative to the output; null: style_scale"
+    )
+
+    @field_validator("weight")
+    @classmethod
+    def _weight(cls, value: float) -> float:
+        return finite(value)
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, value: float | None) -> float | None:
+        return None if value is None else finite(value, allow_zero=False)
+
+
+class LayersConfig(Strict):
+    """Which VGG layers feed each loss, with a per-layer weight."""
+
+    content: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_CONTENT_LAYERS),
+        description="VGG layer → weight for the content loss (may be `{}` for pure texture synthesis)",
+    )
+    style: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_STYLE_LAYERS),
+        description="VGG layer → weight for the style loss (at least one); with `loss.normalize` unit weights are balanced",
+    )
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: dict[str, float]) -> dict[str, float]:
+        return check_layer_map(value)
+
+    @field_validator("style")
+    @classmethod
+    def _style(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("needs at least one layer, e.g. {relu1_1: 1.0}")
+        return check_layer_map(value)
+
+
+class WeightsConfig(Strict):
+    """Loss weights: total = content·L_content + style·L_style + tv·L_tv."""
+
+    content: float = Field(default=1.0, description="α")
+    style: float = Field(default=2.0, description="β")
+    tv: float = Field(default=0.0, description="γ, total-variation smoothing")
+
+    @field_validator("content", "style", "tv")
+    @classmethod
+    def _weights(cls, value: float) -> float:
+        return finite(value)
+
+
+class OptimizerConfig(Strict):
+    """Which optimiser moves the pixels, and how fast."""
+
+    name: Literal["lbfgs", "adam"] = Field(
+        default="lbfgs", description="`lbfgs` (projected L-BFGS, see below) or `adam`"
+    )
+    lr: float | None = Field(
+        default=None,
+        description="step size (the image is RGB in [0, 1]); an explicit lr far outside the optimiser's range is warned about",
+    )
+    #: L-BFGS: curvature pairs kept (a checkpoint stores the newest few; see checkpoints.py).
+    history_size: Annotated[int, Field(strict=True, ge=1, le=1000)] = Field(
+        default=20, description="L-BFGS curvature pairs kept"
+    )
+    #: L-BFGS: the largest RMS change of the pixels in one step (None: no limit).
+    trust_region: float | None = Field(
+        default=0.05, description="L-BFGS: largest RMS pixel change in one step (`null`: none)"
+    )
+    #: L-BFGS: the curvature model's starting matrix (see lbfgs.pyramid; Config.preconditioner).
+    precondition: Literal["auto", "none", "pyramid", "light-pyramid"] = Field(
+        default="auto",
+        description="L-BFGS: `pyramid` starts each step's curvature model from one that moves coarse structure first (coarse grids boosted by their cell size), `light-pyramid` from the same with a quarter of the boost, `none` from the identity; `auto`: `pyramid` on the first scale, `light-pyramid` on later ones, `none` with `masks` (see How the defaults were chosen)",
+    )
+    #: L-BFGS: start each finer scale with the previous scale's curvature pairs, resized
+    #: (lbfgs.carry_history), rather than with none.
+    carry_history: bool = Field(
+        default=True,
+        description="L-BFGS, coarse to fine: each finer scale starts with the previous scale's curvature pairs, resized to it, instead of none (no change to the pictures; 2% lower raw objective at 448 px, see Performance)",
+    )
+
+    @field_validator("lr", "trust_region")
+    @classmethod
+    def _lr(cls, value: float | None) -> float | None:
+        return None if value is None else finite(value, allow_zero=False)
+
+    @property
+    def effective_lr(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.name]
+
+
+class LossConfig(Strict):
+    """How each layer's term is scaled (see losses.StyleTransferLoss)."""
+
+    normalize: bool = Field(
+        default=True,
+        description="every term a relative error (see the formulas), so one β means the same on any weights, size and pair; `false`: the raw means, comparable with other tools",
+    )
+    gram: Literal["mean", "sum"] = Field(
+        default="mean",
+        description="`mean`: G = F·Fᵀ/(C·H·W); `sum`: G = F·Fᵀ with the layer loss divided by C·H·W (the seed recipe). With `normalize` both give the same run",
+    )
+    style: Literal["gram", "wasserstein"] = Field(
+        default="gram",
+        description="the style statistic: `gram` (Gram matrices, Gatys et al.) or `wasserstein` (each layer's feature mean and covariance, matched by the 2-Wasserstein distance between Gaussians; see Creative control)",
+    )
+
+
+class ModelConfig(Strict):
+    """The frozen feature network."""
+
+    weights: str = Field(
+        default="caffe",
+        description="`caffe`, `torchvision`, `random`, or a path to a `.pth` state dict",
+    )
+    pooling: Literal["max", "avg"] = Field(default="max", description="`max` or `avg`")
+    preprocessing: Literal["auto", "caffe", "torchvision", "symmetric"] = Field(
+        default="auto",
+        description="`auto`, `caffe`, `torchvision`, or `symmetric` ((x − 0.5)/0.5, the seed recipe's): the input convention of the weights",
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: str) -> str:
+        if value in WEIGHT_SOURCES:
+            return value
+        if value.endswith((".pth", ".pt", ".bin")):
+            return value
+        raise ValueError(
+            f"'{value}' is not a weight source: use caffe, torchvision, random, "
+            "or a path to a .pth state dict"
+        )
