@@ -83,7 +83,22 @@ def resolve_config(
     sets: Sequence[str] = (),
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Merge file, `--set` items and flag overrides (dotted keys), validate once."""
+    """Merge a config file, `--set` items and flag overrides, and validate once.
+
+    Precedence: defaults < file < `sets` < `overrides`, so a flag gets exactly the checks and
+    messages the same key in a file gets.
+
+    Args:
+        path: a YAML config, or a PNG nst wrote (its embedded settings); None: defaults only.
+        sets: `key.path=value` items, each value read as YAML (`--set`).
+        overrides: dotted keys -> values from flags; None values are skipped.
+
+    Returns:
+        The validated Config (relative input paths resolved against the file's folder).
+
+    Raises:
+        ConfigError: one line naming the file, the key and what to do.
+    """
     data: dict[str, Any] = {}
     source = "config"
     if path is not None:
@@ -136,8 +151,17 @@ def shrink(config: Config) -> Config:
 def resume_config(
     run_dir: Path, sets: Sequence[str] = (), overrides: Mapping[str, Any] | None = None
 ) -> Config:
-    """The config that continues the run in `run_dir`: its own config.yaml, with `sets` and
-    `overrides` on top (only RESUMABLE_KEYS may differ; stylize checks that)."""
+    """The config that continues the run in `run_dir`: its own config.yaml, with changes.
+
+    Args:
+        run_dir: an nst run folder (holds config.yaml).
+        sets: `key.path=value` items on top (only steps, save_every, checkpoint and device may
+            change; stylize refuses others).
+        overrides: dotted keys -> values from flags, likewise.
+
+    Returns:
+        The run's config, its output pointing at `run_dir`.
+    """
     output = (overrides or {}).get("output")
     if output is not None and Path(output).resolve() != Path(run_dir).resolve():
         raise ConfigError(
@@ -147,7 +171,7 @@ def resume_config(
     if not (Path(run_dir) / "config.yaml").is_file():
         if (Path(run_dir) / "sweep.yaml").is_file():
             raise ConfigError(
-                f"--resume {run_dir}: a sweep or batch folder; run the command that made it "
+                f"--resume {run_dir}: a sweep or folder-run folder; run the command that made it "
                 f"again to continue it, or resume one of its runs (--resume {run_dir}/RUN)"
             )
         raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it an nst run folder?")

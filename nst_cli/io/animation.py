@@ -137,7 +137,24 @@ def make_animation(
     loop: int = 0,
     label: bool = False,
 ) -> AnimationResult:
-    """Write an animation of a run's frames; returns where and how big."""
+    """Write an animation of a run's frames (`nst gif`).
+
+    Args:
+        source: a run folder (its frames/) or a folder of frames, ordered by step number.
+        output: a .gif, .mp4 or .webm path (None: optimization.gif in the run folder).
+        fps: frames per second (ignored with `duration`).
+        duration: seconds for the whole animation.
+        hold_last: seconds the final image stays on screen.
+        size: long side in px (aspect kept; None: the frames' own size).
+        loop: GIF loop count (0: forever).
+        label: draw the step number in a corner.
+
+    Returns:
+        Where the animation is, how many frames it shows, its size in bytes and pixels.
+
+    Raises:
+        ImageError: a bad option, no frames, or an animation too large to encode.
+    """
     for name, value in (("--fps", fps), ("--duration", duration), ("--hold-last", hold_last)):
         if value is not None and not math.isfinite(value):
             raise ImageError(f"{name} {value}: must be a finite number of seconds or frames")

@@ -56,21 +56,53 @@ def stylize(
     overwrite: bool = False,
     allow_large: bool = False,
     cache: ModelCache | None = None,
-    recorded: Config | None = None,
 ) -> StylizeResult:
-    """Run one stylisation and write its run folder; returns where things are and the losses.
+    """Run one stylisation and write its run folder (`nst stylize`).
 
-    `config` is a Config or a config file's path; with `resume=True` it may also be a run
-    folder, which continues that run with its own settings (`nst stylize --resume DIR`).
-    `recorded` is the config written into config.yaml and the PNGs when `config` is a
-    relocated copy of it: a run shipped to another machine reads its inputs and writes its
-    folder in a scratch directory there, but records the paths its user gave."""
+    Whatever happens (finished, Ctrl-C through `should_stop`, NaN, disk full), the newest good
+    image, the frames and the loss log already written are kept, and config.yaml says how the
+    run ended.
+
+    Args:
+        config: a Config, or a config file's path; with `resume=True` also a run folder, which
+            continues that run with its own settings (`nst stylize --resume DIR`).
+        callbacks: called with a StepEvent after every step (progress, previews).
+        should_stop: polled after every step; True ends the run there, everything saved.
+        resume: continue the run in the output folder from its checkpoint.
+        overwrite: replace the run (nst's own files only) in the output folder.
+        allow_large: accept images over the size and memory limits.
+        cache: a ModelCache shared between runs, so the network and style targets load once.
+
+    Returns:
+        Where the run folder and final image are, its status, losses and timing.
+
+    Raises:
+        NSTError: a bad input, a refused folder or a failed run, in one line.
+    """
     if not isinstance(config, Config):
         is_run_dir = resume and Path(config).is_dir()
         config = resume_config(Path(config)) if is_run_dir else resolve_config(config)
-    prepared = _prepare(
-        config, resume, overwrite, allow_large, cache or ModelCache(), recorded or config
-    )
+    return stylize_relocated(
+        config, config, callbacks=callbacks, should_stop=should_stop, resume=resume,
+        overwrite=overwrite, allow_large=allow_large, cache=cache,
+    )  # fmt: skip
+
+
+def stylize_relocated(
+    config: Config,
+    recorded: Config,
+    *,
+    callbacks: Sequence[Callback] = (),
+    should_stop: Callable[[], bool] = lambda: False,
+    resume: bool = False,
+    overwrite: bool = False,
+    allow_large: bool = False,
+    cache: ModelCache | None = None,
+) -> StylizeResult:
+    """`stylize` for a run whose inputs and folder were moved (a Ray worker's scratch copy):
+    it reads and writes where `config` says, and records `recorded` (the user's own paths) in
+    config.yaml and the PNGs, so the folder it sends back is the one a local run writes."""
+    prepared = _prepare(config, resume, overwrite, allow_large, cache or ModelCache(), recorded)
     run_dir = prepared.run_dir
     with run_dir.lock():
         # Checked again under the lock: another process may have written a run here meanwhile.

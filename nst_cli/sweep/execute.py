@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -23,8 +24,65 @@ from nst_cli.sweep.report import summary_row, write_reports
 log = logging.getLogger(__name__)
 
 
-#: Where the runs of a sweep or batch execute: here (one by one or batched), or as Ray tasks.
+#: Where the runs of a sweep or folder run execute: here (one by one or batched), or as Ray tasks.
 EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class SweepHooks:
+    """What an executor reports to, whatever runs the runs."""
+
+    #: The callbacks (StepEvent -> None) of run i.
+    callbacks_for: Callable[[int, PlannedRun], Sequence[Any]] = lambda i, run: ()
+    #: Polled between steps and runs: True stops everything, all saved.
+    should_stop: Callable[[], bool] = lambda: False
+    #: Called once per run when it ends (or was already done): its result, if it ran here.
+    on_run_done: Callable[[int, PlannedRun, StylizeResult | None], None] = lambda i, r, res: None
+    allow_large: bool = False
+
+
+class Executor(Protocol):
+    """Runs a sweep's planned runs. `run` calls `started()` once it is able to run them (Ray:
+    once connected, so a cluster that cannot be reached leaves no sweep.yaml behind), then
+    runs every run not already done, setting each run's state and reporting through `hooks`."""
+
+    def run(
+        self, runs: Sequence[PlannedRun], hooks: SweepHooks, started: Callable[[], None]
+    ) -> None: ...
+
+
+@dataclass
+class LocalExecutor:
+    """The runs in this process, sharing the network and style targets: one after another,
+    or up to `batch` at a time where they can share a batch (None: see plan_batches)."""
+
+    batch: int | None = None
+
+    def run(
+        self, runs: Sequence[PlannedRun], hooks: SweepHooks, started: Callable[[], None]
+    ) -> None:
+        started()
+        _run_here(
+            runs, hooks.callbacks_for, hooks.should_stop, hooks.on_run_done, hooks.allow_large,
+            self.batch,
+        )  # fmt: skip
+
+
+def make_executor(
+    name: str, *, address: str | None = None, task_cpus: int = 1, batch: int | None = None
+) -> Executor:
+    """The executor a sweep asked for by name, its options checked (one line each)."""
+    if name not in EXECUTORS:
+        raise ConfigError(f"--executor {name}: use {' or '.join(EXECUTORS)}")
+    if batch is not None and batch < 1:
+        raise ConfigError(f"--batch {batch}: give 1 (one run at a time) or more")
+    if name == "local":
+        return LocalExecutor(batch)
+    if batch not in (None, 1):
+        raise ConfigError("--batch: Ray runs each run as its own task; use --executor local")
+    from nst_cli.sweep.ray_executor import RayExecutor  # Ray: an optional extra
+
+    return RayExecutor(address, task_cpus)
 
 
 def run_sweep(
@@ -40,30 +98,31 @@ def run_sweep(
     task_cpus: int = 1,
     batch: int | None = None,
 ) -> SweepOutcome:
-    """Run every planned run not already done, then write grid.png, summary.csv and
-    index.html. A run that fails is reported (run.state "failed", run.error) and the others
-    go on. `executor="ray"` runs them as Ray tasks (see nst_cli.sweep.ray_executor), the same call each,
-    a CPU task with `task_cpus` threads. Locally, runs that can share a batch are optimised
-    together, up to `batch` at a time (None: see plan_batches)."""
-    if executor not in EXECUTORS:
-        raise ConfigError(f"--executor {executor}: use {' or '.join(EXECUTORS)}")
-    if batch is not None and batch < 1:
-        raise ConfigError(f"--batch {batch}: give 1 (one run at a time) or more")
-    if executor == "ray" and batch not in (None, 1):
-        raise ConfigError("--batch: Ray runs each run as its own task; use --executor local")
-    outcome = SweepOutcome(root, list(runs))
-    if executor == "ray":
-        from nst_cli.sweep.ray_executor import ray_session, run_on_ray
+    """Run every planned run not already done, then write grid.png, summary.csv and index.html.
 
-        with ray_session(address) as ray:
-            write_manifest(root, runs)
-            run_on_ray(
-                ray, runs, callbacks_for=callbacks_for, should_stop=should_stop,
-                on_run_done=on_run_done, allow_large=allow_large, task_cpus=task_cpus,
-            )  # fmt: skip
-    else:
-        write_manifest(root, runs)
-        _run_here(runs, callbacks_for, should_stop, on_run_done, allow_large, batch)
+    A run that fails is reported (run.state "failed", run.error) and the others go on.
+
+    Args:
+        root: the sweep's folder (sweep.yaml and the reports go there).
+        runs: the plan, from plan_sweep, plan_grid or plan_folder.
+        callbacks_for: the step callbacks of run i (progress bars).
+        should_stop: polled between steps; True stops every run, all saved.
+        on_run_done: called as each run ends.
+        allow_large: accept images over the size and memory limits.
+        executor: "local" (this process) or "ray" (one Ray task per run, see
+            nst_cli.sweep.ray_executor).
+        address: the Ray cluster to join (None: a local instance).
+        task_cpus: threads of each Ray task.
+        batch: locally, how many runs that can share a batch are optimised together (None:
+            see plan_batches).
+
+    Returns:
+        The sweep's outcome: its runs with their states and the summary rows.
+    """
+    chosen = make_executor(executor, address=address, task_cpus=task_cpus, batch=batch)
+    outcome = SweepOutcome(root, list(runs))
+    hooks = SweepHooks(callbacks_for, should_stop, on_run_done, allow_large)
+    chosen.run(runs, hooks, started=lambda: write_manifest(root, runs))
     outcome.rows = [summary_row(run) for run in runs]
     write_reports(outcome, runs)
     return outcome

@@ -69,7 +69,20 @@ def plan_sweep(
     overwrite: bool = False,
     allow_large: bool = False,
 ) -> tuple[Path, list[PlannedRun]]:
-    """Resolve and validate every run of the grid before any of them starts."""
+    """Resolve and validate every run of a grid before any of them starts.
+
+    Args:
+        config_path: the base config (None: defaults and flags only).
+        params: the swept keys and their values (parse_param); the runs are their product.
+        sets: `key.path=value` items applied to every run.
+        overrides: dotted keys -> values from flags, for every run.
+        output: the sweep's folder (None: from the config's name).
+        overwrite: replace another sweep recorded in that folder.
+        allow_large: accept images over the size and memory limits.
+
+    Returns:
+        The sweep's folder and its planned runs (for run_sweep).
+    """
     root, grid = sweep_grid(config_path, params, sets, overrides, output)
     return root, plan_grid(root, grid, overwrite=overwrite, allow_large=allow_large)
 
@@ -131,9 +144,22 @@ def plan_folder(
     overwrite: bool = False,
     allow_large: bool = False,
 ) -> tuple[Path, list[PlannedRun]]:
-    """Every image of a content folder or glob as one run (folders named by the images'
-    stems) with the same settings. An image that cannot be used is planned as a failed run,
-    reported at the end, and does not stop the others."""
+    """Every image of a content folder or glob as one run (a folder run), same settings.
+
+    Run folders are named by the images' stems. An image that cannot be used is planned as a
+    failed run, reported at the end, and does not stop the others.
+
+    Args:
+        config_path: the config whose `content` is a folder or a glob (None: flags only).
+        sets: `key.path=value` items for every run.
+        overrides: dotted keys -> values from flags (`content` among them).
+        output: the folder run's folder (None: from the config's name).
+        overwrite: replace another sweep recorded in that folder.
+        allow_large: accept images over the size and memory limits.
+
+    Returns:
+        The folder and its planned runs (for run_sweep).
+    """
     base = resolve_config(config_path, sets, overrides)
     files = content_files(base.content)
     if files is None:

@@ -12,6 +12,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nst_cli.config.models import Config
@@ -122,6 +123,24 @@ def ray_session(address: str | None) -> Iterator[Any]:
     finally:
         if started:
             ray.shutdown()
+
+
+@dataclass
+class RayExecutor:
+    """Each run as one Ray task on the cluster at `address` (None: a local instance), with
+    `task_cpus` threads; the sweep's executor for `--executor ray`."""
+
+    address: str | None = None
+    task_cpus: int = 1
+
+    def run(self, runs: Sequence[PlannedRun], hooks: Any, started: Callable[[], None]) -> None:
+        with ray_session(self.address) as ray:
+            started()
+            run_on_ray(
+                ray, runs, callbacks_for=hooks.callbacks_for, should_stop=hooks.should_stop,
+                on_run_done=hooks.on_run_done, allow_large=hooks.allow_large,
+                task_cpus=self.task_cpus,
+            )  # fmt: skip
 
 
 def run_on_ray(

@@ -22,7 +22,7 @@ from nst_cli.errors import ConfigError, NSTError
 from nst_cli.io.files import write_bytes
 from nst_cli.io.rundir import LOCK_NAME, RunDir
 from nst_cli.run.models import ModelCache
-from nst_cli.run.stylize import stylize
+from nst_cli.run.stylize import stylize_relocated
 from nst_cli.sweep.plan import PlannedRun
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,8 @@ def execute_task(
     logger.addHandler(captured)
     status, error = "failed", None
     try:
-        result = stylize(
-            relocate(task.config, local, run_root), recorded=task.config,
+        result = stylize_relocated(
+            relocate(task.config, local, run_root), task.config,
             callbacks=[progress] if progress else [], should_stop=should_stop, resume=task.resume,
             overwrite=task.overwrite, allow_large=task.allow_large, cache=cache,
         )  # fmt: skip

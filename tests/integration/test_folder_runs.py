@@ -133,7 +133,7 @@ def test_resuming_a_batch_folder_says_how_to_continue_it(tmp_path: Path) -> None
     (tmp_path / "album_out" / "sweep.yaml").write_text("runs: {}\n")
     result = runner.invoke(app, ["stylize", "--resume", str(tmp_path / "album_out")])
     assert result.exit_code == 2
-    assert "a sweep or batch folder; run the command that made it again" in result.output
+    assert "a sweep or folder-run folder; run the command that made it again" in result.output
 
 
 def test_one_run_refuses_a_folder_and_says_what_runs_a_batch(album: Path, tmp_path: Path) -> None:

@@ -195,3 +195,34 @@ def test_a_bf16_gram_is_the_float32_gram_of_the_same_values_with_a_bf16_gradient
     assert wasserstein_loss(half, gaussian).item() == pytest.approx(
         wasserstein_loss(wide, gaussian).item(), rel=1e-4
     )
+
+
+def test_each_statistic_brings_its_own_style_term() -> None:
+    """style_term picks the term by the target's statistic, and each term scales the raw
+    distance the way its statistic asks: Gram over its norm; Wasserstein over its norm and
+    times WASSERSTEIN_SCALE (computed here by hand from the raw distances)."""
+    from nst_cli.core.losses.gram import GramTerm, style_loss
+    from nst_cli.core.losses.total import style_term
+    from nst_cli.core.losses.wasserstein import (
+        WASSERSTEIN_SCALE,
+        WassersteinTerm,
+        gaussian_target,
+        wasserstein_loss,
+    )
+
+    torch.manual_seed(0)
+    features, style = torch.rand(1, 4, 5, 7), torch.rand(1, 4, 6, 3)
+    norm = torch.tensor(0.37)
+    gram = style_term(gram_matrix(style), normalize=True, norm=norm)
+    assert isinstance(gram, GramTerm)
+    expected = torch.mean((gram_matrix(features) - gram_matrix(style)) ** 2) / 0.37
+    assert torch.allclose(gram(features), expected)
+    gaussian = gaussian_target(style)
+    wasserstein = style_term(gaussian, normalize=True, norm=norm)
+    assert isinstance(wasserstein, WassersteinTerm)
+    raw = wasserstein_loss(features, gaussian)
+    assert torch.allclose(wasserstein(features), raw / 0.37 * WASSERSTEIN_SCALE)
+    assert torch.equal(style_term(gaussian, normalize=False)(features), raw)
+    assert torch.equal(
+        style_term(gram_matrix(style), False)(features), style_loss(features, gram_matrix(style))
+    )

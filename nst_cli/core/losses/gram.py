@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -84,3 +85,19 @@ def style_loss(
         _, channels, height, width = features.shape
         return loss / (channels * height * width)
     return loss
+
+
+@dataclass
+class GramTerm:
+    """One layer's Gram style term. With `norm` (normalised losses) it is the raw distance
+    over that divisor; otherwise mean((G − A)²), over the target's power if `normalize`."""
+
+    target: torch.Tensor
+    form: str = "mean"
+    normalize: bool = False
+    norm: torch.Tensor | None = None
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        if self.norm is not None:
+            return style_loss(features, self.target, form=self.form) / self.norm
+        return style_loss(features, self.target, self.normalize, self.form)

@@ -10,12 +10,12 @@ from torch import nn
 
 from nst_cli.core.losses.common import widened
 from nst_cli.core.losses.content import content_loss, tv_loss
-from nst_cli.core.losses.gram import gram_matrix, style_loss
+from nst_cli.core.losses.gram import GramTerm, gram_matrix, style_loss
 from nst_cli.core.losses.guided import Region
 from nst_cli.core.losses.values import LossTerms
 from nst_cli.core.losses.wasserstein import (
-    WASSERSTEIN_SCALE,
     GaussianTarget,
+    WassersteinTerm,
     gaussian_power,
     gaussian_target,
     wasserstein_loss,
@@ -80,6 +80,11 @@ class StyleTransferLoss(nn.Module):
         self.style_norms = {k: v.detach() for k, v in (style_norms or {}).items()}
         #: Masked styles (`masks`): when given, each style term is theirs, region by region.
         self.regions = list(regions)
+        #: Each style layer's term, by the statistic its target is (a Gram or a Gaussian).
+        self.style_terms = {
+            name: style_term(target, normalize, gram_form, self.style_norms.get(name))
+            for name, target in self.style_targets.items()
+        }
 
     @property
     def layers(self) -> list[str]:
@@ -100,26 +105,22 @@ class StyleTransferLoss(nn.Module):
                 term = sum(
                     (r.weight * r.distance(name, features[name]) for r in self.regions), zero
                 )
-                terms[f"style.{name}"] = term
-                style = style + weight * term
-                continue
-            target = self.style_targets[name]
-            if name in self.style_norms:
-                term = style_distance(features[name], target, self.gram_form)
-                term = term / self.style_norms[name]
-                if isinstance(target, GaussianTarget):
-                    term = term * WASSERSTEIN_SCALE
-            elif isinstance(target, GaussianTarget):
-                term = wasserstein_loss(features[name], target)
-                if self.normalize:
-                    term = term * WASSERSTEIN_SCALE / gaussian_power(target)
             else:
-                term = style_loss(features[name], target, self.normalize, self.gram_form)
+                term = self.style_terms[name](features[name])
             terms[f"style.{name}"] = term
             style = style + weight * term
         tv = tv_loss(image) if self.tv_weight else zero
         total = self.content_weight * content + self.style_weight * style + self.tv_weight * tv
         return LossTerms(total=total, terms={"content": content, "style": style, "tv": tv, **terms})
+
+
+def style_term(
+    target: Any, normalize: bool, form: str = "mean", norm: torch.Tensor | None = None
+) -> GramTerm | WassersteinTerm:
+    """The style term of one layer for its statistic: a Gram target or a GaussianTarget."""
+    if isinstance(target, GaussianTarget):
+        return WassersteinTerm(target, normalize, norm)
+    return GramTerm(target, form, normalize, norm)
 
 
 def style_norms(

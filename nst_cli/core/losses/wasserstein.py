@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -58,3 +59,21 @@ def wasserstein_loss(features: torch.Tensor, target: GaussianTarget) -> torch.Te
 def gaussian_power(target: GaussianTarget) -> torch.Tensor:
     # The distance from all-zero features, in the same units.
     return ((target.mean.pow(2).sum() + target.cov.trace()) / target.mean.numel()).clamp_min(1e-12)
+
+
+@dataclass
+class WassersteinTerm:
+    """One layer's Wasserstein style term, scaled by WASSERSTEIN_SCALE when normalised (so a
+    unit weight pulls about as hard as a Gram layer's), over `norm` or the target's power."""
+
+    target: GaussianTarget
+    normalize: bool = False
+    norm: torch.Tensor | None = None
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        term = wasserstein_loss(features, self.target)
+        if self.norm is not None:
+            return term / self.norm * WASSERSTEIN_SCALE
+        if self.normalize:
+            return term * WASSERSTEIN_SCALE / gaussian_power(self.target)
+        return term
