@@ -45,9 +45,8 @@ def resolve_device(name: str) -> torch.device:
 
 def cpu_computes_bf16_fast() -> bool:
     """Whether this CPU has matrix units for bfloat16 (Intel AMX, Sapphire Rapids and later),
-    where oneDNN runs VGG19's bfloat16 convolutions ~2.3× faster than float32 (measured on
-    the 2-core CI machine: 401 ms against 940 ms forward+backward at 448 px). Elsewhere
-    bfloat16 is emulated and slower than float32."""
+    where oneDNN runs VGG19's bfloat16 convolutions about twice as fast as float32
+    (docs/performance.md). Elsewhere bfloat16 is emulated and slower than float32."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     try:
         return bool(probe and probe() and torch.backends.mkldnn.is_available())
@@ -81,8 +80,6 @@ def configure_precision(device: torch.device, precision: str) -> None:
 
 def runs_channels_last(device: torch.device) -> bool:
     """Whether VGG19 runs in the channels_last memory layout here: on CUDA (cuDNN's fast
-    layout) and on the CPU, where oneDNN's convolutions take less time in it: float32 on
-    an AVX2 AMD EPYC 0.89× end to end at 384 and 512 px and 0.78× a step at 1024 px (for
-    2-9% more peak memory), bfloat16 on a Xeon with AMX 0.83× the network's pass, float32
-    there within 2% (docs/performance.md). MPS: not measured, so the default layout."""
+    layout) and on the CPU, where oneDNN's convolutions take less time in it, for a little
+    more peak memory (docs/performance.md). MPS: not measured, so the default layout."""
     return device.type in ("cuda", "cpu")

@@ -98,7 +98,7 @@ class FeatureExtractor(nn.Module):
     Under bf16 the convolutions run on a bfloat16 copy of their weights, made once per
     configuration, with the input cast once: what autocast computes, bit for bit, but
     autocast casts a frozen weight anew at every call (it caches only weights that require
-    grad): 7.5 ms of every pass on a 2-core Xeon, 4% of a step at 256 px.
+    grad), a few percent of every step on a small CPU.
     """
 
     def __init__(self, layers: nn.Sequential, preprocess: Preprocess, source: str) -> None:

@@ -4,9 +4,7 @@ Every step allocates and frees the same large tensors (feature maps, their gradi
 Grams' float32 copies). glibc hands out a block above its mmap threshold (32 MB at most; at
 512 px relu1_1's map is 32 MB in bfloat16 for a square image, its float32 copy 64 MB) as a
 fresh mapping and unmaps it when it is freed, so each step page-faults that memory in afresh
-and the kernel zeroes every page: at 512 px under bfloat16 30,000-70,000 faults and 90-180
-ms of the kernel's CPU time per step, which became 2,000 and 10 ms, and a step 0.93x
-(docs/performance.md). While the loop runs, large blocks come from the heap instead, and
+and the kernel zeroes every page (the figures: docs/performance.md). While the loop runs, large blocks come from the heap instead, and
 what a step frees stays there for the next one (no mapping, no trimming). When the loop
 ends, glibc's usual settings come back and the memory not in use is returned to the system,
 so a long-lived process (a sweep, the Python API) does not keep it.
@@ -14,9 +12,8 @@ so a long-lived process (a sweep, the Python API) does not keep it.
 The cost is the heap's, as glibc already pays it below the threshold: torch allocates with
 posix_memalign, and a freed block is a little short of the next request of the same size
 until the slivers cut off for alignment are merged back, so a few freed blocks can stay
-unused for a while. Measured, a run's peak memory stayed within its spread up to 1024 px
-(1024x768) but rose 14% at 2048x1536 for a step 0.97x: so only runs up to KEEP_UP_TO_PIXELS
-(and not `memory: low`) use this.
+unused for a while. That raised the peak memory of the largest runs, so only runs up to
+KEEP_UP_TO_PIXELS (and not `memory: low`) use this.
 
 Elsewhere than glibc (macOS, Windows, musl) this does nothing.
 """

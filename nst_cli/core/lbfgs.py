@@ -152,8 +152,8 @@ def free_direction(
     the box set to 0: a falling component where x <= lower, a rising one where x >= upper.
 
     In float arithmetic, not masks: on the CPU torch's kernels that make or read a bool
-    tensor (a comparison, `where`, `masked_fill_`) are slow; the masked version took 1.35 ms
-    at 256 px where these ten float passes take ~0.2 ms (same result)."""
+    tensor (a comparison, `where`, `masked_fill_`) are several times slower than these ten
+    float passes, which give the same result."""
     room_up = (upper - x).clamp_(min=0).sign_()  # 1 where the pixel can still rise, else 0
     room_down = (x - lower).clamp_(min=0).sign_()
     rising = direction.clamp(min=0)
@@ -383,10 +383,9 @@ def _next_scale(
     t = -slope / (2·(rise - slope)) of the step. After an overshoot the retry goes t of the
     way (0.1–0.5; 0.5 where the parabola has no minimum); after a kept step the next may go
     up to 2× as far, as far as t says the loss was still falling, and never beyond the
-    L-BFGS step itself. Before, an overshoot halved the length and a kept step doubled it:
-    where the full step always overshot (J at 448 px, raw Caffe-scale losses, bfloat16) the
-    two alternated for 40 steps, every other one an evaluation thrown away. A run without
-    overshoots stays at 1 throughout, as before."""
+    L-BFGS step itself, so a step that always overshoots does not alternate between
+    halving and doubling (every other evaluation thrown away). A run without overshoots
+    stays at 1 throughout."""
     curve = rise - slope
     has_minimum = (slope < 0) & (curve > 0)
     t = -slope / (2 * curve.abs().clamp(min=1e-30))

@@ -10,14 +10,13 @@ import torch
 import torch.nn.functional as F
 
 #: Up to this long side the pyramid applies U_k and U_kᵀ on the CPU as products with each
-#: axis's 1-D interpolation matrix: 3–6× faster than the upsampling kernels (measured at
-#: 256–1024 px). Larger images use the kernels.
+#: axis's 1-D interpolation matrix, several times faster than the upsampling kernels there
+#: (docs/performance.md). Larger images use the kernels.
 DENSE_SIDE = 2048
 #: Up to this long side the products are dense (every level's columns in one product). Above
 #: it each matrix is cut into bands of BAND fine pixels with the coarse cells they reach (a
-#: cell reaches ~2·side pixels, so a dense product is mostly multiplications by zero): M and
-#: v·M·v take 0.54× the dense time at 1024 px and 0.38× at 2048; at 512 px and below the
-#: extra products cost about what they save (0.8–1.0× at 512, 0.9–1.2× at 256).
+#: cell reaches ~2·side pixels, so a dense product is mostly multiplications by zero). At
+#: 512 px and below the extra products cost about what they save (docs/performance.md).
 BANDED_ABOVE = 512
 BAND = 128
 

@@ -16,18 +16,17 @@ GRAM_FORMS = ("mean", "sum")
 
 class _OuterSelf(torch.autograd.Function):
     """F·Fᵀ for F [C, N] or [B, C, N], with the gradient in one matrix product,
-    (dG + dGᵀ)·F, where autograd's matmul takes two (one per factor). The Grams are a tenth
-    of a step's time; this makes them about half as costly (measured against bmm: 55 → 21 ms
-    per step at 256 px on the CPU). Given Fᵀ instead (`rows`: [N, C] or [B, N, C], how a
+    (dG + dGᵀ)·F, where autograd's matmul takes two (one per factor): about half the cost of
+    the Grams (docs/performance.md). Given Fᵀ instead (`rows`: [N, C] or [B, N, C], how a
     channels_last feature map lies in memory) it computes the same Gram from it and hands
     the gradient back in that layout, Fᵀ·(dG + dGᵀ)ᵀ: no copy into the other layout going
     in, and none coming out (a gradient in the other layout costs a strided copy-add per
-    layer, 12–29 ms per step at 448 px under bf16 on the CPU).
+    layer).
 
     bfloat16 features (`precision: bf16`) are upcast exactly and their Gram is a float32
     product, as precise as before; the gradient is computed in bfloat16, the precision the
-    network's backward pass takes it in anyway: ten times cheaper than a float32 product
-    plus a cast (31 → 4 ms per step at 448 px on the CPU)."""
+    network's backward pass takes it in anyway, far cheaper than a float32 product plus a
+    cast."""
 
     @staticmethod
     def forward(ctx: Any, matrix: torch.Tensor, rows: bool) -> torch.Tensor:
