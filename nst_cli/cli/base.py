@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from nst_cli import __version__
 from nst_cli.errors import NSTError
@@ -22,7 +24,80 @@ from nst_cli.errors import NSTError
 if TYPE_CHECKING:  # types only: the commands import torch-heavy modules when they run
     pass
 
+#: The spellings people bring from neural-style, neural-style-pt and style-transfer-pytorch,
+#: and what nst calls them. A flag nst does not know is looked up here before Click answers.
+FOREIGN_FLAGS: dict[str, str] = {
+    "image_size": "--resolution",
+    "image-size": "--resolution",
+    "end_scale": "--resolution",
+    "end-scale": "--resolution",
+    "size": "--resolution",
+    "num_iterations": "--steps",
+    "num-iterations": "--steps",
+    "iterations": "--steps",
+    "niter": "--steps",
+    "original_colors": "--color luminance",
+    "original-colors": "--color luminance",
+    "colors": "--color",
+    "content_image": "--content (or the first argument)",
+    "content-image": "--content (or the first argument)",
+    "style_image": "--style (or the arguments after the photo)",
+    "style-image": "--style (or the arguments after the photo)",
+    "style_weight": "--style-weight",
+    "content_weight": "--content-weight",
+    "tv_weight": "--tv-weight",
+    "style_blend_weights": "--style-blend",
+    "style-blend-weights": "--style-blend",
+    "output_image": "--output/-o",
+    "output-image": "--output/-o",
+    "learning_rate": "--lr",
+    "learning-rate": "--lr",
+    "step-size": "--lr",
+    "step_size": "--lr",
+    "init_image": "--init PATH",
+    "style_scale": "--style-scale",
+    "style-scale-fac": "--style-scale",
+    "style-size": "--style-scale",
+    "gpu": "--device",
+    "devices": "--device",
+    "backend": "--device",
+    "print_iter": "--log-every",
+    "save_iter": "--save-every",
+    "web": "--preview",
+    "model_file": "--set model.weights=PATH.pth",
+    "content_layers": "--set layers.content={relu4_2: 1}",
+    "style_layers": "--set layers.style={relu1_1: 1, ...}",
+}
+
+
+def foreign_flag_hint(args: list[str]) -> str | None:
+    """The first argument that is another tool's spelling of an nst flag, as one line."""
+    for arg in args:
+        if arg == "--":
+            return None
+        if not arg.startswith("-") or arg in ("-h", "-o", "-c", "-q"):
+            continue
+        name = arg.split("=", 1)[0].lstrip("-")
+        ours = FOREIGN_FLAGS.get(name)
+        if ours is not None:
+            return f"{arg.split('=', 1)[0]}: did you mean {ours}? nst calls it that"
+    return None
+
+
+class _Group(TyperGroup):
+    """The `nst` group: another tool's spelling of a flag gets a pointer to ours (one line,
+    exit 2) before Click's generic "no such option" answer."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        hint = foreign_flag_hint(args)
+        if hint is not None:
+            err_console.print(f"[red]error:[/] {escape(hint)}", highlight=False)
+            ctx.exit(2)
+        return super().parse_args(ctx, args)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="nst",
     help="Gatys-style neural style transfer: a photo's structure, a painting's texture.",
     no_args_is_help=True,

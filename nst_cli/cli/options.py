@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from nst_cli.config.choices import DEVICE_NAMES, PRESETS
+from nst_cli.config.choices import COLOR_MODES, DEVICE_NAMES, FLAG_KEYS, PRESETS
 from nst_cli.config.models import Config
 from nst_cli.core.layers import LAYER_NAMES
 from nst_cli.errors import ConfigError
@@ -204,6 +205,11 @@ def style_value(styles: list[Path] | None, blend: str | None) -> Any:
         if blend is not None:
             raise ConfigError("--style-blend needs the --style images it weights")
         return None
+    for path in styles:
+        parts = str(path).split(",")
+        if len(parts) > 1 and not path.exists() and all(Path(p).exists() for p in parts):
+            given = " ".join(f"--style {p}" for p in parts)
+            raise ConfigError(f"--style {path}: one painting per --style; write {given}")
     if blend is None:
         return str(styles[0]) if len(styles) == 1 else [str(p) for p in styles]
     try:
@@ -220,27 +226,12 @@ def style_value(styles: list[Path] | None, blend: str | None) -> Any:
 
 def flag_overrides(**flags: Any) -> dict[str, Any]:
     """Map CLI flags to dotted config keys; None means 'not given'."""
-    keys = {
-        "content": "content",
-        "style": "style",
-        "output": "output",
-        "resolution": "resolution",
-        "steps": "steps",
-        "lr": "optimizer.lr",
-        "style_weight": "weights.style",
-        "content_weight": "weights.content",
-        "device": "device",
-        "seed": "seed",
-        "preset": "preset",
-        "tv_weight": "weights.tv",
-        "init": "init",
-        "style_scale": "style_scale",
-        "optimizer": "optimizer.name",
-        "save_every": "save_every",
-        "pooling": "model.pooling",
-    }
     return {
-        keys[name]: (str(v) if isinstance(v, Path) else v)
+        FLAG_KEYS[name]: (str(v) if isinstance(v, Path) else v)
         for name, v in flags.items()
         if v is not None
     }
+
+
+#: `--color`'s choices, shown in the help and completed by the shell.
+ColorMode = enum.Enum("ColorMode", {mode: mode for mode in COLOR_MODES}, type=str)  # type: ignore[misc]

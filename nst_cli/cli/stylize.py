@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from nst_cli.cli.options import flag_overrides, style_value
+from nst_cli.cli.options import ColorMode, flag_overrides, style_value
 from nst_cli.config.choices import INIT_MODES
 from nst_cli.errors import ConfigError
 
@@ -53,11 +53,20 @@ from nst_cli.cli.running import run_grid, run_with_progress
 @app.command(
     epilog="[bold]Examples[/]\n\n"
     "  nst stylize --config configs/car_fluid.yaml\n\n"
-    "  nst stylize --content photo.jpg --style painting.jpg -o result.png\n\n"
+    "  nst stylize photo.jpg painting.jpg -o result.png\n\n"
+    "  nst stylize photo.jpg painting.jpg --color luminance   # keep the photo's colours\n\n"
     "  nst stylize -c configs/car_fluid.yaml --preset fast --style-weight 5 -o outputs/bolder\n\n"
     "  nst stylize --resume outputs/car_fluid --steps 400"
 )
 def stylize(
+    images: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="The photo, then one or more paintings: the same as --content and --style.",
+            metavar="[CONTENT [STYLE]...]",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOpt = None,
     content: ContentOpt = None,
     style: StyleOpt = None,
@@ -89,6 +98,14 @@ def stylize(
         typer.Option(
             help="Style image size relative to the output (bigger = larger brush strokes)."
             + default_help("style_scale"),
+            rich_help_panel=WEIGHTS,
+        ),
+    ] = None,
+    color: Annotated[
+        ColorMode | None,
+        typer.Option(
+            help="style: the painting's palette; luminance: keep the photo's colours exactly; "
+            "histogram: the painting's texture in the photo's palette." + default_help("color"),
             rich_help_panel=WEIGHTS,
         ),
     ] = None,
@@ -193,6 +210,7 @@ def stylize(
 
     setup_logging(quiet)
     with errors_to_exit(debug):
+        content, style = _positional_images(images, content, style)
         overrides = flag_overrides(
             content=content,
             style=style_value(style, style_blend),
@@ -211,6 +229,7 @@ def stylize(
             optimizer=optimizer,
             save_every=save_every,
             pooling=pooling,
+            color=color.value if color else None,
         )
         if resume is not None:
             if config is not None:
@@ -280,6 +299,22 @@ def stylize(
                 f"nst stylize --resume {escape(str(result.run_dir))}"
             )
             raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _positional_images(
+    images: list[Path] | None, content: Path | None, style: list[Path] | None
+) -> tuple[Path | None, list[Path] | None]:
+    """`nst stylize photo.jpg painting.jpg`: the first argument is the content, the rest the
+    styles, as --content and --style would give them (not both ways at once)."""
+    if not images:
+        return content, style
+    if content is not None:
+        raise ConfigError(
+            f"the photo is given twice ({images[0]} and --content {content}); give one of them"
+        )
+    if len(images) > 1 and style:
+        raise ConfigError("the paintings are given both as arguments and with --style; give one")
+    return images[0], (images[1:] or style)
 
 
 def _print_summary(result: StylizeResult) -> None:

@@ -14,6 +14,10 @@ DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 #: for one optimiser is wrong for the other: L-BFGS's 1.0 destroys an Adam run).
 SENSIBLE_LR = {"lbfgs": (0.1, 2.0), "adam": (1e-4, 0.1)}
 #: Keywords of `init` (anything else is an image path).
+#: The colour modes (`color`): the painting's palette, the photo's colours, or the photo's
+#: palette carried into the painting before the run.
+COLOR_MODES = ("style", "luminance", "histogram")
+
 INIT_MODES = ("content", "noise", "style")
 #: Built-in weight sources of `model.weights` (anything else is a .pth path).
 WEIGHT_SOURCES = ("caffe", "torchvision", "random")
@@ -62,4 +66,27 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"scales": "auto", "steps": 60, "optimizer.name": "lbfgs"},
     "balanced": {"scales": "auto", "steps": 160, "optimizer.name": "lbfgs"},
     "quality": {"scales": "auto", "steps": 500, "optimizer.name": "lbfgs"},
+}
+
+#: The flags of `nst stylize` that set a config key, by the flag's Python name, and the key.
+#: Also how a config's misspelt key is answered: `style_weight: 5` means `weights.style`.
+FLAG_KEYS: dict[str, str] = {
+    "content": "content",
+    "style": "style",
+    "output": "output",
+    "resolution": "resolution",
+    "steps": "steps",
+    "lr": "optimizer.lr",
+    "style_weight": "weights.style",
+    "content_weight": "weights.content",
+    "tv_weight": "weights.tv",
+    "device": "device",
+    "seed": "seed",
+    "preset": "preset",
+    "init": "init",
+    "style_scale": "style_scale",
+    "optimizer": "optimizer.name",
+    "save_every": "save_every",
+    "pooling": "model.pooling",
+    "color": "color",
 }

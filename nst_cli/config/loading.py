@@ -17,7 +17,7 @@ from nst_cli.config.choices import (
     METADATA_KEYS,
     fill_introduced,
 )
-from nst_cli.core.pillow import no_pixel_limit
+from nst_cli.core.pillow import embedded_text, no_pixel_limit
 from nst_cli.errors import ConfigError
 
 # --------------------------------------------------------------------------- loading
@@ -120,7 +120,7 @@ def read_sweep_section(path: Path) -> object | None:
 
 
 def read_png_config(path: Path) -> dict[str, Any]:
-    """Settings embedded by nst in a PNG's text metadata (provenance)."""
+    """Settings nst embedded in an image it wrote (PNG text, JPEG comment, TIFF description)."""
     from PIL import Image, UnidentifiedImageError
 
     # Only the text chunks are read (nst writes them before the pixels), never the pixels, so
@@ -128,11 +128,11 @@ def read_png_config(path: Path) -> dict[str, Any]:
     with no_pixel_limit():
         try:
             with Image.open(path) as image:
-                text = image.info.get("nst:config")
+                text = embedded_text(image.info, getattr(image, "tag_v2", None)).get("nst:config")
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise ConfigError(f"{path}: cannot read PNG ({exc})") from None
+            raise ConfigError(f"{path}: cannot read the image ({exc})") from None
     if not text:
-        raise ConfigError(f"{path}: this PNG carries no nst settings (only images nst wrote do)")
+        raise ConfigError(f"{path}: this image carries no nst settings (only images nst wrote do)")
     if len(text) > MAX_EMBEDDED_CONFIG:
         raise ConfigError(f"{path}: the embedded nst settings are implausibly large; not read")
     try:

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from nst_cli.config.choices import INIT_MODES, WEIGHT_SOURCES
+from nst_cli.config.choices import FLAG_KEYS, INIT_MODES, WEIGHT_SOURCES
 from nst_cli.config.loading import read_png_config, read_yaml
 from nst_cli.config.models import Config
 from nst_cli.config.overrides import parse_set_option, set_by_path
@@ -104,7 +104,8 @@ def resolve_config(
     if path is not None:
         path = Path(path)
         source = str(path)
-        data = read_png_config(path) if path.suffix.lower() == ".png" else read_yaml(path)
+        embedded = path.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+        data = read_png_config(path) if embedded else read_yaml(path)
         _resolve_relative(data, path.resolve().parent)
     for item in sets:
         key, value = parse_set_option(item)
@@ -198,6 +199,11 @@ def _suggest(loc: Sequence[str | int]) -> str:
         model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
     if model is None:
         return ""
+    name = str(loc[-1]).strip("'").replace("-", "_").lstrip("_")
+    if len(loc) == 1 and FLAG_KEYS.get(name, name) != name:
+        # The flag's spelling used as a key: `style_weight: 5` is `weights.style: 5`.
+        dotted = FLAG_KEYS[name]
+        return f" (did you mean '{dotted}'? --{name.replace('_', '-')} sets it)"
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
     if not str(loc[-1]).strip("'"):
         close = []

@@ -10,8 +10,10 @@ lock, and the first in saves the limit and the last out restores it.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 _lock = threading.Lock()
 _holders = 0
@@ -36,3 +38,31 @@ def no_pixel_limit() -> Iterator[None]:
             _holders -= 1
             if _holders == 0:
                 Image.MAX_IMAGE_PIXELS = _saved
+
+
+#: The TIFF tag nst's settings go in (ImageDescription).
+TIFF_DESCRIPTION = 270
+
+
+def encode_text(text: dict[str, str]) -> str:
+    """nst's metadata as one string, for formats with a single comment field (JPEG, TIFF)."""
+    return json.dumps(dict(text), ensure_ascii=False)
+
+
+def embedded_text(info: dict[str, Any], tags: Any = None) -> dict[str, str]:
+    """nst's text metadata from an opened image, whatever the format: PNG text chunks, or the
+    JSON object nst writes into a JPEG comment or a TIFF description. Empty if there is none."""
+    raw: Any = info.get("comment")
+    if raw is None and tags is not None:
+        raw = tags.get(TIFF_DESCRIPTION)
+    if raw is None:
+        return {k: v for k, v in info.items() if isinstance(k, str) and isinstance(v, str)}
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    try:
+        data = json.loads(raw) if isinstance(raw, str) and raw.startswith("{") else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}

@@ -8,7 +8,7 @@ import io
 import os
 import tempfile
 
-from nst_cli.core.pillow import no_pixel_limit
+from nst_cli.core.pillow import TIFF_DESCRIPTION, embedded_text, encode_text, no_pixel_limit
 
 try:
     import fcntl
@@ -33,7 +33,10 @@ def png_header(path: Path) -> tuple[tuple[int, int], dict[str, Any]] | None:
     with no_pixel_limit():
         try:
             with Image.open(path) as image:
-                return image.size, dict(image.info)
+                return image.size, {
+                    **image.info,
+                    **embedded_text(image.info, getattr(image, "tag_v2", None)),
+                }
         except (OSError, ValueError, SyntaxError):
             return None
 
@@ -117,17 +120,22 @@ def save_png(image: Image.Image, path: Path, text: Mapping[str, str] | None = No
 
 
 def save_image(image: Image.Image, path: Path, text: Mapping[str, str] | None = None) -> None:
-    """Atomically save in the format the suffix names: PNG keeps `text` (provenance), JPEG is
-    written at quality 95, TIFF and WebP losslessly."""
+    """Atomically save in the format the suffix names, with `text` (provenance) where the
+    format has room for it: PNG text chunks, a JPEG comment, a TIFF description (so
+    `nst stylize --config result.jpg` re-runs it). JPEG is written at quality 95, TIFF and
+    WebP losslessly."""
     suffix = path.suffix.lower()
     if suffix == ".png":
         save_png(image, path, text)
         return
     buffer = io.BytesIO()
+    comment = encode_text(text) if text else None
     if suffix in (".jpg", ".jpeg"):
-        image.convert("RGB").save(buffer, format="JPEG", quality=95)
+        extra = {"comment": comment.encode("utf-8")} if comment else {}
+        image.convert("RGB").save(buffer, format="JPEG", quality=95, **extra)
     elif suffix == ".webp":
         image.save(buffer, format="WEBP", lossless=True)
     else:
-        image.save(buffer, format="TIFF", compression="tiff_deflate")
+        tags = {TIFF_DESCRIPTION: comment} if comment else None
+        image.save(buffer, format="TIFF", compression="tiff_deflate", tiffinfo=tags)
     write_bytes(path, buffer.getvalue())

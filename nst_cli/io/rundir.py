@@ -145,22 +145,40 @@ class RunDir:
         when the process ends, a crash included."""
         self.create()
         path = self.root / LOCK_NAME
-        lock = filelock.FileLock(path, timeout=0)
-        try:
-            lock.acquire()
-        except filelock.Timeout:
-            raise OutputError(
-                f"output folder {self.root} is in use by another nst process; wait for "
-                "it to finish or choose another --output"
-            ) from None
-        except OSError as exc:
-            raise OutputError(
-                f"{path}: cannot create the run lock ({describe_os_error(exc)})"
-            ) from None
+        lock = self._acquire(path)
         try:
             yield
         finally:
+            # Removed before it is released: a process that opened it meanwhile finds, once it
+            # holds it, that the file is gone, and tries again on a new one (see _acquire).
+            with contextlib.suppress(OSError):
+                path.unlink()
             lock.release()  # the OS drops it too when the process ends, a crash included
+
+    def _acquire(self, path: Path) -> filelock.BaseFileLock:
+        """The run lock, held on the file that is at `path` now (a lock taken on a file that
+        its previous holder removed would guard nothing)."""
+        for _ in range(3):
+            lock = filelock.FileLock(path, timeout=0)
+            try:
+                lock.acquire()
+            except filelock.Timeout:
+                raise OutputError(
+                    f"output folder {self.root} is in use by another nst process; wait for "
+                    "it to finish or choose another --output"
+                ) from None
+            except OSError as exc:
+                raise OutputError(
+                    f"{path}: cannot create the run lock ({describe_os_error(exc)})"
+                ) from None
+            try:
+                held = os.fstat(lock._context.lock_file_fd or -1).st_ino
+                if os.stat(path).st_ino == held:
+                    return lock
+            except OSError:
+                pass
+            lock.release()
+        raise OutputError(f"output folder {self.root} is in use by another nst process")
 
     def create(self) -> None:
         """Make the folder (and frames/), or fail with one clear line."""

@@ -14,6 +14,7 @@ from nst_cli.core.pixels import (
 )
 from nst_cli.errors import ConfigError
 from nst_cli.io.checkpoints import load_checkpoint
+from nst_cli.io.files import png_header
 from nst_cli.io.losslog import read_loss_rows
 from nst_cli.io.rundir import RunDir, read_run_config
 from nst_cli.run.inputs import Inputs, images_at, initial_image
@@ -82,13 +83,36 @@ class StartingPoint:
         return state
 
 
+def replaces_finished_run(config: Config) -> bool:
+    """Whether a new run may replace what is at its output without --overwrite: the folder
+    holds nothing, or a run that finished (config.yaml says completed) and only nst's files,
+    and an `-o` image already there is one nst wrote. The everyday loop (run, look, tweak,
+    run again) then needs no flag, while an unfinished run that could be resumed, or a file
+    nst did not write, is still never replaced silently."""
+    run_dir = RunDir(config.output_dir)
+    if run_dir.previous_outputs():
+        saved = read_run_config(run_dir.config)
+        if saved is None or saved[1].get("status") != "completed" or run_dir.foreign_files():
+            return False
+    image = config.output_image
+    if image is not None and image.exists():
+        header = png_header(image) if image.is_file() else None
+        return header is not None and "nst:version" in header[1]
+    return True
+
+
 def check_output_image(config: Config, resume: bool, overwrite: bool) -> None:
     """`-o result.png`: an image already there is the user's; replace it only when asked."""
     image = config.output_image
     if image is None or resume or overwrite or not image.exists():
         return
+    if image.is_dir():
+        raise ConfigError(
+            f"-o {image}: is a folder, so no image can be written there; choose another -o"
+        )
     raise ConfigError(
-        f"output image {image} already exists; pass --overwrite to replace it, or choose another -o"
+        f"output image {image} already exists and nst did not write it (or its run did not "
+        "finish); pass --overwrite to replace it, or choose another -o"
     )
 
 
@@ -107,8 +131,8 @@ def check_run_folder(run_dir: RunDir, resume: bool, overwrite: bool) -> None:
             )
         return
     raise ConfigError(
-        f"output folder {run_dir.root} already holds a run ({len(previous)} files); pass "
-        "--overwrite to replace it, --resume to continue it, or choose another --output"
+        f"output folder {run_dir.root} already holds a run that did not finish ({len(previous)} "
+        "files); --resume continues it, --overwrite replaces it, or choose another --output"
     )
 
 
