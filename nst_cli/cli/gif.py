@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:  # types only: the commands import torch-heavy modules when they run
-    pass
 from nst_cli.cli.base import app, errors_to_exit, out_console, setup_logging
 from nst_cli.cli.options import DebugOpt, QuietOpt
 
+#: Below this many saved images an animation is a slideshow: say how to get more.
+FEW_FRAMES = 20
 
-@app.command()
+
+@app.command(
+    epilog="[bold]Examples[/]\n\n"
+    "  nst gif outputs/car_fluid\n\n"
+    "  nst gif outputs/car_fluid -o car.mp4 --fps 15 --hold-last 2\n\n"
+    "  nst gif outputs/car_fluid/frames --label --size 384"
+)
 def gif(
     source: Annotated[
         Path, typer.Argument(help="A run folder (uses its frames/) or a folder of frames.")
@@ -62,3 +68,10 @@ def gif(
                 soft_wrap=True,
                 highlight=False,
             )
+            if result.source_frames < FEW_FRAMES:
+                out_console.print(
+                    f"only {result.source_frames} frames were saved; for a smoother animation run "
+                    "again with --save-every N (a frame every N steps) or leave save_every: auto",
+                    soft_wrap=True,
+                    highlight=False,
+                )

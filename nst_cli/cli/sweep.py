@@ -35,7 +35,12 @@ from nst_cli.cli.options import (
 )
 
 
-@app.command()
+@app.command(
+    epilog="[bold]Examples[/]\n\n"
+    "  nst sweep -c configs/car_fluid.yaml --style-weights 0.5,2,8\n\n"
+    "  nst sweep -c configs/car_fluid.yaml --param optimizer.name=lbfgs,adam --param seed=0,1\n\n"
+    "  nst sweep -c configs/car_fluid.yaml --style-weights 1,4 --executor ray"
+)
 def sweep(
     config: ConfigOpt = None,
     style_weights: Annotated[

@@ -90,3 +90,6 @@ FLAG_KEYS: dict[str, str] = {
     "pooling": "model.pooling",
     "color": "color",
 }
+
+#: Frames `save_every: auto` saves over a run: enough for `nst gif` to show the optimisation.
+FRAMES_PER_RUN = 50

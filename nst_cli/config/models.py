@@ -20,6 +20,7 @@ from pydantic import (
 
 from nst_cli.config.choices import (
     DEFAULT_PRESET,
+    FRAMES_PER_RUN,
     IMAGE_SUFFIXES,
     PRESETS,
     CheckpointMode,
@@ -132,9 +133,9 @@ class Config(Strict):
         default=160,
         description="optimiser updates in all, shared among the scales so the last (full-size) one gets 70% of the time and the coarser ones equal parts of the rest (160 at 512 px → 60, 30, 70), or one number per scale, e.g. `[100, 40]`",
     )
-    save_every: StrictPositiveInt = Field(
-        default=50,
-        description="a frame (and a checkpoint) every this many steps; larger than `steps` means only step 0",
+    save_every: StrictPositiveInt | Literal["auto"] = Field(
+        default="auto",
+        description="a frame (and a checkpoint) every this many steps; `auto`: about 50 frames over the run (every `steps // 50` steps, at least 1), so `nst gif` has an animation to show; larger than `steps` means only step 0",
     )
     checkpoint: CheckpointMode = Field(
         default="compact",
@@ -240,6 +241,11 @@ class Config(Strict):
         # One clear message instead of pydantic's one-per-union-member.
         return _whole_numbers(value, "a list of them, one per scale")
 
+    @field_validator("save_every", mode="before")
+    @classmethod
+    def _save_every_shape(cls, value: Any) -> Any:
+        return value if value == "auto" else _whole_numbers(value, "auto")
+
     @field_validator("scales", mode="before")
     @classmethod
     def _scales_shape(cls, value: Any) -> Any:
@@ -333,6 +339,14 @@ class Config(Strict):
             stages.append(Stage(index, len(sizes), size, start, start + count, scales))
             start += count
         return stages
+
+    @property
+    def frame_every(self) -> int:
+        """Steps between saved frames (and checkpoints): `save_every`, or for `auto` about
+        FRAMES_PER_RUN frames over the whole run."""
+        if self.save_every == "auto":
+            return max(1, self.total_steps // FRAMES_PER_RUN)
+        return self.save_every
 
     @property
     def total_steps(self) -> int:

@@ -144,7 +144,7 @@ def shrink(config: Config) -> Config:
             "resolution": sizes[-1],
             "scales": sizes,
             "steps": steps,
-            "save_every": min(config.save_every, 2),
+            "save_every": min(config.frame_every, 2),
         }
     )
 

@@ -69,7 +69,7 @@ def run_scales(
                 report_last=stage.is_last,
                 total_steps=config.total_steps,
                 elapsed_offset=start.elapsed + seconds,
-                check_every=config.save_every,
+                check_every=config.frame_every,
             )
         seconds += results[0].seconds
         steps_run += results[0].steps_run

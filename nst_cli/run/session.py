@@ -57,15 +57,15 @@ class Session:
         self.shown = color.recolor(prepared.inputs.content) if config.color == "luminance" else None
         self.recorder = _Recorder(
             latest=LatestImage(),
-            frames=FrameSaver(run_dir, config.save_every, self.text, self.output_size, self.shown),
+            frames=FrameSaver(run_dir, config.frame_every, self.text, self.output_size, self.shown),
             loss_log=LossLog(
                 run_dir.losses,
-                config.save_every,
+                config.frame_every,
                 start.rows,
                 run_dir.loss_plot,
                 {"Software": self.text["Software"], "nst:version": self.text["nst:version"]},
             ),
-            checkpointer=Checkpointer(run_dir, config.save_every, config.checkpoint),
+            checkpointer=Checkpointer(run_dir, config.frame_every, config.checkpoint),
         )
         self.setup_seconds = time.perf_counter() - prepared.setup_started
         self.status = "failed"
