@@ -235,3 +235,6 @@ def flag_overrides(**flags: Any) -> dict[str, Any]:
 
 #: `--color`'s choices, shown in the help and completed by the shell.
 ColorMode = enum.Enum("ColorMode", {mode: mode for mode in COLOR_MODES}, type=str)  # type: ignore[misc]
+#: `--optimizer` and `--pooling`'s choices.
+OptimizerName = enum.Enum("OptimizerName", {n: n for n in ("lbfgs", "adam")}, type=str)  # type: ignore[misc]
+Pooling = enum.Enum("Pooling", {n: n for n in ("max", "avg")}, type=str)  # type: ignore[misc]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from nst_cli.cli.options import ColorMode, flag_overrides, style_value
+from nst_cli.cli.options import ColorMode, OptimizerName, Pooling, flag_overrides, style_value
 from nst_cli.config.choices import INIT_MODES
 from nst_cli.errors import ConfigError
 
@@ -112,10 +112,9 @@ def stylize(
     preset: PresetOpt = None,
     steps: StepsOpt = None,
     optimizer: Annotated[
-        str | None,
+        OptimizerName | None,
         typer.Option(
             help="lbfgs or adam (each with its own default lr)." + default_help("optimizer.name"),
-            autocompletion=complete_from(("lbfgs", "adam")),
             rich_help_panel=OPTIMISATION,
         ),
     ] = None,
@@ -134,10 +133,9 @@ def stylize(
         ),
     ] = None,
     pooling: Annotated[
-        str | None,
+        Pooling | None,
         typer.Option(
             help="max or avg pooling in VGG19." + default_help("model.pooling"),
-            autocompletion=complete_from(("max", "avg")),
             rich_help_panel=OPTIMISATION,
         ),
     ] = None,
@@ -226,9 +224,9 @@ def stylize(
             tv_weight=tv_weight,
             init=init,
             style_scale=style_scale,
-            optimizer=optimizer,
+            optimizer=optimizer.value if optimizer else None,
             save_every=save_every,
-            pooling=pooling,
+            pooling=pooling.value if pooling else None,
             color=color.value if color else None,
         )
         if resume is not None:
