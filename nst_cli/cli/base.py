@@ -31,7 +31,6 @@ FOREIGN_FLAGS: dict[str, str] = {
     "image-size": "--resolution",
     "end_scale": "--resolution",
     "end-scale": "--resolution",
-    "size": "--resolution",
     "num_iterations": "--steps",
     "num-iterations": "--steps",
     "iterations": "--steps",
@@ -70,12 +69,13 @@ FOREIGN_FLAGS: dict[str, str] = {
 }
 
 
-def foreign_flag_hint(args: list[str]) -> str | None:
-    """The first argument that is another tool's spelling of an nst flag, as one line."""
+def foreign_flag_hint(args: list[str], known: set[str] = frozenset()) -> str | None:  # type: ignore[assignment]
+    """The first argument that is another tool's spelling of an nst flag (and not one the
+    command has, `known`), as one line."""
     for arg in args:
         if arg == "--":
             return None
-        if not arg.startswith("-") or arg in ("-h", "-o", "-c", "-q"):
+        if not arg.startswith("-") or arg.split("=", 1)[0] in known:
             continue
         name = arg.split("=", 1)[0].lstrip("-")
         ours = FOREIGN_FLAGS.get(name)
@@ -89,11 +89,44 @@ class _Group(TyperGroup):
     exit 2) before Click's generic "no such option" answer."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        hint = foreign_flag_hint(args)
+        name = next((a for a in args if not a.startswith("-")), None)
+        command = super().get_command(ctx, name) if name else None
+        known = (
+            {o for p in command.params for o in (*p.opts, *p.secondary_opts)} if command else set()
+        )
+        hint = foreign_flag_hint(args, known)
         if hint is not None:
             err_console.print(f"[red]error:[/] {escape(hint)}", highlight=False)
             ctx.exit(2)
         return super().parse_args(ctx, args)
+
+    def get_params(self, ctx: click.Context) -> list[Any]:
+        return _plain_metavars(super().get_params(ctx))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            own = command.get_params
+            command.get_params = lambda ctx: _plain_metavars(own(ctx))  # type: ignore[method-assign]
+        return command
+
+
+def _plain_metavars(params: list[Any]) -> list[Any]:
+    for param in params:
+        _plain_metavar(param)
+    return params
+
+
+def _plain_metavar(param: Any) -> None:
+    """Help shows what to type, not Python types: a switch shows nothing after its name, and
+    repeatable paths (`--style`, the positional images) PATH rather than `<list[Path]>`."""
+    if getattr(param, "is_flag", False):
+        param.metavar = ""
+    elif "list[Path]" in str(getattr(param, "bare_type", lambda: "")()):
+        if getattr(param, "param_type_name", "") == "argument":
+            param.display_type_rich = lambda ctx: "PATH..."
+        elif param.metavar is None:
+            param.metavar = "PATH"
 
 
 app = typer.Typer(

@@ -22,7 +22,10 @@ FEW_FRAMES = 20
 )
 def gif(
     source: Annotated[
-        Path, typer.Argument(help="A run folder (uses its frames/) or a folder of frames.")
+        Path,
+        typer.Argument(
+            help="A run folder (uses its frames/) or a folder of frames.", metavar="RUN_OR_FRAMES"
+        ),
     ],
     output: Annotated[
         Path | None,

@@ -20,8 +20,8 @@ if TYPE_CHECKING:  # types only: the commands import torch-heavy modules when th
 PRESET_NAMES = tuple(PRESETS)
 
 
-PANELS = INPUTS, WEIGHTS, OPTIMISATION, OUTPUT, RUN = (
-    "Inputs", "Weights", "Optimisation", "Output", "Run control",
+PANELS = INPUTS, WEIGHTS, OPTIMISATION, OUTPUT, RUN, RAY = (
+    "Inputs", "Weights", "Optimisation", "Output", "Run control", "Ray (folder runs and sweeps)",
 )  # fmt: skip
 DEFAULTS = Config().model_dump(mode="json")
 
@@ -111,7 +111,9 @@ ResolutionOpt = Annotated[
 StepsOpt = Annotated[
     int | None,
     typer.Option(
-        help="Optimisation steps in all (shared among the scales)." + default_help("steps"),
+        help="Optimisation steps in all (shared among the scales). [dim]\\[default: from --preset: "
+        + ", ".join(f"{name} {values['steps']}" for name, values in PRESETS.items())
+        + "][/]",
         rich_help_panel=OPTIMISATION,
     ),
 ]
@@ -129,6 +131,7 @@ DeviceOpt = Annotated[
     str | None,
     typer.Option(
         help="auto, cpu, cuda, cuda:N or mps." + default_help("device"),
+        metavar="auto|cpu|cuda|cuda:N|mps",
         autocompletion=complete_from(DEVICE_NAMES),
         rich_help_panel=RUN,
     ),
@@ -151,10 +154,11 @@ ExecutorOpt = Annotated[
     str,
     typer.Option(
         "--executor",
-        help="Where the runs of a sweep or batch execute: local (here, one after another or as a --batch) or "
+        metavar="local|ray",
+        help="Where the runs of a sweep or folder run execute: local (here, one after another or as a --batch) or "
         "ray (one Ray task each; needs the \\[ray] extra).",
         autocompletion=complete_from(("local", "ray")),
-        rich_help_panel=RUN,
+        rich_help_panel=RAY,
     ),
 ]
 AddressOpt = Annotated[
@@ -163,7 +167,7 @@ AddressOpt = Annotated[
         "--address",
         help="With --executor ray: auto (the cluster `ray start` made on this machine) or "
         "HOST:PORT. [dim]\\[default: a local Ray instance for this command][/]",
-        rich_help_panel=RUN,
+        rich_help_panel=RAY,
     ),
 ]
 TaskCpusOpt = Annotated[
@@ -173,7 +177,7 @@ TaskCpusOpt = Annotated[
         help="With --executor ray: CPUs (threads) each CPU run's task asks for; Ray runs as "
         "many at a time as fit.",
         min=1,
-        rich_help_panel=RUN,
+        rich_help_panel=RAY,
     ),
 ]
 BatchOpt = Annotated[

@@ -128,6 +128,7 @@ def stylize(
         str | None,
         typer.Option(
             help="Start image: content, noise, style or an image path." + default_help("init"),
+            metavar="content|noise|style|PATH",
             autocompletion=complete_from(INIT_MODES),
             rich_help_panel=OPTIMISATION,
         ),

@@ -130,6 +130,14 @@ def check_run_folder(run_dir: RunDir, resume: bool, overwrite: bool) -> None:
                 "move it or choose another --output"
             )
         return
+    saved = read_run_config(run_dir.config)
+    if saved is not None and saved[1].get("status") == "completed":
+        foreign = run_dir.foreign_files()
+        raise ConfigError(
+            f"output folder {run_dir.root} holds a finished run and "
+            f"{foreign[0].name if foreign else 'files'} nst did not write; --overwrite replaces "
+            "only nst's files, or choose another --output"
+        )
     raise ConfigError(
         f"output folder {run_dir.root} already holds a run that did not finish ({len(previous)} "
         "files); --resume continues it, --overwrite replaces it, or choose another --output"

@@ -205,8 +205,8 @@ def _prepare(
     precision = resolve_precision(device, config.precision)
     configure_precision(device, precision)
     run_dir = RunDir(config.output_dir)
-    check_run_folder(run_dir, resume, overwrite)
     check_output_image(config, resume, overwrite)
+    check_run_folder(run_dir, resume, overwrite)
     if resume:
         check_resume_changes(run_dir, recorded)
     _warn_unusual_lr(config)

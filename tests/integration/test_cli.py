@@ -278,25 +278,25 @@ def test_a_spinner_covers_loading_torch_in_a_terminal_only(
 
 
 @pytest.mark.slow
-def test_existing_run_folder_is_never_overwritten_silently(
+def test_a_finished_run_is_replaced_by_the_same_command_but_never_a_users_file(
     tiny_config: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "keep"
     assert run_cli("stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--steps", "8")[0] == 0
-    before = (out / "final.png").read_bytes()
-    code, output = run_cli("stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--steps", "2")
-    assert code == 2 and "already holds a run" in output and "--overwrite" in output
-    assert (out / "final.png").read_bytes() == before
+    code, output = run_cli("stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--steps", "4")
+    assert code == 0, output  # the same command again: its finished run is replaced
+    assert yaml.safe_load((out / "config.yaml").read_text())["steps"] == 4
     (out / "notes.txt").write_text("mine")
-    code, output = run_cli(
-        "stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--steps", "2", "--overwrite"
-    )
+    (out / "frames" / "step_1.png").write_bytes(b"my own frame")  # not one of nst's names
+    code, output = run_cli("stylize", "-c", str(tiny_config), "-o", str(out), "-q", "--steps", "2")
     assert code == 0, output
     assert sorted(p.name for p in (out / "frames").iterdir()) == [
         "step_000000.png",
         "step_000002.png",
+        "step_1.png",
     ]
     assert (out / "notes.txt").read_text() == "mine"  # only nst's own files are replaced
+    assert (out / "frames" / "step_1.png").read_bytes() == b"my own frame"
 
 
 def test_debug_shows_the_traceback(tiny_config: Path) -> None:
@@ -375,9 +375,16 @@ def test_output_image_path_writes_it_and_keeps_the_run_folder_beside(
     with Image.open(target) as image:
         assert image.format == ("PNG" if name.endswith("png") else "JPEG")
         assert image.size == Image.open(run_dir / "final.png").size
-    # The image is the user's now: another run does not replace it unasked.
+    # The same command again replaces the image its finished run wrote...
+    code, output = run_cli(
+        "stylize", "-c", str(tiny_config), "-q", "-o", str(target), "--seed", "3"
+    )
+    assert code == 0, output
+    assert (run_dir / "config.yaml").read_text().count("seed: 3") == 1
+    # ...but an image nst did not write is the user's: never replaced unasked.
+    Image.new("RGB", (8, 8)).save(target, format="PNG" if name.endswith("png") else "JPEG")
     code, output = run_cli("stylize", "-c", str(tiny_config), "-q", "-o", str(target))
-    assert code == 2 and "already" in output and "--overwrite" in output
+    assert code == 2 and "nst did not write it" in output and "--overwrite" in output
 
 
 def test_plain_progress_lines_when_not_a_terminal(tiny_config: Path, tmp_path: Path) -> None:
