@@ -122,7 +122,7 @@ PresetOpt = Annotated[
     typer.Option(
         help="fast, balanced or quality: scales, steps and optimiser together; explicit keys "
         "win." + default_help("preset"),
-        metavar="PRESET",
+        metavar="fast|balanced|quality",
         autocompletion=complete_from(PRESET_NAMES),
         rich_help_panel=OPTIMISATION,
     ),

@@ -141,7 +141,7 @@ def index_html(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], root: Pat
             shown = (
                 ""
                 if value is None
-                else (f"{value:.6g}" if isinstance(value, float) else str(value))
+                else (f"{value:.4g}" if isinstance(value, float) else str(value))
             )
             sort = value if isinstance(value, int | float) else shown
             cells.append(f'<td data-sort="{html.escape(str(sort))}">{html.escape(shown)}</td>')
@@ -169,12 +169,13 @@ _PAGE = """<!doctype html>
 body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
 table{border-collapse:collapse}th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
 th{cursor:pointer;background:#eee;position:sticky;top:0}th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
-img{width:160px;height:auto;display:block}img.plot{width:240px}
+img{width:256px;max-width:28vw;height:auto;display:block}img.plot{width:240px;max-width:22vw}
+.wrap{overflow-x:auto;max-width:100%}
 </style></head><body>
 <h1>nst sweep: {{COUNT}} runs</h1><p>Click a column header to sort. <a href="grid.png">Contact sheet</a> · <a href="summary.csv">summary.csv</a></p>
-<table id="runs"><thead><tr>{{HEAD}}</tr></thead><tbody>
+<div class="wrap"><table id="runs"><thead><tr>{{HEAD}}</tr></thead><tbody>
 {{BODY}}
-</tbody></table>
+</tbody></table></div>
 <script>
 document.querySelectorAll("#runs th").forEach(function (th) {
   th.addEventListener("click", function () {
