@@ -52,12 +52,32 @@ def check_memory(config: Config, inputs: Inputs) -> None:
     if needed > available:
         low = estimate_run_bytes(config, inputs, "low")
         fits_low = config.memory != "low" and low <= available
+        largest = largest_resolution(config, inputs, available)
         raise ConfigError(
             f"resolution {config.resolution} (style_scale {config.style_scale}) needs about "
             f"{needed / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB of {where}; "
             + (f"set memory: low (about {low / 2**30:.1f} GiB, slower), " if fits_low else "")
-            + "lower resolution or style_scale, or pass --allow-large to try anyway"
+            + (
+                f"lower resolution (at most about {largest} px fits)"
+                if largest
+                else "lower resolution"
+            )
+            + " or style_scale, or pass --allow-large to try anyway"
         )
+
+
+def largest_resolution(config: Config, inputs: Inputs, available: int) -> int | None:
+    """The largest long side (in steps of 16 px) whose run fits in `available` bytes with the
+    config's other settings; None if not even 16 px does."""
+    low, high = 0, config.resolution // 16
+    while low < high:  # the estimate grows with the resolution: bisect on it
+        middle = (low + high + 1) // 2
+        trial = config.model_copy(update={"resolution": middle * 16})
+        if estimate_run_bytes(trial, inputs) <= available:
+            low = middle
+        else:
+            high = middle - 1
+    return low * 16 or None
 
 
 def memory_limit(device: str) -> tuple[int, str]:

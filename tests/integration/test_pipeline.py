@@ -462,3 +462,5 @@ def test_memory_low_is_offered_where_it_fits_and_then_accepted(
     with pytest.raises(ConfigError) as neither:
         pipeline.load_inputs(normal)
     assert "memory: low" not in str(neither.value)  # it would not fit either
+    # 1 GiB + 3500·r·0.75r + 1000·r² ≤ 3 GiB: r ≤ 769.7, so 768 in steps of 16.
+    assert "at most about 768 px fits" in str(neither.value)
