@@ -20,11 +20,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
-from nst_cli.cli.progress import scale_label
 from nst_cli.core.optimize import StepEvent
 from nst_cli.core.pixels import to_pil
 from nst_cli.io.plot import SERIES
 from nst_cli.io.rundir import FRAME_PATTERN, RunDir
+from nst_cli.run.progress import scale_label
 
 #: Seconds between re-encodings of the live image.
 IMAGE_INTERVAL = 0.5

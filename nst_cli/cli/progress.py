@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console, RenderableType
@@ -21,66 +21,7 @@ from rich.progress import (
 from rich.text import Text
 
 from nst_cli.core.optimize import StepEvent
-from nst_cli.core.schedule import Stage
-
-
-def scale_label(stage: Stage | None) -> str:
-    """'362px (2/3)' for a scale of a coarse-to-fine run; '' for a one-scale run."""
-    if stage is None or stage.count < 2:
-        return ""
-    return f"{stage.size}px ({stage.index + 1}/{stage.count})"
-
-
-class _Rate:
-    """Steps per second since the first step seen (the summary's figure, not a window), and
-    the seconds left: the work left (Stage.work_until: steps weighted by their scale's
-    pixels) at the speed the work so far went."""
-
-    def __init__(self) -> None:
-        self._first: tuple[int, float] | None = None
-        self.eta: float | None = None
-
-    def __call__(self, event: StepEvent) -> float | None:
-        if self._first is None:
-            self._first = (event.step, event.elapsed)
-        first_step, first_elapsed = self._first
-        done, seconds = event.step - first_step, event.elapsed - first_elapsed
-        if done <= 0 or seconds <= 0:
-            self.eta = None
-            return None
-        # Steps weighted by their scale's pixels (alike where the event names no scale).
-        work = event.stage.work_until if event.stage is not None else float
-        done_work = max(work(event.step) - work(first_step), 1e-9)
-        self.eta = (work(event.total_steps) - work(event.step)) * seconds / done_work
-        return done / seconds
-
-
-class LogLines:
-    """Plain progress lines for logs (stderr not a terminal: nohup, CI, cluster jobs): one
-    every `every` steps and at the end, with step, scale, losses, it/s and ETA. Speeds are
-    averages since this session's first step, the same figure as the final summary's."""
-
-    def __init__(self, write: Callable[[str], None], every: int, description: str = "stylize"):
-        self.write = write
-        self.every = max(1, every)
-        self.description = description
-        self._rate = _Rate()
-
-    def __call__(self, event: StepEvent) -> None:
-        rate = self._rate(event)
-        if event.step % self.every and not event.is_final:
-            return
-        parts = [f"{self.description} step {event.step}/{event.total_steps}"]
-        if event.stage is not None and event.stage.count > 1:
-            parts[0] += (
-                f" ({event.stage.size}px, scale {event.stage.index + 1}/{event.stage.count})"
-            )
-        parts.append(format_losses(event.losses))
-        if rate is not None and self._rate.eta is not None:
-            eta = self._rate.eta
-            parts.append(f"{rate:.2f} it/s")
-            parts.append(f"ETA {int(eta) // 60}:{int(eta) % 60:02d}")
-        self.write(" · ".join(parts))
+from nst_cli.run.progress import StepRate, format_losses, scale_label
 
 
 class _SpeedColumn(ProgressColumn):
@@ -99,7 +40,7 @@ class _SpeedColumn(ProgressColumn):
 
 
 class _EtaColumn(TimeRemainingColumn):
-    """The run's own ETA (`_Rate.eta`, weighted by each scale's cost) where it gives one;
+    """The run's own ETA (`StepRate.eta`, weighted by each scale's cost) where it gives one;
     rich's (steps left at the recent speed) for a sweep's bar of runs."""
 
     def render(self, task: Task) -> Text:
@@ -111,15 +52,6 @@ class _EtaColumn(TimeRemainingColumn):
         minutes, seconds = divmod(int(eta), 60)
         hours, minutes = divmod(minutes, 60)
         return Text(f"{hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
-
-
-def format_losses(losses: Mapping[str, float]) -> str:
-    """'total 1.2e+04 · content 3.1 · style 0.52' for the headline terms present."""
-    parts = []
-    for name in ("total", "content", "style", "tv"):
-        if name in losses and (name != "tv" or losses[name]):
-            parts.append(f"{name} {losses[name]:.4g}")
-    return " · ".join(parts)
 
 
 class _StepProgress(Progress):
@@ -160,7 +92,7 @@ class ProgressBar:
         self.progress = progress
         self.description = description
         self.task_id: Any = None
-        self._rate = _Rate()
+        self._rate = StepRate()
         self._losses_shown = -math.inf
 
     def __call__(self, event: StepEvent) -> None:

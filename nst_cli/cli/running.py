@@ -36,7 +36,8 @@ def _write_line(line: str) -> None:
 
 def run_with_progress(run: Callable[..., Any], quiet: bool, log_every: int | None) -> Any:
     from nst_cli.cli.interrupts import GracefulInterrupt
-    from nst_cli.cli.progress import LogLines, ProgressBar, make_progress
+    from nst_cli.cli.progress import ProgressBar, make_progress
+    from nst_cli.run.progress import LogLines
 
     with GracefulInterrupt(on_first=_announce_stop) as stop:
         if quiet:
@@ -55,7 +56,8 @@ def _sweep_with_progress(
     root: Path, runs: list[PlannedRun], quiet: bool, log_every: int | None, **options: Any
 ) -> SweepOutcome:
     from nst_cli.cli.interrupts import GracefulInterrupt
-    from nst_cli.cli.progress import LogLines, ProgressBar, make_progress
+    from nst_cli.cli.progress import ProgressBar, make_progress
+    from nst_cli.run.progress import LogLines
     from nst_cli.sweep.execute import run_sweep
 
     with GracefulInterrupt(on_first=_announce_stop) as stop:

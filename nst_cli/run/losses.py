@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from nst_cli.config.models import Config, StyleImage
+from nst_cli.config.models import Config
+from nst_cli.config.sections import StyleImage
 from nst_cli.core.features import FeatureExtractor
 from nst_cli.core.losses.guided import Region, region_norms
 from nst_cli.core.losses.total import StyleTransferLoss, blend_targets, style_norms

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -33,6 +34,7 @@ from nst_cli.errors import NSTError
 from nst_cli.io.rundir import RunDir
 from nst_cli.run.inputs import load_inputs
 from nst_cli.run.models import ModelCache
+from nst_cli.run.progress import LogLines
 from nst_cli.run.provenance import run_config_dict
 from nst_cli.run.resume import (
     check_output_image,
@@ -57,6 +59,7 @@ def stylize(
     overwrite: bool = False,
     allow_large: bool = False,
     cache: ModelCache | None = None,
+    progress: bool = False,
 ) -> StylizeResult:
     """Run one stylisation and write its run folder (`nst stylize`).
 
@@ -73,6 +76,8 @@ def stylize(
         overwrite: replace the run (nst's own files only) in the output folder.
         allow_large: accept images over the size and memory limits.
         cache: a ModelCache shared between runs, so the network and style targets load once.
+        progress: print a progress line (step, scale, losses, it/s, ETA) to stderr every 10
+            steps and at the end. Warnings and notes go to the `nst_cli` logger either way.
 
     Returns:
         Where the run folder and final image are, its status, losses and timing.
@@ -83,6 +88,8 @@ def stylize(
     if not isinstance(config, Config):
         is_run_dir = resume and Path(config).is_dir()
         config = resume_config(Path(config)) if is_run_dir else resolve_config(config)
+    if progress:
+        callbacks = [*callbacks, LogLines(lambda line: print(line, file=sys.stderr), every=10)]
     return stylize_relocated(
         config, config, callbacks=callbacks, should_stop=should_stop, resume=resume,
         overwrite=overwrite, allow_large=allow_large, cache=cache,

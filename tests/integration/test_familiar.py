@@ -126,7 +126,8 @@ def test_a_users_own_image_at_the_output_is_still_refused(pair, tmp_path: Path) 
 
 @pytest.mark.slow
 def test_an_unfinished_run_is_not_replaced_without_overwrite(pair, tmp_path: Path) -> None:
-    from nst_cli import resolve_config, stylize
+    from nst_cli import stylize
+    from nst_cli.config.resolve import resolve_config
 
     cat, starry = pair
     run = tmp_path / "run"

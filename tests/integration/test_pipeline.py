@@ -464,3 +464,21 @@ def test_memory_low_is_offered_where_it_fits_and_then_accepted(
     assert "memory: low" not in str(neither.value)  # it would not fit either
     # 1 GiB + 3500·r·0.75r + 1000·r² ≤ 3 GiB: r ≤ 769.7, so 768 in steps of 16.
     assert "at most about 768 px fits" in str(neither.value)
+
+
+@pytest.mark.slow
+def test_the_python_api_prints_progress_when_asked(
+    tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nst_cli import resolve_config, stylize
+
+    config = resolve_config(tiny_config, ["steps=12"], {"output": str(tmp_path / "quiet")})
+    stylize(config)
+    assert "stylize step" not in capsys.readouterr().err  # silent unless asked
+    config = resolve_config(tiny_config, ["steps=12"], {"output": str(tmp_path / "shown")})
+    stylize(config, progress=True)
+    lines = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("stylize step")
+    ]
+    assert [line.split()[2] for line in lines] == ["0/12", "10/12", "12/12"]
+    assert "total" in lines[-1] and "it/s" in lines[-1]

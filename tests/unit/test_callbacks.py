@@ -9,12 +9,13 @@ import pytest
 import torch
 from rich.console import Console
 
-from nst_cli.cli.progress import LogLines, ProgressBar, make_progress
+from nst_cli.cli.progress import ProgressBar, make_progress
 from nst_cli.config.models import Config
 from nst_cli.core.optimize import StepEvent
 from nst_cli.core.schedule import Stage
 from nst_cli.io.losslog import read_loss_rows
 from nst_cli.io.rundir import RunDir
+from nst_cli.run.progress import LogLines
 from nst_cli.run.recording import FrameSaver, LossLog
 
 
