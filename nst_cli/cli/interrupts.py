@@ -1,4 +1,4 @@
-"""Ctrl-C / SIGTERM handling: the first asks the run to stop after the current step (so the
+"""Ctrl-C / SIGTERM / SIGHUP handling: the first asks the run to stop after the current step (so the
 image, frames and loss log are saved); the second aborts at once."""
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ class GracefulInterrupt:
 
     def __enter__(self) -> GracefulInterrupt:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            # SIGHUP (a closed terminal, a dropped ssh session) stops as SIGTERM does.
+            for sig in (signal.SIGINT, signal.SIGTERM, *_hangup()):
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -44,3 +45,8 @@ class GracefulInterrupt:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
         self._previous.clear()
+
+
+def _hangup() -> tuple[signal.Signals, ...]:
+    """SIGHUP where the platform has it (not on Windows)."""
+    return (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()

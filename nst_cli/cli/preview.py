@@ -13,11 +13,14 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import stat
 import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from nst_cli.core.optimize import StepEvent
@@ -138,11 +141,11 @@ def _handler(preview: Preview) -> type[BaseHTTPRequestHandler]:
                 else:
                     self._send(data, "image/jpeg")
             elif path.startswith("/frames/") and FRAME_PATTERN.fullmatch(path[8:]):
-                frame = preview.run_dir.frames / path[8:]
-                try:
-                    self._send(frame.read_bytes(), "image/png")
-                except OSError:
+                data = _own_file(preview.run_dir.frames, path[8:])
+                if data is None:
                     self.send_error(HTTPStatus.NOT_FOUND)
+                else:
+                    self._send(data, "image/png")
             else:
                 self.send_error(HTTPStatus.NOT_FOUND)
 
@@ -163,3 +166,19 @@ def _handler(preview: Preview) -> type[BaseHTTPRequestHandler]:
             pass  # the terminal belongs to the progress display
 
     return Handler
+
+
+def _own_file(folder: Path, name: str) -> bytes | None:
+    """A regular file in `folder` (itself no link), read without following a link: a link
+    planted under a frame's name (to /etc/passwd, say) is never served."""
+    if folder.is_symlink():
+        return None
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(folder / name, os.O_RDONLY | nofollow)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        return handle.read()

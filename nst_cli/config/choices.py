@@ -25,6 +25,27 @@ WEIGHT_SOURCES = ("caffe", "torchvision", "random")
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
 #: `output` ending in one of these names the final image; the run folder goes beside it.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+#: Image and video names an output could be mistaken for that nst does not write: `-o x.gif`
+#: is refused rather than made a folder called x.gif.
+UNWRITABLE_SUFFIXES = (
+    ".gif",
+    ".bmp",
+    ".mp4",
+    ".webm",
+    ".mov",
+    ".avi",
+    ".heic",
+    ".heif",
+    ".avif",
+    ".jxl",
+    ".jp2",
+    ".ico",
+    ".tga",
+    ".ppm",
+    ".pgm",
+    ".psd",
+    ".svg",
+)
 #: Sections that are not run settings: `run` (written by the tool into a run's config.yaml)
 #: and `sweep` (read by `nst sweep`); both are set aside when a config is validated.
 METADATA_KEYS = ("run", "sweep")

@@ -23,6 +23,7 @@ from nst_cli.config.choices import (
     FRAMES_PER_RUN,
     IMAGE_SUFFIXES,
     PRESETS,
+    UNWRITABLE_SUFFIXES,
     CheckpointMode,
     PresetName,
 )
@@ -286,6 +287,12 @@ class Config(Strict):
         if value is not None and any(len(part.encode()) > 255 for part in value.parts):
             raise ValueError(
                 "a folder name in it is over 255 bytes, longer than file systems allow"
+            )
+        if value is not None and value.suffix.lower() in UNWRITABLE_SUFFIXES:
+            raise ValueError(
+                f"nst cannot write a {value.suffix} image; name one of "
+                f"{', '.join(IMAGE_SUFFIXES)} (or a folder); an animation of the run comes from "
+                "nst gif"
             )
         return value
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from nst_cli.config.choices import FLAG_KEYS, INIT_MODES, WEIGHT_SOURCES
-from nst_cli.config.loading import read_png_config, read_yaml
+from nst_cli.config.choices import FLAG_KEYS, IMAGE_SUFFIXES, INIT_MODES, WEIGHT_SOURCES
+from nst_cli.config.loading import read_png_config, read_yaml, safe_yaml
 from nst_cli.config.models import Config
 from nst_cli.config.overrides import parse_set_option, set_by_path
 from nst_cli.errors import ConfigError
@@ -177,8 +177,30 @@ def resume_config(
             )
         raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it an nst run folder?")
     return resolve_config(
-        Path(run_dir) / "config.yaml", sets, {**(overrides or {}), "output": str(run_dir)}
+        Path(run_dir) / "config.yaml",
+        sets,
+        {**(overrides or {}), "output": _resumed_output(run_dir)},
     )
+
+
+def _resumed_output(run_dir: Path) -> str:
+    """Where a resumed run writes: its folder, or, for a run made with `-o result.png`, that
+    image again (it sits beside its folder, result/), so the image is not left stale."""
+    try:
+        saved = safe_yaml((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"), "")
+    except (OSError, UnicodeDecodeError, ConfigError):
+        saved = None
+    output = (
+        Path(str(saved.get("output"))) if isinstance(saved, dict) and saved.get("output") else None
+    )
+    folder = Path(run_dir)
+    if (
+        output is not None
+        and output.suffix.lower() in IMAGE_SUFFIXES
+        and output.stem == folder.name
+    ):
+        return str(folder.parent / (folder.name + output.suffix))
+    return str(run_dir)
 
 
 def default_run_name(config: Config, path: Path | None) -> str:

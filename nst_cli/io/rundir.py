@@ -104,6 +104,7 @@ class RunDir:
         """Files at the names nst writes (what a new run would mix with or overwrite)."""
         if not self.root.is_dir():
             return []
+        self.check_own_folders()
         own = (self.config, self.final, self.losses, self.loss_plot, self.checkpoint)
         found = [p for p in own if p.is_file()]
         if self.frames.is_dir():
@@ -145,6 +146,10 @@ class RunDir:
         when the process ends, a crash included."""
         self.create()
         path = self.root / LOCK_NAME
+        if path.is_symlink():  # opening it would create or lock whatever it points to
+            raise OutputError(
+                f"{path} is a symbolic link, not nst's lock file; remove it and run again"
+            )
         lock = self._acquire(path)
         try:
             yield
@@ -180,8 +185,18 @@ class RunDir:
             lock.release()
         raise OutputError(f"output folder {self.root} is in use by another nst process")
 
+    def check_own_folders(self) -> None:
+        """frames/ must be nst's own folder: a symbolic link there (into another run, say)
+        would let a run write or --overwrite delete behind it. Refused, nothing touched."""
+        if self.frames.is_symlink():
+            raise OutputError(
+                f"{self.frames} is a symbolic link, not a folder nst made; nst will not write "
+                "or delete through it: remove the link, or choose another --output"
+            )
+
     def create(self) -> None:
         """Make the folder (and frames/), or fail with one clear line."""
+        self.check_own_folders()
         try:
             self.frames.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -104,12 +104,12 @@ def replaces_finished_run(config: Config) -> bool:
 def check_output_image(config: Config, resume: bool, overwrite: bool) -> None:
     """`-o result.png`: an image already there is the user's; replace it only when asked."""
     image = config.output_image
-    if image is None or resume or overwrite or not image.exists():
-        return
-    if image.is_dir():
+    if image is not None and image.is_dir():
         raise ConfigError(
             f"-o {image}: is a folder, so no image can be written there; choose another -o"
         )
+    if image is None or resume or overwrite or not image.exists():
+        return
     raise ConfigError(
         f"output image {image} already exists and nst did not write it (or its run did not "
         "finish); pass --overwrite to replace it, or choose another -o"

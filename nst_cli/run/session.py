@@ -76,16 +76,17 @@ class Session:
         error that stopped the run, or that stops these writes, is returned."""
         if result.error is not None:
             return result.error
+        ended = "interrupted" if result.interrupted else "completed"
         try:
             self.recorder.frames.flush()  # every frame on disk (or its write error) first
-            self.status = "interrupted" if result.interrupted else "completed"
             final = output_pil(result.image, self.output_size, self.shown)
             final_text = {**self.text, "nst:step": str(result.step)}
             save_png(final, self.prepared.run_dir.final, final_text)
             if self.prepared.config.output_image is not None:
                 save_image(final, self.prepared.config.output_image, final_text)
         except NSTError as exc:
-            return exc
+            return exc  # the status stays "failed": config.yaml must not claim the run ended well
+        self.status = ended
         self.final_saved = True
         return None
 

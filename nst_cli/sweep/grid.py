@@ -107,8 +107,11 @@ def _label(value: Any) -> str:
 
 
 def safe_name(text: str) -> str:
-    """A folder name from a label; letters of any script stay (Ünï.png gives Ünï)."""
-    return re.sub(r"[^\w.=,+-]+", "-", text).strip("-") or "x"
+    """A folder name from a label; letters of any script stay (Ünï.png gives Ünï). It is
+    always one plain name inside its parent: never empty, `.`, `..` or hidden (a photo named
+    `...png` must not become the folder above)."""
+    name = re.sub(r"[^\w.=,+-]+", "-", text).strip("-").lstrip(".")
+    return name if name.strip(".") else "x"
 
 
 def unique_name(name: str, taken: Sequence[str]) -> str:

@@ -128,3 +128,19 @@ def test_page_in_a_browser_follows_the_run(tiny_config: Path, tmp_path: Path) ->
     first, second = (int(t.split("step ")[1].split()[0]) for t in seen)
     images = [int(t.split("image ")[1].split()[0]) for t in seen]
     assert second > first and images[1] > images[0], seen
+
+
+def test_a_link_planted_under_a_frames_name_is_never_served(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the page")
+    run = RunDir(tmp_path / "run")
+    run.frames.mkdir(parents=True)
+    (run.frames / "step_000000.png").write_bytes(b"\x89PNG a real frame")
+    (run.frames / "step_000002.png").symlink_to(secret)
+    preview = Preview(run).start()
+    try:
+        assert _get(preview.url + "frames/step_000000.png") == (200, b"\x89PNG a real frame")
+        status, body = _get(preview.url + "frames/step_000002.png")
+        assert status == 404 and b"not for the page" not in body
+    finally:
+        preview.stop()

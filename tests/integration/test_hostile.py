@@ -1,0 +1,172 @@
+"""Inputs built to hurt: names that would escape a folder, links planted where nst writes,
+outputs nst cannot write, a closed terminal. Each case builds its own inputs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import make_image, write_pair
+from typer.testing import CliRunner
+
+from nst_cli.cli import app
+from nst_cli.sweep.grid import safe_name
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("stem", ["..", ".", "...", "", "-", ".hidden", "..a"])
+def test_a_name_from_user_input_stays_one_plain_name(stem: str) -> None:
+    name = safe_name(stem)
+    assert name not in ("", ".", "..") and "/" not in name and not name.startswith(".")
+
+
+@pytest.mark.slow
+def test_a_photo_named_dots_gets_a_folder_inside_the_folder_run(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, seed in (("...png", 1), ("..png", 2)):
+        make_image(tmp_path / "made.png", (40, 30), seed=seed).rename(photos / name)
+    style = make_image(tmp_path / "style.png", (30, 30), seed=3)
+    out = tmp_path / "album" / "run"
+    (tmp_path / "album" / "precious.txt").parent.mkdir(parents=True)
+    (tmp_path / "album" / "precious.txt").write_text("keep")
+    result = runner.invoke(
+        app,
+        [
+            "stylize",
+            "--content",
+            str(photos),
+            "--style",
+            str(style),
+            "--resolution",
+            "32",
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "-o",
+            str(out),
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert len(folders) == 2 and all(not f.startswith(".") for f in folders), folders
+    assert (tmp_path / "album" / "precious.txt").read_text() == "keep"
+    assert not (tmp_path / "album" / "config.yaml").exists()  # nothing written above the run
+
+
+def test_a_symlinked_frames_folder_is_refused_and_nothing_behind_it_touched(tmp_path: Path) -> None:
+    config = write_pair(tmp_path / "job")
+    other = tmp_path / "other_run_frames"
+    other.mkdir()
+    (other / "step_000000.png").write_bytes(b"another run's frame")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "frames").symlink_to(other)
+    for extra in ([], ["--overwrite"]):
+        result = runner.invoke(app, ["stylize", "-c", str(config), "-o", str(run), "-q", *extra])
+        assert result.exit_code != 0 and "symbolic link" in result.output, result.output
+    assert (other / "step_000000.png").read_bytes() == b"another run's frame"
+    assert sorted(p.name for p in other.iterdir()) == ["step_000000.png"]
+
+
+def test_a_planted_lock_link_is_refused_without_creating_its_target(tmp_path: Path) -> None:
+    config = write_pair(tmp_path / "job")
+    run = tmp_path / "run"
+    run.mkdir()
+    target = tmp_path / "created_by_nst"
+    (run / ".nst.lock").symlink_to(target)
+    result = runner.invoke(app, ["stylize", "-c", str(config), "-o", str(run), "-q"])
+    assert result.exit_code != 0 and "symbolic link" in result.output, result.output
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("name", ["x.gif", "x.bmp", "clip.mp4", "X.GIF"])
+def test_an_output_nst_cannot_write_is_refused_with_the_ones_it_can(
+    tmp_path: Path, name: str
+) -> None:
+    config = write_pair(tmp_path / "job")
+    result = runner.invoke(
+        app, ["stylize", "-c", str(config), "-o", str(tmp_path / name), "--print-config"]
+    )
+    assert result.exit_code == 2
+    assert "cannot write" in result.output and ".png, .jpg" in result.output
+    assert not (tmp_path / name).exists()
+
+
+def test_an_output_image_that_is_a_folder_is_refused_at_once(tmp_path: Path) -> None:
+    config = write_pair(tmp_path / "job")
+    (tmp_path / "res.png").mkdir()
+    started = time.monotonic()
+    result = runner.invoke(
+        app, ["stylize", "-c", str(config), "-o", str(tmp_path / "res.png"), "--overwrite", "-q"]
+    )
+    assert result.exit_code == 2 and "is a folder" in result.output, result.output
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "res").exists()  # refused before any run started
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+def test_a_closed_terminal_saves_everything_like_sigterm(tmp_path: Path) -> None:
+    config = write_pair(tmp_path / "job", "resolution: 48\nsteps: 400\nsave_every: 5\n")
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nst_cli", "stylize", "-c", str(config), "-o", str(run), "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list((run / "frames").glob("step_0000[1-9]*.png")) and time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGHUP)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err.decode()
+    assert (run / "final.png").is_file()
+    assert "status: interrupted" in (run / "config.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_config_yaml_never_says_completed_when_the_final_image_was_not_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nst_cli.run.session as session
+    from nst_cli.errors import OutputError
+
+    config = write_pair(tmp_path / "job")
+    out = tmp_path / "result.png"
+
+    def refuse(image, path, text=None):  # the -o destination is read-only, say
+        raise OutputError(f"{path}: write failed (Permission denied)")
+
+    monkeypatch.setattr(session, "save_image", refuse)
+    result = runner.invoke(app, ["stylize", "-c", str(config), "-o", str(out), "-q"])
+    assert result.exit_code == 1 and "Permission denied" in result.output
+    status = (tmp_path / "result" / "config.yaml").read_text()
+    assert "status: completed" not in status and "status: failed" in status
+
+
+@pytest.mark.slow
+def test_a_resumed_run_refreshes_the_image_its_run_was_asked_to_write(tmp_path: Path) -> None:
+    from PIL import Image
+
+    config = write_pair(tmp_path / "job")
+    out = tmp_path / "result.png"
+    assert runner.invoke(app, ["stylize", "-c", str(config), "-o", str(out), "-q"]).exit_code == 0
+    assert Image.open(out).info["nst:step"] == "4"
+    resumed = runner.invoke(
+        app, ["stylize", "--resume", str(tmp_path / "result"), "--steps", "7", "-q"]
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert Image.open(out).info["nst:step"] == "7"
+    final = Image.open(tmp_path / "result" / "final.png")
+    assert final.tobytes() == Image.open(out).tobytes()
