@@ -20,6 +20,12 @@ from nst_cli.io.files import describe_os_error, png_header
 FRAME_DIGITS = 6
 #: The file a running nst holds locked inside its run folder (see RunDir.lock).
 LOCK_NAME = ".nst.lock"
+#: The temp files atomic writes make beside nst's own files (io.files.atomic_open):
+#: `.<name>.<8 random characters>.tmp`.
+TEMP_PATTERN = re.compile(
+    r"\.(config\.yaml|final\.png|losses\.csv|losses\.png|checkpoint\.pt|step_\d{6,}\.png)"
+    r"\.[A-Za-z0-9_]{8}\.tmp"
+)
 #: Exactly the frame names nst writes; a user's frames/step_1.png is not one of them.
 FRAME_PATTERN = re.compile(r"step_\d{" + str(FRAME_DIGITS) + r",}\.png")
 
@@ -138,6 +144,21 @@ class RunDir:
                 path.unlink()
             except OSError as exc:
                 raise OutputError(f"{path}: cannot remove it ({describe_os_error(exc)})") from None
+
+    def remove_orphaned_temps(self) -> list[Path]:
+        """Remove the temp files of atomic writes a killed nst left here (a checkpoint's can be
+        over a gigabyte): only regular files named exactly as nst names them. Call it under
+        the lock, so no live writer's temp file is taken. Returns what was removed."""
+        removed = []
+        for folder in (self.root, self.frames):
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            for path in folder.iterdir():
+                if TEMP_PATTERN.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                        removed.append(path)
+        return removed
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -117,6 +117,8 @@ def stylize_relocated(
     with run_dir.lock():
         # Checked again under the lock: another process may have written a run here meanwhile.
         check_run_folder(run_dir, resume, overwrite)
+        for path in run_dir.remove_orphaned_temps():
+            log.info("removed %s, left by an nst process that was killed", path)
         if overwrite and not resume:
             run_dir.clear()  # only now, once the new run's inputs have all been checked
         return _execute(prepared, callbacks, should_stop)

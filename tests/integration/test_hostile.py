@@ -170,3 +170,28 @@ def test_a_resumed_run_refreshes_the_image_its_run_was_asked_to_write(tmp_path: 
     assert Image.open(out).info["nst:step"] == "7"
     final = Image.open(tmp_path / "result" / "final.png")
     assert final.tobytes() == Image.open(out).tobytes()
+
+
+@pytest.mark.slow
+def test_temp_files_a_killed_run_left_are_removed_on_resume_and_others_kept(tmp_path: Path) -> None:
+    config = write_pair(tmp_path / "job")
+    run = tmp_path / "run"
+    assert (
+        runner.invoke(
+            app, ["stylize", "-c", str(config), "-o", str(run), "-q", "--steps", "2"]
+        ).exit_code
+        == 0
+    )
+    orphans = [
+        run / ".checkpoint.pt.a1b2c3d4.tmp",
+        run / "frames" / ".step_000004.png.x_y_z_w1.tmp",
+    ]
+    for path in orphans:
+        path.write_bytes(b"half a file")
+    mine = [run / ".notes.txt.a1b2c3d4.tmp", run / "checkpoint.pt.a1b2c3d4.tmp"]
+    for path in mine:
+        path.write_bytes(b"not nst's")
+    result = runner.invoke(app, ["stylize", "--resume", str(run), "--steps", "4", "-q"])
+    assert result.exit_code == 0, result.output
+    assert not any(path.exists() for path in orphans)
+    assert all(path.read_bytes() == b"not nst's" for path in mine)
