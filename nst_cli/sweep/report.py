@@ -82,8 +82,22 @@ def write_reports(outcome: SweepOutcome, runs: Sequence[PlannedRun]) -> None:
     write_text(outcome.index, index_html(outcome.rows, keys, root))
 
 
+#: The contact sheet's size bound: past it the cells shrink (to MIN_CELL), then only an evenly
+#: spread sample of the runs is shown (index.html lists them all).
+MAX_SHEET_PIXELS = 64_000_000
+MIN_CELL = 48
+
+
 def contact_sheet(runs: Sequence[PlannedRun], keys: Sequence[str], cell: int = 256) -> Image.Image:
-    """Final images in a grid: rows by the first swept key, columns by the rest; labelled."""
+    """Final images in a grid: rows by the first swept key, columns by the rest; labelled.
+    However many runs there are, the sheet stays under MAX_SHEET_PIXELS."""
+    label_height = 20
+    # 90%: a square-ish grid has up to one row and column more than the runs need.
+    fits = int(0.9 * MAX_SHEET_PIXELS / (MIN_CELL * (MIN_CELL + label_height)))
+    if len(runs) > fits:  # a sample, evenly spread, and a line saying so
+        step = len(runs) / fits
+        runs = [runs[int(i * step)] for i in range(fits)]
+        keys = keys[:1]
     if len(keys) > 1:
         rows = len(dict.fromkeys(run.labels[keys[0]] for run in runs))
         columns = math.ceil(len(runs) / rows)
@@ -91,7 +105,8 @@ def contact_sheet(runs: Sequence[PlannedRun], keys: Sequence[str], cell: int = 2
         count = max(len(runs), 1)
         columns = count if count <= 8 else max(8, math.ceil(math.sqrt(count)))
         rows = math.ceil(count / columns)
-    label_height = 20
+    while cell > MIN_CELL and columns * cell * rows * (cell + label_height) > MAX_SHEET_PIXELS:
+        cell = max(MIN_CELL, int(cell * 0.9))
     sheet = Image.new("RGB", (columns * cell, rows * (cell + label_height)), (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
     for index, run in enumerate(runs):
