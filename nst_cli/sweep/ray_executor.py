@@ -52,7 +52,7 @@ def connect(ray: Any, address: str | None) -> bool:
     if address not in (None, "auto", "local") and not address.startswith("ray://"):
         _check_listening(address)
     try:
-        ray.init(
+        context = ray.init(
             address=address or "local", include_dashboard=False, log_to_driver=False,
             logging_level=logging.ERROR,
         )  # fmt: skip
@@ -62,6 +62,15 @@ def connect(ray: Any, address: str | None) -> bool:
             f"{where}: could not connect ({str(exc).splitlines()[0][:160]}); start a cluster "
             "with `ray start --head`, or drop --address to start a local one"
         ) from None
+    if address:  # joined a cluster that was already running: say which, whoever started it
+        joined = getattr(context, "address_info", {}) or {}
+        log.warning(
+            "joined the Ray cluster at %s (session %s, %d CPUs); a private one: drop --address, "
+            "or `ray start --head --port PORT` and --address 127.0.0.1:PORT",
+            joined.get("gcs_address") or joined.get("address") or address,
+            (joined.get("session_dir") or "?").rstrip("/").rsplit("/", 1)[-1],
+            int(ray.cluster_resources().get("CPU", 0)),
+        )
     return True
 
 
