@@ -6,6 +6,7 @@ import difflib
 import glob
 import os
 import re
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -216,9 +217,10 @@ def _suggest(loc: Sequence[str | int]) -> str:
     """Closest valid key for an unknown one, by walking the model tree along loc."""
     model: type[BaseModel] | None = Config
     for part in loc[:-1]:
+        if str(part).isdigit():
+            continue  # an entry of a list: the same model
         field = model.model_fields.get(str(part)) if model else None
-        ann = field.annotation if field else None
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        model = _model_in(field.annotation) if field else None
     if model is None:
         return ""
     name = str(loc[-1]).strip("'").replace("-", "_").lstrip("_")
@@ -233,16 +235,42 @@ def _suggest(loc: Sequence[str | int]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {valid})"
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, directly or inside a list or a union (`style`: a path or a
+    list of StyleImage entries)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _config_loc(loc: Sequence[str | int]) -> list[str]:
+    """An error's location in the config's own words: pydantic's names for the forms of a
+    union (`list[StyleImage]`, `lax-or-strict[...]`, `function-after[...]`) dropped."""
+    parts = [str(p) if str(p).isprintable() else repr(str(p)) for p in loc]
+    return [p for p in parts if "[" not in p and "(" not in p]
+
+
 def format_validation_error(exc: ValidationError, source: str) -> str:
     """One line per problem: `source: key.path: message`, joined into one line."""
     problems = []
-    for err in exc.errors():
-        loc = [str(p) if str(p).isprintable() else repr(str(p)) for p in err["loc"]]
-        key = ".".join(loc) or "(top level)"
+    errors = [(_config_loc(err["loc"]), err) for err in exc.errors()]
+    for loc, err in errors:
+        # A value that fits one form of a key but not another (`style`: a path, or a list of
+        # entries) fails every form; the deepest errors are the ones that say what is wrong.
+        if any(len(other) > len(loc) and other[: len(loc)] == loc for other, _ in errors):
+            continue
+        key = loc[0] + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:]) if loc else ""
+        key = key or "(top level)"
         if err["type"] == "extra_forbidden":
             message = f"unknown key{_suggest(loc)}"
         else:
-            message = err["msg"].removeprefix("Value error, ")
+            message = (
+                err["msg"].removeprefix("Value error, ").replace(" for <class 'pathlib.Path'>", "")
+            )
             shown = err["type"] not in ("missing", "value_error")
             if shown and "input" in err and not isinstance(err["input"], dict | list):
                 message += f" (got {err['input']!r})"

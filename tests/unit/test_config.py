@@ -197,3 +197,22 @@ def test_auto_precondition_is_the_pyramid_first_a_light_one_later_and_none_with_
     assert light.preconditioner(0) == "light-pyramid"
     chosen = Config(content="a.png", style="s.png", optimizer={"precondition": "none"})
     assert chosen.preconditioner(0) == "none"
+
+
+def test_a_bad_entry_in_a_style_list_is_named_in_the_configs_own_words(tmp_path) -> None:
+    from nst_cli.config.resolve import resolve_config
+    from nst_cli.errors import ConfigError
+
+    cases = {
+        "[a.png, {path: b.png, weight: abc}]": "style[1].weight: Input should be a valid number",
+        "[a.png, 5]": "style[1].path: Input is not a valid path (got 5)",
+        "[a.png, {path: b.png, wieght: 2}]": "style[1].wieght: unknown key (did you mean 'weight'?)",
+    }
+    for value, expected in cases.items():
+        config = tmp_path / "c.yaml"
+        config.write_text(f"content: c.png\nstyle: {value}\n")
+        with pytest.raises(ConfigError) as caught:
+            resolve_config(config)
+        message = str(caught.value)
+        assert expected in message, message
+        assert "lax-or-strict" not in message and "list[StyleImage]" not in message
