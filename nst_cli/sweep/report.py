@@ -15,6 +15,7 @@ import yaml
 from PIL import Image, ImageDraw, ImageOps
 
 from nst_cli import __version__
+from nst_cli.errors import OutputError
 from nst_cli.io.files import save_png, write_text
 from nst_cli.io.images import label_font
 from nst_cli.io.losslog import read_loss_rows
@@ -30,7 +31,11 @@ log = logging.getLogger(__name__)
 def summary_row(run: PlannedRun) -> dict[str, Any]:
     """Swept values, final losses, seconds and where the image is."""
     run_dir = RunDir(run.config.output_dir)
-    rows = read_loss_rows(run_dir.losses)
+    try:
+        rows = read_loss_rows(run_dir.losses)
+    except OutputError as exc:  # one run's damaged log: its row says so, the report goes on
+        log.warning("%s", exc)
+        rows = []
     last = rows[-1] if rows else {}
     status = "missing"
     found = read_run_config(run_dir.config)

@@ -195,3 +195,46 @@ def test_temp_files_a_killed_run_left_are_removed_on_resume_and_others_kept(tmp_
     assert result.exit_code == 0, result.output
     assert not any(path.exists() for path in orphans)
     assert all(path.read_bytes() == b"not nst's" for path in mine)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b"scale,total\n1,2\n",  # no step column
+        b"step,scale,total\n\x00\xff\xfe\x00binary\n",  # not text
+        b"step,scale,total\n1,2,abc\n",  # not numbers
+        b"step,scale,total\n,2,3\n",  # a row without a step
+    ],
+)
+def test_a_damaged_loss_log_is_one_line_on_resume(tmp_path: Path, damage: bytes) -> None:
+    config = write_pair(tmp_path / "job")
+    run = tmp_path / "run"
+    assert (
+        runner.invoke(
+            app, ["stylize", "-c", str(config), "-o", str(run), "-q", "--steps", "2"]
+        ).exit_code
+        == 0
+    )
+    (run / "losses.csv").write_bytes(damage)
+    result = runner.invoke(app, ["stylize", "--resume", str(run), "--steps", "4", "-q"])
+    assert (
+        result.exit_code != 0
+        and result.exception is None
+        or isinstance(result.exception, SystemExit)
+    )
+    assert "losses.csv" in result.output and "damaged loss log" in result.output, result.output
+    assert "internal error" not in result.output
+
+
+def test_a_huge_loss_log_is_refused_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nst_cli.errors import OutputError
+    from nst_cli.io import losslog
+
+    log_file = tmp_path / "losses.csv"
+    log_file.write_text("step,total\n" + "1,2\n" * 1000)
+    monkeypatch.setattr(losslog, "MAX_LOSS_LOG_BYTES", 1000)
+    with pytest.raises(OutputError, match="not a loss log nst wrote"):
+        losslog.read_loss_rows(log_file)
