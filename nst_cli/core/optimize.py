@@ -24,7 +24,7 @@ from nst_cli.core.lbfgs import ProjectedLBFGS
 from nst_cli.core.losses.total import StyleTransferLoss
 from nst_cli.core.losses.values import Losses, LossTerms, first_non_finite
 from nst_cli.core.schedule import Stage
-from nst_cli.errors import NonFiniteLossError, NSTError
+from nst_cli.errors import CheckpointError, NonFiniteLossError, NSTError
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,13 @@ class _Running:
             lane.compact_history, lane.precondition,
         )  # fmt: skip
         if lane.optimizer_state is not None:
-            self.optimizer.load_state_dict(dict(lane.optimizer_state))
+            try:
+                self.optimizer.load_state_dict(dict(lane.optimizer_state))
+            except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+                raise CheckpointError(
+                    f"the checkpoint's optimiser state does not load ({type(exc).__name__}: "
+                    f"{str(exc)[:80]}); not a valid nst checkpoint: delete it to start over"
+                ) from None
             # Consumed: the optimiser now holds the pairs, and frees each as newer ones
             # replace it (a lane still holding them all would double the history's memory).
             lane.optimizer_state = None

@@ -21,6 +21,7 @@ always at the end (completed, interrupted or failed).
 from __future__ import annotations
 
 import io
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,10 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     if isinstance(state.get("optimizer"), dict):
         try:
             state["optimizer"] = expand_state(state["optimizer"], state["image"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
             problem = f"the optimiser state is damaged ({type(exc).__name__})"
+        else:
+            problem = _optimizer_problem(state["optimizer"], state["image"])
     if problem:
         raise CheckpointError(
             f"{path}: not a valid nst checkpoint ({problem}); delete it to start over"
@@ -131,6 +134,52 @@ def _problem(state: object) -> str | None:
     ):
         return "the averaged image does not match the image"
     return None
+
+
+#: The optimiser settings that are words (the L-BFGS preconditioner's name); all others are
+#: numbers, flags or None.
+TEXT_SETTINGS = ("precondition",)
+
+
+def _optimizer_problem(optimizer: object, image: torch.Tensor) -> str | None:
+    """What is wrong with an (expanded) optimiser state for this image, or None: one group
+    for one tensor, settings that are plain finite values, and stored tensors that are finite
+    and either scalars or the image's size."""
+    if not isinstance(optimizer, dict):
+        return "the optimiser state is not a mapping"
+    groups, state = optimizer.get("param_groups"), optimizer.get("state")
+    if not (isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], dict)):
+        return "the optimiser state is not for one image"
+    for key, value in groups[0].items():
+        if key == "params":
+            if value != [0]:
+                return "the optimiser state is not for one image"
+        elif not _plain(value) or (isinstance(value, str) and key not in TEXT_SETTINGS):
+            return f"the optimiser setting {key!r} is {value!r}"
+    if not isinstance(state, dict) or any(k != 0 for k in state):
+        return "the optimiser state is not for one image"
+    pending = list(state.values())
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend(value)
+        elif isinstance(value, torch.Tensor):
+            if value.numel() not in (1, image.numel()) or not torch.isfinite(value.float()).all():
+                return "a stored optimiser tensor does not fit the image or is not finite"
+        elif not _plain(value):
+            return f"the optimiser state holds {type(value).__name__}"
+    return None
+
+
+def _plain(value: object) -> bool:
+    """None, a bool, a string, or a finite number (or a tuple/list of them, e.g. Adam's betas)."""
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, bool | int | str)
 
 
 class CheckpointWriter:

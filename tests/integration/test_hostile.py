@@ -238,3 +238,54 @@ def test_a_huge_loss_log_is_refused_before_it_is_read(
     monkeypatch.setattr(losslog, "MAX_LOSS_LOG_BYTES", 1000)
     with pytest.raises(OutputError, match="not a loss log nst wrote"):
         losslog.read_loss_rows(log_file)
+
+
+def _damage_optimizer(state: dict, kind: str) -> None:
+    import torch
+
+    optimizer = state["optimizer"]
+    group, inner = optimizer["param_groups"][0], optimizer["state"]
+    if kind == "setting":
+        group["lr"] = "fast"
+    elif kind == "nan-setting":
+        group["lr"] = float("nan")
+    elif kind == "two-groups":
+        optimizer["param_groups"] = [group, dict(group)]
+    elif kind == "wrong-size":
+        inner[0] = {**inner[0], "d": torch.zeros(7)}
+    elif kind == "not-finite":
+        inner[0] = {**inner[0], "d": torch.full_like(state["image"], float("inf"))}
+    elif kind == "foreign-object":
+        inner[0] = {**inner[0], "d": object()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kind", ["setting", "nan-setting", "two-groups", "wrong-size", "not-finite", "foreign-object"]
+)
+def test_damaged_optimiser_state_is_not_a_valid_checkpoint(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nst_cli.io.checkpoints as checkpoints
+
+    config = write_pair(
+        tmp_path / "job", "resolution: 48\nsteps: 4\nsave_every: 2\ncheckpoint: exact\n"
+    )
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["stylize", "-c", str(config), "-o", str(run), "-q"]).exit_code == 0
+    real = checkpoints.load_tensors
+
+    def damaged(
+        path,
+    ):  # as a tampered file would load (the format's own loader is pinned elsewhere)
+        state = real(path)
+        _damage_optimizer(state, kind)
+        return state
+
+    monkeypatch.setattr(checkpoints, "load_tensors", damaged)
+    for _ in range(2):  # and the same on a retry
+        result = runner.invoke(app, ["stylize", "--resume", str(run), "--steps", "6", "-q"])
+        assert result.exit_code in (1, 2), result.output
+        assert (
+            "not a valid nst checkpoint" in result.output and "internal error" not in result.output
+        )
