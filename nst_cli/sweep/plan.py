@@ -172,12 +172,23 @@ def plan_folder(
             f"--output {given}: a folder run writes one run folder per image; give a folder"
         )
     root = Path(given) if given else Path("outputs") / _folder_name(base, config_path)
+    # nst's own outputs are never inputs (an output folder inside the photos' folder).
+    files = [path for path in files if not _written_by_the_folder_run(path, root)]
+    if not files:
+        raise ConfigError(
+            f"content: {base.content} holds no images but this folder run's own outputs"
+        )
     # The images come from the folder, not from a --content flag that named the folder.
     overrides = {k: v for k, v in (overrides or {}).items() if k != "content"}
     runs: list[PlannedRun] = []
     errors: list[NSTError] = []
-    for path in files:
-        name = unique_name(safe_name(path.stem), [run.name for run in runs])
+    # A photo keeps the run folder it had (a.bmp added beside a.jpg must not rename a.jpg's).
+    earlier = _recorded_names(root)
+    for path in sorted(files, key=lambda p: (str(p) not in earlier, str(p))):
+        taken = [run.name for run in runs]
+        name = earlier.get(str(path))
+        if name is None or name in taken:
+            name = unique_name(safe_name(path.stem), [*taken, *earlier.values()])
         values, labels = {"content": str(path)}, {"content": path.name}
         config = run_config(config_path, sets, overrides, root / name, values)
         try:
@@ -190,6 +201,33 @@ def plan_folder(
         raise errors[0]  # nothing can run (a missing style image, say): one line, not one per image
     _check_sweep_folder(root, runs, overwrite)
     return root, runs
+
+
+def _written_by_the_folder_run(path: Path, root: Path) -> bool:
+    """Whether an image is one this folder run writes: its contact sheet, or a file inside
+    one of its run folders (a glob reaching into the output folder)."""
+    try:
+        inside = path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return inside.parts == ("grid.png",) or len(inside.parts) > 1
+
+
+def _recorded_names(root: Path) -> dict[str, str]:
+    """content path -> run folder name, as the folder run's sweep.yaml recorded them."""
+    manifest = root / MANIFEST
+    try:
+        recorded = safe_yaml(manifest.read_text(encoding="utf-8"), str(manifest))
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return {}
+    runs = recorded.get("runs") if isinstance(recorded, dict) else None
+    if not isinstance(runs, dict):
+        return {}
+    return {
+        str(values["content"]): str(name)
+        for name, values in runs.items()
+        if isinstance(values, dict) and isinstance(values.get("content"), str)
+    }
 
 
 def _folder_name(config: Config, config_path: Path | None) -> str:

@@ -289,3 +289,60 @@ def test_damaged_optimiser_state_is_not_a_valid_checkpoint(
         assert (
             "not a valid nst checkpoint" in result.output and "internal error" not in result.output
         )
+
+
+def _photo(path: Path, seed: int) -> Path:
+    from PIL import Image
+
+    made = make_image(path.with_name(f"made{seed}.png"), (40, 30), seed=seed)
+    Image.open(made).save(path)
+    made.unlink()
+    return path
+
+
+FOLDER_RUN = ["--resolution", "32", "--steps", "2", "--device", "cpu", "-q"]
+
+
+@pytest.mark.slow
+def test_a_photo_added_later_never_renames_the_runs_already_there(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _photo(photos / "a.jpg", 1)
+    _photo(photos / "a.png", 2)
+    style = make_image(tmp_path / "style.png", (30, 30), seed=3)
+    out = tmp_path / "album"
+    args = ["stylize", "--content", str(photos), "--style", str(style), "-o", str(out), *FOLDER_RUN]
+    assert runner.invoke(app, args).exit_code == 0
+    before = {p.name: (p / "config.yaml").read_text() for p in out.iterdir() if p.is_dir()}
+    _photo(photos / "a.bmp", 4)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    after = {p.name: (p / "config.yaml").read_text() for p in out.iterdir() if p.is_dir()}
+    assert len(after) == 3
+    for name, text in before.items():
+        assert after[name] == text  # the same photo in the same folder, untouched (skipped: done)
+    new = (set(after) - set(before)).pop()
+    assert "a.bmp" in after[new]
+
+
+@pytest.mark.slow
+def test_a_folder_run_into_its_own_photos_folder_never_stylises_its_outputs(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _photo(photos / "cat.png", 1)
+    style = make_image(tmp_path / "style.png", (30, 30), seed=3)
+    args = [
+        "stylize",
+        "--content",
+        str(photos),
+        "--style",
+        str(style),
+        "-o",
+        str(photos),
+        *FOLDER_RUN,
+    ]
+    for _ in range(2):  # the second time grid.png sits among the photos
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    assert (photos / "grid.png").is_file()
+    assert sorted(p.name for p in photos.iterdir() if p.is_dir()) == ["cat"]
