@@ -6,6 +6,7 @@ resolved config are skipped on a re-run, interrupted ones resume from their chec
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -262,9 +263,21 @@ def _check_sweep_folder(root: Path, runs: Sequence[PlannedRun], overwrite: bool)
         recorded = None
     planned = {run.name: json.dumps(run.values, sort_keys=True, default=str) for run in runs}
     before = recorded.get("runs") if isinstance(recorded, dict) else None
-    if isinstance(before, dict) and all(
-        planned.get(name) == json.dumps(values, sort_keys=True, default=str)
-        for name, values in before.items()
+    # The whole plan is the sweep's identity: the same swept values over another photo or
+    # other base settings are another sweep (manifests from before settings were recorded
+    # are compared by their values alone).
+    settings = recorded.get("settings") if isinstance(recorded, dict) else None
+    digests = {run.name: settings_digest(run.config) for run in runs}
+    same_settings = not isinstance(settings, dict) or all(
+        digests.get(name, digest) == digest for name, digest in settings.items()
+    )
+    if (
+        same_settings
+        and isinstance(before, dict)
+        and all(
+            planned.get(name) == json.dumps(values, sort_keys=True, default=str)
+            for name, values in before.items()
+        )
     ):
         return
     raise ConfigError(
@@ -273,10 +286,20 @@ def _check_sweep_folder(root: Path, runs: Sequence[PlannedRun], overwrite: bool)
     )
 
 
+def settings_digest(config: Config) -> str:
+    """A short fingerprint of a run's whole resolved config, for sweep.yaml."""
+    text = json.dumps(run_config_dict(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def write_manifest(root: Path, runs: Sequence[PlannedRun]) -> None:
     """Record the sweep's runs, so a different sweep into this folder is noticed."""
     root.mkdir(parents=True, exist_ok=True)
-    data = {"nst_version": __version__, "runs": {run.name: run.values for run in runs}}
+    data = {
+        "nst_version": __version__,
+        "runs": {run.name: run.values for run in runs},
+        "settings": {run.name: settings_digest(run.config) for run in runs},
+    }
     write_text(root / MANIFEST, yaml.safe_dump(data, sort_keys=False))
 
 

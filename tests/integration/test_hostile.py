@@ -346,3 +346,19 @@ def test_a_folder_run_into_its_own_photos_folder_never_stylises_its_outputs(tmp_
         assert result.exit_code == 0, result.output
     assert (photos / "grid.png").is_file()
     assert sorted(p.name for p in photos.iterdir() if p.is_dir()) == ["cat"]
+
+
+@pytest.mark.slow
+def test_a_sweep_with_other_base_settings_but_the_same_values_is_another_sweep(
+    tmp_path: Path,
+) -> None:
+    config = write_pair(tmp_path / "job", "resolution: 32\nsteps: 2\n")
+    other = make_image(tmp_path / "other.png", (50, 40), seed=9)
+    out = tmp_path / "sweep"
+    args = ["sweep", "-c", str(config), "--style-weights", "1,2", "-o", str(out), "--quiet"]
+    assert runner.invoke(app, args).exit_code == 0
+    before = {p.name: (p / "final.png").read_bytes() for p in out.iterdir() if p.is_dir()}
+    result = runner.invoke(app, [*args, "--content", str(other)])
+    assert result.exit_code == 2 and "holds another sweep" in result.output, result.output
+    assert {p.name: (p / "final.png").read_bytes() for p in out.iterdir() if p.is_dir()} == before
+    assert runner.invoke(app, args).exit_code == 0  # the same sweep again: finished, skipped

@@ -307,11 +307,13 @@ def test_a_different_sweep_into_the_same_folder_is_refused(tmp_path: Path):
     grown = runner.invoke(app, [*args, "--style-weights", "1,2,3", "--dry-run"])
     assert grown.exit_code == 0, grown.output
     assert grown.output.count("done, will skip") == 2 and grown.output.count("will run") == 1
-    # Same names, other settings: --overwrite, and the dry run says what it will replace.
-    changed = runner.invoke(
-        app, [*args, "--style-weights", "1,2", "--set", "weights.tv=0.1", "--dry-run"]
-    )
-    assert changed.exit_code == 0 and "will replace the run there" in changed.output
+    # Same names, other settings: another sweep, refused (the dry run too) unless --overwrite,
+    # and then the dry run says what it will replace.
+    changed = [*args, "--style-weights", "1,2", "--set", "weights.tv=0.1", "--dry-run"]
+    refused = runner.invoke(app, changed)
+    assert refused.exit_code == 2 and "holds another sweep" in refused.output
+    replacing = runner.invoke(app, [*changed, "--overwrite"])
+    assert replacing.exit_code == 0 and "will replace the run there" in replacing.output
 
 
 def test_a_long_one_key_sheet_wraps_into_rows(tmp_path: Path) -> None:
