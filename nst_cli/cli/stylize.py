@@ -258,7 +258,10 @@ def stylize(
                     soft_wrap=True,
                     highlight=False,
                 )
-            run_grid(root, runs, quiet, allow_large, log_every, executor, address, task_cpus)
+            run_grid(
+                root, runs, quiet, allow_large, log_every, executor, address, task_cpus,
+                overwrite=overwrite,
+            )  # fmt: skip
             return
         if executor != "local":
             raise ConfigError(

@@ -111,4 +111,7 @@ def sweep(
                 out_console.print(f"{i:>3}. {run.name:<40} {note}", soft_wrap=True, highlight=False)
         if dry_run:
             return
-        run_grid(root, runs, quiet, allow_large, log_every, executor, address, task_cpus, batch)
+        run_grid(
+            root, runs, quiet, allow_large, log_every, executor, address, task_cpus, batch,
+            overwrite=overwrite,
+        )  # fmt: skip

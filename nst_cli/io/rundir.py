@@ -166,45 +166,8 @@ class RunDir:
         write here fails at once instead of mixing its files in. The kernel drops the lock
         when the process ends, a crash included."""
         self.create()
-        path = self.root / LOCK_NAME
-        if path.is_symlink():  # opening it would create or lock whatever it points to
-            raise OutputError(
-                f"{path} is a symbolic link, not nst's lock file; remove it and run again"
-            )
-        lock = self._acquire(path)
-        try:
+        with folder_lock(self.root):
             yield
-        finally:
-            # Removed before it is released: a process that opened it meanwhile finds, once it
-            # holds it, that the file is gone, and tries again on a new one (see _acquire).
-            with contextlib.suppress(OSError):
-                path.unlink()
-            lock.release()  # the OS drops it too when the process ends, a crash included
-
-    def _acquire(self, path: Path) -> filelock.BaseFileLock:
-        """The run lock, held on the file that is at `path` now (a lock taken on a file that
-        its previous holder removed would guard nothing)."""
-        for _ in range(3):
-            lock = filelock.FileLock(path, timeout=0)
-            try:
-                lock.acquire()
-            except filelock.Timeout:
-                raise OutputError(
-                    f"output folder {self.root} is in use by another nst process; wait for "
-                    "it to finish or choose another --output"
-                ) from None
-            except OSError as exc:
-                raise OutputError(
-                    f"{path}: cannot create the run lock ({describe_os_error(exc)})"
-                ) from None
-            try:
-                held = os.fstat(lock._context.lock_file_fd or -1).st_ino
-                if os.stat(path).st_ino == held:
-                    return lock
-            except OSError:
-                pass
-            lock.release()
-        raise OutputError(f"output folder {self.root} is in use by another nst process")
 
     def check_own_folders(self) -> None:
         """frames/ must be nst's own folder: a symbolic link there (into another run, say)
@@ -229,3 +192,48 @@ class RunDir:
             raise OutputError(
                 f"output folder {self.root}: not writable; choose another with --output"
             )
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, name: str = LOCK_NAME) -> Iterator[None]:
+    """Hold an OS lock on `folder` (its file `name`, removed when released): a second nst
+    process that wants to write there fails at once with one line. A symbolic link at the
+    lock's name is refused: opening it would create or lock whatever it points to."""
+    path = folder / name
+    if path.is_symlink():
+        raise OutputError(
+            f"{path} is a symbolic link, not nst's lock file; remove it and run again"
+        )
+    lock = _acquire(folder, path)
+    try:
+        yield
+    finally:
+        # Removed before it is released: a process that opened it meanwhile finds, once it
+        # holds it, that the file is gone, and tries again on a new one (see _acquire).
+        with contextlib.suppress(OSError):
+            path.unlink()
+        lock.release()  # the OS drops it too when the process ends, a crash included
+
+
+def _acquire(folder: Path, path: Path) -> filelock.BaseFileLock:
+    """The lock, held on the file that is at `path` now (a lock taken on a file that its
+    previous holder removed would guard nothing)."""
+    busy = f"{folder} is in use by another nst process; wait for it to finish or choose another --output"
+    for _ in range(3):
+        lock = filelock.FileLock(path, timeout=0)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise OutputError(busy) from None
+        except OSError as exc:
+            raise OutputError(
+                f"{path}: cannot create the lock ({describe_os_error(exc)})"
+            ) from None
+        try:
+            held = os.fstat(lock._context.lock_file_fd or -1).st_ino
+            if os.stat(path).st_ino == held:
+                return lock
+        except OSError:
+            pass
+        lock.release()
+    raise OutputError(busy)

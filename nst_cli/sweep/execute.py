@@ -12,17 +12,21 @@ import torch
 
 from nst_cli.config.models import Config
 from nst_cli.core.devices import resolve_device
-from nst_cli.errors import ConfigError, NSTError
+from nst_cli.errors import ConfigError, NSTError, OutputError
+from nst_cli.io.rundir import folder_lock
 from nst_cli.run.inputs import load_inputs
 from nst_cli.run.memory import BASE_BYTES, estimate_run_bytes, memory_limit
 from nst_cli.run.models import ModelCache
 from nst_cli.run.state import StylizeResult
 from nst_cli.run.stylize import batch_key, stylize, stylize_batch
-from nst_cli.sweep.plan import PlannedRun, SweepOutcome, fail, write_manifest
+from nst_cli.sweep.plan import PlannedRun, SweepOutcome, check_sweep_folder, fail, write_manifest
 from nst_cli.sweep.report import summary_row, write_reports
 
 log = logging.getLogger(__name__)
 
+
+#: The lock a running sweep holds in its folder (its runs hold their own, one level down).
+SWEEP_LOCK = ".nst-sweep.lock"
 
 #: Where the runs of a sweep or folder run execute: here (one by one or batched), or as Ray tasks.
 EXECUTORS = ("local", "ray")
@@ -97,6 +101,7 @@ def run_sweep(
     address: str | None = None,
     task_cpus: int = 1,
     batch: int | None = None,
+    overwrite: bool = False,
 ) -> SweepOutcome:
     """Run every planned run not already done, then write grid.png, summary.csv and index.html.
 
@@ -115,6 +120,7 @@ def run_sweep(
         task_cpus: threads of each Ray task.
         batch: locally, how many runs that can share a batch are optimised together (None:
             see plan_batches).
+        overwrite: the plan may replace another sweep recorded in `root` (as planned).
 
     Returns:
         The sweep's outcome: its runs with their states and the summary rows.
@@ -122,9 +128,17 @@ def run_sweep(
     chosen = make_executor(executor, address=address, task_cpus=task_cpus, batch=batch)
     outcome = SweepOutcome(root, list(runs))
     hooks = SweepHooks(callbacks_for, should_stop, on_run_done, allow_large)
-    chosen.run(runs, hooks, started=lambda: write_manifest(root, runs))
-    outcome.rows = [summary_row(run) for run in runs]
-    write_reports(outcome, runs)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{root}: cannot create the sweep folder ({exc.strerror})") from None
+    # The folder is this sweep's while it runs: a second nst into it stops at once, and a
+    # different sweep recorded there after this one was planned is noticed under the lock.
+    with folder_lock(root, SWEEP_LOCK):
+        check_sweep_folder(root, runs, overwrite)
+        chosen.run(runs, hooks, started=lambda: write_manifest(root, runs))
+        outcome.rows = [summary_row(run) for run in runs]
+        write_reports(outcome, runs)
     return outcome
 
 

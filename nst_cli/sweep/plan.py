@@ -98,7 +98,7 @@ def plan_grid(
             runs.append(_plan_run(point, allow_large))
         except NSTError as exc:
             raise type(exc)(f"sweep run {point.name}: {exc}") from None
-    _check_sweep_folder(root, runs, overwrite)
+    check_sweep_folder(root, runs, overwrite)
     return runs
 
 
@@ -200,7 +200,7 @@ def plan_folder(
         runs.append(run)
     if len(errors) == len(runs):
         raise errors[0]  # nothing can run (a missing style image, say): one line, not one per image
-    _check_sweep_folder(root, runs, overwrite)
+    check_sweep_folder(root, runs, overwrite)
     return root, runs
 
 
@@ -251,7 +251,7 @@ def _check_weights_file(config: Config) -> None:
 MANIFEST = "sweep.yaml"
 
 
-def _check_sweep_folder(root: Path, runs: Sequence[PlannedRun], overwrite: bool) -> None:
+def check_sweep_folder(root: Path, runs: Sequence[PlannedRun], overwrite: bool) -> None:
     """A sweep folder holds one sweep: another one is refused unless --overwrite. The same
     sweep grown (more values, more photos in a folder run's folder) is the same sweep."""
     manifest = root / MANIFEST

@@ -362,3 +362,52 @@ def test_a_sweep_with_other_base_settings_but_the_same_values_is_another_sweep(
     assert result.exit_code == 2 and "holds another sweep" in result.output, result.output
     assert {p.name: (p / "final.png").read_bytes() for p in out.iterdir() if p.is_dir()} == before
     assert runner.invoke(app, args).exit_code == 0  # the same sweep again: finished, skipped
+
+
+@pytest.mark.slow
+def test_a_sweep_recorded_after_another_was_planned_is_noticed_before_it_runs(
+    tmp_path: Path,
+) -> None:
+    from nst_cli.errors import ConfigError
+    from nst_cli.sweep.execute import run_sweep
+    from nst_cli.sweep.grid import parse_param
+    from nst_cli.sweep.plan import plan_sweep
+
+    config = write_pair(tmp_path / "job", "resolution: 32\nsteps: 2\n")
+    root = tmp_path / "shared"
+    first = plan_sweep(config, [parse_param("weights.style=1,2")], output=root)
+    second = plan_sweep(config, [parse_param("weights.style=3,4")], output=root)  # both planned
+    run_sweep(*second)  # the second one starts first and records itself
+    with pytest.raises(ConfigError, match="holds another sweep"):
+        run_sweep(*first)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [
+        "style_weight=3",
+        "style_weight=4",
+    ]
+    assert not (root / ".nst-sweep.lock").exists()
+
+
+@pytest.mark.subprocess
+def test_a_sweep_folder_in_use_is_refused_at_once(tmp_path: Path) -> None:
+    from nst_cli.errors import OutputError
+    from nst_cli.io.rundir import folder_lock
+    from nst_cli.sweep.execute import SWEEP_LOCK
+
+    root = tmp_path / "busy"
+    root.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from nst_cli.io.rundir import folder_lock\n"
+         f"with folder_lock(__import__('pathlib').Path({str(root)!r}), {SWEEP_LOCK!r}):\n"
+         "    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+        with (
+            pytest.raises(OutputError, match="in use by another nst process"),
+            folder_lock(root, SWEEP_LOCK),
+        ):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
