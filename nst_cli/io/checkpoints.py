@@ -109,9 +109,43 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     return state
 
 
+#: No tensor nst saves holds more elements than this (a 100-megapixel image's L-BFGS pair is
+#: 3·10⁸): a larger one declared in a file is refused before anything is computed on it.
+MAX_TENSOR_ELEMENTS = 2**31
+
+
+def _declared_problem(state: object) -> str | None:
+    """What is wrong with the tensors a file declares, checked on their metadata alone (no
+    element read): each must own the bytes its shape claims (a zero-stride view of a few
+    bytes can claim gigabytes) and stay within MAX_TENSOR_ELEMENTS."""
+    pending, seen = [state], 0
+    while pending:
+        value = pending.pop()
+        seen += 1
+        if seen > 100_000:
+            return "too many entries"
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend(value)
+        elif isinstance(value, torch.Tensor):
+            if value.numel() > MAX_TENSOR_ELEMENTS:
+                return f"a tensor of {value.numel():,} elements"
+            needed = value.numel() * value.element_size()
+            owned = value.untyped_storage().nbytes() - value.storage_offset() * value.element_size()
+            if needed > owned or any(
+                s == 0 for s, n in zip(value.stride(), value.shape, strict=True) if n > 1
+            ):
+                return "a tensor whose data is smaller than its shape"
+    return None
+
+
 def _problem(state: object) -> str | None:
     if not isinstance(state, dict):
         return "not a mapping"
+    declared = _declared_problem(state)
+    if declared:
+        return declared
     if state.get("version", 1) not in READABLE_VERSIONS:
         return f"version {state.get('version')!r}, this nst reads {READABLE_VERSIONS}"
     image = state.get("image")

@@ -130,3 +130,26 @@ def test_writer_keeps_checkpoints_within_its_time_budget(tmp_path: Path, monkeyp
     clock[0] += 50.0
     assert writer.due(20, is_final=False)
     assert not CheckpointWriter(tmp_path / "c.pt", 10, "off").due(0, is_final=True)
+
+
+def test_a_tensor_claiming_more_than_its_data_is_refused_before_it_is_read(tmp_path) -> None:
+    import tracemalloc
+
+    import torch
+
+    from nst_cli.errors import CheckpointError
+    from nst_cli.io.checkpoints import load_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    # Four floats stored, a 1×3×20000×20000 image claimed through zero strides (4.8 GB).
+    image = torch.zeros(4)[:1].view(1, 1, 1, 1).expand(1, 3, 20_000, 20_000)
+    torch.save({"version": 2, "image": image, "step": 1}, path)
+    assert path.stat().st_size < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match="not a valid nst checkpoint"):
+            load_checkpoint(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
