@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from nst_cli.config.models import Config
+from nst_cli.config.schema import config_schema
 from nst_cli.core.layers import LAYER_NAMES, downsampling_factor
 
 if TYPE_CHECKING:  # types only: the commands import torch-heavy modules when they run
@@ -21,7 +21,7 @@ def schema() -> None:
     checks config files with it, e.g. `# yaml-language-server: $schema=nst.schema.json`)."""
     import json
 
-    typer.echo(json.dumps(Config.model_json_schema(), indent=2))
+    typer.echo(json.dumps(config_schema(), indent=2))
 
 
 @app.command()
