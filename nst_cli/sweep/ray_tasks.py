@@ -206,8 +206,30 @@ def ray_task(task: RunTask, board: Any, names: list[str], *blobs: bytes) -> RunR
     _WORKER_CACHE = _WORKER_CACHE or ModelCache()
     task.files = dict(zip(names, blobs, strict=True))
     scratch = Path(tempfile.gettempdir()) / f"nst-worker-{os.getpid()}"
+    remove_dead_workers_scratch(scratch.parent)
     relay = _Relay(board, task.index, ray)
     return execute_task(task, relay, _WORKER_CACHE, scratch, should_stop=relay.should_stop)
+
+
+def remove_dead_workers_scratch(folder: Path) -> list[Path]:
+    """Remove the scratch folders (`nst-worker-PID`) of workers that were killed: only this
+    user's, only where no process PID is alive. Returns what was removed."""
+    removed = []
+    for path in folder.glob("nst-worker-*"):
+        pid = path.name.removeprefix("nst-worker-")
+        if not pid.isdigit() or path.is_symlink() or not path.is_dir():
+            continue
+        try:
+            if path.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)  # alive (or another user's): keep it
+            continue
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        except (OSError, AttributeError):  # PermissionError: another user's process; no getuid
+            continue
+    return removed
 
 
 class _Relay:

@@ -411,3 +411,19 @@ def test_a_sweep_folder_in_use_is_refused_at_once(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_killed_ray_workers_scratch_folder_is_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    from nst_cli.sweep.ray_tasks import remove_dead_workers_scratch
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that is gone
+    gone = tmp_path / f"nst-worker-{dead.pid}"
+    (gone / "run").mkdir(parents=True)
+    (gone / "run" / "checkpoint.pt").write_bytes(b"x" * 1000)
+    alive = tmp_path / f"nst-worker-{os.getpid()}"
+    alive.mkdir()
+    other = tmp_path / "nst-worker-notes"
+    other.mkdir()
+    assert remove_dead_workers_scratch(tmp_path) == [gone]
+    assert not gone.exists() and alive.is_dir() and other.is_dir()
