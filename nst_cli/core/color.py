@@ -1,12 +1,13 @@
-"""Colour control (Gatys et al. 2017, "Controlling Perceptual Factors in Neural Style
-Transfer"): keep the content's colours, or bring the painting's palette to the photo's.
+"""Colour control (Gatys et al. 2016, "Preserving colour in neural artistic style transfer"):
+keep the content's colours, or bring the photo's palette to the painting.
 
+- `luminance`: the run is the default one, in full colour; every saved image then takes its
+  luminance from the result and its chroma from the content (YCbCr), so the photo's colours
+  survive exactly and the painting's texture is as strong as in the default mode (colour
+  transfer after the run, neural-style's `-original_colors`). Optimising on luminance alone,
+  against a grey style matched to the photo, was measured much weaker (docs/creative.md).
 - `histogram`: before the run, the style image's colours are mapped linearly so their mean
   and covariance in RGB equal the content's; the texture then carries the photo's palette.
-- `luminance`: the run sees luminance only (content and style as grey images, the style's
-  luminance matched to the content's mean and spread); every saved image then takes its
-  luminance from the result and its chroma from the content (YCbCr), so the photo's
-  colours survive exactly.
 """
 
 from __future__ import annotations
@@ -17,21 +18,6 @@ import torch
 from PIL import Image
 
 from nst_cli.core.pixels import resize_to
-
-#: Rec. 601 luma, the Y of PIL's YCbCr (used again when the colours are put back).
-_LUMA = (0.299, 0.587, 0.114)
-
-
-def luminance(image: torch.Tensor) -> torch.Tensor:
-    """[1, 3, H, W] RGB -> the same shape, each channel the luma Y."""
-    weights = image.new_tensor(_LUMA).view(1, 3, 1, 1)
-    return (image * weights).sum(dim=1, keepdim=True).expand_as(image).contiguous()
-
-
-def match_luminance(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-    """The style's luma shifted and scaled to the content's mean and standard deviation."""
-    shifted = (style - style.mean()) / style.std().clamp_min(1e-6)
-    return (shifted * content.std() + content.mean()).clamp(0.0, 1.0)
 
 
 def _sqrt_and_inverse(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,10 +48,7 @@ def prepare(
     """The content and style the optimiser sees under colour mode `mode`."""
     if mode == "histogram":
         return content, match_color(style, content)
-    if mode == "luminance":
-        grey = luminance(content)
-        return grey, match_luminance(luminance(style), grey)
-    return content, style
+    return content, style  # `luminance` puts the colours back afterwards (recolor)
 
 
 def recolor(content: Image.Image) -> Callable[[Image.Image], Image.Image]:
