@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -128,17 +129,24 @@ def run_sweep(
     chosen = make_executor(executor, address=address, task_cpus=task_cpus, batch=batch)
     outcome = SweepOutcome(root, list(runs))
     hooks = SweepHooks(callbacks_for, should_stop, on_run_done, allow_large)
+    created = not root.exists()
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{root}: cannot create the sweep folder ({exc.strerror})") from None
-    # The folder is this sweep's while it runs: a second nst into it stops at once, and a
-    # different sweep recorded there after this one was planned is noticed under the lock.
-    with folder_lock(root, SWEEP_LOCK):
-        check_sweep_folder(root, runs, overwrite)
-        chosen.run(runs, hooks, started=lambda: write_manifest(root, runs))
-        outcome.rows = [summary_row(run) for run in runs]
-        write_reports(outcome, runs)
+    try:
+        # The folder is this sweep's while it runs: a second nst into it stops at once, and a
+        # different sweep recorded there after this one was planned is noticed under the lock.
+        with folder_lock(root, SWEEP_LOCK):
+            check_sweep_folder(root, runs, overwrite)
+            chosen.run(runs, hooks, started=lambda: write_manifest(root, runs))
+            outcome.rows = [summary_row(run) for run in runs]
+            write_reports(outcome, runs)
+    except BaseException:
+        if created:  # a sweep that never started (a cluster out of reach) leaves no folder
+            with contextlib.suppress(OSError):
+                root.rmdir()
+        raise
     return outcome
 
 
