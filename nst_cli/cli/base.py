@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import click
 import typer
@@ -20,9 +20,6 @@ from typer.core import TyperGroup
 
 from nst_cli import __version__
 from nst_cli.errors import NSTError
-
-if TYPE_CHECKING:  # types only: the commands import torch-heavy modules when they run
-    pass
 
 #: The spellings people bring from neural-style, neural-style-pt and style-transfer-pytorch,
 #: and what nst calls them. A flag nst does not know is looked up here before Click answers.

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import typer
 
-from nst_cli.config.schema import config_schema
-from nst_cli.core.layers import LAYER_NAMES, downsampling_factor
-
-if TYPE_CHECKING:  # types only: the commands import torch-heavy modules when they run
-    pass
 from nst_cli.cli.base import app, out_console
 from nst_cli.cli.options import DEFAULTS
+from nst_cli.config.schema import config_schema
+from nst_cli.core.layers import LAYER_NAMES, downsampling_factor
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -13,9 +13,6 @@ from nst_cli.config.choices import COLOR_MODES, DEVICE_NAMES, FLAG_KEYS, PRESETS
 from nst_cli.config.models import Config
 from nst_cli.core.layers import LAYER_NAMES
 from nst_cli.errors import ConfigError
-
-if TYPE_CHECKING:  # types only: the commands import torch-heavy modules when they run
-    pass
 
 PRESET_NAMES = tuple(PRESETS)
 

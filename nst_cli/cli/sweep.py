@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from nst_cli.cli.running import run_grid
-
-if TYPE_CHECKING:  # types only: the commands import torch-heavy modules when they run
-    pass
 from nst_cli.cli.base import app, errors_to_exit, loading_torch, out_console, setup_logging
 from nst_cli.cli.options import (
     AddressOpt,
@@ -33,6 +29,7 @@ from nst_cli.cli.options import (
     flag_overrides,
     style_value,
 )
+from nst_cli.cli.running import run_grid
 
 
 @app.command(

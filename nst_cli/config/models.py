@@ -105,7 +105,7 @@ class Config(Strict):
     )
     color: Literal["style", "luminance", "histogram"] = Field(
         default="style",
-        description="`style`: the palette follows the painting; `luminance`: style transfer on luminance only, then the content's colours are put back; `histogram`: the style image's colours are first matched to the content's (mean and covariance in RGB)",
+        description="`style`: the palette follows the painting; `luminance`: the default run, then every saved image takes the content's colours (chroma) and keeps the result's luminance, so the painting's texture is as strong as with `style`; `histogram`: the style image's colours are first matched to the content's (mean and covariance in RGB)",
     )
     average: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
         default=0.0,

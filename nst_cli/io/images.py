@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageFont, ImageOps, UnidentifiedImageError
 
 from nst_cli.core.pillow import no_pixel_limit
 from nst_cli.errors import ImageError
-
-if TYPE_CHECKING:  # torch is imported where a tensor is made: `nst gif` needs none (~3 s less)
-    pass
-
 
 log = logging.getLogger(__name__)
 
