@@ -305,7 +305,7 @@ class Config(Strict):
     @classmethod
     def _device(cls, value: str) -> str:
         if not _DEVICE_PATTERN.match(value):
-            raise ValueError(f"'{value}' is not a device: use auto, cpu, cuda, cuda:N or mps")
+            raise ValueError(f"{value!r} is not a device: use auto, cpu, cuda, cuda:N or mps")
         return value
 
     @field_validator("init")

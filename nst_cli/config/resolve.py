@@ -215,6 +215,8 @@ def default_run_name(config: Config, path: Path | None) -> str:
 
 def _suggest(loc: Sequence[str | int]) -> str:
     """Closest valid key for an unknown one, by walking the model tree along loc."""
+    if not loc:
+        return ""
     model: type[BaseModel] | None = Config
     for part in loc[:-1]:
         if str(part).isdigit():
@@ -247,17 +249,24 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _config_loc(loc: Sequence[str | int]) -> list[str]:
+def _config_loc(loc: Sequence[str | int], *, user_key_last: bool = False) -> list[str]:
     """An error's location in the config's own words: pydantic's names for the forms of a
-    union (`list[StyleImage]`, `lax-or-strict[...]`, `function-after[...]`) dropped."""
+    union (`list[StyleImage]`, `lax-or-strict[...]`, `function-after[...]`) dropped. With
+    user_key_last (an unknown key) the last part is the user's own key and always kept, even
+    when it looks like a form's name (`[`)."""
     parts = [str(p) if str(p).isprintable() else repr(str(p)) for p in loc]
-    return [p for p in parts if "[" not in p and "(" not in p]
+    last = parts[-1:] if user_key_last else []
+    head = parts[:-1] if user_key_last else parts
+    return [p for p in head if "[" not in p and "(" not in p] + last
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
     """One line per problem: `source: key.path: message`, joined into one line."""
     problems = []
-    errors = [(_config_loc(err["loc"]), err) for err in exc.errors()]
+    errors = [
+        (_config_loc(err["loc"], user_key_last=err["type"] == "extra_forbidden"), err)
+        for err in exc.errors()
+    ]
     for loc, err in errors:
         # A value that fits one form of a key but not another (`style`: a path, or a list of
         # entries) fails every form; the deepest errors are the ones that say what is wrong.

@@ -181,6 +181,6 @@ class ModelConfig(Strict):
         if value.endswith((".pth", ".pt", ".bin")):
             return value
         raise ValueError(
-            f"'{value}' is not a weight source: use caffe, torchvision, random, "
+            f"{value!r} is not a weight source: use caffe, torchvision, random, "
             "or a path to a .pth state dict"
         )

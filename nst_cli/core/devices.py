@@ -40,7 +40,7 @@ def resolve_device(name: str) -> torch.device:
                 f"(cuda:0 … cuda:{count - 1})"
             )
         return torch.device(name)
-    raise DeviceError(f"device: '{name}' is not a device; use auto, cpu, cuda, cuda:N or mps")
+    raise DeviceError(f"device: {name!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
 
 
 def cpu_computes_bf16_fast() -> bool:

@@ -36,7 +36,7 @@ def unknown_layer_message(name: str) -> str | None:
     close = difflib.get_close_matches(name, LAYER_NAMES, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return (
-        f"unknown VGG19 layer '{name}'{hint}; valid: conv1_1 … conv5_4, relu1_1 … relu5_4, "
+        f"unknown VGG19 layer {name!r}{hint}; valid: conv1_1 … conv5_4, relu1_1 … relu5_4, "
         "pool1 … pool5"
     )
 

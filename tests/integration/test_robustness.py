@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
@@ -310,6 +310,8 @@ config_keys = st.sampled_from(
     document=st.dictionaries(config_keys, yaml_values, max_size=5) | yaml_values,
     raw=st.text(max_size=60),
 )
+@example(document={"[": None}, raw="")  # a key that looks like a union form's name
+@example(document={"device": "\n"}, raw="")  # a value that would break the one line
 @pytest.mark.slow
 def test_config_loader_only_raises_its_own_errors(
     tmp_path: Path, document: object, raw: str

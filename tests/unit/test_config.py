@@ -69,6 +69,8 @@ def test_set_parses_yaml_values() -> None:
         ("- a\n- b\n", "top level must be a mapping"),
         ("stesp: 3\n", "stesp: unknown key (did you mean 'steps'?)"),
         ("weights:\n  stlye: 3\n", "weights.stlye: unknown key (did you mean 'style'?)"),
+        ('"[": 1\n', "[: unknown key (valid keys: preset,"),  # looks like a union form's name
+        ('style:\n  - path: a.png\n    "x[0]": 1\n', "style[0].x[0]: unknown key"),
         ("steps: many\n", "steps: Input should be a valid integer"),
         ("steps: 0\n", "steps: Input should be greater than 0"),
         ("resolution: -5\n", "resolution: Input should be greater than 0"),
