@@ -23,6 +23,8 @@ INIT_MODES = ("content", "noise", "style")
 WEIGHT_SOURCES = ("caffe", "torchvision", "random")
 #: Device names `device` takes besides cuda:N.
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
+#: What `nst video` writes.
+VIDEO_SUFFIXES = (".mp4", ".webm", ".gif")
 #: `output` ending in one of these names the final image; the run folder goes beside it.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 #: Image and video names an output could be mistaken for that nst does not write: `-o x.gif`
@@ -110,6 +112,12 @@ FLAG_KEYS: dict[str, str] = {
     "save_every": "save_every",
     "pooling": "model.pooling",
     "color": "color",
+    # nst video's own
+    "temporal_weight": "video.temporal_weight",
+    "frame_steps": "video.steps",
+    "long_term": "video.long_term",
+    "max_frames": "video.max_frames",
+    "fps": "video.fps",
 }
 
 #: Frames `save_every: auto` saves over a run: enough for `nst gif` to show the optimisation.

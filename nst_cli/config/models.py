@@ -35,6 +35,7 @@ from nst_cli.config.sections import (
     OptimizerConfig,
     Strict,
     StyleImage,
+    VideoConfig,
     WeightsConfig,
     finite,
 )
@@ -164,6 +165,10 @@ class Config(Strict):
     device: str = Field(
         default="auto",
         description="`auto` (cuda, then mps, then cpu), `cpu`, `cuda`, `cuda:N`, `mps`",
+    )
+    video: VideoConfig = Field(
+        default_factory=VideoConfig,
+        description="`nst video` only: how the frames of a clip are tied together.",
     )
 
     @model_validator(mode="before")

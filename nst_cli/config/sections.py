@@ -17,6 +17,7 @@ from nst_cli.config.choices import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_LR,
     DEFAULT_STYLE_LAYERS,
+    VIDEO_SUFFIXES,
     WEIGHT_SOURCES,
 )
 from nst_cli.core.layers import unknown_layer_message
@@ -37,6 +38,10 @@ def check_layer_map(value: dict[str, float]) -> dict[str, float]:
             raise ValueError(message)
         finite(weight)
     return value
+
+
+#: A whole number > 0 given as a number (YAML `true` is not 1 step), or `auto`.
+StrictPositiveIntOrAuto = Annotated[int, Field(strict=True, gt=0)] | Literal["auto"]
 
 
 class Strict(BaseModel):
@@ -184,3 +189,56 @@ class ModelConfig(Strict):
             f"{value!r} is not a weight source: use caffe, torchvision, random, "
             "or a path to a .pth state dict"
         )
+
+
+class VideoConfig(Strict):
+    """`nst video`: how a clip's frames are tied together (Ruder et al. 2016). Unused by
+    `nst stylize`."""
+
+    temporal_weight: float = Field(
+        default=2000.0,
+        description="weight of the temporal loss: the mean squared difference (pixels in 0–1) between a frame and the previous stylised frame warped onto it, over the pixels the optical flow can be trusted for; 0 turns it off (each frame still starts from the warped previous one)",
+    )
+    steps: StrictPositiveIntOrAuto = Field(
+        default="auto",
+        description="optimiser updates for each frame after the first, at full size, one scale (they start from the previous stylised frame, close to done); `auto`: a fifth of the first frame's `steps`, at least 10",
+    )
+    long_term: bool = Field(
+        default=False,
+        description="also hold each frame to frames t−2 and t−4 where the nearer ones did not see a pixel (the paper's long-term consistency): steadier when objects pass in front of the background, about a third more time per frame",
+    )
+    flow: Literal["ultrafast", "fast", "medium"] = Field(
+        default="medium",
+        description="OpenCV DIS optical flow preset: `medium` is the most accurate, `ultrafast` the quickest (all take milliseconds per frame at 512 px)",
+    )
+    max_frames: Annotated[int, Field(strict=True, gt=0)] | None = Field(
+        default=None,
+        description="stylise only the first this many frames (a quick look at a long clip); null: all",
+    )
+    fps: float | None = Field(
+        default=None,
+        description="frame rate of the output when the input is a folder of frames (default 25); a video file's own frame rate is always kept",
+    )
+    output: Path | None = Field(
+        default=None,
+        description="the stylised clip (`.mp4`, `.webm` or `.gif`); null: `<run folder>/video.mp4`",
+    )
+
+    @field_validator("temporal_weight")
+    @classmethod
+    def _temporal_weight(cls, value: float) -> float:
+        return finite(value)
+
+    @field_validator("fps")
+    @classmethod
+    def _fps(cls, value: float | None) -> float | None:
+        return None if value is None else finite(value, allow_zero=False)
+
+    @field_validator("output")
+    @classmethod
+    def _output(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() not in VIDEO_SUFFIXES:
+            raise ValueError(
+                f"nst video writes {', '.join(VIDEO_SUFFIXES)}, not {value.suffix or 'a file without an extension'!r}; name the output e.g. clip.mp4"
+            )
+        return value

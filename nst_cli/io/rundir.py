@@ -47,13 +47,13 @@ def read_run_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
     return saved, run if isinstance(run, dict) else {}
 
 
-def _is_nst_config(path: Path) -> bool:
+def is_nst_config(path: Path) -> bool:
     """config.yaml written by nst: it has the `run:` section with the tool version."""
     found = read_run_config(path)
     return found is not None and "nst_version" in found[1]
 
 
-def _is_nst_png(path: Path) -> bool:
+def is_nst_png(path: Path) -> bool:
     """A PNG nst wrote carries its version in the text metadata."""
     header = png_header(path)
     return header is not None and "nst:version" in header[1]
@@ -119,13 +119,13 @@ class RunDir:
 
     def foreign_files(self) -> list[Path]:
         """Files at nst's names that nst cannot prove it wrote: never to be replaced or deleted."""
-        own_config = _is_nst_config(self.config)
+        own_config = is_nst_config(self.config)
         foreign = []
         for path in self.previous_outputs():
             if path == self.config:
                 mine = own_config
             elif path.suffix == ".png":
-                mine = _is_nst_png(path)
+                mine = is_nst_png(path)
             elif path == self.losses:
                 mine = _is_nst_loss_log(path)
             else:  # checkpoint.pt: nst's if the folder's config.yaml is

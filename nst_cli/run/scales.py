@@ -114,9 +114,13 @@ def _lane(
             else None
         )
     masks = [(m.to(device), i) for m, i in stage_masks(prepared.inputs, content)]
+    loss = build_loss(config, extractor, content, styles, prepared.cache, stage.size, masks)
+    if prepared.temporal is not None:
+        size = (content.shape[-2], content.shape[-1])
+        loss.with_temporal(prepared.temporal.resized(size), config.video.temporal_weight)
     return Lane(
         image,
-        build_loss(config, extractor, content, styles, prepared.cache, stage.size, masks),
+        loss,
         config.optimizer.name,
         config.optimizer.effective_lr,
         callbacks,

@@ -12,6 +12,7 @@ from nst_cli.core.losses.common import widened
 from nst_cli.core.losses.content import content_loss, tv_loss
 from nst_cli.core.losses.gram import GramTerm, gram_matrix, style_loss
 from nst_cli.core.losses.guided import Region
+from nst_cli.core.losses.temporal import TemporalTerm
 from nst_cli.core.losses.values import LossTerms
 from nst_cli.core.losses.wasserstein import (
     GaussianTarget,
@@ -80,6 +81,9 @@ class StyleTransferLoss(nn.Module):
         self.style_norms = {k: v.detach() for k, v in (style_norms or {}).items()}
         #: Masked styles (`masks`): when given, each style term is theirs, region by region.
         self.regions = list(regions)
+        #: A video frame's temporal term (`with_temporal`), and its weight.
+        self.temporal: TemporalTerm | None = None
+        self.temporal_weight = 0.0
         #: Each style layer's term, by the statistic its target is (a Gram or a Gaussian).
         self.style_terms = {
             name: style_term(target, normalize, gram_form, self.style_norms.get(name))
@@ -111,7 +115,17 @@ class StyleTransferLoss(nn.Module):
             style = style + weight * term
         tv = tv_loss(image) if self.tv_weight else zero
         total = self.content_weight * content + self.style_weight * style + self.tv_weight * tv
+        if self.temporal is not None:
+            temporal = self.temporal(image)
+            terms["temporal"] = temporal
+            total = total + self.temporal_weight * temporal
         return LossTerms(total=total, terms={"content": content, "style": style, "tv": tv, **terms})
+
+    def with_temporal(self, term: TemporalTerm, weight: float) -> StyleTransferLoss:
+        """This loss plus a video frame's temporal term (see losses.temporal), in place."""
+        self.temporal = term
+        self.temporal_weight = weight
+        return self
 
 
 def style_term(

@@ -1,0 +1,217 @@
+"""Clips in and out as streams: a video file (anything ffmpeg reads) or a folder of frames,
+read one frame at a time; stylised frames written to .mp4, .webm or .gif, the input's audio
+copied through. No function here holds a whole clip in memory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from nst_cli.config.choices import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from nst_cli.core.pillow import no_pixel_limit
+from nst_cli.errors import ImageError, OutputError
+from nst_cli.io.files import describe_os_error
+from nst_cli.io.images import load_image
+
+#: A folder of frames plays at this rate unless `video.fps` says otherwise.
+DEFAULT_FPS = 25.0
+#: The natural order of frame names: frame2.png before frame10.png.
+_DIGITS = re.compile(r"(\d+)")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """What a clip is, read from its header (a video) or its files' headers (a folder)."""
+
+    path: Path
+    size: tuple[int, int]
+    fps: float
+    count: int
+    has_audio: bool = False
+    #: A folder's frame files, in order; empty for a video file.
+    files: tuple[Path, ...] = field(default=(), repr=False)
+
+    @property
+    def is_folder(self) -> bool:
+        return bool(self.files) or self.path.is_dir()
+
+
+def _natural(path: Path) -> list[object]:
+    return [int(part) if part.isdigit() else part for part in _DIGITS.split(path.name)]
+
+
+def open_clip(path: Path, fps: float | None = None) -> Clip:
+    """Check a clip and read what it is, without decoding its frames (a video's frames are
+    counted by ffmpeg, which decodes and drops them). One-line ImageError otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"video {path}: file not found")
+    if path.is_dir():
+        return _open_folder(path, fps)
+    if not path.is_file():
+        raise ImageError(f"video {path}: not a regular file (a pipe or device?)")
+    if path.stat().st_size == 0:
+        raise ImageError(f"video {path}: file is empty")
+    import imageio_ffmpeg
+
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path))
+        meta = next(reader)
+        reader.close()
+        count, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+    except (OSError, RuntimeError, StopIteration, ValueError, IndexError) as exc:
+        detail = str(exc).strip().splitlines()[-1][:100] if str(exc).strip() else ""
+        raise ImageError(
+            f"video {path}: not a video ffmpeg can read ({detail or type(exc).__name__}); "
+            "use .mp4, .mov, .webm, .gif … or a folder of frames"
+        ) from None
+    if count <= 0:
+        raise ImageError(f"video {path}: has no frames")
+    rate = float(meta.get("fps") or 0)
+    if not np.isfinite(rate) or rate <= 0:
+        rate = fps or DEFAULT_FPS
+    width, height = meta["size"]
+    return Clip(path, (int(width), int(height)), rate, int(count), "audio_codec" in meta)
+
+
+def _open_folder(path: Path, fps: float | None) -> Clip:
+    files = sorted(
+        (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+        key=_natural,
+    )
+    if not files:
+        raise ImageError(
+            f"video {path}: a folder with no frames in it ({', '.join(IMAGE_SUFFIXES)} files)"
+        )
+    sizes = []
+    with no_pixel_limit():
+        for file in files:
+            try:
+                with Image.open(file) as image:
+                    sizes.append(image.size)
+            except (OSError, UnidentifiedImageError):
+                raise ImageError(f"video frame {file}: not an image Pillow can read") from None
+            if sizes[-1] != sizes[0]:
+                raise ImageError(
+                    f"video frame {file} is {sizes[-1][0]}×{sizes[-1][1]} but {files[0].name} is "
+                    f"{sizes[0][0]}×{sizes[0][1]}; every frame of a clip must have the same size"
+                )
+    return Clip(path, sizes[0], fps or DEFAULT_FPS, len(files), False, tuple(files))
+
+
+def read_frames(clip: Clip, allow_large: bool = False) -> Iterator[Image.Image]:
+    """The clip's frames in order, as RGB images, one at a time."""
+    if clip.files:
+        for file in clip.files:
+            yield load_image(file, "video frame", allow_large)
+        return
+    import imageio_ffmpeg
+
+    width, height = clip.size
+    reader = imageio_ffmpeg.read_frames(str(clip.path))
+    try:
+        next(reader)  # the metadata
+        for raw in reader:
+            yield Image.frombuffer("RGB", (width, height), raw, "raw", "RGB", 0, 1).copy()
+    except (OSError, RuntimeError) as exc:
+        raise ImageError(f"video {clip.path}: decoding failed ({str(exc)[:100]})") from None
+    finally:
+        reader.close()
+
+
+def _codecs(suffix: str) -> tuple[str, str | None, list[str], str]:
+    """(video codec, audio codec, extra ffmpeg output options, pixel format) for a suffix."""
+    if suffix == ".webm":
+        return "libvpx-vp9", "libopus", ["-b:v", "0", "-crf", "32"], "yuv420p"
+    if suffix == ".gif":
+        # One palette for the whole clip, from every frame: no palette flicker between frames.
+        palette = "split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse=dither=none"
+        return "gif", None, ["-filter_complex", palette], "pal8"
+    return "libx264", "aac", [], "yuv420p"
+
+
+def write_clip(
+    frames: Iterable[Image.Image],
+    output: Path,
+    fps: float,
+    audio_from: Path | None = None,
+    frames_expected: int | None = None,
+) -> int:
+    """Encode frames (all the first one's size) into `output` (.mp4, .webm, .gif) at `fps`,
+    streaming them to ffmpeg; the audio track of `audio_from` (a video) is copied in. Written
+    to a temporary file beside `output` and renamed, so `output` is either the old file or
+    the whole new clip. With `frames_expected`, the audio is cut to that many frames' length
+    (a clip of the first N frames of a longer video). Returns the number of frames written."""
+    import imageio_ffmpeg
+
+    suffix = output.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise OutputError(
+            f"{output}: nst writes {', '.join(VIDEO_SUFFIXES)} clips; name the output e.g. clip.mp4"
+        )
+    codec, audio_codec, options, pixel_format = _codecs(suffix)
+    if audio_from is not None and audio_codec is not None and frames_expected:
+        options = [*options, "-t", f"{(frames_expected + 0.5) / fps:.6f}"]
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=suffix, dir=output.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"{output}: cannot write here ({describe_os_error(exc)})") from None
+    written = 0
+    writer = None
+    try:
+        for image in frames:
+            if writer is None:
+                # yuv420p needs even sides: an odd one gets one more row or column (edge copied).
+                even = pixel_format != "yuv420p" or (image.width % 2 == 0 and image.height % 2 == 0)
+                size = (
+                    image.size
+                    if even
+                    else (image.width + image.width % 2, image.height + image.height % 2)
+                )
+                writer = imageio_ffmpeg.write_frames(
+                    tmp, size, fps=fps, codec=codec, pix_fmt_out=pixel_format,
+                    quality=None if suffix != ".mp4" else 8, macro_block_size=1,
+                    output_params=options, ffmpeg_log_level="error",
+                    audio_path=str(audio_from) if audio_from and audio_codec else None,
+                    audio_codec=audio_codec if audio_from else None,
+                )  # fmt: skip
+                writer.send(None)
+            array = np.asarray(image.convert("RGB"))
+            if array.shape[1::-1] != size:
+                array = np.pad(
+                    array, ((0, size[1] - array.shape[0]), (0, size[0] - array.shape[1]), (0, 0)),
+                    mode="edge",
+                )  # fmt: skip
+            writer.send(np.ascontiguousarray(array))
+            written += 1
+        if writer is not None:
+            writer.close()
+            writer = None
+        if written == 0:
+            raise OutputError(f"{output}: no frames to write")
+        os.replace(tmp, output)
+    except BaseException as exc:
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OutputError | KeyboardInterrupt | ImageError) or not isinstance(
+            exc, Exception
+        ):
+            raise
+        if isinstance(exc, OSError) and exc.strerror:
+            raise OutputError(f"{output}: write failed ({describe_os_error(exc)})") from None
+        raise OutputError(
+            f"{output}: video encoding failed ({type(exc).__name__}: {str(exc).strip()[:120]})"
+        ) from None
+    return written

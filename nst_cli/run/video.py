@@ -1,0 +1,485 @@
+"""`stylize_video()`: the plain Python API behind `nst video`.
+
+A clip is stylised frame by frame, each tied to the ones before it as Ruder, Dosovitskiy and
+Brox describe ("Artistic style transfer for videos", 2016):
+- the first frame is an ordinary run (the config's coarse-to-fine schedule, from `init`);
+- every later frame starts from the previous stylised frame moved by the optical flow onto
+  this frame (pixels the flow cannot vouch for: from the photo frame), and its loss adds a
+  temporal term that holds it to that warped frame where the flow is trusted
+  (losses.temporal); being close to done already, it gets `video.steps`, one scale.
+
+Frames are read and written one at a time. Each finished frame is a PNG in the run folder
+before the next starts, and the next starts from that PNG's pixels: an interrupted clip
+resumes at the first missing frame and gives the same frames as a run never interrupted.
+The clip is assembled from the frames at the end (and again by a resume of a finished run).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nst_cli.config.models import Config
+from nst_cli.config.resolve import resolve_config
+from nst_cli.core import color
+from nst_cli.core.devices import configure_precision, resolve_device, resolve_precision
+from nst_cli.core.flow import consistency_mask, dis_flow, outside_frame, temporal_error, warp
+from nst_cli.core.losses.temporal import TemporalTarget, TemporalTerm, long_term_masks
+from nst_cli.core.optimize import Callback
+from nst_cli.core.pixels import fit_long_side, resize_to, to_pil, to_tensor
+from nst_cli.errors import ConfigError, NSTError, OutputError
+from nst_cli.io.files import save_png, write_text
+from nst_cli.io.images import load_image
+from nst_cli.io.rundir import read_run_config
+from nst_cli.io.video import Clip, open_clip, read_frames, write_clip
+from nst_cli.io.videodir import VIDEO_COLUMNS, VideoDir
+from nst_cli.run.inputs import Inputs, _load_masks, initial_image, stage_images
+from nst_cli.run.memory import check_memory
+from nst_cli.run.models import ModelCache
+from nst_cli.run.provenance import png_metadata, timestamp, write_run_config
+from nst_cli.run.resume import StartingPoint
+from nst_cli.run.scales import run_scales
+from nst_cli.run.state import Prepared
+
+log = logging.getLogger(__name__)
+
+#: The earlier frames each frame is held to: t−1, or with `video.long_term` t−1, t−2, t−4.
+SHORT_TERM = (1,)
+LONG_TERM = (1, 2, 4)
+#: A stylised frame takes about this many bytes per pixel as PNG (painterly texture
+#: compresses poorly), for the disk check before a clip starts.
+PNG_BYTES_PER_PIXEL = 2.2
+
+
+@dataclass(frozen=True)
+class FrameDone:
+    """One finished frame, as `on_frame` callbacks see it."""
+
+    index: int
+    count: int
+    steps: int
+    seconds: float
+    temporal_error: float | None
+    path: Path
+
+
+@dataclass
+class VideoResult:
+    """Where the clip and its run folder are and how the run went."""
+
+    run_dir: Path
+    clip: Path | None
+    status: str
+    frames: int
+    count: int
+    frames_run: int
+    seconds: float
+    fps: float
+    first_steps: int
+    later_steps: int
+    #: Mean temporal_error over the frames after the first (8-bit levels), None for one frame.
+    temporal_error: float | None
+    device: str
+
+
+def clip_temporal_errors(
+    stylised: Sequence[Image.Image], photos: Sequence[Image.Image], preset: str = "medium"
+) -> list[float]:
+    """temporal_error of each frame after the first (see flow.temporal_error), with the flow
+    and mask taken from the photo frames: the same figure for any stylisation of a clip (nst
+    video's own, or each frame stylised on its own), so the two can be compared."""
+    errors = []
+    for t in range(1, len(stylised)):
+        now, before = np.asarray(photos[t].convert("RGB")), np.asarray(photos[t - 1].convert("RGB"))
+        back = dis_flow(now, before, preset)  # type: ignore[arg-type]
+        mask = consistency_mask(back, dis_flow(before, now, preset))  # type: ignore[arg-type]
+        warped = warp(to_tensor(stylised[t - 1]), back)
+        errors.append(
+            temporal_error(to_tensor(stylised[t]), warped, torch.from_numpy(mask)[None, None])
+        )
+    return errors
+
+
+def later_steps(config: Config) -> int:
+    """Steps for each frame after the first: `video.steps`, or a fifth of the first's."""
+    if config.video.steps != "auto":
+        return int(config.video.steps)
+    return max(1, round(config.total_steps / 5))
+
+
+def frame_config(config: Config) -> Config:
+    """The settings of every frame after the first: one scale at full size, `later_steps`,
+    started from the warped previous frame (so no `init`), the light pyramid preconditioner
+    (they add detail to a picture that is nearly there, as a coarse-to-fine run's last scale)."""
+    steps = later_steps(config)
+    update = {"scales": [config.resolution], "steps": steps, "save_every": steps + 1}
+    optimizer = config.optimizer
+    if optimizer.precondition == "auto" and not config.masks:
+        optimizer = optimizer.model_copy(update={"precondition": "light-pyramid"})
+    return config.model_copy(update={**update, "optimizer": optimizer})
+
+
+def clip_output(config: Config) -> Path:
+    return config.video.output or VideoDir(config.output_dir).default_clip
+
+
+def stylize_video(
+    config: Config | str | Path,
+    *,
+    callbacks: Sequence[Callback] = (),
+    on_frame: Sequence[Callable[[FrameDone], None]] = (),
+    on_start: Callable[[Clip, int, int], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    resume: bool = False,
+    overwrite: bool = False,
+    allow_large: bool = False,
+    cache: ModelCache | None = None,
+) -> VideoResult:
+    """Stylise a clip (a video file or a folder of frames: `config.content`) with the
+    config's style, frame by frame with temporal consistency, into a run folder and a clip.
+
+    Args:
+        config: a Config, a config file, or with `resume=True` a video run folder.
+        callbacks: called with each frame's StepEvents (the current frame's progress).
+        on_frame: called after each frame is saved.
+        on_start: called once the clip is checked: (clip, frames to stylise, frames done).
+        should_stop: polled after every step; True stops after that step, keeping every
+            finished frame (the unfinished one is redone by `resume`).
+        resume: continue the run folder's clip at its first missing frame; on a finished
+            run, assemble the clip again from its frames.
+        overwrite: replace a previous run in the folder (nst's files only).
+        allow_large: accept frames over the size, memory and disk limits.
+        cache: a ModelCache shared between clips.
+
+    Raises:
+        NSTError: a bad input or setting, a refused folder, a failed frame, in one line.
+    """
+    if not isinstance(config, Config):
+        path = Path(config)
+        if resume and path.is_dir():
+            config = resolve_config(path / "config.yaml", (), {"output": str(path)})
+        else:
+            config = resolve_config(path)
+    run_dir = VideoDir(config.output_dir)
+    clip, count = _check_inputs(config, allow_large)
+    _check_folder(run_dir, config, resume, overwrite)
+    cache = cache or ModelCache()
+    with run_dir.lock():
+        _check_folder(run_dir, config, resume, overwrite)  # again, under the lock
+        run_dir.remove_orphaned_temps()
+        if not resume:
+            run_dir.clear()
+        done = min(run_dir.frames_done(), count) if resume else 0
+        if not allow_large:
+            _check_disk(run_dir, config, clip, count - done)
+        if on_start is not None:
+            on_start(clip, count, done)
+        return _Video(config, run_dir, clip, count, done, cache, allow_large).run(
+            callbacks, on_frame, should_stop
+        )
+
+
+def _check_inputs(config: Config, allow_large: bool) -> tuple[Clip, int]:
+    if config.content is None:
+        raise ConfigError("content: no clip given; pass the video (or folder of frames) first")
+    if not config.style_images:
+        raise ConfigError("style: no style image given; pass --style painting.jpg")
+    for spec in config.style_images:
+        if not Path(spec.path).is_file():
+            raise ConfigError(f"style image {spec.path}: file not found")
+    clip = open_clip(config.content, config.video.fps)
+    count = min(clip.count, config.video.max_frames or clip.count)
+    return clip, count
+
+
+def _check_folder(run_dir: VideoDir, config: Config, resume: bool, overwrite: bool) -> None:
+    """A folder with a run in it is continued (`resume`), replaced (`overwrite`, or a finished
+    run of the same command), or refused; files nst did not write are never touched."""
+    if resume:
+        if not run_dir.config.is_file():
+            raise ConfigError(f"--resume {run_dir.root}: no video run there (no config.yaml)")
+        saved = read_run_config(run_dir.config)
+        if saved is None or saved[1].get("kind") != "video":
+            raise ConfigError(
+                f"--resume {run_dir.root}: not a video run folder (resume an image run with "
+                "nst stylize --resume)"
+            )
+        return
+    previous = run_dir.previous_outputs()
+    if not previous:
+        return
+    foreign = run_dir.foreign_files()
+    if foreign:
+        raise OutputError(
+            f"{foreign[0]}: not a file nst wrote, at a name a video run writes; move it or "
+            "choose another --output"
+        )
+    saved = read_run_config(run_dir.config)
+    finished = saved is not None and saved[1].get("status") == "completed"
+    if not (overwrite or finished):
+        raise OutputError(
+            f"{run_dir.root} holds an unfinished video run; continue it with nst video --resume "
+            f"{run_dir.root}, or replace it with --overwrite"
+        )
+
+
+def _check_disk(run_dir: VideoDir, config: Config, clip: Clip, frames: int) -> None:
+    """Refuse a clip whose frames would not fit on the disk, before any work."""
+    width, height = fit_long_side(clip.size, config.resolution)
+    copies = 2 if config.color == "luminance" else 1
+    needed = frames * width * height * PNG_BYTES_PER_PIXEL * (copies + 0.3)  # + the clip
+    free = shutil.disk_usage(run_dir.root).free
+    if needed > free:
+        raise OutputError(
+            f"{frames:,} frames at {width}×{height} need about {needed / 2**30:.1f} GiB in "
+            f"{run_dir.root}, and {free / 2**30:.1f} GiB is free; free space, lower "
+            "--resolution or set video.max_frames (--allow-large skips this check)"
+        )
+
+
+class _Video:
+    """One clip's run: its frames in order, each saved before the next starts."""
+
+    def __init__(
+        self,
+        config: Config,
+        run_dir: VideoDir,
+        clip: Clip,
+        count: int,
+        done: int,
+        cache: ModelCache,
+        allow_large: bool,
+    ) -> None:
+        self.config, self.run_dir, self.clip, self.count = config, run_dir, clip, count
+        self.done, self.cache, self.allow_large = done, cache, allow_large
+        self.later = frame_config(config)
+        self.device = resolve_device(config.device)
+        self.precision = resolve_precision(self.device, config.precision)
+        configure_precision(self.device, self.precision)
+        self.size = fit_long_side(clip.size, config.resolution)
+        self.styles = tuple(load_image(s.path, "style", allow_large) for s in config.style_images)
+        self.masks = _load_masks(config, clip.size, allow_large)
+        self.text = {**png_metadata(config)}
+        self.offsets = LONG_TERM if config.video.long_term else SHORT_TERM
+        self.started = timestamp()
+        self.rows: list[dict[str, float]] = []
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def _record(self, status: str, frames: int, **extra: object) -> None:
+        write_run_config(
+            self.run_dir, self.config, kind="video", status=status, started=self.started,
+            frames_done=frames, frames=self.count, fps=self.clip.fps, size=list(self.size),
+            clip=str(clip_output(self.config)), device=str(self.device),
+            precision=self.precision, **extra,
+        )  # fmt: skip
+
+    def _write_log(self) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=VIDEO_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: row.get(k, "") for k in VIDEO_COLUMNS})
+        write_text(self.run_dir.log, buffer.getvalue())
+
+    def _read_log(self) -> None:
+        """The rows of the frames already done (a resumed run goes on with them)."""
+        if not self.run_dir.log.is_file():
+            return
+        with self.run_dir.log.open(encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                try:
+                    if int(row["frame"]) < self.done:
+                        self.rows.append({k: float(v) for k, v in row.items() if v != ""})
+                except (KeyError, ValueError):
+                    continue
+
+    # -- frames ------------------------------------------------------------------------
+
+    def _frames(self) -> Iterator[tuple[int, Image.Image]]:
+        """The clip's frames at the output size, in order, up to `count`."""
+        for index, frame in enumerate(read_frames(self.clip, self.allow_large)):
+            if index >= self.count:
+                return
+            yield index, resize_to(frame, self.size) if frame.size != self.size else frame
+
+    def _stylised(self, index: int) -> torch.Tensor:
+        """Frame `index` as optimised (before any colour is put back), from its PNG."""
+        path = self.run_dir.raw_frame(index)
+        if not path.is_file():
+            path = self.run_dir.frame(index)
+        return to_tensor(load_image(path, "stylised frame", self.allow_large).convert("RGB"))
+
+    def run(
+        self,
+        callbacks: Sequence[Callback],
+        on_frame: Sequence[Callable[[FrameDone], None]],
+        should_stop: Callable[[], bool],
+    ) -> VideoResult:
+        self._read_log()
+        status = "failed"
+        started = time.perf_counter()
+        frames_run = 0
+        self._record("running", self.done)
+        try:
+            recent: deque[tuple[int, np.ndarray]] = deque(maxlen=max(self.offsets) + 1)
+            stylised: dict[int, torch.Tensor] = {}
+            interrupted = False
+            for index, frame in self._frames():
+                array = np.asarray(frame)
+                if index < self.done:  # done before: only its photo is needed, for the flow
+                    recent.append((index, array))
+                    continue
+                for j in self.offsets:
+                    if index - j >= 0 and index - j not in stylised:
+                        stylised[index - j] = self._stylised(index - j)
+                row, interrupted = self._one(
+                    index, frame, array, recent, stylised, callbacks, should_stop
+                )
+                if interrupted:
+                    break
+                frames_run += 1
+                recent.append((index, array))
+                stylised = {k: v for k, v in stylised.items() if index + 1 - k <= max(self.offsets)}
+                self.rows.append(row)
+                self._write_log()
+                self._record("running", index + 1)
+                done = FrameDone(
+                    index, self.count, int(row["steps"]), row["seconds"],
+                    row.get("temporal_error"), self.run_dir.frame(index),
+                )  # fmt: skip
+                for callback in on_frame:
+                    callback(done)
+            finished = self.run_dir.frames_done() >= self.count
+            if finished:
+                self._assemble()
+            status = "completed" if finished else "interrupted"
+            if interrupted:
+                status = "interrupted"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self._record(status, self.run_dir.frames_done(), finished=timestamp())
+        errors = [r["temporal_error"] for r in self.rows if "temporal_error" in r]
+        return VideoResult(
+            run_dir=self.run_dir.root,
+            clip=clip_output(self.config) if status == "completed" else None,
+            status=status,
+            frames=self.run_dir.frames_done(),
+            count=self.count,
+            frames_run=frames_run,
+            seconds=time.perf_counter() - started,
+            fps=self.clip.fps,
+            first_steps=self.config.total_steps,
+            later_steps=self.later.total_steps,
+            temporal_error=float(np.mean(errors)) if errors else None,
+            device=str(self.device),
+        )
+
+    def _one(
+        self,
+        index: int,
+        frame: Image.Image,
+        array: np.ndarray,
+        recent: deque[tuple[int, np.ndarray]],
+        stylised: dict[int, torch.Tensor],
+        callbacks: Sequence[Callback],
+        should_stop: Callable[[], bool],
+    ) -> tuple[dict[str, float], bool]:
+        """Stylise frame `index` and save it; (its log row, whether it was interrupted)."""
+        frame_started = time.perf_counter()
+        config = self.config if index == 0 else self.later
+        inputs = Inputs(frame, self.styles, self.masks)
+        if index == 0 and not self.allow_large:
+            check_memory(config, inputs)
+        content, styles = stage_images(config, inputs, config.resolution)
+        temporal, first_mask = None, None
+        if index == 0:
+            start = initial_image(config, content, styles[0], self.allow_large)
+        else:
+            targets, backs = [], {}
+            photos = dict(recent)
+            for j in self.offsets:
+                if index - j < 0 or index - j not in photos:
+                    continue
+                earlier = photos[index - j]
+                back = backs[j] = dis_flow(array, earlier, config.video.flow)
+                fore = dis_flow(earlier, array, config.video.flow)
+                mask = torch.from_numpy(consistency_mask(back, fore))[None, None]
+                targets.append(TemporalTarget(warp(stylised[index - j], back), mask))
+            first_mask = targets[0].mask
+            # The start: the previous frame warped onto this one, occluded pixels included
+            # (filled with the photo there, they kept the outline of where a moving object
+            # had been, which the few steps did not repaint); the photo only where the flow
+            # leads out of the previous frame (what a pan brings in at the edge).
+            inside = torch.from_numpy(1 - outside_frame(backs[1]).astype(np.float32))
+            start = inside * targets[0].warped + (1 - inside) * content
+            masks = long_term_masks([t.mask for t in targets])
+            temporal = TemporalTerm(
+                [
+                    TemporalTarget(t.warped, m).to(self.device)
+                    for t, m in zip(targets, masks, strict=True)
+                ]
+            )
+        prepared = Prepared(
+            config, config, self.device, self.precision, self.run_dir, inputs,
+            self.cache.extractor(config, config.network_layers, self.device, self.precision),
+            self.cache, StartingPoint(start), frame_started, temporal,
+        )  # fmt: skip
+        (result,) = run_scales([prepared], [list(callbacks)], should_stop)
+        if result.error is not None:
+            raise _frame_error(index, result.error)
+        if result.interrupted:
+            return {}, True
+        raw = to_pil(result.image.detach().float().cpu())
+        text = {**self.text, "nst:frame": str(index)}
+        if config.color == "luminance":
+            self.run_dir.create_raw()
+            save_png(raw, self.run_dir.raw_frame(index), text)
+            shown = color.recolor(frame)(raw)
+        else:
+            shown = raw
+        save_png(shown, self.run_dir.frame(index), text)
+        row: dict[str, float] = {
+            "frame": index,
+            "steps": result.step,
+            "seconds": round(time.perf_counter() - frame_started, 3),
+            **{k: result.losses[k] for k in ("total", "content", "style") if k in result.losses},
+        }
+        if temporal is not None and first_mask is not None:
+            row["temporal"] = result.losses.get("temporal", float("nan"))
+            # Measured on what the file holds (and the next frame starts from).
+            warped = temporal.targets[0].warped.cpu()
+            row["temporal_error"] = round(temporal_error(to_tensor(raw), warped, first_mask), 4)
+        return row, False
+
+    def _assemble(self) -> None:
+        """The clip from the saved frames, with the input's audio (a video file's) copied in."""
+        output = clip_output(self.config)
+
+        def frames() -> Iterator[Image.Image]:
+            for index in range(self.count):
+                yield load_image(self.run_dir.frame(index), "stylised frame", self.allow_large)
+
+        audio = self.clip.path if self.clip.has_audio and not self.clip.is_folder else None
+        write_clip(frames(), output, self.clip.fps, audio, self.count)
+
+
+def _frame_error(index: int, error: NSTError) -> NSTError:
+    kind = type(error)
+    try:
+        return kind(f"frame {index}: {error}")
+    except TypeError:  # pragma: no cover - every NSTError takes a message
+        return error
