@@ -31,22 +31,29 @@ def pan_frames(
     pan: int = 1,
     ball: int = 6,
 ) -> Iterator[Image.Image]:
-    """Frame t shows the photo (scaled to the frame's height) from x = t·pan, and a ball whose
+    """Frame t shows the photo (scaled to cover the pan) from x = t·pan, and a ball whose
     centre moves `ball` px to the left per frame. Whole-pixel moves: the flow is exact."""
     width, height = size
+    # Scaled to the frame's height, or more where the pan needs a wider strip.
+    zoom = max(height / photo.height, (width + pan * (count - 1)) / photo.width)
     scaled = photo.convert("RGB").resize(
-        (round(photo.width * height / photo.height), height), Image.Resampling.LANCZOS
+        (math.ceil(photo.width * zoom), math.ceil(photo.height * zoom)), Image.Resampling.LANCZOS
     )
-    if scaled.width < width + pan * (count - 1):
-        raise ValueError("the photo is too narrow for this pan; lower count or pan")
-    radius = max(3, height // 8)
+    top = (scaled.height - height) // 2
     for t in range(count):
-        frame = scaled.crop((t * pan, 0, t * pan + width, height))
-        x, y = width - radius - t * ball + ball * count // 2, height // 2
+        frame = scaled.crop((t * pan, top, t * pan + width, top + height))
+        x, y, radius = ball_at(size, count, t, ball)
         draw = ImageDraw.Draw(frame)
         draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(200, 40, 40))
         draw.ellipse((x - radius // 3, y - radius // 2, x, y - radius // 6), fill=(250, 170, 150))
         yield frame
+
+
+def ball_at(size: tuple[int, int], count: int, t: int, ball: int) -> tuple[int, int, int]:
+    """The ball's centre (x, y) and radius in frame t of `pan_frames`."""
+    width, height = size
+    radius = max(3, height // 8)
+    return width - radius - t * ball + ball * count // 2, height // 2, radius
 
 
 def pan_flow(size: tuple[int, int], pan: int = 1) -> np.ndarray:
@@ -85,7 +92,7 @@ def write_clip_with_audio(
         if audio:
             wav = Path(tmp) / "tone.wav"
             _tone(wav, len(frames) / fps)
-            command += ["-i", str(wav), "-c:a", "aac", "-shortest"]
+            command += ["-i", str(wav), "-c:a", "aac"]
         command += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "12", str(path)]
         data = b"".join(np.asarray(f.convert("RGB")).tobytes() for f in frames)
         subprocess.run(command, input=data, check=True)

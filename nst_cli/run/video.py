@@ -242,10 +242,18 @@ def _check_disk(run_dir: VideoDir, config: Config, clip: Clip, frames: int) -> N
     free = shutil.disk_usage(run_dir.root).free
     if needed > free:
         raise OutputError(
-            f"{frames:,} frames at {width}×{height} need about {needed / 2**30:.1f} GiB in "
-            f"{run_dir.root}, and {free / 2**30:.1f} GiB is free; free space, lower "
+            f"{frames:,} frames at {width}×{height} need about {_size(needed)} in "
+            f"{run_dir.root}, and {_size(free)} is free; free space, lower "
             "--resolution or set video.max_frames (--allow-large skips this check)"
         )
+
+
+def _size(count: float) -> str:
+    """Bytes for a person: 1.2 GiB, 340 MiB, 12 kiB."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("kiB", 2**10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{int(count)} B"
 
 
 class _Video:

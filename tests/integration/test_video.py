@@ -1,0 +1,272 @@
+"""`nst video`: a clip in, a steady stylised clip out; resume per frame; one line per bad input.
+
+Clips are the synthetic pan of samples/make_clip.py at 64×48, a handful of frames, a few steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from nst_cli.cli import app
+from nst_cli.config.resolve import resolve_config
+from nst_cli.errors import ImageError, NSTError, OutputError
+from nst_cli.run.video import clip_temporal_errors, stylize_video
+from samples.make_clip import pan_frames, write_clip_with_audio
+
+runner = CliRunner()
+SIZE = (64, 48)
+TINY = ["resolution=64", "steps=6", "device=cpu", "video.steps=3"]
+
+
+def _frames(count: int = 5) -> list[Image.Image]:
+    return list(pan_frames(Image.open("samples/coffee.png"), SIZE, count, pan=1, ball=4))
+
+
+@pytest.fixture
+def clip_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for index, frame in enumerate(_frames()):
+        frame.save(folder / f"f{index}.png")  # f10 after f9: natural order
+    return folder
+
+
+@pytest.fixture
+def clip_file(tmp_path: Path) -> Path:
+    path = tmp_path / "clip.mp4"
+    write_clip_with_audio(_frames(5), path, fps=12.0, audio=True)
+    return path
+
+
+def _config(clip: Path, style: Path, out: Path, *sets: str):  # type: ignore[no-untyped-def]
+    return resolve_config(
+        None, [*TINY, *sets], {"content": str(clip), "style": str(style), "output": str(out)}
+    )
+
+
+def _pixels(folder: Path) -> list[np.ndarray]:
+    return [np.asarray(Image.open(p)) for p in sorted((folder / "frames").glob("*.png"))]
+
+
+def test_a_clip_keeps_its_frame_count_rate_and_audio(
+    clip_file: Path, style_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.mp4"
+    result = runner.invoke(app, ["video", str(clip_file), str(style_path), "-o", str(out)] + [
+        a for s in TINY for a in ("--set", s)
+    ] + ["-q"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    reader = imageio_ffmpeg.read_frames(str(out))
+    meta = next(reader)
+    reader.close()
+    assert meta["fps"] == pytest.approx(12.0) and "audio_codec" in meta
+    assert imageio_ffmpeg.count_frames_and_secs(str(out))[0] == 5
+    run = tmp_path / "out"  # the run folder beside the clip
+    assert len(list((run / "frames").glob("*.png"))) == 5
+    rows = (run / "video.csv").read_text().splitlines()
+    assert rows[0].split(",")[-1] == "temporal_error" and len(rows) == 6
+    assert rows[1].split(",")[-1] == ""  # the first frame has nothing before it
+    assert all(float(r.split(",")[-1]) >= 0 for r in rows[2:])
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webm"])
+def test_gif_and_webm_read_back_frame_for_frame(
+    clip_folder: Path, style_path: Path, tmp_path: Path, suffix: str
+) -> None:
+    import imageio.v3 as iio
+
+    out = tmp_path / f"out{suffix}"
+    config = _config(
+        clip_folder, style_path, tmp_path / "run", f"video.output={out}", "video.fps=10"
+    )
+    result = stylize_video(config)
+    assert result.status == "completed" and result.clip == out
+    frames = iio.imread(out, index=None)
+    assert frames.shape[0] == 5 and frames.shape[1:3] == (48, 64)
+
+
+def test_later_frames_start_close_and_take_fewer_steps(
+    clip_folder: Path, style_path: Path, tmp_path: Path
+) -> None:
+    config = _config(clip_folder, style_path, tmp_path / "run", "video.steps=auto", "steps=15")
+    result = stylize_video(config)
+    assert result.first_steps == 15 and result.later_steps == 3  # a fifth
+    rows = (tmp_path / "run" / "video.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[1]) for r in rows] == [15, 3, 3, 3, 3]
+
+
+@pytest.mark.slow
+def test_the_clip_flickers_far_less_than_frames_stylised_apart(
+    clip_folder: Path, style_path: Path, tmp_path: Path
+) -> None:
+    from nst_cli import stylize
+
+    steady = stylize_video(_config(clip_folder, style_path, tmp_path / "video", "steps=12"))
+    apart = []
+    for index in range(5):
+        config = resolve_config(
+            None, [*TINY, "steps=12"],
+            {"content": str(clip_folder / f"f{index}.png"), "style": str(style_path),
+             "output": str(tmp_path / f"apart{index}")},
+        )  # fmt: skip
+        apart.append(Image.open(stylize(config).final_image).convert("RGB"))
+    photos = [Image.open(clip_folder / f"f{i}.png") for i in range(5)]
+    video_frames = [Image.fromarray(a) for a in _pixels(tmp_path / "video")]
+    ours = np.mean(clip_temporal_errors(video_frames, photos))
+    theirs = np.mean(clip_temporal_errors(apart, photos))
+    assert steady.temporal_error == pytest.approx(ours, rel=1e-3)  # the CSV's figure is this one
+    assert ours < theirs / 3
+
+
+def test_an_interrupted_clip_resumes_to_the_same_frames(
+    clip_folder: Path, style_path: Path, tmp_path: Path
+) -> None:
+    whole = stylize_video(_config(clip_folder, style_path, tmp_path / "whole"))
+    assert whole.status == "completed"
+
+    steps = {"n": 0}
+
+    def stop_in_frame_three() -> bool:  # frame 0: 6 steps; 1, 2: 3 each; then frame 3
+        steps["n"] += 1
+        return steps["n"] > 6 + 3 + 3 + 1
+
+    out = tmp_path / "cut"
+    cut = stylize_video(_config(clip_folder, style_path, out), should_stop=stop_in_frame_three)
+    assert cut.status == "interrupted" and cut.frames == 3 and cut.clip is None
+    before = {p: p.stat().st_mtime_ns for p in (out / "frames").glob("*.png")}
+    resumed = stylize_video(out, resume=True)
+    assert resumed.status == "completed" and resumed.frames_run == 2
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # untouched
+    for a, b in zip(_pixels(out), _pixels(tmp_path / "whole"), strict=True):
+        assert np.array_equal(a, b)
+    # a finished run resumed: the clip assembled again, nothing stylised again
+    clip = out / "video.mp4"
+    clip.unlink()
+    again = stylize_video(out, resume=True)
+    assert again.frames_run == 0 and clip.is_file()
+
+
+def test_luminance_keeps_the_clips_colours_and_chains_the_raw_frames(
+    clip_folder: Path, style_path: Path, tmp_path: Path
+) -> None:
+    stylize_video(_config(clip_folder, style_path, tmp_path / "run", "color=luminance"))
+    raw = sorted((tmp_path / "run" / "raw").glob("*.png"))
+    shown = sorted((tmp_path / "run" / "frames").glob("*.png"))
+    assert len(raw) == len(shown) == 5
+    photo = Image.open(clip_folder / "f2.png").convert("YCbCr")
+    frame = Image.open(shown[2]).convert("YCbCr")
+    chroma = np.abs(np.asarray(frame, float)[..., 1:] - np.asarray(photo, float)[..., 1:])
+    assert chroma.mean() < 3
+
+
+def test_an_unfinished_run_is_not_replaced_without_being_asked(
+    clip_folder: Path, style_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    stylize_video(_config(clip_folder, style_path, out), should_stop=lambda: True)
+    with pytest.raises(
+        OutputError, match="unfinished video run; continue it with nst video --resume"
+    ):
+        stylize_video(_config(clip_folder, style_path, out))
+    assert (
+        stylize_video(_config(clip_folder, style_path, out), overwrite=True).status == "completed"
+    )
+    # a finished run of the same command is replaced without a flag, like nst stylize's
+    assert stylize_video(_config(clip_folder, style_path, out)).status == "completed"
+
+
+def _garbage(path: Path) -> Path:
+    path.write_bytes(b"not a video at all" * 50)
+    return path
+
+
+def _empty(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
+def _no_frames(path: Path) -> Path:
+    folder = path.with_suffix("")
+    folder.mkdir()
+    (folder / "notes.txt").write_text("no frames here")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (_garbage, "not a video ffmpeg can read"),
+        (_empty, "file is empty"),
+        (_no_frames, "a folder with no frames"),
+        (lambda p: p.with_name("missing.mp4"), "file not found"),
+    ],
+)
+def test_bad_clips_are_one_line(
+    tmp_path: Path,
+    style_path: Path,
+    make,
+    message: str,  # type: ignore[no-untyped-def]
+) -> None:
+    clip = make(tmp_path / "bad.mp4")
+    with pytest.raises(ImageError, match=message):
+        stylize_video(_config(clip, style_path, tmp_path / "run"))
+    result = runner.invoke(app, ["video", str(clip), str(style_path), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 2 and message in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r").exists()
+
+
+def test_frames_of_different_sizes_are_refused(
+    clip_folder: Path, style_path: Path, tmp_path: Path
+) -> None:
+    Image.new("RGB", (30, 30)).save(clip_folder / "f9.png")
+    with pytest.raises(ImageError, match="f9.png is 30×30 but f0.png is 64×48"):
+        stylize_video(_config(clip_folder, style_path, tmp_path / "run"))
+
+
+def test_a_clip_the_disk_cannot_hold_is_refused_before_work(
+    clip_folder: Path, style_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from nst_cli.run import video
+
+    monkeypatch.setattr(video.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(1, 1, 1000))  # type: ignore[attr-defined]
+    with pytest.raises(
+        OutputError,
+        match=r"5 frames at 64×48 need about \d+.\d kiB in .*, and 1000 B is free.*--allow-large",
+    ):
+        stylize_video(_config(clip_folder, style_path, tmp_path / "run"))
+    assert not list((tmp_path / "run" / "frames").glob("*.png"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-o", "out.mov"], "nst video writes .mp4, .webm, .gif clips"),
+        (["--set", "video.output=x.avi"], "nst video writes .mp4, .webm, .gif, not '.avi'"),
+        (["--frame-steps", "0"], "video.steps"),
+        (["--temporal-weight", "-1"], "video.temporal_weight: must be >= 0"),
+    ],
+)
+def test_bad_video_settings_are_one_line(
+    clip_folder: Path,
+    style_path: Path,
+    tmp_path: Path,
+    args: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["video", str(clip_folder), str(style_path), *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_clip_without_a_painting_says_so(clip_folder: Path) -> None:
+    with pytest.raises(NSTError, match="no style image"):
+        stylize_video(resolve_config(None, TINY, {"content": str(clip_folder)}))
