@@ -132,7 +132,8 @@ TINY_ENV = "NST_TINY"
 
 def shrink(config: Config) -> Config:
     """The same run at thumbnail size: as many scales (32, 40, 48 … px), ≤ 2 steps each,
-    a frame every 2 steps."""
+    a frame every 2 steps; a clip (`nst video`) cut to its first 4 frames, 1 step each after
+    the first."""
     stages = config.schedule()
     sizes = [32 + 8 * i for i in range(len(stages))]
     steps: int | list[int] = (
@@ -146,6 +147,9 @@ def shrink(config: Config) -> Config:
             "scales": sizes,
             "steps": steps,
             "save_every": min(config.frame_every, 2),
+            "video": config.video.model_copy(
+                update={"max_frames": min(config.video.max_frames or 4, 4), "steps": 1}
+            ),
         }
     )
 

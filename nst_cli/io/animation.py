@@ -5,19 +5,17 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 from nst_cli.core.pixels import fit_long_side, resize_long_side, resize_to
-from nst_cli.errors import ImageError, OutputError
+from nst_cli.errors import ImageError
 from nst_cli.io.files import png_header, write_bytes
 from nst_cli.io.images import label_font, load_image
+from nst_cli.io.video import write_clip
 
 log = logging.getLogger(__name__)
 
@@ -241,43 +239,5 @@ def _write_gif(images: list[Image.Image], output: Path, fps: float, loop: int) -
 
 
 def _write_video(images: list[Image.Image], output: Path, fps: float) -> None:
-    try:
-        import imageio.v3 as iio
-    except ImportError:  # pragma: no cover - imageio is a dependency
-        raise OutputError(
-            "video output needs imageio and imageio-ffmpeg: pip install imageio-ffmpeg"
-        ) from None
-    # yuv420p video needs even dimensions: odd sides are stretched by one pixel.
-    width, height = images[0].size
-    even = (width + width % 2, height + height % 2)
-    arrays = [np.asarray(resize_to(im, even) if even != im.size else im) for im in images]
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{output.stem}.", suffix=output.suffix, dir=output.parent
-        )
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"{output}: cannot write here ({exc.strerror})") from None
-    codec = "libvpx-vp9" if output.suffix.lower() == ".webm" else "libx264"
-    try:
-        iio.imwrite(
-            tmp,
-            np.stack(arrays),
-            extension=output.suffix.lower(),
-            fps=fps,
-            codec=codec,
-            macro_block_size=1,
-        )
-        # Through the one atomic writer, so a video gets the same permissions as a GIF.
-        write_bytes(output, Path(tmp).read_bytes())
-        Path(tmp).unlink(missing_ok=True)
-    except Exception as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OutputError):
-            raise
-        if isinstance(exc, OSError) and exc.strerror:
-            raise OutputError(f"{output}: write failed ({exc.strerror})") from None
-        raise OutputError(
-            f"{output}: video encoding failed ({type(exc).__name__}: {str(exc)[:120]})"
-        ) from None
+    """MP4 / WebM through io.video's streaming writer (the one `nst video` uses)."""
+    write_clip(images, output, fps)

@@ -64,9 +64,7 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        # mkstemp makes files readable by the owner only; outputs get the usual permissions.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        publish(Path(tmp), path)
     except OSError as exc:
         _remove_quietly(tmp)
         raise OutputError(
@@ -75,6 +73,13 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def publish(temporary: Path, path: Path) -> None:
+    """Move a finished temporary file onto `path` with the permissions a new file gets (a
+    temporary file is private): the last step of every atomic write."""
+    os.chmod(temporary, 0o666 & ~_umask())
+    os.replace(temporary, path)
 
 
 @functools.cache

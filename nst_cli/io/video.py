@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from nst_cli.config.choices import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from nst_cli.core.pillow import no_pixel_limit
 from nst_cli.errors import ImageError, OutputError
-from nst_cli.io.files import describe_os_error
+from nst_cli.io.files import describe_os_error, publish
 from nst_cli.io.images import load_image
 
 #: A folder of frames plays at this rate unless `video.fps` says otherwise.
@@ -199,7 +199,7 @@ def write_clip(
             writer = None
         if written == 0:
             raise OutputError(f"{output}: no frames to write")
-        os.replace(tmp, output)
+        publish(Path(tmp), output)
     except BaseException as exc:
         if writer is not None:
             with contextlib.suppress(Exception):
