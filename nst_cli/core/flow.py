@@ -12,11 +12,15 @@ pixel p of frame a to p + flow_ab[p] in frame b. Frames are uint8 RGB arrays [H,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image
+
+from nst_cli.core.pixels import to_tensor
 
 FlowPreset = Literal["ultrafast", "fast", "medium"]
 
@@ -109,12 +113,19 @@ def temporal_error(image: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor
     return float((weight * (image - warped).abs()).sum()) / count * 255.0
 
 
-def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A flow at another (width, height): resampled, its vectors scaled with the image."""
-    height, width = flow.shape[:2]
-    if (width, height) == size:
-        return flow
-    resized = cv2.resize(flow, size, interpolation=cv2.INTER_LINEAR)
-    resized[..., 0] *= size[0] / width
-    resized[..., 1] *= size[1] / height
-    return resized
+def clip_temporal_errors(
+    stylised: Sequence[Image.Image], photos: Sequence[Image.Image], preset: str = "medium"
+) -> list[float]:
+    """temporal_error of each frame after the first (see flow.temporal_error), with the flow
+    and mask taken from the photo frames: the same figure for any stylisation of a clip (nst
+    video's own, or each frame stylised on its own), so the two can be compared."""
+    errors = []
+    for t in range(1, len(stylised)):
+        now, before = np.asarray(photos[t].convert("RGB")), np.asarray(photos[t - 1].convert("RGB"))
+        back = dis_flow(now, before, preset)  # type: ignore[arg-type]
+        mask = consistency_mask(back, dis_flow(before, now, preset))  # type: ignore[arg-type]
+        warped = warp(to_tensor(stylised[t - 1]), back)
+        errors.append(
+            temporal_error(to_tensor(stylised[t]), warped, torch.from_numpy(mask)[None, None])
+        )
+    return errors

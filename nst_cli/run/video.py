@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -38,11 +37,10 @@ from nst_cli.core.flow import consistency_mask, dis_flow, outside_frame, tempora
 from nst_cli.core.losses.temporal import TemporalTarget, TemporalTerm, long_term_masks
 from nst_cli.core.optimize import Callback
 from nst_cli.core.pixels import fit_long_side, resize_to, to_pil, to_tensor
-from nst_cli.errors import ConfigError, NSTError, OutputError
+from nst_cli.errors import NSTError
 from nst_cli.io.files import save_png, write_text
 from nst_cli.io.images import load_image
-from nst_cli.io.rundir import read_run_config
-from nst_cli.io.video import Clip, open_clip, read_frames, write_clip
+from nst_cli.io.video import Clip, read_frames, write_clip
 from nst_cli.io.videodir import VIDEO_COLUMNS, VideoDir
 from nst_cli.run.inputs import Inputs, _load_masks, initial_image, stage_images
 from nst_cli.run.memory import check_memory
@@ -51,15 +49,13 @@ from nst_cli.run.provenance import png_metadata, timestamp, write_run_config
 from nst_cli.run.resume import StartingPoint
 from nst_cli.run.scales import run_scales
 from nst_cli.run.state import Prepared
+from nst_cli.run.video_checks import check_clip, check_disk, check_video_folder
 
 log = logging.getLogger(__name__)
 
 #: The earlier frames each frame is held to: t−1, or with `video.long_term` t−1, t−2, t−4.
 SHORT_TERM = (1,)
 LONG_TERM = (1, 2, 4)
-#: A stylised frame takes about this many bytes per pixel as PNG (painterly texture
-#: compresses poorly), for the disk check before a clip starts.
-PNG_BYTES_PER_PIXEL = 2.2
 
 
 @dataclass(frozen=True)
@@ -91,24 +87,6 @@ class VideoResult:
     #: Mean temporal_error over the frames after the first (8-bit levels), None for one frame.
     temporal_error: float | None
     device: str
-
-
-def clip_temporal_errors(
-    stylised: Sequence[Image.Image], photos: Sequence[Image.Image], preset: str = "medium"
-) -> list[float]:
-    """temporal_error of each frame after the first (see flow.temporal_error), with the flow
-    and mask taken from the photo frames: the same figure for any stylisation of a clip (nst
-    video's own, or each frame stylised on its own), so the two can be compared."""
-    errors = []
-    for t in range(1, len(stylised)):
-        now, before = np.asarray(photos[t].convert("RGB")), np.asarray(photos[t - 1].convert("RGB"))
-        back = dis_flow(now, before, preset)  # type: ignore[arg-type]
-        mask = consistency_mask(back, dis_flow(before, now, preset))  # type: ignore[arg-type]
-        warped = warp(to_tensor(stylised[t - 1]), back)
-        errors.append(
-            temporal_error(to_tensor(stylised[t]), warped, torch.from_numpy(mask)[None, None])
-        )
-    return errors
 
 
 def later_steps(config: Config) -> int:
@@ -172,88 +150,22 @@ def stylize_video(
         else:
             config = resolve_config(path)
     run_dir = VideoDir(config.output_dir)
-    clip, count = _check_inputs(config, allow_large)
-    _check_folder(run_dir, config, resume, overwrite)
+    clip, count = check_clip(config, allow_large)
+    check_video_folder(run_dir, config, resume, overwrite)
     cache = cache or ModelCache()
     with run_dir.lock():
-        _check_folder(run_dir, config, resume, overwrite)  # again, under the lock
+        check_video_folder(run_dir, config, resume, overwrite)  # again, under the lock
         run_dir.remove_orphaned_temps()
         if not resume:
             run_dir.clear()
         done = min(run_dir.frames_done(), count) if resume else 0
         if not allow_large:
-            _check_disk(run_dir, config, clip, count - done)
+            check_disk(run_dir, config, clip, count - done)
         if on_start is not None:
             on_start(clip, count, done)
         return _Video(config, run_dir, clip, count, done, cache, allow_large).run(
             callbacks, on_frame, should_stop
         )
-
-
-def _check_inputs(config: Config, allow_large: bool) -> tuple[Clip, int]:
-    if config.content is None:
-        raise ConfigError("content: no clip given; pass the video (or folder of frames) first")
-    if not config.style_images:
-        raise ConfigError("style: no style image given; pass --style painting.jpg")
-    for spec in config.style_images:
-        if not Path(spec.path).is_file():
-            raise ConfigError(f"style image {spec.path}: file not found")
-    clip = open_clip(config.content, config.video.fps)
-    count = min(clip.count, config.video.max_frames or clip.count)
-    return clip, count
-
-
-def _check_folder(run_dir: VideoDir, config: Config, resume: bool, overwrite: bool) -> None:
-    """A folder with a run in it is continued (`resume`), replaced (`overwrite`, or a finished
-    run of the same command), or refused; files nst did not write are never touched."""
-    if resume:
-        if not run_dir.config.is_file():
-            raise ConfigError(f"--resume {run_dir.root}: no video run there (no config.yaml)")
-        saved = read_run_config(run_dir.config)
-        if saved is None or saved[1].get("kind") != "video":
-            raise ConfigError(
-                f"--resume {run_dir.root}: not a video run folder (resume an image run with "
-                "nst stylize --resume)"
-            )
-        return
-    previous = run_dir.previous_outputs()
-    if not previous:
-        return
-    foreign = run_dir.foreign_files()
-    if foreign:
-        raise OutputError(
-            f"{foreign[0]}: not a file nst wrote, at a name a video run writes; move it or "
-            "choose another --output"
-        )
-    saved = read_run_config(run_dir.config)
-    finished = saved is not None and saved[1].get("status") == "completed"
-    if not (overwrite or finished):
-        raise OutputError(
-            f"{run_dir.root} holds an unfinished video run; continue it with nst video --resume "
-            f"{run_dir.root}, or replace it with --overwrite"
-        )
-
-
-def _check_disk(run_dir: VideoDir, config: Config, clip: Clip, frames: int) -> None:
-    """Refuse a clip whose frames would not fit on the disk, before any work."""
-    width, height = fit_long_side(clip.size, config.resolution)
-    copies = 2 if config.color == "luminance" else 1
-    needed = frames * width * height * PNG_BYTES_PER_PIXEL * (copies + 0.3)  # + the clip
-    free = shutil.disk_usage(run_dir.root).free
-    if needed > free:
-        raise OutputError(
-            f"{frames:,} frames at {width}×{height} need about {_size(needed)} in "
-            f"{run_dir.root}, and {_size(free)} is free; free space, lower "
-            "--resolution or set video.max_frames (--allow-large skips this check)"
-        )
-
-
-def _size(count: float) -> str:
-    """Bytes for a person: 1.2 GiB, 340 MiB, 12 kiB."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("kiB", 2**10)):
-        if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return f"{int(count)} B"
 
 
 class _Video:

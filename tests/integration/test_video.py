@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from nst_cli.cli import app
 from nst_cli.config.resolve import resolve_config
+from nst_cli.core.flow import clip_temporal_errors
 from nst_cli.errors import ImageError, NSTError, OutputError
-from nst_cli.run.video import clip_temporal_errors, stylize_video
+from nst_cli.run.video import stylize_video
 from samples.make_clip import pan_frames, write_clip_with_audio
 
 runner = CliRunner()
@@ -233,9 +234,9 @@ def test_a_clip_the_disk_cannot_hold_is_refused_before_work(
 ) -> None:
     import shutil
 
-    from nst_cli.run import video
+    from nst_cli.run import video_checks
 
-    monkeypatch.setattr(video.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(1, 1, 1000))  # type: ignore[attr-defined]
+    monkeypatch.setattr(video_checks.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(1, 1, 1000))  # type: ignore[attr-defined]
     with pytest.raises(
         OutputError,
         match=r"5 frames at 64×48 need about \d+.\d kiB in .*, and 1000 B is free.*--allow-large",
