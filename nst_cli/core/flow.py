@@ -38,7 +38,7 @@ def dis_flow(a: np.ndarray, b: np.ndarray, preset: FlowPreset = "medium") -> np.
     few hundred px takes milliseconds either way."""
     grey_a = cv2.cvtColor(np.ascontiguousarray(a), cv2.COLOR_RGB2GRAY)
     grey_b = cv2.cvtColor(np.ascontiguousarray(b), cv2.COLOR_RGB2GRAY)
-    dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
+    dis = cv2.DISOpticalFlow_create(_PRESETS[preset])  # type: ignore[attr-defined]
     flow = dis.calc(grey_a, grey_b, None)
     return np.asarray(flow, dtype=np.float32)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 _lock = threading.Lock()
@@ -44,7 +44,7 @@ def no_pixel_limit() -> Iterator[None]:
 TIFF_DESCRIPTION = 270
 
 
-def encode_text(text: dict[str, str]) -> str:
+def encode_text(text: Mapping[str, str]) -> str:
     """nst's metadata as one string, for formats with a single comment field (JPEG, TIFF)."""
     return json.dumps(dict(text), ensure_ascii=False)
 
