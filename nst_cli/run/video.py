@@ -49,7 +49,7 @@ from nst_cli.run.provenance import png_metadata, timestamp, write_run_config
 from nst_cli.run.resume import StartingPoint
 from nst_cli.run.scales import run_scales
 from nst_cli.run.state import Prepared
-from nst_cli.run.video_checks import check_clip, check_disk, check_video_folder
+from nst_cli.run.video_checks import check_clip, check_disk, check_video_folder, clip_output
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +106,6 @@ def frame_config(config: Config) -> Config:
     if optimizer.precondition == "auto" and not config.masks:
         optimizer = optimizer.model_copy(update={"precondition": "light-pyramid"})
     return config.model_copy(update={**update, "optimizer": optimizer})
-
-
-def clip_output(config: Config) -> Path:
-    return config.video.output or VideoDir(config.output_dir).default_clip
 
 
 def stylize_video(
@@ -201,7 +197,7 @@ class _Video:
         write_run_config(
             self.run_dir, self.config, kind="video", status=status, started=self.started,
             frames_done=frames, frames=self.count, fps=self.clip.fps, size=list(self.size),
-            clip=str(clip_output(self.config)), device=str(self.device),
+            clip=str(clip_output(self.config).expanduser().resolve()), device=str(self.device),
             precision=self.precision, **extra,
         )  # fmt: skip
 

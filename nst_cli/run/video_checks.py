@@ -31,9 +31,15 @@ def check_clip(config: Config, allow_large: bool) -> tuple[Clip, int]:
     return clip, count
 
 
+def clip_output(config: Config) -> Path:
+    """Where the clip goes: `video.output`, else video.mp4 in the run folder."""
+    return config.video.output or VideoDir(config.output_dir).default_clip
+
+
 def check_video_folder(run_dir: VideoDir, config: Config, resume: bool, overwrite: bool) -> None:
     """A folder with a run in it is continued (`resume`), replaced (`overwrite`, or a finished
     run of the same command), or refused; files nst did not write are never touched."""
+    check_clip_output(run_dir, config, resume, overwrite)
     if resume:
         if not run_dir.config.is_file():
             raise ConfigError(f"--resume {run_dir.root}: no video run there (no config.yaml)")
@@ -59,6 +65,23 @@ def check_video_folder(run_dir: VideoDir, config: Config, resume: bool, overwrit
         raise OutputError(
             f"{run_dir.root} holds an unfinished video run; continue it with nst video --resume "
             f"{run_dir.root}, or replace it with --overwrite"
+        )
+
+
+def check_clip_output(run_dir: VideoDir, config: Config, resume: bool, overwrite: bool) -> None:
+    """The clip never replaces its own input, nor a file this run folder did not write
+    (unless --overwrite says so)."""
+    output = clip_output(config).expanduser().resolve()
+    if config.content is not None and output == Path(config.content).expanduser().resolve():
+        raise ConfigError(f"-o {clip_output(config)}: that is the input clip; choose another -o")
+    if resume or overwrite or not output.exists():
+        return
+    saved = read_run_config(run_dir.config) if run_dir.config.is_file() else None
+    recorded = saved[1].get("clip") if saved is not None else None
+    if recorded is None or Path(str(recorded)).expanduser().resolve() != output:
+        raise OutputError(
+            f"{clip_output(config)} already exists and no nst run here wrote it; choose another "
+            "-o, or pass --overwrite to replace it"
         )
 
 

@@ -271,3 +271,17 @@ def test_bad_video_settings_are_one_line(
 def test_a_clip_without_a_painting_says_so(clip_folder: Path) -> None:
     with pytest.raises(NSTError, match="no style image"):
         stylize_video(resolve_config(None, TINY, {"content": str(clip_folder)}))
+
+
+def test_the_clip_never_replaces_a_file_nst_did_not_write(
+    clip_folder: Path, clip_file: Path, style_path: Path, tmp_path: Path
+) -> None:
+    mine = tmp_path / "holiday.mp4"
+    mine.write_bytes(b"the user's own video")
+    config = _config(clip_folder, style_path, tmp_path / "run", f"video.output={mine}")
+    with pytest.raises(OutputError, match="already exists and no nst run here wrote it"):
+        stylize_video(config)
+    assert mine.read_bytes() == b"the user's own video"
+    inplace = _config(clip_file, style_path, tmp_path / "run2", f"video.output={clip_file}")
+    with pytest.raises(NSTError, match="that is the input clip"):
+        stylize_video(inplace, overwrite=True)
