@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import re
 import stat
 import threading
 import time
@@ -43,8 +44,16 @@ PAGE = (resources.files("nst_cli.cli") / "preview_page.html").read_bytes()
 class Preview:
     """The live page's server and the callback that feeds it."""
 
-    def __init__(self, run_dir: RunDir, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        run_dir: RunDir,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        frame_pattern: re.Pattern[str] = FRAME_PATTERN,
+    ) -> None:
         self.run_dir = run_dir
+        #: The names of the frames the page lists and serves (a video run's are 000123.png).
+        self.frame_pattern = frame_pattern
         self._lock = threading.Lock()
         self._image: bytes | None = None
         self._image_version = 0
@@ -80,6 +89,8 @@ class Preview:
             return
         self._state_time = now
         with self._lock:
+            if self._losses and event.step < self._losses[-1][0]:
+                self._losses = []  # a new optimisation (the next frame of a clip): a new curve
             self._state.update(
                 step=event.step,
                 total=event.total_steps,
@@ -120,7 +131,7 @@ class Preview:
         if not self.run_dir.frames.is_dir():
             return []
         return sorted(
-            p.name for p in self.run_dir.frames.iterdir() if FRAME_PATTERN.fullmatch(p.name)
+            p.name for p in self.run_dir.frames.iterdir() if self.frame_pattern.fullmatch(p.name)
         )
 
 
@@ -140,7 +151,7 @@ def _handler(preview: Preview) -> type[BaseHTTPRequestHandler]:
                     self.send_error(HTTPStatus.NOT_FOUND, "no image yet")
                 else:
                     self._send(data, "image/jpeg")
-            elif path.startswith("/frames/") and FRAME_PATTERN.fullmatch(path[8:]):
+            elif path.startswith("/frames/") and preview.frame_pattern.fullmatch(path[8:]):
                 data = _own_file(preview.run_dir.frames, path[8:])
                 if data is None:
                     self.send_error(HTTPStatus.NOT_FOUND)

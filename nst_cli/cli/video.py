@@ -173,6 +173,15 @@ def video(
         ),
     ] = False,
     log_every: LogEveryOpt = None,
+    preview: Annotated[
+        bool,
+        typer.Option(
+            "--preview",
+            help="Serve a live page on 127.0.0.1 (the address is printed): the frame being "
+            "stylised, its step and losses, the frames done.",
+            rich_help_panel=RUN,
+        ),
+    ] = False,
     allow_large: AllowLargeOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -212,9 +221,21 @@ def video(
             return
         with loading_torch(quiet):
             from nst_cli.run.video import stylize_video
-        result = _run(
-            stylize_video, resolved, resume is not None, overwrite, allow_large, quiet, log_every
-        )
+        live: list[Any] = []
+        if preview:
+            from nst_cli.cli.preview import Preview
+            from nst_cli.io.videodir import VIDEO_FRAME, VideoDir
+
+            live.append(Preview(VideoDir(resolved.output_dir), frame_pattern=VIDEO_FRAME).start())
+            err_console.print(f"[bold]preview[/] {live[0].url}", highlight=False)
+        try:
+            result = _run(
+                stylize_video, resolved, resume is not None, overwrite, allow_large, quiet,
+                log_every, live,
+            )  # fmt: skip
+        finally:
+            for server in live:
+                server.stop()
         if not quiet:
             _print_summary(result)
         if result.status == "interrupted":
@@ -280,6 +301,7 @@ def _run(
     allow_large: bool,
     quiet: bool,
     log_every: int | None,
+    live: list[Any],
 ) -> VideoResult:
     """The clip under a progress display (a bar over frames and one over the current frame's
     steps, or plain lines when piped) and a graceful Ctrl-C."""
@@ -290,19 +312,19 @@ def _run(
     options = {"resume": resume, "overwrite": overwrite, "allow_large": allow_large}
     with GracefulInterrupt(on_first=_announce_stop) as stop:
         if quiet:
-            return stylize_video(config, should_stop=stop, **options)  # type: ignore[no-any-return]
+            return stylize_video(config, callbacks=live, should_stop=stop, **options)  # type: ignore[no-any-return]
         every = _log_lines_every(log_every)
         if every is not None:
             lines = _FrameLines(every)
             return stylize_video(  # type: ignore[no-any-return]
-                config, callbacks=[lines.step], on_frame=[lines.frame], on_start=lines.start,
+                config, callbacks=[lines.step, *live], on_frame=[lines.frame], on_start=lines.start,
                 should_stop=stop, **options,
             )  # fmt: skip
         progress = make_progress(err_console)
         bars = _FrameBars(progress, ProgressBar)
         try:
             return stylize_video(  # type: ignore[no-any-return]
-                config, callbacks=[bars.step], on_frame=[bars.frame], on_start=bars.start,
+                config, callbacks=[bars.step, *live], on_frame=[bars.frame], on_start=bars.start,
                 should_stop=stop, **options,
             )  # fmt: skip
         finally:

@@ -285,3 +285,31 @@ def test_the_clip_never_replaces_a_file_nst_did_not_write(
     inplace = _config(clip_file, style_path, tmp_path / "run2", f"video.output={clip_file}")
     with pytest.raises(NSTError, match="that is the input clip"):
         stylize_video(inplace, overwrite=True)
+
+
+def test_the_preview_follows_the_clip_frame_by_frame(
+    clip_folder: Path, style_path: Path, tmp_path: Path
+) -> None:
+    import json
+    import urllib.request
+
+    from nst_cli.cli.preview import Preview
+    from nst_cli.io.videodir import VIDEO_FRAME, VideoDir
+
+    out = tmp_path / "run"
+    preview = Preview(VideoDir(out), frame_pattern=VIDEO_FRAME).start()
+    seen: list[dict] = []
+
+    def look(done) -> None:  # type: ignore[no-untyped-def]
+        with urllib.request.urlopen(preview.url + "state.json") as response:
+            seen.append(json.load(response))
+
+    try:
+        stylize_video(_config(clip_folder, style_path, out), callbacks=[preview], on_frame=[look])
+        with urllib.request.urlopen(preview.url + "frames/000004.png") as response:
+            assert response.read()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        preview.stop()
+    assert [len(s["frames"]) for s in seen] == [1, 2, 3, 4, 5]
+    assert seen[1]["total"] == 3  # a later frame's own steps, its own curve
+    assert all(p[0] <= 3 for p in seen[1]["points"])
