@@ -236,7 +236,9 @@ def test_a_clip_the_disk_cannot_hold_is_refused_before_work(
 
     from nst_cli.run import video_checks
 
-    monkeypatch.setattr(video_checks.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(1, 1, 1000))  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        video_checks.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(1, 1, 1000)
+    )  # type: ignore[attr-defined]
     with pytest.raises(
         OutputError,
         match=r"5 frames at 64×48 need about \d+.\d kiB in .*, and 1000 B is free.*--allow-large",
@@ -313,3 +315,39 @@ def test_the_preview_follows_the_clip_frame_by_frame(
     assert [len(s["frames"]) for s in seen] == [1, 2, 3, 4, 5]
     assert seen[1]["total"] == 3  # a later frame's own steps, its own curve
     assert all(p[0] <= 3 for p in seen[1]["points"])
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_a_killed_clip_resumes_to_the_frames_of_an_uninterrupted_one(
+    clip_folder: Path, style_path: Path, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    whole = tmp_path / "whole"
+    stylize_video(_config(clip_folder, style_path, whole))
+    out = tmp_path / "killed"
+    command = [
+        sys.executable, "-m", "nst_cli", "video", str(clip_folder), str(style_path),
+        "-o", str(out), "-q", *(a for s in TINY for a in ("--set", s)),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out / "frames" / "000002.png").exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = sorted((out / "frames").glob("*.png"))
+    assert 3 <= len(done) < 5
+    before = {p: p.stat().st_mtime_ns for p in done}
+    result = runner.invoke(app, ["video", "--resume", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())
+    for a, b in zip(_pixels(out), _pixels(whole), strict=True):
+        assert np.array_equal(a, b)
+    assert (out / "video.mp4").is_file() and not list(out.rglob("*.tmp"))
