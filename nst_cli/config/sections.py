@@ -196,20 +196,20 @@ class VideoConfig(Strict):
     `nst stylize`."""
 
     temporal_weight: float = Field(
-        default=2000.0,
+        default=100.0,
         description="weight of the temporal loss: the mean squared difference (pixels in 0–1) between a frame and the previous stylised frame warped onto it, over the pixels the optical flow can be trusted for; 0 turns it off (each frame still starts from the warped previous one)",
     )
     steps: StrictPositiveIntOrAuto = Field(
         default="auto",
-        description="optimiser updates for each frame after the first, at full size, one scale (they start from the previous stylised frame, close to done); `auto`: a fifth of the first frame's `steps`, at least 10",
+        description="optimiser updates for each frame after the first, at full size, one scale (they start from the previous stylised frame, close to done); `auto`: a fifth of the first frame's `steps` (32 for 160)",
     )
     long_term: bool = Field(
         default=False,
-        description="also hold each frame to frames t−2 and t−4 where the nearer ones did not see a pixel (the paper's long-term consistency): steadier when objects pass in front of the background, about a third more time per frame",
+        description="also hold each frame to frames t−2 and t−4 where the nearer ones did not see a pixel (the paper's long-term consistency): steadier where a moving object uncovers what an earlier frame showed; two more optical flows per frame",
     )
     flow: Literal["ultrafast", "fast", "medium"] = Field(
         default="medium",
-        description="OpenCV DIS optical flow preset: `medium` is the most accurate, `ultrafast` the quickest (all take milliseconds per frame at 512 px)",
+        description="OpenCV DIS optical flow preset: `medium` is the most accurate, `ultrafast` the quickest",
     )
     max_frames: Annotated[int, Field(strict=True, gt=0)] | None = Field(
         default=None,
