@@ -49,6 +49,9 @@ def main() -> None:
     parser.add_argument("--style", default=str(ROOT / "samples" / "fluid.png"))
     parser.add_argument("--temporal-weight", type=float, nargs="+", default=[None])
     parser.add_argument("--later-steps", nargs="+", default=["auto"])
+    parser.add_argument(
+        "--long-term", action="store_true", help="video.long_term: also frames t-2, t-4"
+    )
     parser.add_argument("--skip-independent", action="store_true")
     parser.add_argument("--keep", type=Path, help="keep the frames here (for the docs' pictures)")
     args = parser.parse_args()
@@ -93,10 +96,11 @@ def main() -> None:
 
     for weight in args.temporal_weight:
         for later in args.later_steps:
-            sets = [*base, f"video.steps={later}"]
+            sets = [*base, f"video.steps={later}", f"video.long_term={str(args.long_term).lower()}"]
             if weight is not None:
                 sets.append(f"video.temporal_weight={weight}")
-            name = f"video w={weight or 'default'} steps={later}"
+            shown = "default" if weight is None else weight
+            name = f"video w={shown} steps={later}" + (" long-term" if args.long_term else "")
             out = work / name.replace(" ", "_").replace("=", "")
             config = resolve_config(None, sets, {"content": str(clip), "style": args.style, "output": str(out / "run"), "video.output": str(out / "clip.mp4")})  # fmt: skip
             started = time.perf_counter()

@@ -43,7 +43,7 @@ def dis_flow(a: np.ndarray, b: np.ndarray, preset: FlowPreset = "medium") -> np.
     return np.asarray(flow, dtype=np.float32)
 
 
-def _sample(array: np.ndarray, flow: np.ndarray) -> np.ndarray:
+def sample(array: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """array (H, W[, C]) read at p + flow[p], bilinear, edges extended."""
     height, width = flow.shape[:2]
     grid_x, grid_y = np.meshgrid(
@@ -65,7 +65,7 @@ def consistency_mask(flow_back: np.ndarray, flow_fore: np.ndarray) -> np.ndarray
     return it near where it started (it was occluded in t-1, or it is newly uncovered:
     disoccluded), and on motion boundaries, where the flow's gradient is large and warping
     smears two objects together. The thresholds are the paper's (its equations 4 and 5)."""
-    forward_at_target = _sample(flow_fore, flow_back)
+    forward_at_target = sample(flow_fore, flow_back)
     round_trip = flow_back + forward_at_target
     mismatch = (round_trip**2).sum(-1)
     scale = (flow_back**2).sum(-1) + (forward_at_target**2).sum(-1)

@@ -33,7 +33,14 @@ from nst_cli.config.models import Config
 from nst_cli.config.resolve import resolve_config
 from nst_cli.core import color
 from nst_cli.core.devices import configure_precision, resolve_device, resolve_precision
-from nst_cli.core.flow import consistency_mask, dis_flow, outside_frame, temporal_error, warp
+from nst_cli.core.flow import (
+    consistency_mask,
+    dis_flow,
+    outside_frame,
+    sample,
+    temporal_error,
+    warp,
+)
 from nst_cli.core.losses.temporal import TemporalTarget, TemporalTerm, long_term_masks
 from nst_cli.core.optimize import Callback
 from nst_cli.core.pixels import fit_long_side, resize_to, to_pil, to_tensor
@@ -56,6 +63,9 @@ log = logging.getLogger(__name__)
 #: The earlier frames each frame is held to: t−1, or with `video.long_term` t−1, t−2, t−4.
 SHORT_TERM = (1,)
 LONG_TERM = (1, 2, 4)
+#: A pixel new to the clip (entering the frame, uncovered) is held to its earlier self only
+#: gradually, fully once it has been stylised this many frames (see _Video._settled).
+SETTLE_FRAMES = 3
 
 
 @dataclass(frozen=True)
@@ -190,6 +200,9 @@ class _Video:
         self.offsets = LONG_TERM if config.video.long_term else SHORT_TERM
         self.started = timestamp()
         self.rows: list[dict[str, float]] = []
+        #: Frames each pixel of the last frame has been stylised for (see _settled).
+        self.age: np.ndarray | None = None
+        self._last_flow: tuple[int, np.ndarray, np.ndarray] | None = None
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -254,7 +267,8 @@ class _Video:
             interrupted = False
             for index, frame in self._frames():
                 array = np.asarray(frame)
-                if index < self.done:  # done before: only its photo is needed, for the flow
+                if index < self.done:  # done before: its photo is needed, for the flow
+                    self._age_after(index, array, recent)
                     recent.append((index, array))
                     continue
                 for j in self.offsets:
@@ -266,6 +280,7 @@ class _Video:
                 if interrupted:
                     break
                 frames_run += 1
+                self._age_after(index, array, recent)
                 recent.append((index, array))
                 stylised = {k: v for k, v in stylised.items() if index + 1 - k <= max(self.offsets)}
                 self.rows.append(row)
@@ -304,6 +319,41 @@ class _Video:
             device=str(self.device),
         )
 
+    def _settled(self, back: np.ndarray) -> np.ndarray:
+        """How far each pixel of this frame is held to the previous one: fully where the
+        previous frame's pixel had been stylised for SETTLE_FRAMES frames, less where it was
+        new (it entered the frame, or came out from behind something), so new content is
+        painted over a few frames before the temporal term holds it. (Held at once, a ball
+        rolling into view kept its first, half-stylised look: new pixels get only a later
+        frame's few steps.)"""
+        if self.age is None:
+            return np.ones(back.shape[:2], np.float32)
+        return np.clip(sample(self.age, back) / SETTLE_FRAMES, 0.0, 1.0).astype(np.float32)
+
+    def _age_after(
+        self, index: int, array: np.ndarray, recent: deque[tuple[int, np.ndarray]]
+    ) -> None:
+        """Frames each pixel has been stylised for, once frame `index` is done (recomputed
+        from the photos' flow on resume: milliseconds a frame)."""
+        if index == 0 or not recent:
+            self.age = np.full(array.shape[:2], float(SETTLE_FRAMES), np.float32)
+            return
+        back, mask = self._flow_back(index, array, recent[-1][1])
+        carried = sample(self.age, back) if self.age is not None else 0.0
+        self.age = (np.minimum(carried + 1.0, SETTLE_FRAMES) * mask).astype(np.float32)
+
+    def _flow_back(
+        self, index: int, array: np.ndarray, previous: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Flow from frame `index` back to the one before, and its trust mask (computed once a
+        frame: the frame's loss and the pixels' ages both use it)."""
+        if self._last_flow is not None and self._last_flow[0] == index:
+            return self._last_flow[1], self._last_flow[2]
+        back = dis_flow(array, previous, self.config.video.flow)
+        mask = consistency_mask(back, dis_flow(previous, array, self.config.video.flow))
+        self._last_flow = (index, back, mask)
+        return back, mask
+
     def _one(
         self,
         index: int,
@@ -331,9 +381,13 @@ class _Video:
                 if index - j < 0 or index - j not in photos:
                     continue
                 earlier = photos[index - j]
-                back = backs[j] = dis_flow(array, earlier, config.video.flow)
-                fore = dis_flow(earlier, array, config.video.flow)
-                mask = torch.from_numpy(consistency_mask(back, fore))[None, None]
+                if j == 1:
+                    back, trusted = self._flow_back(index, array, earlier)
+                else:
+                    back = dis_flow(array, earlier, config.video.flow)
+                    trusted = consistency_mask(back, dis_flow(earlier, array, config.video.flow))
+                backs[j] = back
+                mask = torch.from_numpy(trusted)[None, None]
                 targets.append(TemporalTarget(warp(stylised[index - j], back), mask))
             first_mask = targets[0].mask
             # The start: the previous frame warped onto this one, occluded pixels included
@@ -343,6 +397,7 @@ class _Video:
             inside = torch.from_numpy(1 - outside_frame(backs[1]).astype(np.float32))
             start = inside * targets[0].warped + (1 - inside) * content
             masks = long_term_masks([t.mask for t in targets])
+            masks[0] = masks[0] * torch.from_numpy(self._settled(backs[1]))[None, None]
             temporal = TemporalTerm(
                 [
                     TemporalTarget(t.warped, m).to(self.device)
