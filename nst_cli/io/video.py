@@ -58,6 +58,11 @@ def open_clip(path: Path, fps: float | None = None) -> Clip:
         return _open_folder(path, fps)
     if not path.is_file():
         raise ImageError(f"video {path}: not a regular file (a pipe or device?)")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise ImageError(
+            f"video {path}: a still image, not a clip; stylise it with nst stylize, or give "
+            "nst video a video file or a folder of frames"
+        )
     if path.stat().st_size == 0:
         raise ImageError(f"video {path}: file is empty")
     import imageio_ffmpeg

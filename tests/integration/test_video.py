@@ -205,6 +205,10 @@ def _no_frames(path: Path) -> Path:
         (_empty, "file is empty"),
         (_no_frames, "a folder with no frames"),
         (lambda p: p.with_name("missing.mp4"), "file not found"),
+        (
+            lambda p: Image.new("RGB", (8, 8)).save(p.with_suffix(".png")) or p.with_suffix(".png"),
+            "a still image, not a clip",
+        ),
     ],
 )
 def test_bad_clips_are_one_line(
