@@ -136,7 +136,10 @@ def contact_sheet(runs: Sequence[PlannedRun], keys: Sequence[str], cell: int = 2
 
 
 def index_html(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], root: Path) -> str:
-    """A self-contained page: every run's image, values and losses; click a header to sort."""
+    """A self-contained page: every run's image, values and losses; click a header to sort.
+
+    Images load lazily (only those scrolled into view), so a sweep or folder of thousands of
+    runs opens at once and the page itself stays about half a kilobyte a run."""
     columns = ["image", "run", *map(value_column, keys), *REPORT_COLUMNS[2:]]
     head = (
         "".join(
@@ -154,7 +157,7 @@ def index_html(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], root: Pat
         except ValueError:
             src = image.as_posix()
         cells = [
-            f'<td><a href="{html.escape(src)}"><img src="{html.escape(src)}" alt="{html.escape(row["run"])}"></a></td>'
+            f'<td><a href="{html.escape(src)}"><img src="{html.escape(src)}" alt="{html.escape(row["run"])}" loading="lazy" decoding="async"></a></td>'
         ]
         for column in columns[1:]:
             value = row.get(column)
@@ -171,7 +174,7 @@ def index_html(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], root: Pat
                 src.rsplit("/", 1)[0] + "/losses.png" if "/" in src else "losses.png"
             )
             cells.append(
-                f'<td><a href="{href}"><img class="plot" src="{href}" alt="losses"></a></td>'
+                f'<td><a href="{href}"><img class="plot" src="{href}" alt="losses" loading="lazy" decoding="async"></a></td>'
             )
         else:
             cells.append("<td></td>")
