@@ -66,3 +66,16 @@ def embedded_text(info: dict[str, Any], tags: Any = None) -> dict[str, str]:
     if not isinstance(data, dict):
         return {}
     return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def srgb_profile() -> bytes:
+    """The sRGB ICC profile every image nst writes carries (LittleCMS's, through Pillow)."""
+    global _SRGB
+    if _SRGB is None:
+        from PIL import ImageCms
+
+        _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return _SRGB
+
+
+_SRGB: bytes | None = None

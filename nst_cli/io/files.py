@@ -8,7 +8,13 @@ import io
 import os
 import tempfile
 
-from nst_cli.core.pillow import TIFF_DESCRIPTION, embedded_text, encode_text, no_pixel_limit
+from nst_cli.core.pillow import (
+    TIFF_DESCRIPTION,
+    embedded_text,
+    encode_text,
+    no_pixel_limit,
+    srgb_profile,
+)
 
 try:
     import fcntl
@@ -120,7 +126,7 @@ def save_png(image: Image.Image, path: Path, text: Mapping[str, str] | None = No
     for key, value in (text or {}).items():
         info.add_itxt(key, value)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info, compress_level=6)
+    image.save(buffer, format="PNG", pnginfo=info, compress_level=6, icc_profile=srgb_profile())
     write_bytes(path, buffer.getvalue())
 
 
@@ -137,10 +143,15 @@ def save_image(image: Image.Image, path: Path, text: Mapping[str, str] | None = 
     comment = encode_text(text) if text else None
     if suffix in (".jpg", ".jpeg"):
         extra = {"comment": comment.encode("utf-8")} if comment else {}
-        image.convert("RGB").save(buffer, format="JPEG", quality=95, **extra)
+        image.convert("RGB").save(
+            buffer, format="JPEG", quality=95, icc_profile=srgb_profile(), **extra
+        )
     elif suffix == ".webp":
-        image.save(buffer, format="WEBP", lossless=True)
+        image.save(buffer, format="WEBP", lossless=True, icc_profile=srgb_profile())
     else:
         tags = {TIFF_DESCRIPTION: comment} if comment else None
-        image.save(buffer, format="TIFF", compression="tiff_deflate", tiffinfo=tags)
+        image.save(
+            buffer, format="TIFF", compression="tiff_deflate", tiffinfo=tags,
+            icc_profile=srgb_profile(),
+        )  # fmt: skip
     write_bytes(path, buffer.getvalue())

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFont, ImageOps, UnidentifiedImageError
 
-from nst_cli.core.pillow import no_pixel_limit
+from nst_cli.core.pillow import no_pixel_limit, srgb_profile
 from nst_cli.errors import ImageError
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,9 @@ def load_image(path: Path, role: str, allow_large: bool = False) -> Image.Image:
                 image.seek(0)
                 image.load()
                 upright = ImageOps.exif_transpose(image)
-                return _to_rgb(upright, path, role)
+                return to_srgb(
+                    _to_rgb(upright, path, role), image.info.get("icc_profile"), path, role
+                )
         except ImageError:
             raise
         except UnidentifiedImageError:
@@ -50,6 +53,34 @@ def load_image(path: Path, role: str, allow_large: bool = False) -> Image.Image:
             ) from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(f"{role} image {path}: damaged or truncated image ({exc})") from None
+
+
+def to_srgb(image: Image.Image, icc: bytes | None, path: Path, role: str) -> Image.Image:
+    """An RGB image whose embedded ICC profile is another colour space (Display P3 from a
+    phone, Adobe RGB from a camera) converted to sRGB, perceptual intent, so its colours are
+    the ones the photo shows, not its numbers read as sRGB. Untagged or sRGB images pass
+    as they are; a profile LittleCMS cannot read is said, and the numbers used as sRGB."""
+    if not icc or image.mode != "RGB":
+        return image
+    from PIL import ImageCms
+
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        description = (ImageCms.getProfileDescription(source) or "").strip()
+        if "srgb" in description.lower().replace(" ", ""):
+            return image
+        target = ImageCms.ImageCmsProfile(io.BytesIO(srgb_profile()))
+        converted = ImageCms.profileToProfile(
+            image, source, target, renderingIntent=ImageCms.Intent.PERCEPTUAL, outputMode="RGB"
+        )
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+        log.warning(
+            "%s image %s: its colour profile cannot be read (%s); its colours are taken as sRGB",
+            role, path, str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__,
+        )  # fmt: skip
+        return image
+    log.info("%s image %s: converted from %s to sRGB", role, path, description or "its profile")
+    return converted if converted is not None else image
 
 
 def _too_large(path: Path, role: str, width: int, height: int) -> str:
