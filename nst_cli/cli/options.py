@@ -200,6 +200,25 @@ LogEveryOpt = Annotated[
 ]
 
 
+StyleWeightOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="β, the style loss weight." + default_help("weights.style"), rich_help_panel=WEIGHTS
+    ),
+]
+ContentWeightOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="α, the content loss weight." + default_help("weights.content"),
+        rich_help_panel=WEIGHTS,
+    ),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(help="Random seed." + default_help("seed"), rich_help_panel=OPTIMISATION),
+]
+
+
 def style_value(styles: list[Path] | None, blend: str | None) -> Any:
     """--style (repeatable) and --style-blend as the config's `style` value."""
     if not styles:

@@ -32,6 +32,7 @@ from nst_cli.cli.options import (
     AllowLargeOpt,
     ConfigOpt,
     ContentOpt,
+    ContentWeightOpt,
     DebugOpt,
     DeviceOpt,
     ExecutorOpt,
@@ -39,10 +40,12 @@ from nst_cli.cli.options import (
     PresetOpt,
     QuietOpt,
     ResolutionOpt,
+    SeedOpt,
     SetOpt,
     StepsOpt,
     StyleBlendOpt,
     StyleOpt,
+    StyleWeightOpt,
     TaskCpusOpt,
     complete_from,
     default_help,
@@ -72,20 +75,8 @@ def stylize(
     style: StyleOpt = None,
     style_blend: StyleBlendOpt = None,
     set_: SetOpt = None,
-    style_weight: Annotated[
-        float | None,
-        typer.Option(
-            help="β, the style loss weight." + default_help("weights.style"),
-            rich_help_panel=WEIGHTS,
-        ),
-    ] = None,
-    content_weight: Annotated[
-        float | None,
-        typer.Option(
-            help="α, the content loss weight." + default_help("weights.content"),
-            rich_help_panel=WEIGHTS,
-        ),
-    ] = None,
+    style_weight: StyleWeightOpt = None,
+    content_weight: ContentWeightOpt = None,
     tv_weight: Annotated[
         float | None,
         typer.Option(
@@ -140,10 +131,7 @@ def stylize(
             rich_help_panel=OPTIMISATION,
         ),
     ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(help="Random seed." + default_help("seed"), rich_help_panel=OPTIMISATION),
-    ] = None,
+    seed: SeedOpt = None,
     output: Annotated[
         Path | None,
         typer.Option(

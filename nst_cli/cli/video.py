@@ -19,23 +19,25 @@ from nst_cli.cli.base import (
     setup_logging,
 )
 from nst_cli.cli.options import (
-    OPTIMISATION,
     OUTPUT,
     RUN,
     WEIGHTS,
     AllowLargeOpt,
     ColorMode,
     ConfigOpt,
+    ContentWeightOpt,
     DebugOpt,
     DeviceOpt,
     LogEveryOpt,
     PresetOpt,
     QuietOpt,
     ResolutionOpt,
+    SeedOpt,
     SetOpt,
     StepsOpt,
     StyleBlendOpt,
     StyleOpt,
+    StyleWeightOpt,
     default_help,
     flag_overrides,
     style_value,
@@ -71,20 +73,8 @@ def video(
     style: StyleOpt = None,
     style_blend: StyleBlendOpt = None,
     set_: SetOpt = None,
-    style_weight: Annotated[
-        float | None,
-        typer.Option(
-            help="β, the style loss weight." + default_help("weights.style"),
-            rich_help_panel=WEIGHTS,
-        ),
-    ] = None,
-    content_weight: Annotated[
-        float | None,
-        typer.Option(
-            help="α, the content loss weight." + default_help("weights.content"),
-            rich_help_panel=WEIGHTS,
-        ),
-    ] = None,
+    style_weight: StyleWeightOpt = None,
+    content_weight: ContentWeightOpt = None,
     color: Annotated[
         ColorMode | None,
         typer.Option(
@@ -131,10 +121,7 @@ def video(
     ] = None,
     preset: PresetOpt = None,
     steps: StepsOpt = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(help="Random seed." + default_help("seed"), rich_help_panel=OPTIMISATION),
-    ] = None,
+    seed: SeedOpt = None,
     output: Annotated[
         Path | None,
         typer.Option(
