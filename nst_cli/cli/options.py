@@ -213,6 +213,18 @@ ContentWeightOpt = Annotated[
         rich_help_panel=WEIGHTS,
     ),
 ]
+PrintConfigOpt = Annotated[
+    bool,
+    typer.Option(
+        "--print-config", help="Print the resolved config as YAML and exit.", rich_help_panel=RUN
+    ),
+]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite", help="Replace a previous run in the output folder.", rich_help_panel=OUTPUT
+    ),
+]
 SeedOpt = Annotated[
     int | None,
     typer.Option(help="Random seed." + default_help("seed"), rich_help_panel=OPTIMISATION),

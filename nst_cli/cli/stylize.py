@@ -37,7 +37,9 @@ from nst_cli.cli.options import (
     DeviceOpt,
     ExecutorOpt,
     LogEveryOpt,
+    OverwriteOpt,
     PresetOpt,
+    PrintConfigOpt,
     QuietOpt,
     ResolutionOpt,
     SeedOpt,
@@ -150,14 +152,7 @@ def stylize(
             rich_help_panel=OUTPUT,
         ),
     ] = None,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite",
-            help="Replace a previous run in the output folder.",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = False,
+    overwrite: OverwriteOpt = False,
     resume: Annotated[
         Path | None,
         typer.Option(
@@ -165,14 +160,7 @@ def stylize(
         ),
     ] = None,
     device: DeviceOpt = None,
-    print_config: Annotated[
-        bool,
-        typer.Option(
-            "--print-config",
-            help="Print the resolved config as YAML and exit.",
-            rich_help_panel=RUN,
-        ),
-    ] = False,
+    print_config: PrintConfigOpt = False,
     log_every: LogEveryOpt = None,
     preview: Annotated[
         bool,

@@ -29,7 +29,9 @@ from nst_cli.cli.options import (
     DebugOpt,
     DeviceOpt,
     LogEveryOpt,
+    OverwriteOpt,
     PresetOpt,
+    PrintConfigOpt,
     QuietOpt,
     ResolutionOpt,
     SeedOpt,
@@ -133,14 +135,7 @@ def video(
         ),
     ] = None,
     resolution: ResolutionOpt = None,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite",
-            help="Replace a previous run in the output folder.",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = False,
+    overwrite: OverwriteOpt = False,
     resume: Annotated[
         Path | None,
         typer.Option(
@@ -151,14 +146,7 @@ def video(
         ),
     ] = None,
     device: DeviceOpt = None,
-    print_config: Annotated[
-        bool,
-        typer.Option(
-            "--print-config",
-            help="Print the resolved config as YAML and exit.",
-            rich_help_panel=RUN,
-        ),
-    ] = False,
+    print_config: PrintConfigOpt = False,
     log_every: LogEveryOpt = None,
     preview: Annotated[
         bool,

@@ -86,7 +86,7 @@ def load_inputs(config: Config, allow_large: bool = False) -> Inputs:
     inputs = Inputs(
         content,
         tuple(load_image(s.path, "style", allow_large) for s in config.style_images),
-        _load_masks(config, content.size, allow_large),
+        load_masks(config, content.size, allow_large),
     )
     # The smallest scale is the one that can be too small for the deepest layer.
     smallest = config.scale_sizes()[0]
@@ -102,7 +102,7 @@ def load_inputs(config: Config, allow_large: bool = False) -> Inputs:
     return inputs
 
 
-def _load_masks(
+def load_masks(
     config: Config, content_size: tuple[int, int], allow_large: bool
 ) -> tuple[tuple[Image.Image, int], ...]:
     """The `masks` as greyscale images, each of the content's aspect ratio (checked here,

@@ -49,7 +49,7 @@ from nst_cli.io.files import save_png, write_text
 from nst_cli.io.images import load_image
 from nst_cli.io.video import Clip, read_frames, write_clip
 from nst_cli.io.videodir import VIDEO_COLUMNS, VideoDir
-from nst_cli.run.inputs import Inputs, _load_masks, initial_image, stage_images
+from nst_cli.run.inputs import Inputs, initial_image, load_masks, stage_images
 from nst_cli.run.memory import check_memory
 from nst_cli.run.models import ModelCache
 from nst_cli.run.provenance import png_metadata, timestamp, write_run_config
@@ -195,8 +195,8 @@ class _Video:
         configure_precision(self.device, self.precision)
         self.size = fit_long_side(clip.size, config.resolution)
         self.styles = tuple(load_image(s.path, "style", allow_large) for s in config.style_images)
-        self.masks = _load_masks(config, clip.size, allow_large)
-        self.text = {**png_metadata(config)}
+        self.masks = load_masks(config, clip.size, allow_large)
+        self.text = png_metadata(config)
         self.offsets = LONG_TERM if config.video.long_term else SHORT_TERM
         self.started = timestamp()
         self.rows: list[dict[str, float]] = []
@@ -296,8 +296,6 @@ class _Video:
             if finished:
                 self._assemble()
             status = "completed" if finished else "interrupted"
-            if interrupted:
-                status = "interrupted"
         except KeyboardInterrupt:
             status = "interrupted"
             raise
