@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+#: A layer's size without the batch: (channels, height, width).
+Shape = tuple[int, int, int]
+#: Sums over a layer's positions that a term is a function of, by name (see GramTerm).
+Sums = dict[str, torch.Tensor]
+#: Cuts a tensor laid out like a whole layer (a content target, a mask) to the positions at
+#: hand: the identity for the whole image, a tile's own window in a tiled run.
+Crop = Callable[[torch.Tensor], torch.Tensor]
+
+
+def whole(tensor: torch.Tensor) -> torch.Tensor:
+    """The crop of an untiled pass: every position."""
+    return tensor
+
+
+def layer_shape(features: torch.Tensor) -> Shape:
+    """(C, H, W) of a [B, C, H, W] feature map."""
+    _, channels, height, width = features.shape
+    return channels, height, width
 
 
 def widened(tensor: torch.Tensor) -> torch.Tensor:

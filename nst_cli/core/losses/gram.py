@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from nst_cli.core.losses.common import mean_power, widened
+from nst_cli.core.losses.common import Crop, Shape, Sums, layer_shape, mean_power, whole, widened
 
 #: How the Gram matrix is scaled: "mean" divides F·Fᵀ by C·H·W (nst, neural-style); "sum" is
 #: the unnormalised F·Fᵀ whose layer loss is then divided by C·H·W (the seed recipe's form).
@@ -61,6 +62,11 @@ def channel_outer(features: torch.Tensor) -> torch.Tensor:
     return product.reshape(batch, channels, channels)
 
 
+def gram_from_outer(outer: torch.Tensor, shape: Shape, form: str = "mean") -> torch.Tensor:
+    """The Gram matrix from F·Fᵀ summed over every position of a layer of `shape` (C, H, W)."""
+    return outer / math.prod(shape) if form == "mean" else outer
+
+
 def gram_matrix(features: torch.Tensor, form: str = "mean") -> torch.Tensor:
     """G = F·Fᵀ / (C·H·W) (form "mean") or F·Fᵀ (form "sum") for [B, C, H, W] -> [B, C, C].
 
@@ -68,35 +74,55 @@ def gram_matrix(features: torch.Tensor, form: str = "mean") -> torch.Tensor:
     4·N²·M² instead; normalising the Gram itself makes targets independent of image size,
     so a style image at another scale still gives comparable statistics.
     """
-    _, channels, height, width = features.shape
-    gram = channel_outer(features)
-    return gram / (channels * height * width) if form == "mean" else gram
+    return gram_from_outer(channel_outer(features), layer_shape(features), form)
+
+
+def gram_distance(
+    gram: torch.Tensor,
+    target_gram: torch.Tensor,
+    shape: Shape,
+    normalize: bool = False,
+    form: str = "mean",
+) -> torch.Tensor:
+    """Mean squared difference of Gram matrices (see StyleTransferLoss for the scaling)."""
+    loss = torch.mean((gram - target_gram) ** 2)
+    if normalize:
+        return loss / mean_power(target_gram)
+    return loss / math.prod(shape) if form == "sum" else loss
 
 
 def style_loss(
     features: torch.Tensor, target_gram: torch.Tensor, normalize: bool = False, form: str = "mean"
 ) -> torch.Tensor:
-    """Mean squared difference of Gram matrices (see StyleTransferLoss for the scaling)."""
-    loss = torch.mean((gram_matrix(features, form) - target_gram) ** 2)
-    if normalize:
-        return loss / mean_power(target_gram)
-    if form == "sum":
-        _, channels, height, width = features.shape
-        return loss / (channels * height * width)
-    return loss
+    """The Gram distance of a feature map to a target Gram."""
+    return gram_distance(
+        gram_matrix(features, form), target_gram, layer_shape(features), normalize, form
+    )
 
 
 @dataclass
 class GramTerm:
     """One layer's Gram style term. With `norm` (normalised losses) it is the raw distance
-    over that divisor; otherwise mean((G − A)²), over the target's power if `normalize`."""
+    over that divisor; otherwise mean((G − A)²), over the target's power if `normalize`.
+
+    The term is a function of one sum over the layer's positions (`sums`: F·Fᵀ), so a
+    tiled run adds the tiles' sums and gets the whole image's term (`value`)."""
 
     target: torch.Tensor
     form: str = "mean"
     normalize: bool = False
     norm: torch.Tensor | None = None
 
-    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+    def sums(self, features: torch.Tensor, crop: Crop = whole) -> Sums:
+        """F·Fᵀ over these positions."""
+        return {"outer": channel_outer(features)}
+
+    def value(self, sums: Sums, shape: Shape) -> torch.Tensor:
+        """The term of a layer of `shape` whose positions summed to `sums`."""
+        gram = gram_from_outer(sums["outer"], shape, self.form)
         if self.norm is not None:
-            return style_loss(features, self.target, form=self.form) / self.norm
-        return style_loss(features, self.target, self.normalize, self.form)
+            return gram_distance(gram, self.target, shape, form=self.form) / self.norm
+        return gram_distance(gram, self.target, shape, self.normalize, self.form)
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        return self.value(self.sums(features), layer_shape(features))

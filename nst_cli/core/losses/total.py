@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from nst_cli.core.losses.common import widened
-from nst_cli.core.losses.content import content_loss, tv_loss
-from nst_cli.core.losses.gram import GramTerm, gram_matrix, style_loss
+from nst_cli.core.losses.common import Crop, Shape, Sums, layer_shape, whole
+from nst_cli.core.losses.content import ContentTerm, tv_loss
+from nst_cli.core.losses.gram import GramTerm, channel_outer, gram_from_outer
 from nst_cli.core.losses.guided import Region
 from nst_cli.core.losses.temporal import TemporalTerm
 from nst_cli.core.losses.values import LossTerms
@@ -18,23 +19,26 @@ from nst_cli.core.losses.wasserstein import (
     GaussianTarget,
     WassersteinTerm,
     gaussian_power,
-    gaussian_target,
-    wasserstein_loss,
+    moment_sums,
+    moments,
+    target_from_moments,
 )
 
 
-def style_distance(features: torch.Tensor, target: Any, form: str = "mean") -> torch.Tensor:
-    """The raw style term of one layer for either statistic (a Gram or a GaussianTarget)."""
-    if isinstance(target, GaussianTarget):
-        return wasserstein_loss(features, target)
-    return style_loss(features, target, form=form)
-
-
-def _style_power(target: Any, reference: torch.Tensor, form: str) -> torch.Tensor:
+def _style_power(target: Any, shape: Shape, form: str) -> torch.Tensor:
     if isinstance(target, GaussianTarget):
         return gaussian_power(target)
     power = torch.mean(target**2)
-    return power / reference[0].numel() if form == "sum" else power
+    return power / math.prod(shape) if form == "sum" else power
+
+
+def _put(into: Sums, prefix: str, sums: Sums) -> None:
+    into.update({f"{prefix}/{key}": value for key, value in sums.items()})
+
+
+def _take(sums: Mapping[str, torch.Tensor], prefix: str) -> Sums:
+    start = prefix + "/"
+    return {key[len(start) :]: value for key, value in sums.items() if key.startswith(start)}
 
 
 class StyleTransferLoss(nn.Module):
@@ -69,7 +73,7 @@ class StyleTransferLoss(nn.Module):
         regions: Sequence[Region] = (),
     ) -> None:
         super().__init__()
-        self.content_targets = {k: widened(v.detach()) for k, v in content_targets.items()}
+        self.content_targets = {k: v.detach() for k, v in content_targets.items()}
         self.style_targets = dict(style_targets)  # detached by style_targets()
         self.content_layers = dict(content_layers)
         self.style_layers = dict(style_layers)
@@ -84,6 +88,9 @@ class StyleTransferLoss(nn.Module):
         #: A video frame's temporal term (`with_temporal`), and its weight.
         self.temporal: TemporalTerm | None = None
         self.temporal_weight = 0.0
+        self.content_terms = {
+            name: ContentTerm(target, normalize) for name, target in self.content_targets.items()
+        }
         #: Each style layer's term, by the statistic its target is (a Gram or a Gaussian).
         self.style_terms = {
             name: style_term(target, normalize, gram_form, self.style_norms.get(name))
@@ -96,21 +103,53 @@ class StyleTransferLoss(nn.Module):
         return list(dict.fromkeys([*self.content_layers, *self.style_layers]))
 
     def forward(self, features: Mapping[str, torch.Tensor], image: torch.Tensor) -> LossTerms:
+        shapes = {name: layer_shape(tensor) for name, tensor in features.items()}
+        return self.from_sums(self.sums(features), shapes, image)
+
+    def sums(
+        self, features: Mapping[str, torch.Tensor], crops: Mapping[str, Crop] | None = None
+    ) -> Sums:
+        """Every sum over positions the feature terms are functions of, by term: the whole
+        image's from its features, or (a tiled run) one tile's from its own positions, with
+        `crops` cutting each layer's targets and masks to them. Sums add over tiles."""
+        out: Sums = {}
+        for name in self.content_layers:
+            crop = crops[name] if crops else whole
+            _put(out, f"content.{name}", self.content_terms[name].sums(features[name], crop))
+        for name in self.style_layers:
+            if self.regions:
+                crop = crops[name] if crops else whole
+                for index, region in enumerate(self.regions):
+                    _put(out, f"style.{name}#{index}", region.sums(name, features[name], crop))
+            else:
+                _put(out, f"style.{name}", self.style_terms[name].sums(features[name]))
+        return out
+
+    def from_sums(
+        self, sums: Mapping[str, torch.Tensor], shapes: Mapping[str, Shape], image: torch.Tensor
+    ) -> LossTerms:
+        """The loss from the feature sums of the whole image (layers of `shapes`), plus the
+        terms of the image itself (total variation, a video frame's temporal term)."""
         terms: dict[str, torch.Tensor] = {}
         zero = image.new_zeros(())
         content = zero
         for name, weight in self.content_layers.items():
-            term = content_loss(features[name], self.content_targets[name], self.normalize)
+            term = self.content_terms[name].value(_take(sums, f"content.{name}"), shapes[name])
             terms[f"content.{name}"] = term
             content = content + weight * term
         style = zero
         for name, weight in self.style_layers.items():
             if self.regions:
+                channels = shapes[name][0]
                 term = sum(
-                    (r.weight * r.distance(name, features[name]) for r in self.regions), zero
+                    (
+                        r.weight * r.value(name, _take(sums, f"style.{name}#{i}"), channels)
+                        for i, r in enumerate(self.regions)
+                    ),
+                    zero,
                 )
             else:
-                term = self.style_terms[name](features[name])
+                term = self.style_terms[name].value(_take(sums, f"style.{name}"), shapes[name])
             terms[f"style.{name}"] = term
             style = style + weight * term
         tv = tv_loss(image) if self.tv_weight else zero
@@ -148,13 +187,37 @@ def style_norms(
     weights' feature scale, the resolution or the layer's depth. The floor keeps a layer where
     content and style already agree from being magnified without bound.
     """
+    sums = {name: style_term(t, False, form).sums(reference[name]) for name, t in targets.items()}
+    shapes = {name: layer_shape(reference[name]) for name in targets}
+    return style_norms_from_sums(sums, shapes, targets, form)
+
+
+def style_norms_from_sums(
+    sums: Mapping[str, Sums], shapes: Mapping[str, Shape], targets: Mapping[str, Any], form: str
+) -> dict[str, torch.Tensor]:
+    """style_norms from the reference's sums at each layer (style_term's, a tiled run's)."""
     norms = {}
     for name, target in targets.items():
-        distance = style_distance(reference[name], target, form)
-        # The distance from all-zero features, in the same units.
-        power = _style_power(target, reference[name], form)
+        distance = style_term(target, False, form).value(sums[name], shapes[name])
+        power = _style_power(target, shapes[name], form)  # the distance from all-zero features
         norms[name] = torch.maximum(distance, 1e-2 * power).detach()
     return norms
+
+
+def target_sums(features: torch.Tensor, statistic: str = "gram") -> Sums:
+    """The sums over a style image's positions its target at one layer is made from (float64
+    moments for a Gaussian, F·Fᵀ for a Gram); they add over tiles."""
+    if statistic == "wasserstein":
+        return moment_sums(features.detach(), features.new_zeros(features.shape[1]))
+    return {"outer": channel_outer(features.detach())}
+
+
+def target_from_sums(sums: Sums, shape: Shape, form: str = "mean", statistic: str = "gram") -> Any:
+    """One layer's style target from its target_sums over every position of `shape`."""
+    if statistic == "wasserstein":
+        zero = sums["first"].new_zeros(sums["first"].shape)
+        return target_from_moments(*moments(sums, shape[1] * shape[2], zero))
+    return gram_from_outer(sums["outer"], shape, form).detach()
 
 
 def style_targets(
@@ -165,9 +228,12 @@ def style_targets(
 ) -> dict[str, Any]:
     """Targets of a style image's features for the given layers: Gram matrices, or the
     Gaussians (mean, covariance) the Wasserstein loss matches."""
-    if statistic == "wasserstein":
-        return {name: gaussian_target(features[name]) for name in layers}
-    return {name: gram_matrix(features[name], form).detach() for name in layers}
+    return {
+        name: target_from_sums(
+            target_sums(features[name], statistic), layer_shape(features[name]), form, statistic
+        )
+        for name in layers
+    }
 
 
 def blend_targets(targets: Sequence[Mapping[str, Any]], weights: Sequence[float]) -> dict[str, Any]:
