@@ -105,6 +105,24 @@ ResolutionOpt = Annotated[
         help="Long side of the output, px." + default_help("resolution"), rich_help_panel=OUTPUT
     ),
 ]
+TileOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Run the network in tiles of about N px (exact: the same loss and gradient); "
+        "auto tiles only what would not fit in memory." + default_help("tile"),
+        metavar="auto|off|N",
+        rich_help_panel=OUTPUT,
+    ),
+]
+OutputDepthOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Bits per channel of the -o image: 16 writes 16-bit PNG/TIFF from the float "
+        "image." + default_help("output_depth"),
+        metavar="auto|8|16",
+        rich_help_panel=OUTPUT,
+    ),
+]
 StepsOpt = Annotated[
     int | None,
     typer.Option(

@@ -37,6 +37,7 @@ from nst_cli.cli.options import (
     DeviceOpt,
     ExecutorOpt,
     LogEveryOpt,
+    OutputDepthOpt,
     OverwriteOpt,
     PresetOpt,
     PrintConfigOpt,
@@ -49,6 +50,7 @@ from nst_cli.cli.options import (
     StyleOpt,
     StyleWeightOpt,
     TaskCpusOpt,
+    TileOpt,
     complete_from,
     default_help,
 )
@@ -145,6 +147,8 @@ def stylize(
         ),
     ] = None,
     resolution: ResolutionOpt = None,
+    tile: TileOpt = None,
+    output_depth: OutputDepthOpt = None,
     save_every: Annotated[
         int | None,
         typer.Option(
@@ -205,6 +209,8 @@ def stylize(
             save_every=save_every,
             pooling=pooling.value if pooling else None,
             color=color.value if color else None,
+            tile=tile,
+            output_depth=int(output_depth) if output_depth in ("8", "16") else output_depth,
         )
         if resume is not None:
             if config is not None:

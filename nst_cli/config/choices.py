@@ -112,6 +112,8 @@ FLAG_KEYS: dict[str, str] = {
     "save_every": "save_every",
     "pooling": "model.pooling",
     "color": "color",
+    "tile": "tile",
+    "output_depth": "output_depth",
     # nst video's own
     "temporal_weight": "video.temporal_weight",
     "frame_steps": "video.steps",

@@ -151,6 +151,14 @@ class Config(Strict):
         default="normal",
         description="`low` recomputes each VGG block's interior in the backward pass (activation checkpointing) instead of storing it, and keeps the L-BFGS history in float16, and memory freed by a step goes back to the system rather than being kept for the next: less memory, more time (see Performance)",
     )
+    tile: Literal["auto", "off"] | Annotated[int, Field(strict=True, ge=64)] = Field(
+        default="auto",
+        description="run the network over the image in tiles of about this many px (at least 64) with a halo, giving the same loss and gradient as untiled (docs: Print-size images): `auto` tiles only a scale that would not fit the device's memory otherwise, `off` never tiles",
+    )
+    output_depth: Literal["auto", 8, 16] = Field(
+        default="auto",
+        description="bits per channel of the final image given by `-o`: `16` writes 16-bit PNG or TIFF from the float image; `auto` is 16 for `.tif`/`.tiff`, 8 otherwise (JPEG and WebP are always 8)",
+    )
     compile: StrictBool = Field(
         default=False,
         description="`true` runs the network through `torch.compile` (a one-off warm-up per size, shown in the summary)",
@@ -196,12 +204,44 @@ class Config(Strict):
             return [{"path": v} if isinstance(v, str | Path) else v for v in value]
         return value
 
+    @field_validator("tile", mode="before")
+    @classmethod
+    def _tile_value(cls, value: Any) -> Any:
+        # YAML reads a bare `off` as false; a flag's value comes as text.
+        if value is False:
+            return "off"
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 64:
+            raise ValueError(f"tile {value} is too small: give at least 64 (px), auto or off")
+        if (
+            value is True
+            or not isinstance(value, int | str)
+            or (isinstance(value, str) and value not in ("auto", "off"))
+        ):
+            raise ValueError(f"tile must be auto, off or a size in px (at least 64), not {value!r}")
+        return value
+
     @field_validator("style")
     @classmethod
     def _style_weights(cls, value: Any) -> Any:
         if isinstance(value, list) and sum(s.weight for s in value) <= 0:
             raise ValueError("the style weights sum to 0; give at least one a positive weight")
         return value
+
+    @model_validator(mode="after")
+    def _depth_fits_the_format(self) -> Config:
+        image = self.output_image
+        if (
+            self.output_depth == 16
+            and image is not None
+            and image.suffix.lower() not in (".png", ".tif", ".tiff")
+        ):
+            raise ValueError(
+                f"output_depth 16: {image.suffix} holds 8 bits per channel; "
+                "write .png or .tif, or set output_depth: 8"
+            )
+        return self
 
     @model_validator(mode="after")
     def _masks_fit_the_styles(self) -> Config:
@@ -380,6 +420,14 @@ class Config(Strict):
         if self.output is not None and Path(self.output).suffix.lower() in IMAGE_SUFFIXES:
             return Path(self.output)
         return None
+
+    @property
+    def output_bits(self) -> int:
+        """Bits per channel of the `-o` image: `output_depth`, or 16 for TIFF under `auto`."""
+        if self.output_depth != "auto":
+            return int(self.output_depth)
+        image = self.output_image
+        return 16 if image is not None and image.suffix.lower() in (".tif", ".tiff") else 8
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """Plain, YAML-safe dict of every setting (defaults filled in)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -58,5 +59,23 @@ def recolor(content: Image.Image) -> Callable[[Image.Image], Image.Image]:
         y = image.convert("YCbCr").getchannel("Y")
         _, cb, cr = resize_to(content.convert("RGB"), image.size).convert("YCbCr").split()
         return Image.merge("YCbCr", (y, cb, cr)).convert("RGB")
+
+    return apply
+
+
+def recolor_float(content: Image.Image) -> Callable[[np.ndarray], np.ndarray]:
+    """recolor for a float H×W×3 image (16-bit output): its luma (BT.601, as Pillow's YCbCr)
+    with the content's chroma at the image's size, without rounding to 8 bits between."""
+
+    def apply(image: np.ndarray) -> np.ndarray:
+        height, width = image.shape[:2]
+        photo = np.asarray(resize_to(content.convert("RGB"), (width, height)), np.float32) / 255
+        luma = image @ np.array([0.299, 0.587, 0.114], np.float32)
+        cb = photo @ np.array([-0.168736, -0.331264, 0.5], np.float32)
+        cr = photo @ np.array([0.5, -0.418688, -0.081312], np.float32)
+        red = luma + 1.402 * cr
+        green = luma - 0.344136 * cb - 0.714136 * cr
+        blue = luma + 1.772 * cb
+        return np.clip(np.stack([red, green, blue], axis=-1), 0.0, 1.0)
 
     return apply

@@ -24,6 +24,7 @@ from nst_cli.core.lbfgs import ProjectedLBFGS
 from nst_cli.core.losses.total import StyleTransferLoss
 from nst_cli.core.losses.values import Losses, LossTerms, first_non_finite
 from nst_cli.core.schedule import Stage
+from nst_cli.core.tiles import Tiler
 from nst_cli.errors import CheckpointError, NonFiniteLossError, NSTError
 
 
@@ -127,6 +128,9 @@ class Lane:
     average: float = 0.0
     #: ... continued from this image on resume.
     average_state: torch.Tensor | None = None
+    #: Runs each evaluation in tiles (an image too large for one pass, core.tiles); the
+    #: lane then runs on its own, not in a batch.
+    tiler: Tiler | None = None
 
 
 def lane_layers(lanes: Sequence[Lane]) -> list[str]:
@@ -157,6 +161,7 @@ def optimize(
     compact_history: bool = False,
     check_every: int = 1,
     precondition: str = "none",
+    tiler: Tiler | None = None,
 ) -> OptimizeResult:
     """Optimise `image` (RGB in [0, 1]) from `start_step` until `steps`, emitting a StepEvent per state.
 
@@ -171,12 +176,13 @@ def optimize(
     The losses are read back from the device (and checked to be finite) every `check_every`
     steps and at the end, before that step's event: a run passes `save_every`, so no frame or
     checkpoint is written from a diverged image and the GPU is not stalled at other steps.
+    With a `tiler` every evaluation runs in its tiles (the same loss and gradient).
     Between checks, callbacks may still read an event's losses (the bar, a few times a
     second). A non-finite loss or a failing callback raises.
     """
     lane = Lane(
         image, loss_fn, optimizer_name, lr, callbacks, optimizer_state, history_size,
-        trust_region, compact_history, precondition, average, average_state,
+        trust_region, compact_history, precondition, average, average_state, tiler,
     )  # fmt: skip
     (result,) = optimize_batch(
         [lane], extractor, steps, start_step=start_step, should_stop=should_stop, stage=stage,
@@ -273,6 +279,20 @@ def _evaluate(
         total = terms[0].total if len(terms) == 1 else torch.stack([t.total for t in terms]).sum()
         total.backward()
     return terms
+
+
+def _evaluate_alone(
+    running: _Running,
+    extractor: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]],
+    layers: list[str],
+    backward: bool,
+) -> LossTerms:
+    """One lane's loss (and gradient), in tiles if it has a tiler."""
+    if running.lane.tiler is None:
+        return _evaluate([running], extractor, layers, backward)[0]
+    if backward:
+        running.optimizer.zero_grad(set_to_none=True)
+    return running.lane.tiler.evaluate(running.pixels, running.lane.loss_fn, backward)
 
 
 def optimize_batch(

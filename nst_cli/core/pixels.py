@@ -64,3 +64,16 @@ def to_pil(tensor: torch.Tensor) -> Image.Image:
 
     array = tensor.detach().to("cpu", torch.float32).squeeze(0).permute(1, 2, 0).numpy()
     return Image.fromarray((np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+
+
+def to_float_array(image: torch.Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
+    """[1, 3, H, W] in [0, 1] -> H×W×3 float32, resized to (width, height) channel by channel
+    in float (Lanczos, as resize_to): for output deeper than 8 bits."""
+    array = image.detach()[0].float().clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy()
+    if size is None or (array.shape[1], array.shape[0]) == size:
+        return np.ascontiguousarray(array)
+    channels = [
+        np.asarray(Image.fromarray(array[..., c], mode="F").resize(size, Image.Resampling.LANCZOS))
+        for c in range(3)
+    ]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0)

@@ -94,9 +94,11 @@ class Tile:
         return lambda tensor: tensor[..., rows, columns]
 
 
-def plan_tiles(height: int, width: int, tile: int, layers: Sequence[str]) -> list[Tile]:
+def plan_tiles(height: int, width: int, tile: int | None, layers: Sequence[str]) -> list[Tile]:
     """Tiles of about `tile` px (rounded up to the pooling grid) covering a height × width
-    image, with the halo these layers need."""
+    image, with the halo these layers need; one tile, the whole image, for None."""
+    if tile is None:
+        return [Tile(0, height, 0, width, 0, height, 0, width, height, width)]
     grid = downsampling_factor(layers)
     size = max(grid, -(-tile // grid) * grid)
     margin = halo(layers)
@@ -136,13 +138,18 @@ class Tiler:
     def plan(
         cls,
         forward: Forward,
-        size: tuple[int, int],
-        tile: int,
+        size: tuple[int, int] | torch.Size,
+        tile: int | None,
         layers: Sequence[str],
         progress: TileProgress | None = None,
     ) -> Tiler:
-        """Tiles of about `tile` px for an image of size (height, width)."""
-        return cls(forward, plan_tiles(size[0], size[1], tile, layers), progress)
+        """Tiles of about `tile` px for an image of size (height, width); None: one tile."""
+        return cls(forward, plan_tiles(int(size[0]), int(size[1]), tile, layers), progress)
+
+    @property
+    def tiled(self) -> bool:
+        """Whether the image is cut at all (one tile is the whole image)."""
+        return len(self.tiles) > 1
 
     def _passes(
         self, image: torch.Tensor, layers: list[str], stage: int
@@ -166,20 +173,37 @@ class Tiler:
             out[name] = (count, height // factor, width // factor)
         return out
 
-    def features(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        """The whole image's features at these layers, assembled from the tiles' own
-        positions (for targets: keep them to layers that are small per pixel)."""
+    def collect(
+        self,
+        image: torch.Tensor,
+        layers: Sequence[str],
+        keep: Sequence[str] = (),
+        sums: Callable[[dict[str, torch.Tensor], dict[str, Crop]], Sums] | None = None,
+    ) -> tuple[dict[str, torch.Tensor], Sums, dict[str, Shape]]:
+        """One pass without a graph: the whole image's features at the layers in `keep`
+        (assembled from the tiles' own positions: keep it to layers small per pixel), the
+        `sums` of the tiles' own positions added up, and every layer's whole shape."""
         layers = list(layers)
-        out: dict[str, torch.Tensor] = {}
+        kept: dict[str, torch.Tensor] = {}
+        total: Sums = {}
+        channels: dict[str, int] = {}
         with torch.no_grad():
             for tile, _, own in self._passes(image, layers, 1):
-                for name, part in own.items():
-                    if name not in out:
-                        shape = self.shapes(image, {name: part.shape[1]})[name]
-                        out[name] = part.new_empty((part.shape[0], *shape))
+                channels = {n: f.shape[1] for n, f in own.items()}
+                for name in keep:
                     rows, columns = tile.window(downsampling_factor([name]))
-                    out[name][..., rows, columns] = part
-        return out
+                    if not self.tiled:
+                        kept[name] = own[name]
+                        continue
+                    if name not in kept:
+                        shape = self.shapes(image, {name: channels[name]})[name]
+                        kept[name] = own[name].new_empty((own[name].shape[0], *shape))
+                    kept[name][..., rows, columns] = own[name]
+                if sums is not None:
+                    crops = {n: tile.crop(downsampling_factor([n])) for n in layers}
+                    for key, value in sums(own, crops).items():
+                        total[key] = total[key] + value if key in total else value.clone()
+        return kept, total, self.shapes(image, channels)
 
     def accumulate(
         self,
@@ -188,16 +212,8 @@ class Tiler:
         sums: Callable[[dict[str, torch.Tensor], dict[str, Crop]], Sums],
     ) -> tuple[Sums, dict[str, Shape]]:
         """`sums` of the tiles' own positions, added up (no graph), and the layers' shapes."""
-        layers = list(layers)
-        total: Sums = {}
-        channels: dict[str, int] = {}
-        with torch.no_grad():
-            for tile, _, own in self._passes(image, layers, 1):
-                crops = {n: tile.crop(downsampling_factor([n])) for n in layers}
-                for key, value in sums(own, crops).items():
-                    total[key] = total[key] + value if key in total else value.clone()
-                channels = {n: f.shape[1] for n, f in own.items()}
-        return total, self.shapes(image, channels)
+        _, total, shapes = self.collect(image, layers, sums=sums)
+        return total, shapes
 
     def evaluate(
         self, pixels: torch.Tensor, loss: StyleTransferLoss, backward: bool = True

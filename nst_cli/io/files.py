@@ -6,7 +6,9 @@ import contextlib
 import functools
 import io
 import os
+import struct
 import tempfile
+import zlib
 
 from nst_cli.core.pillow import (
     TIFF_DESCRIPTION,
@@ -24,6 +26,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 from PIL import Image, PngImagePlugin
 
 from nst_cli.errors import OutputError
@@ -155,3 +158,45 @@ def save_image(image: Image.Image, path: Path, text: Mapping[str, str] | None = 
             icc_profile=srgb_profile(),
         )  # fmt: skip
     write_bytes(path, buffer.getvalue())
+
+
+def save_image_16bit(pixels: np.ndarray, path: Path, text: Mapping[str, str] | None = None) -> None:
+    """Atomically save an RGB float image (H×W×3 in [0, 1]) with 16 bits per channel, as a
+    PNG or TIFF by the suffix, with an sRGB profile and `text` as save_image stores it.
+    (Pillow writes 8-bit RGB only: the PNG is OpenCV's with the chunks added, the TIFF
+    tifffile's.)"""
+    values = np.round(np.clip(pixels, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    if path.suffix.lower() == ".png":
+        write_bytes(path, _png_16bit(values, text))
+        return
+    import tifffile
+
+    comment = encode_text(text) if text else None
+    buffer = io.BytesIO()
+    tifffile.imwrite(
+        buffer, values, photometric="rgb", compression="zlib", description=comment, metadata=None,
+        iccprofile=srgb_profile(),
+    )  # fmt: skip
+    write_bytes(path, buffer.getvalue())
+
+
+def _png_16bit(values: np.ndarray, text: Mapping[str, str] | None) -> bytes:
+    """A 16-bit RGB PNG of `values` (H×W×3 uint16) with an iCCP chunk (sRGB) and one iTXt
+    chunk per `text` entry, after the header, as save_png writes them."""
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(values[..., ::-1]))
+    if not ok:  # pragma: no cover - OpenCV encodes any uint16 RGB array
+        raise OutputError("could not encode the 16-bit PNG")
+    data = encoded.tobytes()
+    header_end = 8 + 4 + 4 + 13 + 4  # signature, then IHDR: length, type, 13 bytes, CRC
+    chunks = [_png_chunk(b"iCCP", b"sRGB\0\0" + zlib.compress(srgb_profile()))]
+    for key, value in (text or {}).items():
+        chunks.append(
+            _png_chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8"))
+        )
+    return data[:header_end] + b"".join(chunks) + data[header_end:]
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))

@@ -11,8 +11,16 @@ import torch
 from nst_cli.config.models import Config
 from nst_cli.config.sections import StyleImage
 from nst_cli.core.features import FeatureExtractor
-from nst_cli.core.losses.guided import Region, region_norms
-from nst_cli.core.losses.total import StyleTransferLoss, blend_targets, style_norms
+from nst_cli.core.layers import downsampling_factor
+from nst_cli.core.losses.common import Crop, Sums
+from nst_cli.core.losses.guided import Region, region_norms_from_sums
+from nst_cli.core.losses.total import (
+    StyleTransferLoss,
+    blend_targets,
+    norm_sums,
+    style_norms_from_sums,
+)
+from nst_cli.core.tiles import Tiler
 from nst_cli.run.models import ModelCache
 
 log = logging.getLogger(__name__)
@@ -26,9 +34,11 @@ def build_loss(
     cache: ModelCache,
     size: int,
     inputs_masks: Sequence[tuple[torch.Tensor, int]] = (),
+    tile: int | None = None,
 ) -> StyleTransferLoss:
     """Targets are computed once per scale: content features, and the style Grams (cached
-    across runs; several style images blend by their weights)."""
+    across runs; several style images blend by their weights). With `tile`, every pass
+    over an image runs in tiles of about that many px (core.tiles)."""
     styles = [style] if isinstance(style, torch.Tensor) else list(style)
     specs: list[StyleImage | None] = list(config.style_images) or [None]
     blend = []
@@ -46,21 +56,31 @@ def build_loss(
                 config.layers.style,
                 config.loss.gram,
                 config.loss.style,
+                tile,
             )  # fmt: skip
         )
     weights = [spec.weight if spec else 1.0 for spec in specs][: len(blend)]
     targets = blend[0] if len(blend) == 1 else blend_targets(blend, weights)
     if inputs_masks:
-        return _masked_loss(config, extractor, content, blend, weights, inputs_masks)
+        return _masked_loss(config, extractor, content, blend, weights, inputs_masks, tile)
     # One pass over the content serves both its targets and the style normalisers.
+    tiler = Tiler.plan(extractor, content.shape[-2:], tile, config.network_layers)
+    form = config.loss.gram
     wanted = [*config.layers.content, *(config.layers.style if config.loss.normalize else ())]
-    with torch.no_grad():
-        features = extractor(content, wanted) if wanted else {}
-        content_targets = {k: features[k].detach() for k in config.layers.content}
-        # Each normalised style term is measured against how far the content's own Gram is
-        # from the style's at this scale (see losses.style_norms).
-        norms = style_norms(features, targets, config.loss.gram) if config.loss.normalize else None
-    return _loss_for(config, content_targets, targets, norms=norms)
+    if not wanted:
+        return _loss_for(config, {}, targets)
+    kept, sums, shapes = tiler.collect(
+        content,
+        wanted,
+        keep=list(config.layers.content),
+        sums=(lambda features, _: norm_sums(features, targets, form))
+        if config.loss.normalize
+        else None,
+    )
+    # Each normalised style term is measured against how far the content's own Gram is
+    # from the style's at this scale (see losses.style_norms).
+    norms = style_norms_from_sums(sums, shapes, targets, form) if config.loss.normalize else None
+    return _loss_for(config, kept, targets, norms=norms)
 
 
 def _loss_for(
@@ -93,23 +113,45 @@ def _masked_loss(
     per_style: list[dict[str, Any]],
     weights: list[float],
     masks: Sequence[tuple[torch.Tensor, int]],
+    tile: int | None = None,
 ) -> StyleTransferLoss:
     """Each masked style only inside its region (guided Grams, masks downsampled to each
     layer); outside every mask only the content loss applies."""
-    layers = config.network_layers
-    with torch.no_grad():
-        features = extractor(content, layers)
+    tiler = Tiler.plan(extractor, content.shape[-2:], tile, config.network_layers)
+    height, width = content.shape[-2:]
     regions = []
     for mask, index in masks:
-        at_layers = {
-            name: torch.nn.functional.interpolate(
-                mask, size=tuple(features[name].shape[-2:]), mode="area"
-            )
-            for name in config.layers.style
+        at_layers = {}
+        for name in config.layers.style:
+            factor = downsampling_factor([name])
+            size = (height // factor, width // factor)
+            at_layers[name] = torch.nn.functional.interpolate(mask, size=size, mode="area")
+        regions.append(Region(per_style[index], at_layers, weights[index]))
+
+    def region_sums(features: dict[str, torch.Tensor], crops: dict[str, Crop]) -> Sums:
+        return {
+            f"{i}:{name}/{key}": value
+            for i, region in enumerate(regions)
+            for name in region.targets
+            for key, value in region.sums(name, features[name], crops[name]).items()
         }
-        region = Region(per_style[index], at_layers, weights[index])
-        if config.loss.normalize:
-            region.norms = region_norms(region, features)
-        regions.append(region)
-    content_targets = {k: features[k].detach() for k in config.layers.content}
-    return _loss_for(config, content_targets, {}, regions=regions)
+
+    kept, sums, shapes = tiler.collect(
+        content,
+        config.network_layers,
+        keep=list(config.layers.content),
+        sums=region_sums if config.loss.normalize else None,
+    )
+    if config.loss.normalize:
+        channels = {name: shape[0] for name, shape in shapes.items()}
+        for i, region in enumerate(regions):
+            per_layer = {
+                name: {
+                    key.split("/", 1)[1]: value
+                    for key, value in sums.items()
+                    if key.startswith(f"{i}:{name}/")
+                }
+                for name in region.targets
+            }
+            region.norms = region_norms_from_sums(region, per_layer, channels)
+    return _loss_for(config, kept, {}, regions=regions)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
 from nst_cli.config.models import Config
-from nst_cli.core.pixels import (
-    fit_long_side,
-)
+from nst_cli.core.pixels import fit_long_side
+from nst_cli.core.tiles import halo
 from nst_cli.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -26,37 +26,101 @@ if TYPE_CHECKING:
 #: newest pairs. Measured on CPU with the history full (benchmarks/memory.py, 24 steps,
 #: 256–512 px): 2995 B/px (normal) and 2278 B/px (low), plus ~17% margin.
 RUN_BYTES_PER_PIXEL = {"normal": 3_500, "low": 2_700}
+#: The part of RUN_BYTES_PER_PIXEL that is L-BFGS's history (and a checkpoint's copy of it).
+HISTORY_BYTES_PER_PIXEL = {"normal": 600, "low": 300}
 #: Bytes per pixel of the style image (one forward pass without gradients).
 STYLE_BYTES_PER_PIXEL = 1_000
 #: torch, the network and the process itself (0.85 GiB measured).
 BASE_BYTES = 1 << 30
 
 
+#: Bytes per image pixel that stay with the image when the network runs in tiles: the
+#: pixels and their gradient, L-BFGS's vectors and its 20 pairs (kept in float16 when tiled:
+#: 240 B), the content target at relu4_2 (32 B) and a frame's copy (benchmarks/memory.py).
+TILED_BYTES_PER_PIXEL = 600
+#: Tile sizes `tile: auto` tries, largest first (a larger tile spends less on its halo).
+AUTO_TILES = (2048, 1536, 1024, 768, 512, 384, 256, 128)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a scale of a run will use memory: its tile size (None: untiled) and its peak."""
+
+    tile: int | None
+    bytes: int
+
+
 def estimate_run_bytes(config: Config, inputs: Inputs, memory: str | None = None) -> int:
     """Peak memory of the run's largest scale (with `memory`, default the config's mode),
-    before anything is allocated."""
-    width, height = fit_long_side(inputs.content.size, config.resolution)
-    styles = [style_size(config, inputs, config.resolution, i) for i in range(len(inputs.styles))]
-    return (
-        BASE_BYTES
-        + width * height * RUN_BYTES_PER_PIXEL[memory or config.memory]
-        + max(w * h for w, h in styles) * STYLE_BYTES_PER_PIXEL  # one style pass at a time
-    )
+    tiled as `tile` says, before anything is allocated."""
+    return plan_memory(config, inputs, memory=memory).bytes
+
+
+def plan_memory(
+    config: Config,
+    inputs: Inputs,
+    size: int | None = None,
+    memory: str | None = None,
+    available: int | None = None,
+) -> MemoryPlan:
+    """The tile size and peak memory of the scale whose long side is `size` (default the
+    run's resolution). `tile: auto` tiles only when the untiled run would not fit in
+    `available` (default: the device's), with the largest tile that fits."""
+    size = size or config.resolution
+    memory = memory or config.memory
+    width, height = fit_long_side(inputs.content.size, size)
+    styles = [style_size(config, inputs, size, i) for i in range(len(inputs.styles))]
+    style_width, style_height = max(styles, key=lambda s: s[0] * s[1])
+    margin = halo(config.network_layers)
+
+    def peak(tile: int | None) -> int:
+        if tile is None or tile >= max(width, height):
+            return (
+                BASE_BYTES
+                + width * height * RUN_BYTES_PER_PIXEL[memory]
+                + style_width * style_height * STYLE_BYTES_PER_PIXEL  # one style at a time
+            )
+        side = tile + 2 * margin
+        tile_pixels = min(side, width) * min(side, height)
+        style_tile = min(side, style_width) * min(side, style_height)
+        active = RUN_BYTES_PER_PIXEL[memory] - HISTORY_BYTES_PER_PIXEL[memory]
+        return (
+            BASE_BYTES
+            + width * height * TILED_BYTES_PER_PIXEL
+            + style_width * style_height * 12  # the style image itself
+            + max(tile_pixels * active, style_tile * STYLE_BYTES_PER_PIXEL)
+        )
+
+    if config.tile == "off":
+        return MemoryPlan(None, peak(None))
+    if isinstance(config.tile, int):
+        tile = config.tile if config.tile < max(width, height) else None
+        return MemoryPlan(tile, peak(tile))
+    if available is None:
+        available = memory_limit(config.device)[0]
+    if peak(None) <= available:
+        return MemoryPlan(None, peak(None))
+    tiles = [t for t in AUTO_TILES if t < max(width, height)] or [AUTO_TILES[-1]]
+    fitting = next((t for t in tiles if peak(t) <= available), tiles[-1])
+    return MemoryPlan(fitting, peak(fitting))
 
 
 def check_memory(config: Config, inputs: Inputs) -> None:
-    """Refuse a run that cannot fit in this machine's (or GPU's) memory, with the numbers
-    (and `memory: low` as the way on, where it would fit)."""
-    needed = estimate_run_bytes(config, inputs)
+    """Refuse a run that cannot fit in this machine's (or GPU's) memory even in tiles, with
+    the numbers (and `memory: low` as the way on, where it would fit)."""
     available, where = memory_limit(config.device)
-    if needed > available:
-        low = estimate_run_bytes(config, inputs, "low")
+    plan = plan_memory(config, inputs, available=available)
+    if plan.bytes > available:
+        low = plan_memory(config, inputs, memory="low", available=available).bytes
         fits_low = config.memory != "low" and low <= available
         largest = largest_resolution(config, inputs, available)
+        tiled = f" in tiles of {plan.tile} px" if plan.tile else ""
         raise ConfigError(
             f"resolution {config.resolution} (style_scale {config.style_scale}) needs about "
-            f"{needed / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB of {where}; "
+            f"{plan.bytes / 2**30:.1f} GiB{tiled}, more than the {available / 2**30:.1f} GiB "
+            f"of {where}; "
             + (f"set memory: low (about {low / 2**30:.1f} GiB, slower), " if fits_low else "")
+            + ("set tile: auto, " if config.tile == "off" else "")
             + (
                 f"lower resolution (at most about {largest} px fits)"
                 if largest
@@ -64,6 +128,11 @@ def check_memory(config: Config, inputs: Inputs) -> None:
             )
             + " or style_scale, or pass --allow-large to try anyway"
         )
+    if plan.tile is not None:
+        log.info(
+            "resolution %d runs in tiles of %d px (about %.1f GiB of the %.1f GiB of %s)",
+            config.resolution, plan.tile, plan.bytes / 2**30, available / 2**30, where,
+        )  # fmt: skip
 
 
 def largest_resolution(config: Config, inputs: Inputs, available: int) -> int | None:
@@ -73,7 +142,7 @@ def largest_resolution(config: Config, inputs: Inputs, available: int) -> int | 
     while low < high:  # the estimate grows with the resolution: bisect on it
         middle = (low + high + 1) // 2
         trial = config.model_copy(update={"resolution": middle * 16})
-        if estimate_run_bytes(trial, inputs) <= available:
+        if plan_memory(trial, inputs, available=available).bytes <= available:
             low = middle
         else:
             high = middle - 1

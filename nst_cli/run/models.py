@@ -13,7 +13,8 @@ from nst_cli.core.devices import (
     runs_channels_last,
 )
 from nst_cli.core.features import FeatureExtractor, build_extractor
-from nst_cli.core.losses.total import style_targets
+from nst_cli.core.losses.total import target_sums, targets_from_sums
+from nst_cli.core.tiles import Tiler
 from nst_cli.run.inputs import layer_fits
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,18 @@ class ModelCache:
         layers: dict[str, float],
         form: str = "mean",
         statistic: str = "gram",
+        tile: int | None = None,
     ) -> dict[str, Any]:
+        """The style image's targets at these layers, computed once (in tiles of about
+        `tile` px when the image is that large) and kept."""
         full_key = (id(extractor), key, tuple(layers), form, statistic)
         cached = self._targets.get(full_key)
         if cached is None:
-            with torch.no_grad():
-                cached = style_targets(extractor(style, layers), layers, form, statistic)
+            tiler = Tiler.plan(extractor, style.shape[-2:], tile, list(layers))
+            sums, shapes = tiler.accumulate(
+                style, list(layers), lambda features, _: target_sums(features, layers, statistic)
+            )
+            cached = targets_from_sums(sums, shapes, form, statistic)
             if len(self._targets) >= MAX_CACHED_TARGETS:  # a batch of many photo sizes
                 self._targets.pop(next(iter(self._targets)))
             self._targets[full_key] = cached

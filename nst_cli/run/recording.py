@@ -8,17 +8,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
 from nst_cli.config.choices import CheckpointMode
 from nst_cli.core.losses.values import first_non_finite
 from nst_cli.core.optimize import StepEvent
-from nst_cli.core.pixels import resize_to, to_pil
+from nst_cli.core.pixels import resize_to, to_float_array, to_pil
 from nst_cli.io.checkpoints import CheckpointWriter
-from nst_cli.io.files import save_png
+from nst_cli.io.files import save_image, save_image_16bit, save_png
 from nst_cli.io.losslog import write_loss_rows
 from nst_cli.io.plot import loss_plot
 from nst_cli.io.rundir import RunDir
@@ -80,6 +82,27 @@ def output_pil(
     pil = to_pil(image)
     pil = pil if size is None else resize_to(pil, size)
     return shown(pil) if shown is not None else pil
+
+
+@dataclass(frozen=True)
+class OutputImage:
+    """The `-o` image: where it goes, its size and bits per channel, and (16 bits) the
+    colour transform in float that `shown` is in 8 bits."""
+
+    path: Path
+    bits: int
+    size: tuple[int, int]
+    shown_float: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def write(self, image: torch.Tensor, final: Image.Image, text: Mapping[str, str]) -> None:
+        """Save it: `final` (8 bits), or the float image itself in 16 bits."""
+        if self.bits != 16:
+            save_image(final, self.path, text)
+            return
+        pixels = to_float_array(image, self.size)
+        if self.shown_float is not None:
+            pixels = self.shown_float(pixels)
+        save_image_16bit(pixels, self.path, text)
 
 
 class FrameSaver:

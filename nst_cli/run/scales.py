@@ -19,8 +19,10 @@ from nst_cli.core.pixels import (
     upsample,
 )
 from nst_cli.core.schedule import Stage
+from nst_cli.core.tiles import Tiler
 from nst_cli.run.inputs import stage_images, stage_masks
 from nst_cli.run.losses import build_loss
+from nst_cli.run.memory import plan_memory
 from nst_cli.run.state import Prepared
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,10 @@ def run_scales(
             for i in live
         ]
         states = [None] * len(prepared)  # in the lanes now (resized or dropped)
-        forward = cache.forward(config, extractor)
-        if config.compile:
+        # Tiles come in several shapes: a tiled lane runs the network as it is, not compiled.
+        tiled = any(lane.tiler is not None for lane in lanes)
+        forward = extractor if tiled else cache.forward(config, extractor)
+        if config.compile and not tiled:
             warmup += _warm_up(forward, lanes)
         # Freed memory kept for the next step (no fresh pages each step), except where the
         # run was asked to use as little memory as it can, or is large enough that the
@@ -114,7 +118,13 @@ def _lane(
             else None
         )
     masks = [(m.to(device), i) for m, i in stage_masks(prepared.inputs, content)]
-    loss = build_loss(config, extractor, content, styles, prepared.cache, stage.size, masks)
+    tile = plan_memory(config, prepared.inputs, stage.size).tile
+    loss = build_loss(config, extractor, content, styles, prepared.cache, stage.size, masks, tile)
+    tiler = (
+        Tiler.plan(extractor, content.shape[-2:], tile, loss.layers, prepared.tile_progress)
+        if tile is not None
+        else None
+    )
     if prepared.temporal is not None:
         size = (content.shape[-2], content.shape[-1])
         loss.with_temporal(prepared.temporal.resized(size), config.video.temporal_weight)
@@ -127,10 +137,12 @@ def _lane(
         optimizer_state,
         history_size=config.optimizer.history_size,
         trust_region=config.optimizer.trust_region,
-        compact_history=config.memory == "low",
+        # A tiled image is a large one: its history in float16 (half the bytes per pixel).
+        compact_history=config.memory == "low" or tiler is not None,
         precondition=precondition,
         average=config.average,
         average_state=average,
+        tiler=tiler,
     )
 
 

@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from PIL import Image
 
@@ -16,10 +15,17 @@ from nst_cli.core.pixels import (
     fit_long_side,
 )
 from nst_cli.errors import NSTError
-from nst_cli.io.files import save_image, save_png
+from nst_cli.io.files import save_png
 from nst_cli.io.rundir import RunDir
 from nst_cli.run.provenance import png_metadata, timestamp, write_run_config
-from nst_cli.run.recording import Checkpointer, FrameSaver, LatestImage, LossLog, output_pil
+from nst_cli.run.recording import (
+    Checkpointer,
+    FrameSaver,
+    LatestImage,
+    LossLog,
+    OutputImage,
+    output_pil,
+)
 from nst_cli.run.state import Prepared, StylizeResult
 
 log = logging.getLogger(__name__)
@@ -55,6 +61,16 @@ class Session:
         self.output_size = fit_long_side(prepared.inputs.content.size, config.resolution)
         # What every saved image goes through: the content's colours put back (luminance).
         self.shown = color.recolor(prepared.inputs.content) if config.color == "luminance" else None
+        self.output = (
+            None
+            if config.output_image is None
+            else OutputImage(
+                config.output_image,
+                config.output_bits,
+                self.output_size,
+                color.recolor_float(prepared.inputs.content) if self.shown else None,
+            )  # fmt: skip
+        )
         self.recorder = _Recorder(
             latest=LatestImage(),
             frames=FrameSaver(run_dir, config.frame_every, self.text, self.output_size, self.shown),
@@ -82,8 +98,8 @@ class Session:
             final = output_pil(result.image, self.output_size, self.shown)
             final_text = {**self.text, "nst:step": str(result.step)}
             save_png(final, self.prepared.run_dir.final, final_text)
-            if self.prepared.config.output_image is not None:
-                save_image(final, self.prepared.config.output_image, final_text)
+            if self.output is not None:
+                self.output.write(result.image, final, final_text)
         except NSTError as exc:
             return exc  # the status stays "failed": config.yaml must not claim the run ended well
         self.status = ended
@@ -102,7 +118,7 @@ class Session:
             if not self.final_saved:
                 _save_on_the_way_out(
                     run_dir, latest, self.text, self.status, self.output_size,
-                    prepared.config.output_image, self.shown,
+                    self.output, self.shown,
                 )  # fmt: skip
 
         errors = _each_logged(
@@ -155,7 +171,7 @@ def _save_on_the_way_out(
     text: dict[str, str],
     status: str,
     output_size: tuple[int, int],
-    output_image: Path | None = None,
+    output: OutputImage | None = None,
     shown: Callable[[Image.Image], Image.Image] | None = None,
 ) -> None:
     """On failure or interrupt, the newest good image still becomes final.png (and the
@@ -166,7 +182,7 @@ def _save_on_the_way_out(
         image = output_pil(latest.image, output_size, shown)
         final_text = {**text, "nst:step": str(latest.step), "nst:status": status}
         save_png(image, run_dir.final, final_text)
-        if output_image is not None:
-            save_image(image, output_image, final_text)
+        if output is not None:
+            output.write(latest.image, image, final_text)
     except NSTError as exc:  # the original error matters more; say this one and go on
         log.error("%s", exc)

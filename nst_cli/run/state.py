@@ -10,6 +10,7 @@ import torch
 from nst_cli.config.models import Config
 from nst_cli.core.features import FeatureExtractor
 from nst_cli.core.losses.temporal import TemporalTerm
+from nst_cli.core.tiles import TileProgress
 from nst_cli.io.rundir import RunDir
 from nst_cli.run.inputs import Inputs
 from nst_cli.run.models import ModelCache
@@ -60,3 +61,5 @@ class Prepared:
     setup_started: float
     #: A video frame's temporal term (at the frame's full size), added to every scale's loss.
     temporal: TemporalTerm | None = None
+    #: Told of each tile of a tiled step (the progress display shows "tile 3/12").
+    tile_progress: TileProgress | None = None

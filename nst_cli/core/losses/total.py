@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -187,37 +187,66 @@ def style_norms(
     weights' feature scale, the resolution or the layer's depth. The floor keeps a layer where
     content and style already agree from being magnified without bound.
     """
-    sums = {name: style_term(t, False, form).sums(reference[name]) for name, t in targets.items()}
     shapes = {name: layer_shape(reference[name]) for name in targets}
-    return style_norms_from_sums(sums, shapes, targets, form)
+    return style_norms_from_sums(norm_sums(reference, targets, form), shapes, targets, form)
+
+
+def norm_sums(
+    reference: Mapping[str, torch.Tensor], targets: Mapping[str, Any], form: str = "mean"
+) -> Sums:
+    """The sums over the reference's positions that style_norms needs (they add over tiles)."""
+    out: Sums = {}
+    for name, target in targets.items():
+        _put(out, name, style_term(target, False, form).sums(reference[name]))
+    return out
 
 
 def style_norms_from_sums(
-    sums: Mapping[str, Sums], shapes: Mapping[str, Shape], targets: Mapping[str, Any], form: str
+    sums: Mapping[str, torch.Tensor],
+    shapes: Mapping[str, Shape],
+    targets: Mapping[str, Any],
+    form: str = "mean",
 ) -> dict[str, torch.Tensor]:
-    """style_norms from the reference's sums at each layer (style_term's, a tiled run's)."""
+    """style_norms from the reference's norm_sums over every position (layers of `shapes`)."""
     norms = {}
     for name, target in targets.items():
-        distance = style_term(target, False, form).value(sums[name], shapes[name])
+        distance = style_term(target, False, form).value(_take(sums, name), shapes[name])
         power = _style_power(target, shapes[name], form)  # the distance from all-zero features
         norms[name] = torch.maximum(distance, 1e-2 * power).detach()
     return norms
 
 
-def target_sums(features: torch.Tensor, statistic: str = "gram") -> Sums:
-    """The sums over a style image's positions its target at one layer is made from (float64
-    moments for a Gaussian, F·Fᵀ for a Gram); they add over tiles."""
-    if statistic == "wasserstein":
-        return moment_sums(features.detach(), features.new_zeros(features.shape[1]))
-    return {"outer": channel_outer(features.detach())}
+def target_sums(
+    features: Mapping[str, torch.Tensor], layers: Iterable[str], statistic: str = "gram"
+) -> Sums:
+    """The sums over a style image's positions its targets are made from (float64 moments
+    for a Gaussian, F·Fᵀ for a Gram), by layer; they add over tiles."""
+    out: Sums = {}
+    for name in layers:
+        layer = features[name].detach()
+        if statistic == "wasserstein":
+            _put(out, name, moment_sums(layer, layer.new_zeros(layer.shape[1])))
+        else:
+            _put(out, name, {"outer": channel_outer(layer)})
+    return out
 
 
-def target_from_sums(sums: Sums, shape: Shape, form: str = "mean", statistic: str = "gram") -> Any:
-    """One layer's style target from its target_sums over every position of `shape`."""
-    if statistic == "wasserstein":
-        zero = sums["first"].new_zeros(sums["first"].shape)
-        return target_from_moments(*moments(sums, shape[1] * shape[2], zero))
-    return gram_from_outer(sums["outer"], shape, form).detach()
+def targets_from_sums(
+    sums: Mapping[str, torch.Tensor],
+    shapes: Mapping[str, Shape],
+    form: str = "mean",
+    statistic: str = "gram",
+) -> dict[str, Any]:
+    """Each layer's style target from its target_sums over every position (layers of `shapes`)."""
+    out: dict[str, Any] = {}
+    for name, shape in shapes.items():
+        part = _take(sums, name)
+        if statistic == "wasserstein":
+            zero = part["first"].new_zeros(part["first"].shape)
+            out[name] = target_from_moments(*moments(part, shape[1] * shape[2], zero))
+        else:
+            out[name] = gram_from_outer(part["outer"], shape, form).detach()
+    return out
 
 
 def style_targets(
@@ -228,12 +257,8 @@ def style_targets(
 ) -> dict[str, Any]:
     """Targets of a style image's features for the given layers: Gram matrices, or the
     Gaussians (mean, covariance) the Wasserstein loss matches."""
-    return {
-        name: target_from_sums(
-            target_sums(features[name], statistic), layer_shape(features[name]), form, statistic
-        )
-        for name in layers
-    }
+    shapes = {name: layer_shape(features[name]) for name in layers}
+    return targets_from_sums(target_sums(features, layers, statistic), shapes, form, statistic)
 
 
 def blend_targets(targets: Sequence[Mapping[str, Any]], weights: Sequence[float]) -> dict[str, Any]:
