@@ -449,13 +449,13 @@ def test_memory_low_is_offered_where_it_fits_and_then_accepted(
     # 64×48 content at 960 px: 691,200 px to optimise, the 40×40 style at 921,600 px.
     # normal: 1 GiB + 691,200 × 3500 B + 921,600 × 1000 B = 4.11 GiB; low: 3.59 GiB.
     monkeypatch.setattr(memory, "memory_limit", lambda device: (int(3.8 * 2**30), "the test"))
-    normal = resolve_config(tiny_config, ["resolution=960"], {"output": "x"})
+    normal = resolve_config(tiny_config, ["resolution=960", "tile=off"], {"output": "x"})
     with pytest.raises(ConfigError) as refused:
         pipeline.load_inputs(normal)
     message = str(refused.value)
     assert "needs about 4.1 GiB, more than the 3.8 GiB of the test" in message
-    assert "set memory: low (about 3.6 GiB, slower)" in message
-    low = resolve_config(tiny_config, ["resolution=960", "memory=low"], {"output": "x"})
+    assert "set memory: low (about 3.6 GiB, slower), set tile: auto" in message
+    low = resolve_config(tiny_config, ["resolution=960", "memory=low", "tile=off"], {"output": "x"})
     pipeline.load_inputs(low)  # fits: no error
 
     monkeypatch.setattr(memory, "memory_limit", lambda device: (int(3.0 * 2**30), "the test"))
