@@ -94,6 +94,16 @@ class ProgressBar:
         self.task_id: Any = None
         self._rate = StepRate()
         self._losses_shown = -math.inf
+        self._label = description
+
+    def on_tile(self, number: int, count: int, stage: int) -> None:
+        """A tiled step's progress: 'tile 3/12' in the pass that adds the sums (1) or the
+        one that pulls the gradient (2)."""
+        if self.task_id is not None:
+            what = "sums" if stage == 1 else "gradient"
+            self.progress.update(
+                self.task_id, description=f"{self._label} · tile {number}/{count} {what}"
+            )
 
     def __call__(self, event: StepEvent) -> None:
         if not self.progress.live.is_started:
@@ -111,9 +121,10 @@ class ProgressBar:
         if event.is_final or now - self._losses_shown >= LOSSES_REFRESH_S:
             fields["losses"] = format_losses(event.losses)
             self._losses_shown = now
+        self._label = f"{self.description} {label}" if label else self.description
         self.progress.update(
             self.task_id,
-            description=f"{self.description} {label}" if label else self.description,
+            description=self._label,
             completed=event.step,
             total=event.total_steps,
             rate=self._rate(event),

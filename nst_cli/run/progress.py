@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 
 from nst_cli.core.optimize import StepEvent
@@ -39,6 +40,10 @@ class StepRate:
         return done / seconds
 
 
+#: Seconds between plain progress lines about tiles (a tiled step at print size takes minutes).
+TILE_LINE_S = 10.0
+
+
 class LogLines:
     """Plain progress lines for logs (stderr not a terminal: nohup, CI, cluster jobs): one
     every `every` steps and at the end, with step, scale, losses, it/s and ETA. Speeds are
@@ -49,8 +54,18 @@ class LogLines:
         self.every = max(1, every)
         self.description = description
         self._rate = StepRate()
+        self._tile_said = time.monotonic()
+
+    def on_tile(self, number: int, count: int, stage: int) -> None:
+        """A tiled step's progress, at most one line every TILE_LINE_S seconds."""
+        now = time.monotonic()
+        if now - self._tile_said >= TILE_LINE_S:
+            self._tile_said = now
+            what = "sums" if stage == 1 else "gradient"
+            self.write(f"{self.description} tile {number}/{count} ({what})")
 
     def __call__(self, event: StepEvent) -> None:
+        self._tile_said = time.monotonic()
         rate = self._rate(event)
         if event.step % self.every and not event.is_final:
             return

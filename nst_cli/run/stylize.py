@@ -30,6 +30,7 @@ from nst_cli.core.devices import (
     resolve_precision,
 )
 from nst_cli.core.optimize import Callback, OptimizeResult
+from nst_cli.core.tiles import TileProgress
 from nst_cli.errors import NSTError
 from nst_cli.io.rundir import RunDir
 from nst_cli.run.inputs import load_inputs
@@ -255,6 +256,20 @@ def _execute(
     return outcome
 
 
+def tile_reporter(callbacks: Sequence[Callback]) -> TileProgress | None:
+    """Tells the callbacks that listen for tiles (an `on_tile` method: the progress bar, the
+    plain lines) of each tile of a tiled step, which can take minutes."""
+    listeners = [c.on_tile for c in callbacks if hasattr(c, "on_tile")]
+    if not listeners:
+        return None
+
+    def report(number: int, count: int, stage: int) -> None:
+        for listener in listeners:
+            listener(number, count, stage)
+
+    return report
+
+
 def _execute_all(
     prepared: Sequence[Prepared],
     callbacks: Sequence[Sequence[Callback]],
@@ -273,6 +288,8 @@ def _execute_all(
                 sessions[index] = Session(one)
             except NSTError as exc:  # its folder cannot be written: that run fails, alone
                 outcomes[index] = exc
+        for index, callback_list in enumerate(callbacks):
+            prepared[index].tile_progress = tile_reporter(callback_list)
         if sessions:
             results = run_scales(
                 [prepared[i] for i in sessions],
