@@ -1,8 +1,12 @@
-"""Peak memory against resolution, with `memory: normal` and `memory: low`.
+"""Peak memory against resolution, with `memory: normal`, `memory: low` and in tiles.
 
 Not a test: run it by hand on the machine you report, e.g.
-    python benchmarks/memory.py --sizes 256,512,768 --steps 3
+    python benchmarks/memory.py --sizes 256,512,768 --steps 24
+    python benchmarks/memory.py --modes normal,tiled --tile 256 --sizes 512,768,1024
     python benchmarks/memory.py --device cuda --sizes 512,1024,2048,4096
+Mode `tiled` runs with `tile: --tile` (normal and low run untiled, `tile: off`); where a
+size runs both tiled and untiled, the time per step of each is printed as a ratio, the
+tiles' cost (the second pass, the halo).
 Each run is its own process (`nst stylize`, one scale, L-BFGS; give --steps above the history
 size, 20, or the history is not full and its memory not counted). CPU: peak RSS of
 that process; CUDA: torch.cuda.max_memory_allocated of the run. A straight-line fit of peak
@@ -39,8 +43,10 @@ print(json.dumps({"peak": peak, "seconds": result.seconds, "steps": result.steps
 """
 
 
-def measure(size: int, mode: str, steps: int, device: str, out: Path) -> dict[str, float]:
-    memory = "low" if mode.startswith("low") else mode
+def measure(
+    size: int, mode: str, steps: int, device: str, out: Path, tile: int = 256
+) -> dict[str, float]:
+    memory = "low" if mode.startswith("low") else "normal"
     sets = [
         f"content={ROOT / 'samples' / 'car.png'}",
         f"style={ROOT / 'samples' / 'fluid.png'}",
@@ -49,6 +55,7 @@ def measure(size: int, mode: str, steps: int, device: str, out: Path) -> dict[st
         f"steps={steps}",
         f"save_every={steps}",
         f"memory={memory}",
+        f"tile={tile if mode == 'tiled' else 'off'}",
     ]
     command = [sys.executable, "-c", _WORKER, json.dumps(sets), str(out), device]
     command += ["fp32-history"] if mode == "low-fp32" else []
@@ -84,8 +91,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
-        "--modes", default="normal,low", help="normal, low, low-fp32 (low, float32 history)"
+        "--modes",
+        default="normal,low",
+        help="normal, low, low-fp32 (low, float32 history), tiled (tile: --tile)",
     )
+    parser.add_argument("--tile", type=int, default=256, help="the tile size of mode tiled")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[str, list[dict[str, float]]] = {}
@@ -93,7 +103,9 @@ def main() -> None:
         for mode in args.modes.split(","):
             rows = results.setdefault(mode, [])
             for size in sizes:
-                row = measure(size, mode, args.steps, args.device, Path(tmp) / f"{mode}_{size}")
+                row = measure(
+                    size, mode, args.steps, args.device, Path(tmp) / f"{mode}_{size}", args.tile
+                )
                 # car.png is 4:3 landscape: the long side is `size`.
                 row["pixels"] = size * round(size * 0.75)
                 row["size"] = size
@@ -115,6 +127,13 @@ def main() -> None:
             long_side = int((pixels / 0.75) ** 0.5)
             fits.append(f"{budget} GB: {long_side} px")
         print(f"{mode:<7}{slope:8.0f} B/px + {base / 2**30:.2f} GiB   " + ", ".join(fits))
+    if "tiled" in results and "normal" in results:
+        print("\ntime per step, tiled / untiled (the same objective, side by side):")
+        untiled = {r["size"]: r["seconds_per_step"] for r in results["normal"]}
+        for row in results["tiled"]:
+            if row["size"] in untiled:
+                ratio = row["seconds_per_step"] / untiled[row["size"]]
+                print(f"{int(row['size']):>6} px  {ratio:.2f}x")
     print(json.dumps(results))
 
 

@@ -1,0 +1,167 @@
+"""Measures of a result that nst does not optimise: how close its texture and palette are to
+the painting's, how much of the photo's structure it keeps, and whether objects of the
+painting (faces) appeared in it.
+
+- style distance: the sliced Wasserstein distance between the result's and the painting's
+  VGG19 features at relu1_1 … relu5_1, each layer over the painting's own spread, averaged.
+  Unlike a Gram distance it compares whole feature distributions, not their second moments.
+- palette distance: the sliced Wasserstein distance between the result's and the painting's
+  pixel colours in CIELAB (units: ΔE, about 1 = a just-visible difference).
+- structure: SSIM of the luminance of result and photo at a quarter of the size (the strokes
+  themselves do not count against it; the layout does).
+- faces: frontal faces (people, cats) OpenCV's bundled detectors find in the result but not
+  at the same place in the photo: a painting's objects painted into the photo.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+#: The layers of the style distance.
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+#: Random directions the sliced distances average over, and the most positions they use.
+PROJECTIONS = 128
+MAX_POINTS = 8192
+
+
+def sliced_wasserstein(
+    points: torch.Tensor, reference: torch.Tensor, projections: int = PROJECTIONS, seed: int = 0
+) -> float:
+    """The sliced 2-Wasserstein distance between two point clouds [N, D] and [M, D]: the root
+    mean square, over random unit directions, of the distance between the sorted projections
+    (the 1-D optimal transport), compared at the same quantiles."""
+    generator = torch.Generator().manual_seed(seed)
+    a, b = _subsample(points, generator), _subsample(reference, generator)
+    directions = torch.randn(a.shape[1], projections, generator=generator, dtype=torch.float64)
+    directions /= directions.norm(dim=0, keepdim=True)
+    pa = torch.sort(a.double() @ directions, dim=0).values
+    pb = torch.sort(b.double() @ directions, dim=0).values
+    count = min(len(pa), len(pb))
+    quantiles = (torch.arange(count, dtype=torch.float64) + 0.5) / count
+    return math.sqrt(float(((_at(pa, quantiles) - _at(pb, quantiles)) ** 2).mean()))
+
+
+def _subsample(points: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    if len(points) <= MAX_POINTS:
+        return points
+    return points[torch.randperm(len(points), generator=generator)[:MAX_POINTS]]
+
+
+def _at(sorted_values: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
+    """Each column's values at these quantiles (nearest rank)."""
+    index = (quantiles * len(sorted_values)).long().clamp_max(len(sorted_values) - 1)
+    return sorted_values[index]
+
+
+def style_distance(
+    features: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor]
+) -> dict[str, float]:
+    """Per layer, the sliced Wasserstein distance between the two images' features [1, C, H,
+    W], in units of the reference's spread along a random direction (its RMS distance from
+    its mean over √C), so layers of any scale and width compare: 0 is the painting's own
+    distribution, 1 a shift by its typical spread."""
+    out = {}
+    for name in reference:
+        mine = features[name][0].flatten(1).T.float()
+        theirs = reference[name][0].flatten(1).T.float()
+        spread = float((theirs - theirs.mean(0)).pow(2).mean().sqrt()) or 1.0
+        out[name] = sliced_wasserstein(mine, theirs) / spread
+    return out
+
+
+def srgb_to_lab(pixels: np.ndarray) -> np.ndarray:
+    """sRGB in [0, 1] (…, 3) to CIELAB (D65)."""
+    linear = np.where(pixels <= 0.04045, pixels / 12.92, ((pixels + 0.055) / 1.055) ** 2.4)
+    xyz = (
+        linear
+        @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    )
+    xyz = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack(
+        [116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])],
+        axis=-1,
+    )
+
+
+def palette_distance(image: np.ndarray, reference: np.ndarray) -> float:
+    """The sliced Wasserstein distance between two images' colours in CIELAB (ΔE units);
+    images H×W×3 in [0, 1]."""
+    a = torch.from_numpy(srgb_to_lab(image).reshape(-1, 3))
+    b = torch.from_numpy(srgb_to_lab(reference).reshape(-1, 3))
+    return sliced_wasserstein(a, b)
+
+
+def structure(image: np.ndarray, reference: np.ndarray) -> float:
+    """SSIM of the two images' luminance at a quarter of the size (Gaussian window, σ 1.5),
+    images H×W×3 in [0, 1] of one size."""
+    import cv2
+
+    def luma(pixels: np.ndarray) -> np.ndarray:
+        y = (pixels @ np.array([0.299, 0.587, 0.114])).astype(np.float64)
+        size = (max(8, y.shape[1] // 4), max(8, y.shape[0] // 4))
+        return cv2.resize(y, size, interpolation=cv2.INTER_AREA)
+
+    x, y = luma(image), luma(reference)
+
+    def blur(a: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(a, (11, 11), 1.5)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cov = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    ssim = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return float(ssim.mean())
+
+
+#: OpenCV's bundled cascades for the objects that leak most often: faces of people and cats.
+CASCADES = ("haarcascade_frontalface_default.xml", "haarcascade_frontalcatface_extended.xml")
+
+
+@dataclass(frozen=True)
+class Box:
+    x: int
+    y: int
+    width: int
+    height: int
+
+    def overlaps(self, other: Box) -> bool:
+        """Whether the two boxes share at least a third of the smaller one."""
+        dx = min(self.x + self.width, other.x + other.width) - max(self.x, other.x)
+        dy = min(self.y + self.height, other.y + other.height) - max(self.y, other.y)
+        smaller = min(self.width * self.height, other.width * other.height)
+        return dx > 0 and dy > 0 and dx * dy >= smaller / 3
+
+
+def faces(image: np.ndarray) -> list[Box] | None:
+    """Frontal faces (people and cats) in an H×W×3 image in [0, 1]; None where this OpenCV
+    build ships no detectors (opencv-python 5 dropped the cascade files)."""
+    import cv2
+
+    folder = Path(getattr(getattr(cv2, "data", None), "haarcascades", "") or "")
+    grey = cv2.equalizeHist(
+        np.clip(image @ np.array([0.299, 0.587, 0.114]) * 255, 0, 255).astype(np.uint8)
+    )
+    found: list[Box] = []
+    for name in CASCADES:
+        if not (folder / name).is_file():
+            return None
+        detector = cv2.CascadeClassifier(str(folder / name))
+        side = max(24, min(grey.shape) // 12)
+        for x, y, w, h in detector.detectMultiScale(grey, 1.1, 6, minSize=(side, side)):
+            found.append(Box(int(x), int(y), int(w), int(h)))
+    return found
+
+
+def new_faces(image: np.ndarray, content: np.ndarray) -> list[Box] | None:
+    """Faces in the result that are not where the photo has one (None: no detectors)."""
+    in_result, in_photo = faces(image), faces(content)
+    if in_result is None or in_photo is None:
+        return None
+    return [box for box in in_result if not any(box.overlaps(p) for p in in_photo)]

@@ -1,0 +1,92 @@
+"""`nst score`: how a result compares with its photo and painting, on measures nst does not
+optimise (core.score): a judge of the defaults, and a way to rank a sweep's runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nst_cli.config.loading import read_png_config
+from nst_cli.core import score as measures
+from nst_cli.core.features import build_extractor
+from nst_cli.core.pixels import fit_long_side, resize_to
+from nst_cli.errors import ConfigError
+from nst_cli.io.images import load_image
+
+
+@dataclass(frozen=True)
+class Score:
+    """One result's measures (lower distances are closer; structure is 1 for the photo's
+    own layout); `faces` is None where this OpenCV has no face detectors."""
+
+    style: float
+    palette: float
+    structure: float
+    faces: int | None
+    style_layers: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The headline measures, for tables and JSON."""
+        return {
+            "style_swd": round(self.style, 5),
+            "palette_swd": round(self.palette, 3),
+            "structure_ssim": round(self.structure, 4),
+            "new_faces": self.faces,
+        }
+
+
+def inputs_of(result: Path) -> tuple[Path, Path]:
+    """The photo and (first) painting an image nst wrote was made from, from its settings."""
+    try:
+        data = read_png_config(result)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; give --content and --style") from None
+    style = data.get("style")
+    if isinstance(style, list) and style:
+        style = style[0]["path"] if isinstance(style[0], dict) else style[0]
+    content = data.get("content")
+    if not isinstance(content, str) or not isinstance(style, str):
+        raise ConfigError(
+            f"{result}: its settings name no content and style; give --content and --style"
+        )
+    return Path(content), Path(style)
+
+
+def _array(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+
+
+def score_result(result: Path, content: Path | None = None, style: Path | None = None) -> Score:
+    """Measure `result` against its photo and painting (read from the image's own settings
+    when not given). The painting is compared at the result's size at most."""
+    if content is None or style is None:
+        found = inputs_of(result)
+        content, style = content or found[0], style or found[1]
+    made = load_image(result, "result")
+    photo = resize_to(load_image(content, "content"), made.size)
+    painting = load_image(style, "style")
+    if max(painting.size) > max(made.size):
+        painting = resize_to(painting, fit_long_side(painting.size, max(made.size)))
+    network = build_extractor("caffe", measures.STYLE_LAYERS)
+    with torch.no_grad():
+        ours, theirs = (
+            network(_tensor(image), list(measures.STYLE_LAYERS)) for image in (made, painting)
+        )
+        layers = measures.style_distance(ours, theirs)
+    faces = measures.new_faces(_array(made), _array(photo))
+    return Score(
+        style=float(np.mean(list(layers.values()))),
+        palette=measures.palette_distance(_array(made), _array(painting)),
+        structure=measures.structure(_array(made), _array(photo)),
+        faces=None if faces is None else len(faces),
+        style_layers=layers,
+    )
+
+
+def _tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(_array(image).astype(np.float32)).permute(2, 0, 1).unsqueeze(0)
