@@ -263,7 +263,9 @@ def _evaluate(
 ) -> list[LossTerms]:
     """Every lane's losses from one forward pass over their pixels stacked as a batch, and
     (with `backward`) their gradients from one backward pass: the lanes' losses are summed,
-    and each lane's pixels only reach its own term."""
+    and each lane's pixels only reach its own term. A tiled lane runs alone, in its tiles."""
+    if any(r.lane.tiler is not None for r in running):
+        return [_evaluate_alone(r, extractor, layers, backward) for r in running]
     if len(running) == 1:
         features = extractor(running[0].pixels, layers)
         terms = [running[0].lane.loss_fn(features, running[0].pixels)]

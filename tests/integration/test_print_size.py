@@ -41,12 +41,29 @@ def test_a_tiled_run_paints_the_untiled_picture(pair, tmp_path: Path) -> None:
     untiled with the same float16 L-BFGS history (memory: low): within 1/255."""
     from nst_cli import resolve_config, stylize
 
-    pictures = []
+    class Tiles:
+        """A callback that hears of every tile (as the progress bar does)."""
+
+        def __init__(self) -> None:
+            self.seen: list[tuple[int, int, int]] = []
+
+        def __call__(self, event: object) -> None:
+            pass
+
+        def on_tile(self, number: int, count: int, stage: int) -> None:
+            self.seen.append((number, count, stage))
+
+    pictures, heard = [], []
     for name, sets in (("whole", ["tile=off", "memory=low"]), ("tiled", ["tile=64"])):
         config = resolve_config(None, _settings(pair, tmp_path / name, *sets))
-        result = stylize(config)
+        tiles = Tiles()
+        result = stylize(config, callbacks=[tiles])
         assert result.status == "completed"
         pictures.append(np.asarray(Image.open(result.final_image), dtype=np.int16))
+        heard.append(tiles.seen)
+    assert heard[0] == []  # untiled: no tiles
+    # 128×96 in 64 px tiles: 2×2, both passes, at every step of the 128 px scale.
+    assert {count for _, count, _ in heard[1]} == {4} and len(heard[1]) >= 4 * 2 * 2
     assert int(np.abs(pictures[0] - pictures[1]).max()) <= 1
 
 

@@ -1,0 +1,91 @@
+"""The evaluator's measures (core.score) on cases whose answer is known, and `nst score`."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from nst_cli.cli import app
+from nst_cli.core import score
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def _photo(name: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    image = Image.open(SAMPLES / name).convert("RGB")
+    if size is not None:
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(image, dtype=np.float64) / 255
+
+
+def test_sliced_wasserstein_is_zero_for_one_cloud_and_the_shift_for_a_moved_one() -> None:
+    cloud = torch.randn(3000, 4, generator=torch.Generator().manual_seed(0))
+    assert score.sliced_wasserstein(cloud, cloud) == pytest.approx(0.0, abs=1e-9)
+    shift = torch.tensor([3.0, 0.0, 4.0, 0.0])  # |v| = 5; along a random unit d: v·d, RMS |v|/√D
+    moved = score.sliced_wasserstein(cloud + shift, cloud, projections=4096)
+    assert moved == pytest.approx(5 / math.sqrt(4), rel=0.05)
+
+
+def test_lab_of_known_colours() -> None:
+    lab = score.srgb_to_lab(np.array([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    assert lab[0] == pytest.approx([100, 0, 0], abs=0.1)
+    assert lab[1] == pytest.approx([53.24, 80.09, 67.20], abs=0.2)
+    assert lab[2] == pytest.approx([0, 0, 0], abs=0.1)
+
+
+def test_palette_and_structure_tell_apart_what_they_should() -> None:
+    rocket = _photo("rocket.jpg", (128, 96))
+    coffee = _photo("coffee.png", (128, 96))
+    assert score.palette_distance(rocket, rocket) == pytest.approx(0.0, abs=1e-9)
+    # A grey version keeps the layout and loses the colours; another photo loses both.
+    grey = np.repeat(rocket @ np.array([[0.299], [0.587], [0.114]]), 3, axis=-1)
+    assert score.structure(rocket, rocket) == pytest.approx(1.0)
+    assert score.structure(grey, rocket) > 0.95 > 0.5 > score.structure(coffee, rocket)
+    assert score.palette_distance(grey, rocket) > 5
+
+
+def test_a_painted_in_face_is_found_and_the_photos_own_is_not_new() -> None:
+    astronaut = _photo("astronaut.png", (256, 256))
+    rocket = _photo("rocket.jpg", (256, 256))
+    found = score.faces(astronaut)
+    assert found is not None, (
+        "this OpenCV ships no face detectors (opencv-python-headless < 5 does)"
+    )
+    assert len(found) >= 1 and score.faces(rocket) == []
+    assert score.new_faces(astronaut, astronaut) == []
+    assert len(score.new_faces(astronaut, rocket) or []) >= 1
+
+
+def test_style_distance_is_zero_for_the_painting_itself() -> None:
+    features = {"relu1_1": torch.rand(1, 8, 16, 16)}
+    assert score.style_distance(features, features)["relu1_1"] == pytest.approx(0.0, abs=1e-9)
+    shifted = {"relu1_1": features["relu1_1"] + 1.0}
+    assert score.style_distance(shifted, features)["relu1_1"] > 1.0
+
+
+@pytest.mark.slow
+def test_nst_score_reads_the_inputs_from_the_image_nst_wrote(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "r.png"
+    made = runner.invoke(
+        app,
+        [
+            "stylize", str(SAMPLES / "rocket.jpg"), str(SAMPLES / "astronaut.png"), "-o", str(out),
+            "--resolution", "64", "--steps", "3", "--device", "cpu", "-q",
+        ],
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    result = runner.invoke(app, ["score", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    measured = json.loads(result.output)
+    assert set(measured) >= {"style_swd", "palette_swd", "structure_ssim", "new_faces"}
+    assert 0 < measured["structure_ssim"] <= 1 and measured["palette_swd"] > 0
+    plain = runner.invoke(app, ["score", str(SAMPLES / "car.png")])
+    assert plain.exit_code != 0 and "give --content and --style" in plain.output
