@@ -101,8 +101,12 @@ class WeightsConfig(Strict):
     content: float = Field(default=1.0, description="α")
     style: float = Field(default=2.0, description="β")
     tv: float = Field(default=0.0, description="γ, total-variation smoothing")
+    palette: float = Field(
+        default=0.0,
+        description="the palette term's weight: the image's colours matched to the painting's as a distribution (sliced Wasserstein of pixel colours, relative to the photo's own distance); only with `color: style`",
+    )
 
-    @field_validator("content", "style", "tv")
+    @field_validator("content", "style", "tv", "palette")
     @classmethod
     def _weights(cls, value: float) -> float:
         return finite(value)

@@ -14,6 +14,7 @@ from nst_cli.core.features import FeatureExtractor
 from nst_cli.core.layers import downsampling_factor
 from nst_cli.core.losses.common import Crop, Sums
 from nst_cli.core.losses.guided import Region, region_norms_from_sums
+from nst_cli.core.losses.palette import PaletteTerm
 from nst_cli.core.losses.total import (
     StyleTransferLoss,
     blend_targets,
@@ -62,13 +63,14 @@ def build_loss(
     weights = [spec.weight if spec else 1.0 for spec in specs][: len(blend)]
     targets = blend[0] if len(blend) == 1 else blend_targets(blend, weights)
     if inputs_masks:
-        return _masked_loss(config, extractor, content, blend, weights, inputs_masks, tile)
+        loss = _masked_loss(config, extractor, content, blend, weights, inputs_masks, tile)
+        return _with_palette(loss, config, content, styles, weights)
     # One pass over the content serves both its targets and the style normalisers.
     tiler = Tiler.plan(extractor, content.shape[-2:], tile, config.network_layers)
     form = config.loss.gram
     wanted = [*config.layers.content, *(config.layers.style if config.loss.normalize else ())]
     if not wanted:
-        return _loss_for(config, {}, targets)
+        return _with_palette(_loss_for(config, {}, targets), config, content, styles, weights)
     kept, sums, shapes = tiler.collect(
         content,
         wanted,
@@ -80,7 +82,29 @@ def build_loss(
     # Each normalised style term is measured against how far the content's own Gram is
     # from the style's at this scale (see losses.style_norms).
     norms = style_norms_from_sums(sums, shapes, targets, form) if config.loss.normalize else None
-    return _loss_for(config, kept, targets, norms=norms)
+    return _with_palette(
+        _loss_for(config, kept, targets, norms=norms), config, content, styles, weights
+    )
+
+
+def _with_palette(
+    loss: StyleTransferLoss,
+    config: Config,
+    content: torch.Tensor,
+    styles: Sequence[torch.Tensor],
+    weights: Sequence[float],
+) -> StyleTransferLoss:
+    """The palette term added, where weighed and the colours are the painting's: every
+    painting's colours, each painting weighing its share of a blend."""
+    if not config.weights.palette or config.color != "style":
+        return loss
+    colours = [s[0].reshape(3, -1).T for s in styles]
+    shares = [
+        torch.full((len(c),), w / len(c), device=c.device)
+        for c, w in zip(colours, weights, strict=False)
+    ]
+    term = PaletteTerm(torch.cat(colours), torch.cat(shares)).normalise_by(content)
+    return loss.with_palette(term, config.weights.palette)
 
 
 def _loss_for(

@@ -13,6 +13,7 @@ from nst_cli.core.losses.common import Crop, Shape, Sums, layer_shape, whole
 from nst_cli.core.losses.content import ContentTerm, tv_loss
 from nst_cli.core.losses.gram import GramTerm, channel_outer, gram_from_outer
 from nst_cli.core.losses.guided import Region
+from nst_cli.core.losses.palette import PaletteTerm
 from nst_cli.core.losses.temporal import TemporalTerm
 from nst_cli.core.losses.values import LossTerms
 from nst_cli.core.losses.wasserstein import (
@@ -88,6 +89,9 @@ class StyleTransferLoss(nn.Module):
         #: A video frame's temporal term (`with_temporal`), and its weight.
         self.temporal: TemporalTerm | None = None
         self.temporal_weight = 0.0
+        #: The painting's colours as a distribution (`with_palette`), and its weight.
+        self.palette: PaletteTerm | None = None
+        self.palette_weight = 0.0
         self.content_terms = {
             name: ContentTerm(target, normalize) for name, target in self.content_targets.items()
         }
@@ -158,7 +162,17 @@ class StyleTransferLoss(nn.Module):
             temporal = self.temporal(image)
             terms["temporal"] = temporal
             total = total + self.temporal_weight * temporal
+        if self.palette is not None:
+            palette = self.palette(image)
+            terms["palette"] = palette
+            total = total + self.palette_weight * palette
         return LossTerms(total=total, terms={"content": content, "style": style, "tv": tv, **terms})
+
+    def with_palette(self, term: PaletteTerm, weight: float) -> StyleTransferLoss:
+        """This loss plus the palette term (see losses.palette), in place."""
+        self.palette = term
+        self.palette_weight = weight
+        return self
 
     def with_temporal(self, term: TemporalTerm, weight: float) -> StyleTransferLoss:
         """This loss plus a video frame's temporal term (see losses.temporal), in place."""

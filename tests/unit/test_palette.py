@@ -1,0 +1,44 @@
+"""The palette term (losses.palette): the painting's colours as a distribution."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nst_cli.core.losses.palette import PaletteTerm
+
+
+def _image(colours: torch.Tensor, side: int = 32) -> torch.Tensor:
+    return colours[: side * side].T.reshape(1, 3, side, side)
+
+
+def test_zero_on_the_paintings_own_colours_and_one_on_the_photo() -> None:
+    generator = torch.Generator().manual_seed(0)
+    painting = 0.2 + 0.2 * torch.rand(4096, 3, generator=generator)  # dark and muted
+    photo = torch.rand(1, 3, 32, 32, generator=generator)
+    term = PaletteTerm(painting).normalise_by(photo)
+    assert float(term(photo)) == pytest.approx(1.0)
+    assert float(term(_image(painting))) < 0.01
+
+
+def test_it_ignores_where_the_colours_are_only_which() -> None:
+    generator = torch.Generator().manual_seed(1)
+    colours = torch.rand(1024, 3, generator=generator)
+    term = PaletteTerm(colours)
+    shuffled = colours[torch.randperm(1024, generator=generator)]
+    assert float(term(_image(shuffled))) == pytest.approx(float(term(_image(colours))), abs=1e-7)
+
+
+def test_its_gradient_moves_the_colours_towards_the_painting() -> None:
+    painting = torch.full((2048, 3), 0.25) + 0.05 * torch.rand(2048, 3)
+    image = torch.full((1, 3, 16, 16), 0.9, requires_grad=True)
+    term = PaletteTerm(painting)
+    term(image).backward()
+    assert image.grad is not None and bool((image.grad > 0).all())  # descent darkens it
+
+
+def test_a_blends_shares_weigh_its_paintings_colours() -> None:
+    dark, light = torch.zeros(1000, 3), torch.ones(1000, 3)
+    mostly_dark = PaletteTerm(torch.cat([dark, light]), torch.tensor([0.9] * 1000 + [0.1] * 1000))
+    grey = torch.full((1, 3, 10, 10), 0.1)
+    assert float(mostly_dark(grey)) < float(PaletteTerm(torch.cat([dark, light]))(grey))
