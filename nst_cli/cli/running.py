@@ -105,12 +105,13 @@ def run_grid(
     task_cpus: int = 1,
     batch: int | None = None,
     overwrite: bool = False,
+    score: bool = False,
 ) -> None:
     """Run a sweep's or folder run's runs, show the table, say what failed; exit 1 on
     failures, 130 when interrupted (the same command continues)."""
     outcome = _sweep_with_progress(
         root, runs, quiet, log_every, allow_large=allow_large, executor=executor,
-        address=address, task_cpus=task_cpus, batch=batch, overwrite=overwrite,
+        address=address, task_cpus=task_cpus, batch=batch, overwrite=overwrite, score=score,
     )  # fmt: skip
     if not quiet:
         _print_sweep_table(outcome)

@@ -67,6 +67,14 @@ def sweep(
         bool,
         typer.Option("--overwrite", help="Replace another sweep recorded in the sweep folder."),
     ] = False,
+    score: Annotated[
+        bool,
+        typer.Option(
+            "--score",
+            help="Measure each finished run as `nst score` does (texture, palette, structure, "
+            "faces) in summary.csv and index.html, to rank the runs.",
+        ),
+    ] = False,
     log_every: LogEveryOpt = None,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
@@ -110,5 +118,5 @@ def sweep(
             return
         run_grid(
             root, runs, quiet, allow_large, log_every, executor, address, task_cpus, batch,
-            overwrite=overwrite,
+            overwrite=overwrite, score=score,
         )  # fmt: skip

@@ -103,6 +103,7 @@ def run_sweep(
     task_cpus: int = 1,
     batch: int | None = None,
     overwrite: bool = False,
+    score: bool = False,
 ) -> SweepOutcome:
     """Run every planned run not already done, then write grid.png, summary.csv and index.html.
 
@@ -122,6 +123,7 @@ def run_sweep(
         batch: locally, how many runs that can share a batch are optimised together (None:
             see plan_batches).
         overwrite: the plan may replace another sweep recorded in `root` (as planned).
+        score: add each finished run's `nst score` measures to the reports.
 
     Returns:
         The sweep's outcome: its runs with their states and the summary rows.
@@ -140,7 +142,7 @@ def run_sweep(
         with folder_lock(root, SWEEP_LOCK):
             check_sweep_folder(root, runs, overwrite)
             chosen.run(runs, hooks, started=lambda: write_manifest(root, runs))
-            outcome.rows = [summary_row(run) for run in runs]
+            outcome.rows = [summary_row(run, score) for run in runs]
             write_reports(outcome, runs)
     except BaseException:
         if created:  # a sweep that never started (a cluster out of reach) leaves no folder

@@ -15,7 +15,7 @@ import yaml
 from PIL import Image, ImageDraw, ImageOps
 
 from nst_cli import __version__
-from nst_cli.errors import OutputError
+from nst_cli.errors import NSTError, OutputError
 from nst_cli.io.files import save_png, write_text
 from nst_cli.io.images import label_font
 from nst_cli.io.losslog import read_loss_rows
@@ -28,8 +28,9 @@ from nst_cli.sweep.plan import PlannedRun, SweepOutcome
 log = logging.getLogger(__name__)
 
 
-def summary_row(run: PlannedRun) -> dict[str, Any]:
-    """Swept values, final losses, seconds and where the image is."""
+def summary_row(run: PlannedRun, scored: bool = False) -> dict[str, Any]:
+    """Swept values, final losses, seconds and where the image is; with `scored`, a
+    finished run's measures from `nst score` too (run.score), so runs can be ranked."""
     run_dir = RunDir(run.config.output_dir)
     try:
         rows = read_loss_rows(run_dir.losses)
@@ -54,7 +55,25 @@ def summary_row(run: PlannedRun) -> dict[str, Any]:
         "seconds": last.get("elapsed_s"),
         "image": str(run_dir.final),
         "error": run.error or "",
+        **(_measures(run_dir, status) if scored else {}),
     }
+
+
+#: The `nst score` columns of a scored sweep, blank where a run has no final image.
+SCORE_COLUMNS = ("style_swd", "palette_swd", "structure_ssim", "new_faces")
+
+
+def _measures(run_dir: RunDir, status: str) -> dict[str, Any]:
+    blank: dict[str, Any] = dict.fromkeys(SCORE_COLUMNS)
+    if status != "completed" or not run_dir.final.is_file():
+        return blank
+    from nst_cli.run.score import score_result
+
+    try:
+        return score_result(run_dir.final).as_dict()
+    except NSTError as exc:  # one run's inputs gone since: its row says nothing, the rest go on
+        log.warning("%s: not scored (%s)", run_dir.root, exc)
+        return blank
 
 
 #: summary.csv / index.html columns that are not swept values.
@@ -140,7 +159,8 @@ def index_html(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], root: Pat
 
     Images load lazily (only those scrolled into view), so a sweep or folder of thousands of
     runs opens at once and the page itself stays about half a kilobyte a run."""
-    columns = ["image", "run", *map(value_column, keys), *REPORT_COLUMNS[2:]]
+    scores = [c for c in SCORE_COLUMNS if rows and c in rows[0]]
+    columns = ["image", "run", *map(value_column, keys), *REPORT_COLUMNS[2:], *scores]
     head = (
         "".join(
             f'<th data-col="{i}">{html.escape(ALIASES.get(c, c))}</th>'

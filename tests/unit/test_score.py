@@ -84,8 +84,26 @@ def test_nst_score_reads_the_inputs_from_the_image_nst_wrote(tmp_path: Path) -> 
     assert made.exit_code == 0, made.output
     result = runner.invoke(app, ["score", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    measured = json.loads(result.output)
+    # (a note on stderr, e.g. rocket.jpg's Adobe RGB converted to sRGB, may come with it)
+    measured = json.loads(next(x for x in result.output.splitlines() if x.startswith("{")))
     assert set(measured) >= {"style_swd", "palette_swd", "structure_ssim", "new_faces"}
     assert 0 < measured["structure_ssim"] <= 1 and measured["palette_swd"] > 0
     plain = runner.invoke(app, ["score", str(SAMPLES / "car.png")])
     assert plain.exit_code != 0 and "give --content and --style" in plain.output
+
+
+@pytest.mark.slow
+def test_a_scored_sweep_ranks_its_runs_by_the_measures(tmp_path: Path) -> None:
+    import csv
+
+    root = tmp_path / "sweep"
+    args = ["sweep", "--content", str(SAMPLES / "rocket.jpg"), "--style"]
+    args += [str(SAMPLES / "astronaut.png"), "--style-weights", "0.5,5", "--resolution", "48"]
+    args += ["--steps", "3", "--device", "cpu", "-q", "--score", "-o", str(root)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((root / "summary.csv").open()))
+    assert len(rows) == 2 and all(float(r["style_swd"]) > 0 for r in rows)
+    assert all(0 < float(r["structure_ssim"]) <= 1 for r in rows)
+    page = (root / "index.html").read_text()
+    assert "style_swd" in page and "palette_swd" in page
