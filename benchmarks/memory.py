@@ -106,8 +106,8 @@ def main() -> None:
                 row = measure(
                     size, mode, args.steps, args.device, Path(tmp) / f"{mode}_{size}", args.tile
                 )
-                # car.png is 4:3 landscape: the long side is `size`.
-                row["pixels"] = size * round(size * 0.75)
+                # car.png is 768×512 (3:2): the long side is `size`.
+                row["pixels"] = size * round(size * 2 / 3)
                 row["size"] = size
                 rows.append(row)
                 print(
@@ -115,7 +115,7 @@ def main() -> None:
                     f"{row['seconds_per_step']:.2f} s/step",
                     flush=True,
                 )
-    print(f"\n{args.device}: bytes per pixel, and the largest 4:3 image that fits")
+    print(f"\n{args.device}: bytes per pixel, and the largest 3:2 image that fits")
     for mode, rows in results.items():
         if len({r["pixels"] for r in rows}) < 2:
             print(f"{mode:<7}one size: no line to fit (give --sizes two or more)")
@@ -124,7 +124,7 @@ def main() -> None:
         fits = []
         for budget in BUDGETS_GB:
             pixels = max(budget * 2**30 - base, 0) / slope if slope > 0 else float("inf")
-            long_side = int((pixels / 0.75) ** 0.5)
+            long_side = int((pixels * 1.5) ** 0.5)
             fits.append(f"{budget} GB: {long_side} px")
         print(f"{mode:<7}{slope:8.0f} B/px + {base / 2**30:.2f} GiB   " + ", ".join(fits))
     if "tiled" in results and "normal" in results:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from nst_cli.config.models import Config
+from nst_cli.core.devices import resolve_device, resolve_precision
 from nst_cli.core.pixels import fit_long_side
 from nst_cli.core.tiles import halo
 from nst_cli.errors import ConfigError
@@ -20,12 +21,14 @@ if TYPE_CHECKING:
     from nst_cli.run.inputs import Inputs
 
 
-#: Bytes per pixel of the image being optimised, by `memory` mode: VGG19 activations up to
-#: relu5_1 kept for the backward pass (~560 floats per pixel) and their gradients, the L-BFGS
-#: history (20 pairs: 480 B, 240 B in float16 with `low`) and a checkpoint's copy of its
-#: newest pairs. Measured on CPU with the history full (benchmarks/memory.py, 24 steps,
-#: 256–512 px): 2995 B/px (normal) and 2278 B/px (low), plus ~17% margin.
-RUN_BYTES_PER_PIXEL = {"normal": 3_500, "low": 2_700}
+#: Bytes per pixel of the image being optimised, by `memory` mode, with the network in
+#: float32 (fp32, tf32) and in bfloat16: VGG19's activations up to relu5_1 kept for the
+#: backward pass and their gradients, the L-BFGS history (20 pairs: 480 B, 240 B in float16
+#: with `low`) and a checkpoint's copy of its newest pairs. Measured with the history full
+#: (benchmarks/memory.py, 24 steps, 512-1024 px): float32 on a 2-core EPYC 4,300 B/px
+#: (normal); bfloat16 on an AMX Xeon 2,995 (normal) and 2,278 (low); plus ~15% margin.
+RUN_BYTES_PER_PIXEL = {"normal": 5_000, "low": 3_900}
+RUN_BYTES_PER_PIXEL_BF16 = {"normal": 3_500, "low": 2_700}
 #: The part of RUN_BYTES_PER_PIXEL that is L-BFGS's history (and a checkpoint's copy of it).
 HISTORY_BYTES_PER_PIXEL = {"normal": 600, "low": 300}
 #: Bytes per pixel of the style image (one forward pass without gradients).
@@ -72,18 +75,19 @@ def plan_memory(
     styles = [style_size(config, inputs, size, i) for i in range(len(inputs.styles))]
     style_width, style_height = max(styles, key=lambda s: s[0] * s[1])
     margin = halo(config.network_layers)
+    per_pixel = _run_bytes_per_pixel(config)[memory]
 
     def peak(tile: int | None) -> int:
         if tile is None or tile >= max(width, height):
             return (
                 BASE_BYTES
-                + width * height * RUN_BYTES_PER_PIXEL[memory]
+                + width * height * per_pixel
                 + style_width * style_height * STYLE_BYTES_PER_PIXEL  # one style at a time
             )
         side = tile + 2 * margin
         tile_pixels = min(side, width) * min(side, height)
         style_tile = min(side, style_width) * min(side, style_height)
-        active = RUN_BYTES_PER_PIXEL[memory] - HISTORY_BYTES_PER_PIXEL[memory]
+        active = per_pixel - HISTORY_BYTES_PER_PIXEL[memory]
         return (
             BASE_BYTES
             + width * height * TILED_BYTES_PER_PIXEL
@@ -103,6 +107,15 @@ def plan_memory(
     tiles = [t for t in AUTO_TILES if t < max(width, height)] or [AUTO_TILES[-1]]
     fitting = next((t for t in tiles if peak(t) <= available), tiles[-1])
     return MemoryPlan(fitting, peak(fitting))
+
+
+def _run_bytes_per_pixel(config: Config) -> dict[str, int]:
+    """RUN_BYTES_PER_PIXEL for the precision the run will have on its device."""
+    try:
+        precision = resolve_precision(resolve_device(config.device), config.precision)
+    except ConfigError:  # a device not here: refused elsewhere, with its own message
+        precision = "fp32"
+    return RUN_BYTES_PER_PIXEL_BF16 if precision == "bf16" else RUN_BYTES_PER_PIXEL
 
 
 def check_memory(config: Config, inputs: Inputs) -> None:

@@ -446,24 +446,28 @@ def test_memory_low_is_offered_where_it_fits_and_then_accepted(
     from nst_cli.run import inputs as pipeline
     from nst_cli.run import memory
 
-    # 64×48 content at 960 px: 691,200 px to optimise, the 40×40 style at 921,600 px.
-    # normal: 1 GiB + 691,200 × 3500 B + 921,600 × 1000 B = 4.11 GiB; low: 3.59 GiB.
-    monkeypatch.setattr(memory, "memory_limit", lambda device: (int(3.8 * 2**30), "the test"))
-    normal = resolve_config(tiny_config, ["resolution=960", "tile=off"], {"output": "x"})
+    # 64×48 content at 960 px: 691,200 px to optimise, the 40×40 style at 921,600 px; in
+    # float32, normal: 1 GiB + 691,200 × 5000 B + 921,600 × 1000 B = 5.08 GiB; low: 4.37 GiB.
+    monkeypatch.setattr(memory, "memory_limit", lambda device: (int(4.8 * 2**30), "the test"))
+    sets = ["resolution=960", "tile=off", "precision=fp32"]
+    normal = resolve_config(tiny_config, sets, {"output": "x"})
     with pytest.raises(ConfigError) as refused:
         pipeline.load_inputs(normal)
     message = str(refused.value)
-    assert "needs about 4.1 GiB, more than the 3.8 GiB of the test" in message
-    assert "set memory: low (about 3.6 GiB, slower), set tile: auto" in message
-    low = resolve_config(tiny_config, ["resolution=960", "memory=low", "tile=off"], {"output": "x"})
+    assert "needs about 5.1 GiB, more than the 4.8 GiB of the test" in message
+    assert "set memory: low (about 4.4 GiB, slower), set tile: auto" in message
+    low = resolve_config(tiny_config, [*sets, "memory=low"], {"output": "x"})
     pipeline.load_inputs(low)  # fits: no error
+    # bfloat16 activations take less: the same run fits there as it is.
+    bf16 = resolve_config(tiny_config, ["resolution=960", "tile=off", "precision=bf16"], {})
+    pipeline.load_inputs(bf16)
 
     monkeypatch.setattr(memory, "memory_limit", lambda device: (int(3.0 * 2**30), "the test"))
     with pytest.raises(ConfigError) as neither:
         pipeline.load_inputs(normal)
     assert "memory: low" not in str(neither.value)  # it would not fit either
-    # 1 GiB + 3500·r·0.75r + 1000·r² ≤ 3 GiB: r ≤ 769.7, so 768 in steps of 16.
-    assert "at most about 768 px fits" in str(neither.value)
+    # 1 GiB + 5000·r·0.75r + 1000·r² ≤ 3 GiB: r ≤ 672.3, so 672 in steps of 16.
+    assert "at most about 672 px fits" in str(neither.value)
 
 
 @pytest.mark.slow
