@@ -141,23 +141,37 @@ class Box:
 
 
 def faces(image: np.ndarray) -> list[Box] | None:
-    """Frontal faces (people and cats) in an H×W×3 image in [0, 1]; None where this OpenCV
-    build ships no detectors (opencv-python 5 dropped the cascade files)."""
+    """Frontal faces (people and cats) in an H×W×3 image in [0, 1], upright or turned by a
+    quarter, half or three-quarter turn (a painted-in face is often on its side or upside
+    down), as boxes in the image's own coordinates; None where this OpenCV build ships no
+    detectors (opencv-python 5 dropped the cascade files)."""
     import cv2
 
     folder = Path(getattr(getattr(cv2, "data", None), "haarcascades", "") or "")
+    if not all((folder / name).is_file() for name in CASCADES):
+        return None
     grey = cv2.equalizeHist(
         np.clip(image @ np.array([0.299, 0.587, 0.114]) * 255, 0, 255).astype(np.uint8)
     )
+    height, width = grey.shape
+    side = max(24, min(height, width) // 12)
     found: list[Box] = []
     for name in CASCADES:
-        if not (folder / name).is_file():
-            return None
         detector = cv2.CascadeClassifier(str(folder / name))
-        side = max(24, min(grey.shape) // 12)
-        for x, y, w, h in detector.detectMultiScale(grey, 1.1, 6, minSize=(side, side)):
-            found.append(Box(int(x), int(y), int(w), int(h)))
+        for turns in range(4):
+            turned = np.ascontiguousarray(np.rot90(grey, turns))
+            for x, y, w, h in detector.detectMultiScale(turned, 1.1, 6, minSize=(side, side)):
+                found.append(_unturned(int(x), int(y), int(w), int(h), turns, height, width))
     return found
+
+
+def _unturned(x: int, y: int, w: int, h: int, turns: int, height: int, width: int) -> Box:
+    """A box found in the image turned `turns` quarter turns (np.rot90), in the original."""
+    for step in range(turns, 0, -1):  # undo the last quarter turn first
+        # np.rot90 maps (row r, column c) of the image before it to (before_width - 1 - c, r).
+        before_width = width if (step - 1) % 2 == 0 else height
+        x, y, w, h = before_width - y - h, x, h, w
+    return Box(x, y, w, h)
 
 
 def new_faces(image: np.ndarray, content: np.ndarray) -> list[Box] | None:

@@ -107,3 +107,25 @@ def test_a_scored_sweep_ranks_its_runs_by_the_measures(tmp_path: Path) -> None:
     assert all(0 < float(r["structure_ssim"]) <= 1 for r in rows)
     page = (root / "index.html").read_text()
     assert "style_swd" in page and "palette_swd" in page
+
+
+def test_a_face_on_its_side_or_upside_down_is_found_where_it_is() -> None:
+    astronaut = _photo("astronaut.png", (256, 256))
+    upright = score.faces(astronaut)
+    for turns in (1, 2):
+        turned = np.ascontiguousarray(np.rot90(astronaut, turns))
+        found = score.faces(turned)
+        assert found, f"no face found turned {turns} quarter turns"
+        # The turned face's box, turned back, is where the upright one is.
+        back = [score._unturned(b.x, b.y, b.width, b.height, turns, 256, 256) for b in found]
+        assert any(a.overlaps(b) for a in back for b in upright or [])
+
+
+def test_boxes_turn_back_exactly() -> None:
+    image = np.zeros((60, 100))
+    image[5:13, 10:30] = 1
+    for turns in range(4):
+        rows, columns = np.nonzero(np.rot90(image, turns))
+        x, y = int(columns.min()), int(rows.min())
+        w, h = int(columns.max()) - x + 1, int(rows.max()) - y + 1
+        assert score._unturned(x, y, w, h, turns, 60, 100) == score.Box(10, 5, 20, 8)
