@@ -222,12 +222,12 @@ def test_runs_share_one_network_and_style_targets(
 
     config, _, _ = swept
     builds, targets = [], []
-    real_build, real_targets = models.build_extractor, models.style_targets
+    real_build, real_targets = models.build_extractor, models.targets_from_sums
     monkeypatch.setattr(
         models, "build_extractor", lambda *a, **k: builds.append(1) or real_build(*a, **k)
     )
     monkeypatch.setattr(
-        models, "style_targets", lambda *a, **k: targets.append(1) or real_targets(*a, **k)
+        models, "targets_from_sums", lambda *a, **k: targets.append(1) or real_targets(*a, **k)
     )
     root, runs = plan_sweep(
         config, [parse_param("weights.style=1,2,3")], ["steps=1"], output=tmp_path / "shared"

@@ -26,11 +26,11 @@ def _photo(name: str, size: tuple[int, int] | None = None) -> np.ndarray:
 
 
 def test_sliced_wasserstein_is_zero_for_one_cloud_and_the_shift_for_a_moved_one() -> None:
-    cloud = torch.randn(3000, 4, generator=torch.Generator().manual_seed(0))
+    cloud = torch.randn(500, 4, generator=torch.Generator().manual_seed(0))
     assert score.sliced_wasserstein(cloud, cloud) == pytest.approx(0.0, abs=1e-9)
     shift = torch.tensor([3.0, 0.0, 4.0, 0.0])  # |v| = 5; along a random unit d: v·d, RMS |v|/√D
-    moved = score.sliced_wasserstein(cloud + shift, cloud, projections=4096)
-    assert moved == pytest.approx(5 / math.sqrt(4), rel=0.05)
+    moved = score.sliced_wasserstein(cloud + shift, cloud, projections=1024)
+    assert moved == pytest.approx(5 / math.sqrt(4), rel=0.07)
 
 
 def test_lab_of_known_colours() -> None:

@@ -108,7 +108,7 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     "case",
     [
         "gram",
-        "masks",
+        pytest.param("masks", marks=pytest.mark.slow),
         pytest.param("wasserstein", marks=pytest.mark.slow),
         pytest.param("styles", marks=pytest.mark.slow),
         pytest.param("tv", marks=pytest.mark.slow),
@@ -149,6 +149,7 @@ def test_the_tiles_cover_every_pixel_once_on_the_pooling_grid() -> None:
     assert halo(["relu1_1"]) == 1 and halo(["relu2_1"]) == 6  # 5 px, on the 2 px grid
 
 
+@pytest.mark.slow
 def test_tiled_targets_are_the_untiled_ones(net) -> None:
     images = _images()
     tiler = Tiler.plan(net, (HEIGHT, WIDTH), 64, STYLE + CONTENT)
