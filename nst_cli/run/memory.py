@@ -13,7 +13,7 @@ from nst_cli.config.models import Config
 from nst_cli.core.devices import resolve_device, resolve_precision
 from nst_cli.core.pixels import fit_long_side
 from nst_cli.core.tiles import halo
-from nst_cli.errors import ConfigError
+from nst_cli.errors import ConfigError, DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def _run_bytes_per_pixel(config: Config) -> dict[str, int]:
     """RUN_BYTES_PER_PIXEL for the precision the run will have on its device."""
     try:
         precision = resolve_precision(resolve_device(config.device), config.precision)
-    except ConfigError:  # a device not here: refused elsewhere, with its own message
+    except (ConfigError, DeviceError):  # a device not here: refused elsewhere, in its words
         precision = "fp32"
     return RUN_BYTES_PER_PIXEL_BF16 if precision == "bf16" else RUN_BYTES_PER_PIXEL
 

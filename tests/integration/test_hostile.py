@@ -139,7 +139,7 @@ def test_a_closed_terminal_saves_everything_like_sigterm(tmp_path: Path) -> None
 def test_config_yaml_never_says_completed_when_the_final_image_was_not_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nst_cli.run.session as session
+    import nst_cli.run.recording as recording
     from nst_cli.errors import OutputError
 
     config = write_pair(tmp_path / "job")
@@ -148,7 +148,7 @@ def test_config_yaml_never_says_completed_when_the_final_image_was_not_written(
     def refuse(image, path, text=None):  # the -o destination is read-only, say
         raise OutputError(f"{path}: write failed (Permission denied)")
 
-    monkeypatch.setattr(session, "save_image", refuse)
+    monkeypatch.setattr(recording, "save_image", refuse)
     result = runner.invoke(app, ["stylize", "-c", str(config), "-o", str(out), "-q"])
     assert result.exit_code == 1 and "Permission denied" in result.output
     status = (tmp_path / "result" / "config.yaml").read_text()
