@@ -13,10 +13,17 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from nst_cli.config.choices import FLAG_KEYS, IMAGE_SUFFIXES, INIT_MODES, WEIGHT_SOURCES
+from nst_cli.config.choices import (
+    DEFAULT_CONTENT_LAYERS,
+    DEFAULT_STYLE_LAYERS,
+    FLAG_KEYS,
+    IMAGE_SUFFIXES,
+    INIT_MODES,
+    WEIGHT_SOURCES,
+)
 from nst_cli.config.loading import read_png_config, read_yaml, safe_yaml
 from nst_cli.config.models import Config
-from nst_cli.config.overrides import parse_set_option, set_by_path
+from nst_cli.config.overrides import has_path, parse_set_option, set_by_path
 from nst_cli.errors import ConfigError
 
 
@@ -110,6 +117,7 @@ def resolve_config(
         _resolve_relative(data, path.resolve().parent)
     for item in sets:
         key, value = parse_set_option(item)
+        _seed_table(data, key)
         set_by_path(data, key, value)
     for key, value in (overrides or {}).items():
         if value is not None:
@@ -123,6 +131,19 @@ def resolve_config(
     if os.environ.get(TINY_ENV):
         config = shrink(config)
     return config
+
+
+#: Tables keyed by the user's own names (VGG layers) and their defaults: `--set
+#: layers.style.relu5_1=0.25` changes one entry of the table in force (the file's, else the
+#: default), where setting it into an absent table would leave that one layer alone.
+TABLES = {"layers.style": DEFAULT_STYLE_LAYERS, "layers.content": DEFAULT_CONTENT_LAYERS}
+
+
+def _seed_table(data: dict[str, Any], key: str) -> None:
+    """Put the default table in before `key` sets one entry of it, if the config has none."""
+    for table, default in TABLES.items():
+        if key.startswith(table + ".") and not has_path(data, table):
+            set_by_path(data, table, dict(default))
 
 
 #: Set (to anything non-empty) to run every command at thumbnail size in a few steps: the

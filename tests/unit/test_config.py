@@ -62,6 +62,22 @@ def test_set_parses_yaml_values() -> None:
     assert config.weights.tv == pytest.approx(1e-3)
 
 
+def test_one_layers_weight_set_keeps_the_rest_of_the_table(tmp_path: Path) -> None:
+    """`--set layers.style.relu5_1=0.25` changes that weight in the table in force: the
+    default's when the config has none, the file's when it has one."""
+    config = resolve_config(None, ["layers.style.relu5_1=0.25"])
+    assert config.layers.style == {
+        "relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0, "relu4_1": 1.0, "relu5_1": 0.25,
+    }  # fmt: skip
+    assert resolve_config(None, ["layers.content.relu5_2=0.5"]).layers.content == {
+        "relu4_2": 1.0, "relu5_2": 0.5,
+    }  # fmt: skip
+    path = tmp_path / "layers.yaml"
+    path.write_text("layers:\n  style: {relu1_1: 1, relu3_1: 1}\n")
+    own = resolve_config(path, ["layers.style.relu3_1=0.5"])
+    assert own.layers.style == {"relu1_1": 1.0, "relu3_1": 0.5}
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
