@@ -70,9 +70,14 @@ class Tile:
     height: int
     width: int
 
+    @property
+    def padded(self) -> tuple[slice, slice]:
+        """The rows and columns of the pixels this tile runs on (own + halo)."""
+        return slice(self.pad_top, self.pad_bottom), slice(self.pad_left, self.pad_right)
+
     def pixels(self, image: torch.Tensor) -> torch.Tensor:
         """The pixels this tile runs on (own + halo)."""
-        return image[..., self.pad_top : self.pad_bottom, self.pad_left : self.pad_right]
+        return image[(..., *self.padded)]
 
     def window(self, factor: int) -> tuple[slice, slice]:
         """The tile's own positions in a whole layer that is `factor` times smaller."""
@@ -154,13 +159,15 @@ class Tiler:
     def _passes(
         self, image: torch.Tensor, layers: list[str], stage: int
     ) -> Iterator[tuple[Tile, torch.Tensor, dict[str, torch.Tensor]]]:
-        """Each tile, its pixels and its own positions' features (a graph only if the
-        pixels require one)."""
+        """Each tile, the pixels it ran on and its own positions' features. In the
+        gradient pass (stage 2) the pixels are a leaf with a graph behind the features."""
         factors = {name: downsampling_factor([name]) for name in layers}
         for number, tile in enumerate(self.tiles, start=1):
             if self.progress is not None:
                 self.progress(number, len(self.tiles), stage)
             pixels = tile.pixels(image)
+            if stage == 2:
+                pixels = pixels.detach().requires_grad_(True)
             features = self.forward(pixels, layers)
             yield tile, pixels, {n: tile.own(features[n], factors[n]) for n in layers}
 
@@ -234,19 +241,14 @@ class Tiler:
         gradient = direct if direct is not None else torch.zeros_like(pixels)
         pulls = {k: w for k, w in zip(leaves, weights, strict=True) if w is not None}
         factors = {name: downsampling_factor([name]) for name in layers}
-        for number, tile in enumerate(self.tiles, start=1):
-            if self.progress is not None:
-                self.progress(number, len(self.tiles), 2)
-            with torch.enable_grad():
-                part = tile.pixels(pixels).detach().requires_grad_(True)
-                features = self.forward(part, layers)
-                own = {n: tile.own(features[n], factors[n]) for n in layers}
+        with torch.enable_grad():
+            for tile, part, own in self._passes(pixels, layers, 2):
                 tile_sums = loss.sums(own, {n: tile.crop(factors[n]) for n in layers})
                 surrogate = sum((tile_sums[k] * w).sum() for k, w in pulls.items())
                 if not isinstance(surrogate, torch.Tensor):
                     continue  # nothing in the features pulls (only image terms weigh)
                 (pull,) = torch.autograd.grad(surrogate, part)
-            gradient[..., tile.pad_top : tile.pad_bottom, tile.pad_left : tile.pad_right] += pull
+                gradient[(..., *tile.padded)] += pull
         pixels.grad = gradient
         return _detached(terms)
 

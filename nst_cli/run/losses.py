@@ -12,7 +12,7 @@ from nst_cli.config.models import Config
 from nst_cli.config.sections import StyleImage
 from nst_cli.core.features import FeatureExtractor
 from nst_cli.core.layers import downsampling_factor
-from nst_cli.core.losses.common import Crop, Sums
+from nst_cli.core.losses.common import Crop, Sums, put_sums, take_sums
 from nst_cli.core.losses.guided import Region, region_norms_from_sums
 from nst_cli.core.losses.palette import PaletteTerm
 from nst_cli.core.losses.total import (
@@ -153,12 +153,11 @@ def _masked_loss(
         regions.append(Region(per_style[index], at_layers, weights[index]))
 
     def region_sums(features: dict[str, torch.Tensor], crops: dict[str, Crop]) -> Sums:
-        return {
-            f"{i}:{name}/{key}": value
-            for i, region in enumerate(regions)
-            for name in region.targets
-            for key, value in region.sums(name, features[name], crops[name]).items()
-        }
+        out: Sums = {}
+        for i, region in enumerate(regions):
+            for name in region.targets:
+                put_sums(out, f"{i}:{name}", region.sums(name, features[name], crops[name]))
+        return out
 
     kept, sums, shapes = tiler.collect(
         content,
@@ -169,13 +168,6 @@ def _masked_loss(
     if config.loss.normalize:
         channels = {name: shape[0] for name, shape in shapes.items()}
         for i, region in enumerate(regions):
-            per_layer = {
-                name: {
-                    key.split("/", 1)[1]: value
-                    for key, value in sums.items()
-                    if key.startswith(f"{i}:{name}/")
-                }
-                for name in region.targets
-            }
+            per_layer = {name: take_sums(sums, f"{i}:{name}") for name in region.targets}
             region.norms = region_norms_from_sums(region, per_layer, channels)
     return _loss_for(config, kept, {}, regions=regions)

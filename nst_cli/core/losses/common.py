@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -18,6 +18,17 @@ Crop = Callable[[torch.Tensor], torch.Tensor]
 def whole(tensor: torch.Tensor) -> torch.Tensor:
     """The crop of an untiled pass: every position."""
     return tensor
+
+
+def put_sums(into: Sums, prefix: str, sums: Sums) -> None:
+    """Store a term's sums in a flat table of many terms' sums, as `prefix/name`."""
+    into.update({f"{prefix}/{key}": value for key, value in sums.items()})
+
+
+def take_sums(sums: Mapping[str, torch.Tensor], prefix: str) -> Sums:
+    """One term's sums back from a flat table (put_sums)."""
+    start = prefix + "/"
+    return {key[len(start) :]: value for key, value in sums.items() if key.startswith(start)}
 
 
 def layer_shape(features: torch.Tensor) -> Shape:

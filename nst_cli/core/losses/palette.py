@@ -39,21 +39,26 @@ class PaletteTerm:
         levels = (torch.arange(QUANTILES, dtype=torch.float32) + 0.5) / QUANTILES
         self.quantiles = _weighted_quantiles(projected, weights.to(projected), levels)
         self.norm: torch.Tensor | None = None
+        self._cached: torch.Tensor | None = None
 
     def distance(self, image: torch.Tensor) -> torch.Tensor:
         """The raw distance of an image [1, 3, H, W] in [0, 1] to the painting's colours."""
         pixels = image[0].reshape(3, -1).T.float()
         ordered = torch.sort(pixels @ self.directions.to(pixels), dim=0).values
-        count = ordered.shape[0]
-        # The painting's quantile at each sorted pixel's rank (linear between the kept ones).
-        rank = (torch.arange(count, device=pixels.device, dtype=torch.float32) + 0.5) / count
-        position = (rank * QUANTILES - 0.5).clamp(0, QUANTILES - 1)
-        low = position.floor().long()
-        high = (low + 1).clamp_max(QUANTILES - 1)
-        share = (position - low)[:, None]
-        quantiles = self.quantiles.to(pixels)
-        target = quantiles[low] * (1 - share) + quantiles[high] * share
-        return torch.mean((ordered - target) ** 2)
+        return torch.mean((ordered - self._target(ordered.shape[0], pixels)) ** 2)
+
+    def _target(self, count: int, like: torch.Tensor) -> torch.Tensor:
+        """The painting's quantile at each rank of `count` sorted pixels (linear between
+        the kept ones), made once per image size: a scale's steps share it."""
+        if self._cached is None or self._cached.shape[0] != count:
+            rank = (torch.arange(count, device=like.device, dtype=torch.float32) + 0.5) / count
+            position = (rank * QUANTILES - 0.5).clamp(0, QUANTILES - 1)
+            low = position.floor().long()
+            high = (low + 1).clamp_max(QUANTILES - 1)
+            share = (position - low)[:, None]
+            quantiles = self.quantiles.to(like)
+            self._cached = quantiles[low] * (1 - share) + quantiles[high] * share
+        return self._cached
 
     def normalise_by(self, content: torch.Tensor) -> PaletteTerm:
         """Measure the term against the content image's own distance (floored)."""

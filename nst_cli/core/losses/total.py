@@ -9,7 +9,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from nst_cli.core.losses.common import Crop, Shape, Sums, layer_shape, whole
+from nst_cli.core.losses.common import (
+    Crop,
+    Shape,
+    Sums,
+    layer_shape,
+    put_sums,
+    take_sums,
+    whole,
+)
 from nst_cli.core.losses.content import ContentTerm, tv_loss
 from nst_cli.core.losses.gram import GramTerm, channel_outer, gram_from_outer
 from nst_cli.core.losses.guided import Region
@@ -20,10 +28,9 @@ from nst_cli.core.losses.wasserstein import (
     GaussianTarget,
     WassersteinTerm,
     gaussian_power,
-    moment_sums,
-    moments,
-    target_from_moments,
 )
+from nst_cli.core.losses.wasserstein import target_from_sums as gaussian_from_sums
+from nst_cli.core.losses.wasserstein import target_sums as gaussian_sums
 
 
 def _style_power(target: Any, shape: Shape, form: str) -> torch.Tensor:
@@ -31,15 +38,6 @@ def _style_power(target: Any, shape: Shape, form: str) -> torch.Tensor:
         return gaussian_power(target)
     power = torch.mean(target**2)
     return power / math.prod(shape) if form == "sum" else power
-
-
-def _put(into: Sums, prefix: str, sums: Sums) -> None:
-    into.update({f"{prefix}/{key}": value for key, value in sums.items()})
-
-
-def _take(sums: Mapping[str, torch.Tensor], prefix: str) -> Sums:
-    start = prefix + "/"
-    return {key[len(start) :]: value for key, value in sums.items() if key.startswith(start)}
 
 
 class StyleTransferLoss(nn.Module):
@@ -119,14 +117,14 @@ class StyleTransferLoss(nn.Module):
         out: Sums = {}
         for name in self.content_layers:
             crop = crops[name] if crops else whole
-            _put(out, f"content.{name}", self.content_terms[name].sums(features[name], crop))
+            put_sums(out, f"content.{name}", self.content_terms[name].sums(features[name], crop))
         for name in self.style_layers:
             if self.regions:
                 crop = crops[name] if crops else whole
                 for index, region in enumerate(self.regions):
-                    _put(out, f"style.{name}#{index}", region.sums(name, features[name], crop))
+                    put_sums(out, f"style.{name}#{index}", region.sums(name, features[name], crop))
             else:
-                _put(out, f"style.{name}", self.style_terms[name].sums(features[name]))
+                put_sums(out, f"style.{name}", self.style_terms[name].sums(features[name]))
         return out
 
     def from_sums(
@@ -138,7 +136,7 @@ class StyleTransferLoss(nn.Module):
         zero = image.new_zeros(())
         content = zero
         for name, weight in self.content_layers.items():
-            term = self.content_terms[name].value(_take(sums, f"content.{name}"), shapes[name])
+            term = self.content_terms[name].value(take_sums(sums, f"content.{name}"), shapes[name])
             terms[f"content.{name}"] = term
             content = content + weight * term
         style = zero
@@ -147,13 +145,13 @@ class StyleTransferLoss(nn.Module):
                 channels = shapes[name][0]
                 term = sum(
                     (
-                        r.weight * r.value(name, _take(sums, f"style.{name}#{i}"), channels)
+                        r.weight * r.value(name, take_sums(sums, f"style.{name}#{i}"), channels)
                         for i, r in enumerate(self.regions)
                     ),
                     zero,
                 )
             else:
-                term = self.style_terms[name].value(_take(sums, f"style.{name}"), shapes[name])
+                term = self.style_terms[name].value(take_sums(sums, f"style.{name}"), shapes[name])
             terms[f"style.{name}"] = term
             style = style + weight * term
         tv = tv_loss(image) if self.tv_weight else zero
@@ -211,7 +209,7 @@ def norm_sums(
     """The sums over the reference's positions that style_norms needs (they add over tiles)."""
     out: Sums = {}
     for name, target in targets.items():
-        _put(out, name, style_term(target, False, form).sums(reference[name]))
+        put_sums(out, name, style_term(target, False, form).sums(reference[name]))
     return out
 
 
@@ -224,7 +222,7 @@ def style_norms_from_sums(
     """style_norms from the reference's norm_sums over every position (layers of `shapes`)."""
     norms = {}
     for name, target in targets.items():
-        distance = style_term(target, False, form).value(_take(sums, name), shapes[name])
+        distance = style_term(target, False, form).value(take_sums(sums, name), shapes[name])
         power = _style_power(target, shapes[name], form)  # the distance from all-zero features
         norms[name] = torch.maximum(distance, 1e-2 * power).detach()
     return norms
@@ -239,9 +237,9 @@ def target_sums(
     for name in layers:
         layer = features[name].detach()
         if statistic == "wasserstein":
-            _put(out, name, moment_sums(layer, layer.new_zeros(layer.shape[1])))
+            put_sums(out, name, gaussian_sums(layer))
         else:
-            _put(out, name, {"outer": channel_outer(layer)})
+            put_sums(out, name, {"outer": channel_outer(layer)})
     return out
 
 
@@ -254,10 +252,9 @@ def targets_from_sums(
     """Each layer's style target from its target_sums over every position (layers of `shapes`)."""
     out: dict[str, Any] = {}
     for name, shape in shapes.items():
-        part = _take(sums, name)
+        part = take_sums(sums, name)
         if statistic == "wasserstein":
-            zero = part["first"].new_zeros(part["first"].shape)
-            out[name] = target_from_moments(*moments(part, shape[1] * shape[2], zero))
+            out[name] = gaussian_from_sums(part, shape[1] * shape[2])
         else:
             out[name] = gram_from_outer(part["outer"], shape, form).detach()
     return out

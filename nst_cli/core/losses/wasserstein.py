@@ -44,9 +44,19 @@ def moments(sums: Sums, count: int, shift: torch.Tensor) -> tuple[torch.Tensor, 
 
 def gaussian_target(features: torch.Tensor) -> GaussianTarget:
     """The mean, covariance and covariance square root of a style image's features."""
-    _, channels, height, width = features.shape
-    zero = features.new_zeros(channels)
-    return target_from_moments(*moments(moment_sums(features.detach(), zero), height * width, zero))
+    _, _, height, width = features.shape
+    return target_from_sums(target_sums(features), height * width)
+
+
+def target_sums(features: torch.Tensor) -> Sums:
+    """The moment sums a style target is made from (about 0: they add over tiles)."""
+    return moment_sums(features.detach(), features.new_zeros(features.shape[1]))
+
+
+def target_from_sums(sums: Sums, count: int) -> GaussianTarget:
+    """The GaussianTarget of `count` positions from their target_sums."""
+    zero = sums["first"].new_zeros(sums["first"].shape)
+    return target_from_moments(*moments(sums, count, zero))
 
 
 def target_from_moments(mean: torch.Tensor, cov: torch.Tensor) -> GaussianTarget:
