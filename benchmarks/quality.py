@@ -10,6 +10,8 @@ become columns side by side. Writes into --out (default outputs/quality):
     sheet.png       rows: pairs; columns: content | style | one result per variant
     results.json    per pair and variant: seconds and the evaluator's scores
     results.md      the same as a markdown table (mean over pairs at the bottom)
+Scores: the Gram evaluator's relative errors (benchmarks/evaluator.py; `worst` is the worst
+style layer) and `nst score`'s measures (style and palette distance, structure, new faces).
 The pairs use only images the project may redistribute (samples/, see SOURCES.md): a
 portrait, a cat, an object, a landscape and an illustration, against a fluid-art painting,
 a swirling night-sky painting (large-scale structure) and big expressionist strokes.
@@ -35,6 +37,7 @@ from nst_cli import stylize
 from nst_cli.config.resolve import resolve_config
 from nst_cli.io.images import label_font  # noqa: E402
 from nst_cli.run.models import ModelCache
+from nst_cli.run.score import score_result
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 PAIRS = {
@@ -44,6 +47,16 @@ PAIRS = {
     "rocket-swirls": ("rocket.jpg", "swirls.png"),  # landscape
     "car-strokes": ("car.png", "strokes.png"),  # illustration, flat colours
 }
+# Issue 36's tuning set: styles with faces and animals in them (objects that must not be
+# painted into the photo) and muted or strongly coloured palettes. `--pairs tuning`.
+TUNING = {
+    "rocket-astronaut": ("rocket.jpg", "astronaut.png"),  # a face as the style
+    "coffee-chelsea": ("coffee.png", "chelsea.png"),  # a cat as the style
+    "car-fluid": ("car.png", "fluid.png"),  # the sample job
+    "chelsea-strokes": ("chelsea.png", "strokes.png"),  # an animal photo, a strong palette
+}
+ALL_PAIRS = {**PAIRS, **TUNING}
+SCORE_COLUMNS = ("style_swd", "palette_swd", "structure_ssim", "new_faces")
 CELL = 256
 
 
@@ -80,13 +93,18 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], help="label=key=v;key=v")
     parser.add_argument("--resolution", type=int, default=512)
     parser.add_argument("--steps", type=int, default=None, help="override steps (all variants)")
-    parser.add_argument("--pairs", default=",".join(PAIRS), help="comma-separated pair names")
+    parser.add_argument(
+        "--pairs",
+        default="sheet",
+        help="comma-separated pair names, or `sheet` (the README's five), `tuning`, `all`",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="outputs/quality")
     args = parser.parse_args()
 
     variants = [_parse_variant(v) for v in args.variant] or [("defaults", [])]
-    pairs = [p for p in args.pairs.split(",") if p]
+    groups = {"sheet": list(PAIRS), "tuning": list(TUNING), "all": list(ALL_PAIRS)}
+    pairs = [q for p in args.pairs.split(",") if p for q in groups.get(p, [p])]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = ModelCache()
@@ -95,7 +113,7 @@ def main() -> None:
     rows: list[list[Path]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for pair in pairs:
-            content, style = (SAMPLES / name for name in PAIRS[pair])
+            content, style = (SAMPLES / name for name in ALL_PAIRS[pair])
             row = [content, style]
             results[pair] = {}
             for label, sets in variants:
@@ -118,11 +136,15 @@ def main() -> None:
                 kept = out / f"{pair}_{label}.png"
                 kept.write_bytes(result.final_image.read_bytes())
                 scores = evaluator.score(kept, content, style)
+                scores["worst"] = max(scores[f"style.{n}"] for n in STYLE_LAYERS)
+                scores.update(score_result(kept, content, style).as_dict())
                 results[pair][label] = {"seconds": seconds, **scores}
                 print(
                     f"{pair:<20}{label:<14}{seconds:7.1f} s  content {scores['content']:.3f}  "
-                    f"style {scores['style']:.4f}  "
-                    + " ".join(f"{scores[f'style.{n}']:.3g}" for n in STYLE_LAYERS),
+                    f"worst {scores['worst']:.3f}  "
+                    + " ".join(f"{scores[f'style.{n}']:.3g}" for n in STYLE_LAYERS)
+                    + "  "
+                    + " ".join(f"{c} {scores[c]}" for c in SCORE_COLUMNS),
                     flush=True,
                 )
                 row.append(kept)
@@ -135,8 +157,18 @@ def main() -> None:
     print(f"sheet: {out / 'sheet.png'}")
 
 
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
 def _markdown(results: dict[str, dict[str, dict[str, float]]], labels: list[str]) -> str:
-    columns = ["seconds", "content", "style", *(f"style.{n}" for n in STYLE_LAYERS)]
+    columns = [
+        "seconds",
+        "content",
+        "worst",
+        *(f"style.{n}" for n in STYLE_LAYERS),
+        *SCORE_COLUMNS,
+    ]
     lines = [
         "| pair | variant | " + " | ".join(columns) + " |",
         "|" + " --- |" * (len(columns) + 2),
@@ -145,12 +177,15 @@ def _markdown(results: dict[str, dict[str, dict[str, float]]], labels: list[str]
         for label in labels:
             values = by_label[label]
             lines.append(
-                f"| {pair} | {label} | " + " | ".join(f"{values[c]:.3g}" for c in columns) + " |"
+                f"| {pair} | {label} | " + " | ".join(_cell(values[c]) for c in columns) + " |"
             )
     for label in labels:
-        # Geometric means: errors span decades, and one pair should not dominate.
+        # Geometric means: errors span decades, and one pair should not dominate. Faces
+        # are counted, not averaged.
         means = [
-            math.exp(
+            sum(results[p][label][c] or 0 for p in results)
+            if c == "new_faces"
+            else math.exp(
                 sum(math.log(max(results[p][label][c], 1e-12)) for p in results) / len(results)
             )
             for c in columns

@@ -102,7 +102,7 @@ class WeightsConfig(Strict):
     style: float = Field(default=2.0, description="β")
     tv: float = Field(default=0.0, description="γ, total-variation smoothing")
     palette: float = Field(
-        default=0.0,
+        default=1.0,
         description="the palette term's weight: the image's colours matched to the painting's as a distribution (sliced Wasserstein of pixel colours, relative to the photo's own distance); only with `color: style`",
     )
 
@@ -166,6 +166,10 @@ class LossConfig(Strict):
     style: Literal["gram", "wasserstein"] = Field(
         default="gram",
         description="the style statistic: `gram` (Gram matrices, Gatys et al.) or `wasserstein` (each layer's feature mean and covariance, matched by the 2-Wasserstein distance between Gaussians; see Creative control)",
+    )
+    objects: Literal["avoid", "allow"] = Field(
+        default="avoid",
+        description="`avoid`: a block-5 style layer (relu5_1 …) is turned down as far as the painting's features there differ from place to place (a face, an animal, an object rather than a texture), so the painting's objects are not painted into the photo; `allow`: every style layer at its weight",
     )
 
 

@@ -46,6 +46,11 @@ def layer_index(name: str) -> int:
     return _LAYER_INDEX[name]
 
 
+def layer_block(name: str) -> int:
+    """The VGG19 block (1-5) a named layer belongs to: `relu5_1` and `pool5` are block 5."""
+    return int(name.removeprefix("conv").removeprefix("relu").removeprefix("pool")[0])
+
+
 def downsampling_factor(names: Iterable[str]) -> int:
     """How many times the image is halved (2**pools) before the deepest of these layers."""
     deepest = max(layer_index(n) for n in names)

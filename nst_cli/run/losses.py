@@ -61,16 +61,19 @@ def build_loss(
             )  # fmt: skip
         )
     weights = [spec.weight if spec else 1.0 for spec in specs][: len(blend)]
+    layers = _style_layers(config, extractor, styles, specs, weights, cache)
     targets = blend[0] if len(blend) == 1 else blend_targets(blend, weights)
     if inputs_masks:
-        loss = _masked_loss(config, extractor, content, blend, weights, inputs_masks, tile)
+        loss = _masked_loss(config, extractor, content, blend, weights, inputs_masks, tile, layers)
         return _with_palette(loss, config, content, styles, weights)
     # One pass over the content serves both its targets and the style normalisers.
     tiler = Tiler.plan(extractor, content.shape[-2:], tile, config.network_layers)
     form = config.loss.gram
     wanted = [*config.layers.content, *(config.layers.style if config.loss.normalize else ())]
     if not wanted:
-        return _with_palette(_loss_for(config, {}, targets), config, content, styles, weights)
+        return _with_palette(
+            _loss_for(config, {}, targets, layers), config, content, styles, weights
+        )
     kept, sums, shapes = tiler.collect(
         content,
         wanted,
@@ -83,8 +86,30 @@ def build_loss(
     # from the style's at this scale (see losses.style_norms).
     norms = style_norms_from_sums(sums, shapes, targets, form) if config.loss.normalize else None
     return _with_palette(
-        _loss_for(config, kept, targets, norms=norms), config, content, styles, weights
+        _loss_for(config, kept, targets, layers, norms=norms), config, content, styles, weights
     )
+
+
+def _style_layers(
+    config: Config,
+    extractor: FeatureExtractor,
+    styles: Sequence[torch.Tensor],
+    specs: Sequence[StyleImage | None],
+    weights: Sequence[float],
+    cache: ModelCache,
+) -> dict[str, float]:
+    """The style layers' weights in force: with `loss.objects: avoid`, each object-block
+    layer scaled by how much of a texture the paintings are there (core.objects; a blend's
+    paintings by their shares)."""
+    layers = dict(config.layers.style)
+    if config.loss.objects != "avoid":
+        return layers
+    total = sum(weights) or 1.0
+    for index, (image, spec, weight) in enumerate(zip(styles, specs, weights, strict=False)):
+        key = (str(spec.path if spec else config.style), index)
+        for name, share in cache.texture_shares(extractor, image, key, layers).items():
+            layers[name] -= config.layers.style[name] * (1.0 - share) * weight / total
+    return layers
 
 
 def _with_palette(
@@ -111,6 +136,7 @@ def _loss_for(
     config: Config,
     content_targets: dict[str, torch.Tensor],
     targets: dict[str, Any],
+    style_layers: dict[str, float],
     norms: dict[str, torch.Tensor] | None = None,
     regions: Sequence[Region] = (),
 ) -> StyleTransferLoss:
@@ -119,7 +145,7 @@ def _loss_for(
         content_targets,
         targets,
         config.layers.content,
-        config.layers.style,
+        style_layers,
         config.weights.content,
         config.weights.style,
         config.weights.tv,
@@ -137,7 +163,8 @@ def _masked_loss(
     per_style: list[dict[str, Any]],
     weights: list[float],
     masks: Sequence[tuple[torch.Tensor, int]],
-    tile: int | None = None,
+    tile: int | None,
+    style_layers: dict[str, float],
 ) -> StyleTransferLoss:
     """Each masked style only inside its region (guided Grams, masks downsampled to each
     layer); outside every mask only the content loss applies."""
@@ -170,4 +197,4 @@ def _masked_loss(
         for i, region in enumerate(regions):
             per_layer = {name: take_sums(sums, f"{i}:{name}") for name in region.targets}
             region.norms = region_norms_from_sums(region, per_layer, channels)
-    return _loss_for(config, kept, {}, regions=regions)
+    return _loss_for(config, kept, {}, style_layers, regions=regions)

@@ -14,6 +14,7 @@ from nst_cli.core.devices import (
 )
 from nst_cli.core.features import FeatureExtractor, build_extractor
 from nst_cli.core.losses.total import target_sums, targets_from_sums
+from nst_cli.core.objects import object_layers, texture_shares
 from nst_cli.core.tiles import Tiler
 from nst_cli.run.inputs import layer_fits
 
@@ -31,6 +32,7 @@ class ModelCache:
         self._extractors: dict[tuple[Any, ...], FeatureExtractor] = {}
         self._targets: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
+        self._shares: dict[tuple[Any, ...], dict[str, float]] = {}
 
     def extractor(
         self, config: Config, layers: Sequence[str], device: torch.device, precision: str
@@ -52,6 +54,7 @@ class ModelCache:
             ).to(device)
             self._extractors[key] = cached
             self._targets.clear()
+            self._shares.clear()
             self._compiled.pop(key, None)
         # How it runs may differ between the runs of a sweep; what it computes does not.
         return cached.configure(
@@ -69,6 +72,33 @@ class ModelCache:
         if key not in self._compiled:
             self._compiled[key] = torch.compile(extractor)
         return self._compiled[key]
+
+    def texture_shares(
+        self,
+        extractor: FeatureExtractor,
+        painting: torch.Tensor,
+        key: tuple[Any, ...],
+        layers: dict[str, float],
+    ) -> dict[str, float]:
+        """How much of each object-block style layer this painting keeps (core.objects),
+        measured once per painting and network: the answer does not depend on the scale."""
+        full_key = (id(extractor), key, tuple(object_layers(layers)))
+        cached = self._shares.get(full_key)
+        if cached is None:
+            cached = texture_shares(extractor, painting, layers)
+            turned = {name: share for name, share in cached.items() if share < 1.0}
+            if turned:
+                log.info(
+                    "%s: %s; its deepest features are objects (a face, an animal), not "
+                    "texture, so they are not painted into the photo (loss.objects: allow "
+                    "keeps them)",
+                    key[0],
+                    ", ".join(
+                        f"{name} at {share:.2f} of its weight" for name, share in turned.items()
+                    ),
+                )
+            self._shares[full_key] = cached
+        return cached
 
     def style_targets(
         self,
