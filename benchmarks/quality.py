@@ -54,6 +54,7 @@ TUNING = {
     "coffee-chelsea": ("coffee.png", "chelsea.png"),  # a cat as the style
     "car-fluid": ("car.png", "fluid.png"),  # the sample job
     "chelsea-strokes": ("chelsea.png", "strokes.png"),  # an animal photo, a strong palette
+    "rocket-cubist": ("rocket.jpg", "cubist.png"),  # a bright sky, a dark and muted painting
 }
 ALL_PAIRS = {**PAIRS, **TUNING}
 SCORE_COLUMNS = ("style_swd", "palette_swd", "structure_ssim", "new_faces")

@@ -1,5 +1,5 @@
-"""The package's shape: no import cycles between its modules, and no module too long to read.
-(The layer order itself is import-linter's contract: `lint-imports`, run by CI.)"""
+"""The package's shape: no import cycles between its modules, no module too long to read,
+and every sample image credited. (The layer order itself is import-linter's contract: `lint-imports`, run by CI.)"""
 
 from __future__ import annotations
 
@@ -73,3 +73,10 @@ def test_no_module_is_over_500_lines() -> None:
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500
     }
     assert not long, long
+
+
+def test_every_sample_image_is_credited_in_sources() -> None:
+    samples = Path(__file__).resolve().parents[2] / "samples"
+    sources = (samples / "SOURCES.md").read_text(encoding="utf-8")
+    images = [p.name for p in samples.iterdir() if p.suffix in {".png", ".jpg", ".mp4"}]
+    assert images and all(f"`{name}`" in sources for name in images), images

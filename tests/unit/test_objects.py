@@ -1,0 +1,90 @@
+"""Texture, not objects (core.objects): a painting's block-5 layers are weighed by how
+stationary its features are there, so a portrait's face is not painted into a landscape."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from nst_cli.config.resolve import resolve_config
+from nst_cli.core.layers import layer_block
+from nst_cli.core.objects import OBJECTS, TEXTURE, nonstationarity, texture_share
+from nst_cli.errors import ConfigError
+from nst_cli.run.inputs import load_inputs, stage_images
+from nst_cli.run.losses import build_loss
+from nst_cli.run.models import ModelCache
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def test_a_texture_is_stationary_and_an_object_is_not() -> None:
+    generator = torch.Generator().manual_seed(0)
+    texture = torch.rand(1, 16, 24, 24, generator=generator)
+    thing = torch.full((1, 16, 24, 24), 0.05)
+    thing[..., 2:10, 3:11] = torch.rand(1, 16, 8, 8, generator=generator) + 1.0  # one place
+    assert nonstationarity(texture) < 0.05
+    assert nonstationarity(thing) > 1.0
+
+
+def test_the_share_is_whole_below_texture_none_above_objects_and_linear_between() -> None:
+    assert texture_share(0.0) == texture_share(TEXTURE) == 1.0
+    assert texture_share(OBJECTS) == texture_share(5.0) == 0.0
+    assert texture_share((TEXTURE + OBJECTS) / 2) == pytest.approx(0.5)
+
+
+def test_layer_blocks() -> None:
+    assert [layer_block(n) for n in ("relu1_1", "conv3_4", "pool4", "relu5_1", "relu5_4")] == [
+        1,
+        3,
+        4,
+        5,
+        5,
+    ]
+
+
+def _style_weights(style: str | list[str], *sets: str) -> dict[str, float]:
+    styles = [style] if isinstance(style, str) else style
+    config = resolve_config(
+        None,
+        [*sets],
+        {
+            "content": str(SAMPLES / "rocket.jpg"),
+            "style": [{"path": str(SAMPLES / s)} for s in styles]
+            if len(styles) > 1
+            else str(SAMPLES / styles[0]),
+            "resolution": 64,
+            "device": "cpu",
+        },
+    )
+    cache = ModelCache()
+    extractor = cache.extractor(config, config.network_layers, torch.device("cpu"), "fp32")
+    content, paintings = stage_images(config, load_inputs(config), 64)
+    return build_loss(config, extractor, content, paintings, cache, 64).style_layers
+
+
+def test_a_portraits_deepest_layer_is_turned_off_and_a_textures_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO):
+        portrait = _style_weights("astronaut.png")
+    assert portrait["relu5_1"] == 0.0
+    assert all(portrait[n] == 1.0 for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1"))
+    assert "relu5_1 at 0.00 of its weight" in caplog.text and "loss.objects: allow" in caplog.text
+    for painting in ("fluid.png", "swirls.png", "strokes.png"):
+        assert _style_weights(painting)["relu5_1"] == 1.0, painting
+
+
+def test_allow_keeps_every_layer_and_a_blend_turns_down_by_share() -> None:
+    assert _style_weights("astronaut.png", "loss.objects=allow")["relu5_1"] == 1.0
+    blend = _style_weights(["astronaut.png", "fluid.png"])
+    assert blend["relu5_1"] == pytest.approx(0.5)
+    tripled = _style_weights("astronaut.png", "layers.style.relu5_1=3")
+    assert tripled["relu5_1"] == 0.0 and tripled["relu1_1"] == 1.0
+
+
+def test_an_unknown_objects_mode_is_one_line() -> None:
+    with pytest.raises(ConfigError, match="loss.objects"):
+        resolve_config(None, ["loss.objects=never"], {"content": "a.png", "style": "b.png"})
