@@ -1,5 +1,6 @@
 """The package's shape: no import cycles between its modules, no module too long to read,
-and every sample image credited. (The layer order itself is import-linter's contract: `lint-imports`, run by CI.)"""
+and every sample image credited. (The layer order itself is import-linter's contract:
+`lint-imports`, run by CI.)"""
 
 from __future__ import annotations
 
