@@ -14,7 +14,7 @@ from nst_cli.core.features import FeatureExtractor
 from nst_cli.core.layers import downsampling_factor
 from nst_cli.core.losses.common import Crop, Sums, put_sums, take_sums
 from nst_cli.core.losses.guided import Region, region_norms_from_sums
-from nst_cli.core.losses.palette import PaletteTerm
+from nst_cli.core.losses.palette import PaletteTerm, pooled_colours, pooling_for
 from nst_cli.core.losses.total import (
     StyleTransferLoss,
     blend_targets,
@@ -123,12 +123,13 @@ def _with_palette(
     painting's colours, each painting weighing its share of a blend."""
     if not config.weights.palette or config.color != "style":
         return loss
-    colours = [s[0].reshape(3, -1).T for s in styles]
+    pooling = pooling_for(content.shape[-2:])
+    colours = [pooled_colours(s, pooling) for s in styles]
     shares = [
         torch.full((len(c),), w / len(c), device=c.device)
         for c, w in zip(colours, weights, strict=False)
     ]
-    term = PaletteTerm(torch.cat(colours), torch.cat(shares)).normalise_by(content)
+    term = PaletteTerm(torch.cat(colours), torch.cat(shares), pooling).normalise_by(content)
     return loss.with_palette(term, config.weights.palette)
 
 

@@ -5,9 +5,17 @@ can keep the photo's bright sky while every Gram layer matches. This term compar
 colours themselves, by the sliced Wasserstein distance (Heitz et al. 2021, on pixels): the
 pixels' RGB values projected on fixed random directions, sorted, against the painting's at
 the same quantiles. It acts on the pixels, so a tiled run computes it on the whole image.
+
+The image and the painting are compared after the same average pooling, to at most
+`MAX_PIXELS` positions: every sort and elementwise pass is over pixels × directions, and at
+512 px unpooled the term cost a quarter of a step on a 2-core CPU (at print size, gigabytes).
+A palette is a distribution of colours, which a 2×2 block's mean keeps; the fine detail is
+the Gram terms' business.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -17,15 +25,38 @@ PROJECTIONS = 32
 QUANTILES = 1024
 #: At most this many of the painting's colours are used (an even sample of a large one).
 MAX_COLOURS = 1 << 18
+#: The image is average-pooled to at most this many positions before its colours are compared.
+MAX_PIXELS = 1 << 16
+
+
+def pooling_for(size: tuple[int, int] | torch.Size) -> int:
+    """The average-pooling factor that brings an image of (height, width) to at most
+    MAX_PIXELS positions (1: none)."""
+    height, width = size
+    return max(1, math.ceil(math.sqrt(height * width / MAX_PIXELS)))
+
+
+def pooled_colours(image: torch.Tensor, factor: int) -> torch.Tensor:
+    """An image [1, 3, H, W]'s colours [N, 3] after `factor`×`factor` average pooling (the
+    edge's partial blocks averaged over what they hold)."""
+    if factor > 1:
+        image = torch.nn.functional.avg_pool2d(
+            image, factor, ceil_mode=True, count_include_pad=False
+        )
+    return image[0].reshape(3, -1).T
 
 
 class PaletteTerm:
     """mean over directions d of mean_p (sort(x·d)_p − Q_d(p))², over the same distance of
     the content image (`norm`), so the term starts near 1 from the photo, like the others."""
 
-    def __init__(self, painting: torch.Tensor, weights: torch.Tensor | None = None) -> None:
-        """`painting`: [N, 3] colours in [0, 1] (several paintings' pixels stacked), with a
-        weight per colour (a blend's share) or equal weights."""
+    def __init__(
+        self, painting: torch.Tensor, weights: torch.Tensor | None = None, pooling: int = 1
+    ) -> None:
+        """`painting`: [N, 3] colours in [0, 1] (several paintings' pixels stacked, pooled
+        by `pooling` as the image will be: `pooled_colours`), with a weight per colour (a
+        blend's share) or equal weights."""
+        self.pooling = pooling
         generator = torch.Generator().manual_seed(0)
         directions = torch.randn(3, PROJECTIONS, generator=generator)
         self.directions = (directions / directions.norm(dim=0, keepdim=True)).to(painting)
@@ -43,7 +74,7 @@ class PaletteTerm:
 
     def distance(self, image: torch.Tensor) -> torch.Tensor:
         """The raw distance of an image [1, 3, H, W] in [0, 1] to the painting's colours."""
-        pixels = image[0].reshape(3, -1).T.float()
+        pixels = pooled_colours(image, self.pooling).float()
         ordered = torch.sort(pixels @ self.directions.to(pixels), dim=0).values
         return torch.mean((ordered - self._target(ordered.shape[0], pixels)) ** 2)
 
