@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_cli.core.losses.palette import PaletteTerm
+from nst_cli.core.losses.palette import PaletteTerm, pooled_colours, pooling_for
 
 
 def _image(colours: torch.Tensor, side: int = 32) -> torch.Tensor:
@@ -42,3 +42,27 @@ def test_a_blends_shares_weigh_its_paintings_colours() -> None:
     mostly_dark = PaletteTerm(torch.cat([dark, light]), torch.tensor([0.9] * 1000 + [0.1] * 1000))
     grey = torch.full((1, 3, 10, 10), 0.1)
     assert float(mostly_dark(grey)) < float(PaletteTerm(torch.cat([dark, light]))(grey))
+
+
+def test_large_images_are_pooled_to_a_bounded_count_and_keep_their_palette() -> None:
+    assert pooling_for((256, 256)) == 1
+    assert pooling_for((341, 512)) == 2
+    assert pooling_for((2731, 4096)) == 14
+    # Smooth images' palettes are the same pooled or not; every pixel, edges included, moves.
+    ramp = torch.linspace(0, 1, 301)
+    image = torch.stack(
+        [
+            ramp[:, None].expand(301, 301),
+            ramp[None, :].expand(301, 301),
+            0.5 * ramp[:, None].expand(301, 301),
+        ]
+    )[None]
+    blocks = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2)) * 0.5
+    painting = torch.nn.functional.interpolate(blocks, size=(301, 301), mode="nearest")
+    whole = PaletteTerm(pooled_colours(painting, 1))
+    pooled = PaletteTerm(pooled_colours(painting, 2), pooling=2)
+    assert float(pooled(image)) == pytest.approx(float(whole(image)), rel=0.05)
+    image.requires_grad_(True)
+    pooled(image).backward()
+    assert image.grad is not None and bool((image.grad[..., -1, :] != 0).any())
+    assert bool((image.grad[..., :, -1] != 0).any())
