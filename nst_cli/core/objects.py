@@ -6,10 +6,10 @@ paints the painting's objects into the photo: the astronaut's face over a rocket
 shallower layers do not (with relu5_1 off no face forms, see docs/defaults.md).
 
 So a block-5 style layer is weighed by how stationary the painting is there: the Gram of
-each half-size window of the layer is compared with the whole painting's. Procedural
-paintings (fluid, swirls, strokes) differ by 0.13-0.32 of the Gram's power at relu5_1;
-photos of a face, a cat or a cup by 0.64-1.6. Below `TEXTURE` the layer keeps its weight,
-above `OBJECTS` it is off, linearly between. Measured with the painting at `MEASURE_SIDE`
+each half-size window of the layer is compared with the whole painting's. The procedural
+paintings (fluid, swirls, strokes, cubist) differ by 0.11-0.35 of the Gram's power at
+relu5_1; photos of a rocket, a face, a cat or a cup by 0.83-1.57. Below `TEXTURE` the layer
+keeps its weight, above `OBJECTS` it is off, linearly between. Measured with the painting at `MEASURE_SIDE`
 px, so the answer does not change with the run's resolution or scale.
 """
 
@@ -28,7 +28,7 @@ OBJECT_BLOCK = 5
 #: The painting's long side while it is measured.
 MEASURE_SIDE = 320
 #: Non-stationarity up to which a layer keeps its weight, and from which it is off.
-TEXTURE, OBJECTS = 0.4, 0.6
+TEXTURE, OBJECTS = 0.45, 0.75
 #: Windows per side (overlapping, each half the layer's height and width).
 WINDOWS = 3
 
@@ -36,7 +36,7 @@ WINDOWS = 3
 def nonstationarity(features: torch.Tensor) -> float:
     """How much the Gram of a half-size window differs from the whole layer's, as a share
     of the Gram's mean power (mean over a 3×3 grid of overlapping windows): about 0 for a
-    texture, over 0.6 where the layer sees objects."""
+    texture, over 0.75 where the layer sees objects."""
     whole = gram_matrix(features)
     power = float(whole.pow(2).mean()) or 1.0
     height, width = features.shape[-2:]

@@ -17,6 +17,7 @@ from nst_cli.config.resolve import (
 from nst_cli.core import color
 from nst_cli.core.features import FeatureExtractor
 from nst_cli.core.layers import downsampling_factor, layer_index
+from nst_cli.core.objects import MEASURE_SIDE
 from nst_cli.core.pixels import (
     fit_long_side,
     resize_long_side,
@@ -187,3 +188,9 @@ def stage_masks(inputs: Inputs, content: torch.Tensor) -> list[tuple[torch.Tenso
         (to_tensor(resize_to(mask, (width, height)).convert("RGB"))[:, :1], index)
         for mask, index in inputs.masks
     ]
+
+
+def measured_styles(inputs: Inputs) -> list[torch.Tensor]:
+    """The style images at the size core.objects measures them (from the decoded images,
+    so the answer is the same at every scale of a run)."""
+    return [to_tensor(resize_long_side(style, MEASURE_SIDE)) for style in inputs.styles]

@@ -36,10 +36,13 @@ def build_loss(
     size: int,
     inputs_masks: Sequence[tuple[torch.Tensor, int]] = (),
     tile: int | None = None,
+    measured: Sequence[torch.Tensor] = (),
 ) -> StyleTransferLoss:
     """Targets are computed once per scale: content features, and the style Grams (cached
     across runs; several style images blend by their weights). With `tile`, every pass
-    over an image runs in tiles of about that many px (core.tiles)."""
+    over an image runs in tiles of about that many px (core.tiles). `measured`: the style
+    images as core.objects measures them (run.inputs.measured_styles); without them, the
+    scale's style images are measured."""
     styles = [style] if isinstance(style, torch.Tensor) else list(style)
     specs: list[StyleImage | None] = list(config.style_images) or [None]
     blend = []
@@ -61,7 +64,7 @@ def build_loss(
             )  # fmt: skip
         )
     weights = [spec.weight if spec else 1.0 for spec in specs][: len(blend)]
-    layers = _style_layers(config, extractor, styles, specs, weights, cache)
+    layers = _style_layers(config, extractor, measured or styles, specs, weights, cache)
     targets = blend[0] if len(blend) == 1 else blend_targets(blend, weights)
     if inputs_masks:
         loss = _masked_loss(config, extractor, content, blend, weights, inputs_masks, tile, layers)

@@ -13,7 +13,7 @@ from nst_cli.config.resolve import resolve_config
 from nst_cli.core.layers import layer_block
 from nst_cli.core.objects import OBJECTS, TEXTURE, nonstationarity, texture_share
 from nst_cli.errors import ConfigError
-from nst_cli.run.inputs import load_inputs, stage_images
+from nst_cli.run.inputs import load_inputs, measured_styles, stage_images
 from nst_cli.run.losses import build_loss
 from nst_cli.run.models import ModelCache
 
@@ -61,8 +61,12 @@ def _style_weights(style: str | list[str], *sets: str) -> dict[str, float]:
     )
     cache = ModelCache()
     extractor = cache.extractor(config, config.network_layers, torch.device("cpu"), "fp32")
-    content, paintings = stage_images(config, load_inputs(config), 64)
-    return build_loss(config, extractor, content, paintings, cache, 64).style_layers
+    inputs = load_inputs(config)
+    content, paintings = stage_images(config, inputs, 64)
+    measured = measured_styles(inputs)
+    return build_loss(
+        config, extractor, content, paintings, cache, 64, measured=measured
+    ).style_layers
 
 
 def test_a_portraits_deepest_layer_is_turned_off_and_a_textures_kept(
