@@ -175,8 +175,12 @@ def _unturned(x: int, y: int, w: int, h: int, turns: int, height: int, width: in
 
 
 def new_faces(image: np.ndarray, content: np.ndarray) -> list[Box] | None:
-    """Faces in the result that are not where the photo has one (None: no detectors)."""
-    in_result, in_photo = faces(image), faces(content)
-    if in_result is None or in_photo is None:
+    """Faces in the result that are not where the photo has one (None: no detectors). The
+    photo is searched only when the result holds a face."""
+    in_result = faces(image)
+    if not in_result:
+        return in_result
+    in_photo = faces(content)
+    if in_photo is None:
         return None
     return [box for box in in_result if not any(box.overlaps(p) for p in in_photo)]
