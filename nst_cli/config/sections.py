@@ -103,7 +103,7 @@ class WeightsConfig(Strict):
     tv: float = Field(default=0.0, description="γ, total-variation smoothing")
     palette: float = Field(
         default=1.0,
-        description="the palette term's weight: the image's colours matched to the painting's as a distribution (sliced Wasserstein of pixel colours, relative to the photo's own distance); only with `color: style`",
+        description="the palette term's weight: the image's colours matched to the painting's as a distribution (sliced Wasserstein of pixel colours, relative to the photo's own distance); with `color: style` and `luminance` (whose run is the default one), not with `histogram` or masks",
     )
 
     @field_validator("content", "style", "tv", "palette")

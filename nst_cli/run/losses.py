@@ -67,8 +67,9 @@ def build_loss(
     layers = _style_layers(config, extractor, measured or styles, specs, weights, cache)
     targets = blend[0] if len(blend) == 1 else blend_targets(blend, weights)
     if inputs_masks:
-        loss = _masked_loss(config, extractor, content, blend, weights, inputs_masks, tile, layers)
-        return _with_palette(loss, config, content, styles, weights)
+        # No palette term: each painting's colours belong to its own region, and the term
+        # compares the whole image's colours.
+        return _masked_loss(config, extractor, content, blend, weights, inputs_masks, tile, layers)
     # One pass over the content serves both its targets and the style normalisers.
     tiler = Tiler.plan(extractor, content.shape[-2:], tile, config.network_layers)
     form = config.loss.gram
@@ -122,9 +123,10 @@ def _with_palette(
     styles: Sequence[torch.Tensor],
     weights: Sequence[float],
 ) -> StyleTransferLoss:
-    """The palette term added, where weighed and the colours are the painting's: every
-    painting's colours, each painting weighing its share of a blend."""
-    if not config.weights.palette or config.color != "style":
+    """The palette term added, where weighed and the run's colours are the painting's
+    (`color: style`, and `luminance`, whose run is the default one with the photo's colours
+    put back afterwards): every painting's colours, each weighing its share of a blend."""
+    if not config.weights.palette or config.color not in ("style", "luminance"):
         return loss
     pooling = pooling_for(content.shape[-2:])
     colours = [pooled_colours(s, pooling) for s in styles]

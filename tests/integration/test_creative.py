@@ -57,7 +57,10 @@ def test_luminance_keeps_the_contents_colours_and_the_default_does_not(
         np.asarray(Image.open(runs[mode].final_image).convert("YCbCr"), dtype=np.int16)[..., 0]
         for mode in ("style", "luminance")
     ]
-    assert np.abs(lumas[0] - lumas[1]).mean() < 1.5 and np.median(np.abs(lumas[0] - lumas[1])) <= 1
+    # (The painting's palette, which the palette term pulls the run to, puts more of them out.)
+    assert np.abs(lumas[0] - lumas[1]).mean() < 2.0 and np.median(np.abs(lumas[0] - lumas[1])) <= 1
+    # The same optimisation, step for step: the same losses.
+    assert runs["luminance"].losses == runs["style"].losses
 
 
 def test_a_failed_luminance_run_keeps_its_colours_in_the_image_it_leaves(
@@ -111,7 +114,9 @@ def test_wasserstein_lowers_the_mean_covariance_distance_more_than_gram(
 ) -> None:
     distances = {}
     for statistic in ("gram", "wasserstein"):
-        result = _run(tiny_config, tmp_path / statistic, f"loss.style={statistic}", steps=10)
+        # The statistics alone: the palette term pulls both runs' colours the same way.
+        sets = (f"loss.style={statistic}", "weights.palette=0")
+        result = _run(tiny_config, tmp_path / statistic, *sets, steps=10)
         assert result.status == "completed"
         distances[statistic] = _w2(result.final_image, style_path)
     assert distances["wasserstein"] < distances["gram"], distances
