@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from nst_cli.config.resolve import resolve_config
 from nst_cli.core.losses.palette import PaletteTerm, pooled_colours, pooling_for
+from nst_cli.run.inputs import load_inputs, stage_images
+from nst_cli.run.losses import build_loss
+from nst_cli.run.models import ModelCache
 
 
 def _image(colours: torch.Tensor, side: int = 32) -> torch.Tensor:
@@ -66,3 +72,30 @@ def test_large_images_are_pooled_to_a_bounded_count_and_keep_their_palette() -> 
     pooled(image).backward()
     assert image.grad is not None and bool((image.grad[..., -1, :] != 0).any())
     assert bool((image.grad[..., :, -1] != 0).any())
+
+
+@pytest.mark.parametrize(
+    ("sets", "on"),
+    [
+        ([], True),
+        (["color=luminance"], True),
+        (["color=histogram"], False),
+        (["weights.palette=0"], False),
+    ],
+)
+def test_the_term_runs_where_the_runs_colours_are_the_paintings(sets: list[str], on: bool) -> None:
+    samples = Path(__file__).resolve().parents[2] / "samples"
+    config = resolve_config(
+        None,
+        sets,
+        {
+            "content": str(samples / "car.png"),
+            "style": str(samples / "fluid.png"),
+            "resolution": 64,
+        },
+    )
+    cache = ModelCache()
+    extractor = cache.extractor(config, config.network_layers, torch.device("cpu"), "fp32")
+    content, paintings = stage_images(config, load_inputs(config), 64)
+    loss = build_loss(config, extractor, content, paintings, cache, 64)
+    assert (loss.palette is not None) is on
