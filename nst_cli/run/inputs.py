@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -77,6 +78,12 @@ class Inputs:
     def style(self) -> Image.Image:
         """The first (or only) style image."""
         return self.styles[0]
+
+    @cached_property
+    def measured_styles(self) -> list[torch.Tensor]:
+        """The style images at the size core.objects measures them (from the decoded images,
+        so the answer is the same at every scale of a run); made once, on first use."""
+        return [to_tensor(resize_long_side(style, MEASURE_SIDE)) for style in self.styles]
 
 
 def load_inputs(config: Config, allow_large: bool = False) -> Inputs:
@@ -188,9 +195,3 @@ def stage_masks(inputs: Inputs, content: torch.Tensor) -> list[tuple[torch.Tenso
         (to_tensor(resize_to(mask, (width, height)).convert("RGB"))[:, :1], index)
         for mask, index in inputs.masks
     ]
-
-
-def measured_styles(inputs: Inputs) -> list[torch.Tensor]:
-    """The style images at the size core.objects measures them (from the decoded images,
-    so the answer is the same at every scale of a run)."""
-    return [to_tensor(resize_long_side(style, MEASURE_SIDE)) for style in inputs.styles]

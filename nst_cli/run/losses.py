@@ -41,7 +41,7 @@ def build_loss(
     """Targets are computed once per scale: content features, and the style Grams (cached
     across runs; several style images blend by their weights). With `tile`, every pass
     over an image runs in tiles of about that many px (core.tiles). `measured`: the style
-    images as core.objects measures them (run.inputs.measured_styles); without them, the
+    images as core.objects measures them (Inputs.measured_styles); without them, the
     scale's style images are measured."""
     styles = [style] if isinstance(style, torch.Tensor) else list(style)
     specs: list[StyleImage | None] = list(config.style_images) or [None]

@@ -20,7 +20,7 @@ from nst_cli.core.pixels import (
 )
 from nst_cli.core.schedule import Stage
 from nst_cli.core.tiles import Tiler
-from nst_cli.run.inputs import measured_styles, stage_images, stage_masks
+from nst_cli.run.inputs import stage_images, stage_masks
 from nst_cli.run.losses import build_loss
 from nst_cli.run.memory import plan_memory
 from nst_cli.run.state import Prepared
@@ -120,7 +120,7 @@ def _lane(
     masks = [(m.to(device), i) for m, i in stage_masks(prepared.inputs, content)]
     tile = plan_memory(config, prepared.inputs, stage.size).tile
     objects = config.loss.objects == "avoid"
-    measured = [s.to(device) for s in measured_styles(prepared.inputs)] if objects else []
+    measured = [s.to(device) for s in prepared.inputs.measured_styles] if objects else []
     loss = build_loss(
         config, extractor, content, styles, prepared.cache, stage.size, masks, tile, measured
     )

@@ -13,7 +13,7 @@ from nst_cli.config.resolve import resolve_config
 from nst_cli.core.layers import layer_block
 from nst_cli.core.objects import OBJECTS, TEXTURE, nonstationarity, texture_share
 from nst_cli.errors import ConfigError
-from nst_cli.run.inputs import load_inputs, measured_styles, stage_images
+from nst_cli.run.inputs import load_inputs, stage_images
 from nst_cli.run.losses import build_loss
 from nst_cli.run.models import ModelCache
 
@@ -63,7 +63,7 @@ def _style_weights(style: str | list[str], *sets: str) -> dict[str, float]:
     extractor = cache.extractor(config, config.network_layers, torch.device("cpu"), "fp32")
     inputs = load_inputs(config)
     content, paintings = stage_images(config, inputs, 64)
-    measured = measured_styles(inputs)
+    measured = inputs.measured_styles
     return build_loss(
         config, extractor, content, paintings, cache, 64, measured=measured
     ).style_layers
