@@ -4,6 +4,7 @@ Not a test: run it by hand when defaults or losses change, and look at the sheet
     python benchmarks/quality.py                                  # the defaults, 512 px
     python benchmarks/quality.py --resolution 256 --variant raw="loss.normalize=false"
     python benchmarks/quality.py --variant a="weights.style=1" --variant b="weights.style=4"
+    python benchmarks/quality.py --out outputs/quality --rescore  # measure kept results again
 
 Each --variant is `label=key=value;key=value` (any config key, as --set); several variants
 become columns side by side. Writes into --out (default outputs/quality):
@@ -101,7 +102,16 @@ def main() -> None:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="outputs/quality")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="stylise nothing: measure the results kept in --out again with `nst score` "
+        "(after the evaluator changed) and rewrite results.json and results.md",
+    )
     args = parser.parse_args()
+    if args.rescore:
+        _rescore(Path(args.out))
+        return
 
     variants = [_parse_variant(v) for v in args.variant] or [("defaults", [])]
     groups = {"sheet": list(PAIRS), "tuning": list(TUNING), "all": list(ALL_PAIRS)}
@@ -156,6 +166,22 @@ def main() -> None:
     (out / "results.md").write_text(_markdown(results, [label for label, _ in variants]))
     print(_markdown(results, [label for label, _ in variants]))
     print(f"sheet: {out / 'sheet.png'}")
+
+
+def _rescore(out: Path) -> None:
+    """Replace the `nst score` columns of a finished benchmark with fresh measures of the
+    images it kept; the Gram evaluator's columns and the times stay as they were run."""
+    results = json.loads((out / "results.json").read_text())
+    for pair, by_label in results.items():
+        content, style = (SAMPLES / name for name in ALL_PAIRS[pair])
+        for label, values in by_label.items():
+            started = time.perf_counter()
+            values.update(score_result(out / f"{pair}_{label}.png", content, style).as_dict())
+            print(f"{pair:<20}{label:<14}scored in {time.perf_counter() - started:.2f} s")
+    labels = list(dict.fromkeys(label for by_label in results.values() for label in by_label))
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.md").write_text(_markdown(results, labels))
+    print(_markdown(results, labels))
 
 
 def _cell(value: float | None) -> str:

@@ -3,8 +3,10 @@ the painting's, how much of the photo's structure it keeps, and whether objects 
 painting (faces) appeared in it.
 
 - style distance: the sliced Wasserstein distance between the result's and the painting's
-  VGG19 features at relu1_1 … relu5_1, each layer over the painting's own spread, averaged.
-  Unlike a Gram distance it compares whole feature distributions, not their second moments.
+  VGG19 features at relu1_1 … relu5_1, each layer over the painting's own spread, averaged,
+  with both images at MEASURE_SIDE px (so results of any size compare, and a print-size one
+  costs what a screen-size one does). Unlike a Gram distance it compares whole feature
+  distributions, not their second moments.
 - palette distance: the sliced Wasserstein distance between the result's and the painting's
   pixel colours in CIELAB (units: ΔE, about 1 = a just-visible difference).
 - structure: SSIM of the luminance of result and photo at a quarter of the size (the strokes
@@ -23,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-#: The layers of the style distance.
+#: The layers of the style distance, and the long side both images are measured at.
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+MEASURE_SIDE = 256
 #: Random directions the sliced distances average over, and the most positions they use.
 PROJECTIONS = 128
 MAX_POINTS = 8192
@@ -40,10 +43,11 @@ def sliced_wasserstein(
     a, b = _subsample(points), _subsample(reference)
     directions = torch.randn(a.shape[1], projections, generator=generator, dtype=torch.float64)
     directions /= directions.norm(dim=0, keepdim=True)
-    pa = torch.sort(a.double() @ directions, dim=0).values
-    pb = torch.sort(b.double() @ directions, dim=0).values
+    # numpy's sort (vectorised) is several times torch's on a CPU; the order is the same.
+    pa = np.sort((a.double() @ directions).numpy(), axis=0)
+    pb = np.sort((b.double() @ directions).numpy(), axis=0)
     count = min(len(pa), len(pb))
-    quantiles = (torch.arange(count, dtype=torch.float64) + 0.5) / count
+    quantiles = (np.arange(count, dtype=np.float64) + 0.5) / count
     return math.sqrt(float(((_at(pa, quantiles) - _at(pb, quantiles)) ** 2).mean()))
 
 
@@ -54,9 +58,9 @@ def _subsample(points: torch.Tensor) -> torch.Tensor:
     return points[torch.linspace(0, len(points) - 1, MAX_POINTS).long()]
 
 
-def _at(sorted_values: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
+def _at(sorted_values: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
     """Each column's values at these quantiles (nearest rank)."""
-    index = (quantiles * len(sorted_values)).long().clamp_max(len(sorted_values) - 1)
+    index = np.minimum((quantiles * len(sorted_values)).astype(np.int64), len(sorted_values) - 1)
     return sorted_values[index]
 
 
@@ -94,9 +98,13 @@ def srgb_to_lab(pixels: np.ndarray) -> np.ndarray:
 def palette_distance(image: np.ndarray, reference: np.ndarray) -> float:
     """The sliced Wasserstein distance between two images' colours in CIELAB (ΔE units);
     images H×W×3 in [0, 1]."""
-    a = torch.from_numpy(srgb_to_lab(image).reshape(-1, 3))
-    b = torch.from_numpy(srgb_to_lab(reference).reshape(-1, 3))
-    return sliced_wasserstein(a, b)
+    # The positions are picked first (the same ones sliced_wasserstein would pick), so only
+    # those are converted: the same distance, without a Lab copy of a print-size image.
+    a = _subsample(torch.from_numpy(image.reshape(-1, 3)))
+    b = _subsample(torch.from_numpy(reference.reshape(-1, 3)))
+    return sliced_wasserstein(
+        torch.from_numpy(srgb_to_lab(a.numpy())), torch.from_numpy(srgb_to_lab(b.numpy()))
+    )
 
 
 def structure(image: np.ndarray, reference: np.ndarray) -> float:
@@ -123,6 +131,8 @@ def structure(image: np.ndarray, reference: np.ndarray) -> float:
 
 #: OpenCV's bundled cascades for the objects that leak most often: faces of people and cats.
 CASCADES = ("haarcascade_frontalface_default.xml", "haarcascade_frontalcatface_extended.xml")
+#: The short side faces are searched at (24 px, the detectors' window, is a tenth of it).
+DETECT_SHORT_SIDE = 240
 
 
 @dataclass(frozen=True)
@@ -141,10 +151,13 @@ class Box:
 
 
 def faces(image: np.ndarray) -> list[Box] | None:
-    """Frontal faces (people and cats) in an H×W×3 image in [0, 1], upright or turned by a
-    quarter, half or three-quarter turn (a painted-in face is often on its side or upside
-    down), as boxes in the image's own coordinates; None where this OpenCV build ships no
-    detectors (opencv-python 5 dropped the cascade files)."""
+    """Frontal faces (people and cats) at least a tenth of the short side tall, in an H×W×3
+    image in [0, 1], upright or turned by a quarter, half or three-quarter turn (a painted-in
+    face is often on its side or upside down), as boxes in the image's own coordinates; None
+    where this OpenCV build ships no detectors (opencv-python 5 dropped the cascade files).
+
+    The search runs on a copy whose short side is DETECT_SHORT_SIDE px, where such a face is
+    the detectors' own 24 px window: the cost of a screen-size search at any size."""
     import cv2
 
     folder = Path(getattr(getattr(cv2, "data", None), "haarcascades", "") or "")
@@ -154,15 +167,26 @@ def faces(image: np.ndarray) -> list[Box] | None:
         np.clip(image @ np.array([0.299, 0.587, 0.114]) * 255, 0, 255).astype(np.uint8)
     )
     height, width = grey.shape
-    side = max(24, min(height, width) // 12)
+    scale = min(1.0, DETECT_SHORT_SIDE / min(height, width))
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    small_height, small_width = grey.shape
     found: list[Box] = []
     for name in CASCADES:
         detector = cv2.CascadeClassifier(str(folder / name))
         for turns in range(4):
             turned = np.ascontiguousarray(np.rot90(grey, turns))
-            for x, y, w, h in detector.detectMultiScale(turned, 1.1, 6, minSize=(side, side)):
-                found.append(_unturned(int(x), int(y), int(w), int(h), turns, height, width))
+            for x, y, w, h in detector.detectMultiScale(turned, 1.1, 6, minSize=(24, 24)):
+                box = _unturned(int(x), int(y), int(w), int(h), turns, small_height, small_width)
+                found.append(_scaled(box, 1 / scale))
     return found
+
+
+def _scaled(box: Box, factor: float) -> Box:
+    if factor == 1:
+        return box
+    return Box(*(round(v * factor) for v in (box.x, box.y, box.width, box.height)))
 
 
 def _unturned(x: int, y: int, w: int, h: int, turns: int, height: int, width: int) -> Box:

@@ -3,6 +3,8 @@ optimise (core.score): a judge of the defaults, and a way to rank a sweep's runs
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from PIL import Image
 
 from nst_cli.config.loading import read_png_config
 from nst_cli.core import score as measures
-from nst_cli.core.features import build_extractor
+from nst_cli.core.features import FeatureExtractor, build_extractor
 from nst_cli.core.pixels import fit_long_side, resize_to
 from nst_cli.errors import ConfigError
 from nst_cli.io.images import load_image
@@ -63,7 +65,8 @@ def _array(image: Image.Image) -> np.ndarray:
 
 def score_result(result: Path, content: Path | None = None, style: Path | None = None) -> Score:
     """Measure `result` against its photo and painting (read from the image's own settings
-    when not given). The painting is compared at the result's size at most."""
+    when not given). The painting's palette is compared at the result's size at most, the
+    textures of both at core.score.MEASURE_SIDE."""
     if content is None or style is None:
         found = inputs_of(result)
         content, style = content or found[0], style or found[1]
@@ -72,20 +75,45 @@ def score_result(result: Path, content: Path | None = None, style: Path | None =
     painting = load_image(style, "style")
     if max(painting.size) > max(made.size):
         painting = resize_to(painting, fit_long_side(painting.size, max(made.size)))
-    network = build_extractor("caffe", measures.STYLE_LAYERS)
     with torch.no_grad():
-        ours, theirs = (
-            network(_tensor(image), list(measures.STYLE_LAYERS)) for image in (made, painting)
-        )
-        layers = measures.style_distance(ours, theirs)
-    faces = measures.new_faces(_array(made), _array(photo))
+        ours = _network()(_tensor(_measured(made)), list(measures.STYLE_LAYERS))
+        layers = measures.style_distance(ours, _painting_features(style, painting))
+    made_array, photo_array = _array(made), _array(photo)
+    faces = measures.new_faces(made_array, photo_array)
     return Score(
         style=float(np.mean(list(layers.values()))),
-        palette=measures.palette_distance(_array(made), _array(painting)),
-        structure=measures.structure(_array(made), _array(photo)),
+        palette=measures.palette_distance(made_array, _array(painting)),
+        structure=measures.structure(made_array, photo_array),
         faces=None if faces is None else len(faces),
         style_layers=layers,
     )
+
+
+@functools.cache
+def _network() -> FeatureExtractor:
+    return build_extractor("caffe", measures.STYLE_LAYERS)
+
+
+#: Paintings whose features are kept (a sweep scores many results of one painting).
+_PAINTINGS: dict[tuple[object, ...], dict[str, torch.Tensor]] = {}
+MAX_KEPT_PAINTINGS = 4
+
+
+def _painting_features(path: Path, painting: Image.Image) -> dict[str, torch.Tensor]:
+    """The painting's features at the measuring size, kept per file content and size."""
+    key = (hashlib.sha1(path.read_bytes()).hexdigest(), painting.size)
+    if key not in _PAINTINGS:
+        while len(_PAINTINGS) >= MAX_KEPT_PAINTINGS:
+            _PAINTINGS.pop(next(iter(_PAINTINGS)))
+        _PAINTINGS[key] = _network()(_tensor(_measured(painting)), list(measures.STYLE_LAYERS))
+    return _PAINTINGS[key]
+
+
+def _measured(image: Image.Image) -> Image.Image:
+    """The image at the style distance's measuring size (never enlarged)."""
+    if max(image.size) <= measures.MEASURE_SIDE:
+        return image
+    return resize_to(image, fit_long_side(image.size, measures.MEASURE_SIDE))
 
 
 def _tensor(image: Image.Image) -> torch.Tensor:

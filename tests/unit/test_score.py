@@ -129,3 +129,54 @@ def test_boxes_turn_back_exactly() -> None:
         x, y = int(columns.min()), int(rows.min())
         w, h = int(columns.max()) - x + 1, int(rows.max()) - y + 1
         assert score._unturned(x, y, w, h, turns, 60, 100) == score.Box(10, 5, 20, 8)
+
+
+def test_a_face_in_a_large_image_is_found_where_it_is() -> None:
+    # The search runs on a copy at DETECT_SHORT_SIDE; the boxes come back in the image's own
+    # coordinates.
+    small, large = _photo("astronaut.png", (240, 240)), _photo("astronaut.png", (720, 720))
+    found_small, found_large = score.faces(small), score.faces(large)
+    assert found_small and found_large
+    scaled = [score.Box(b.x * 3, b.y * 3, b.width * 3, b.height * 3) for b in found_small]
+    assert all(any(a.overlaps(b) for a in found_large) for b in scaled)
+
+
+def test_a_print_size_result_is_measured_as_its_screen_size_one(tmp_path: Path) -> None:
+    from nst_cli.run.score import score_result
+
+    photo, painting = SAMPLES / "rocket.jpg", SAMPLES / "strokes.png"
+    image = Image.open(SAMPLES / "coffee.png").convert("RGB")
+    screen, large = tmp_path / "screen.png", tmp_path / "large.png"
+    image.resize((score.MEASURE_SIDE, 192), Image.Resampling.LANCZOS).save(screen)
+    image.resize((4 * score.MEASURE_SIDE, 768), Image.Resampling.LANCZOS).save(large)
+    a, b = score_result(screen, photo, painting), score_result(large, photo, painting)
+    assert a.style > 0.05
+    assert b.style == pytest.approx(a.style, rel=0.03)
+    assert b.palette == pytest.approx(a.palette, rel=0.05)
+
+
+def test_the_palette_distance_converts_only_the_positions_it_compares() -> None:
+    # Picking the positions before the Lab conversion gives the distance of all of them.
+    rocket, coffee = _photo("rocket.jpg", (160, 120)), _photo("coffee.png", (160, 120))
+    every = score.sliced_wasserstein(
+        torch.from_numpy(score.srgb_to_lab(rocket).reshape(-1, 3)),
+        torch.from_numpy(score.srgb_to_lab(coffee).reshape(-1, 3)),
+    )
+    assert score.palette_distance(rocket, coffee) == pytest.approx(every, rel=1e-9)
+
+
+def test_a_painting_changed_on_disk_is_measured_again(tmp_path: Path) -> None:
+    # The painting's features are kept between calls (a sweep scores many results of one
+    # painting), but never past a change to its file.
+    import os
+
+    from nst_cli.run.score import score_result
+
+    result, painting = tmp_path / "result.png", tmp_path / "painting.png"
+    Image.open(SAMPLES / "coffee.png").convert("RGB").resize((96, 64)).save(result)
+    Image.open(SAMPLES / "strokes.png").convert("RGB").resize((96, 96)).save(painting)
+    first = score_result(result, SAMPLES / "rocket.jpg", painting).style
+    assert score_result(result, SAMPLES / "rocket.jpg", painting).style == first
+    Image.open(SAMPLES / "swirls.png").convert("RGB").resize((96, 96)).save(painting)
+    os.utime(painting, ns=(0, 0))  # whatever the file's time says
+    assert score_result(result, SAMPLES / "rocket.jpg", painting).style != first
