@@ -17,8 +17,11 @@ from nst_cli.config.loading import read_png_config
 from nst_cli.core import score as measures
 from nst_cli.core.features import FeatureExtractor, build_extractor
 from nst_cli.core.pixels import fit_long_side, resize_to
-from nst_cli.errors import ConfigError
+from nst_cli.errors import ConfigError, ImageError
 from nst_cli.io.images import load_image
+
+#: The smallest side the style distance can measure: relu5_1 is four poolings deep.
+MIN_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,12 @@ def score_result(result: Path, content: Path | None = None, style: Path | None =
     painting = load_image(style, "style")
     if max(painting.size) > max(made.size):
         painting = resize_to(painting, fit_long_side(painting.size, max(made.size)))
+    for path, image, what in ((result, made, ""), (style, painting, " (at the result's size)")):
+        if min(_measured(image).size) < MIN_SIDE:
+            raise ImageError(
+                f"{path}: {image.size[0]}×{image.size[1]} px{what} is too small to score; the "
+                f"style distance needs at least {MIN_SIDE} px on each side"
+            )
     with torch.no_grad():
         ours = _network()(_tensor(_measured(made)), list(measures.STYLE_LAYERS))
         layers = measures.style_distance(ours, _painting_features(style, painting))

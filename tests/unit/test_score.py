@@ -180,3 +180,13 @@ def test_a_painting_changed_on_disk_is_measured_again(tmp_path: Path) -> None:
     Image.open(SAMPLES / "swirls.png").convert("RGB").resize((96, 96)).save(painting)
     os.utime(painting, ns=(0, 0))  # whatever the file's time says
     assert score_result(result, SAMPLES / "rocket.jpg", painting).style != first
+
+
+def test_an_image_too_small_to_score_is_one_clear_error(tmp_path: Path) -> None:
+    tiny = tmp_path / "tiny.png"
+    Image.open(SAMPLES / "coffee.png").convert("RGB").resize((12, 9)).save(tiny)
+    args = ["score", str(tiny), "--content", str(SAMPLES / "coffee.png")]
+    result = CliRunner().invoke(app, [*args, "--style", str(SAMPLES / "fluid.png")])
+    assert result.exit_code != 0
+    assert "12×9 px is too small to score" in result.output
+    assert "Traceback" not in result.output
