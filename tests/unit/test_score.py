@@ -190,3 +190,18 @@ def test_an_image_too_small_to_score_is_one_clear_error(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "12×9 px is too small to score" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_face_is_counted_only_where_a_second_detector_agrees() -> None:
+    import cv2
+
+    folder = Path(cv2.data.haarcascades)
+    confirmer = cv2.CascadeClassifier(str(folder / score.CASCADES[next(iter(score.CASCADES))]))
+    astronaut = _photo("astronaut.png", (240, 240))
+    grey = np.clip(astronaut @ np.array([0.299, 0.587, 0.114]) * 255, 0, 255).astype(np.uint8)
+    (face,) = [b for b in score.faces(astronaut) or [] if b.width < 120]
+    assert score._confirmed(confirmer, grey, face.x, face.y, face.width, face.height)
+    # The same box over a texture with no face in it is not confirmed.
+    strokes = _photo("strokes.png", (240, 240))
+    texture = np.clip(strokes @ np.array([0.299, 0.587, 0.114]) * 255, 0, 255).astype(np.uint8)
+    assert not score._confirmed(confirmer, texture, face.x, face.y, face.width, face.height)
