@@ -17,6 +17,7 @@ painting (faces) appeared in it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -180,8 +181,7 @@ def faces(image: np.ndarray) -> list[Box] | None:
     small_height, small_width = grey.shape
     found: list[Box] = []
     for name, second in CASCADES.items():
-        detector = cv2.CascadeClassifier(str(folder / name))
-        confirmer = cv2.CascadeClassifier(str(folder / second))
+        detector, confirmer = _cascade(folder / name), _cascade(folder / second)
         for turns in range(4):
             turned = np.ascontiguousarray(np.rot90(grey, turns))
             for x, y, w, h in detector.detectMultiScale(turned, 1.1, 6, minSize=(24, 24)):
@@ -190,6 +190,14 @@ def faces(image: np.ndarray) -> list[Box] | None:
                 box = _unturned(int(x), int(y), int(w), int(h), turns, small_height, small_width)
                 found.append(_scaled(box, 1 / scale))
     return found
+
+
+@functools.cache
+def _cascade(path: Path) -> Any:
+    """A detector, read once per process (reading the four takes ~30 ms)."""
+    import cv2
+
+    return cv2.CascadeClassifier(str(path))
 
 
 def _confirmed(confirmer: Any, grey: np.ndarray, x: int, y: int, w: int, h: int) -> bool:
