@@ -68,16 +68,17 @@ def _array(image: Image.Image) -> np.ndarray:
 
 def score_result(result: Path, content: Path | None = None, style: Path | None = None) -> Score:
     """Measure `result` against its photo and painting (read from the image's own settings
-    when not given). The painting's palette is compared at the result's size at most, the
-    textures of both at core.score.MEASURE_SIDE."""
+    when not given). The painting is brought to the result's long side; the textures of both
+    are compared at core.score.MEASURE_SIDE at most."""
+    made = load_image(result, "result")
     if content is None or style is None:
         found = inputs_of(result)
         content, style = content or found[0], style or found[1]
-    made = load_image(result, "result")
     photo = resize_to(load_image(content, "content"), made.size)
+    # At the result's long side, larger or smaller, as a run uses it (style_scale 1): a small
+    # painting measured at its own size would compare strokes of another scale.
     painting = load_image(style, "style")
-    if max(painting.size) > max(made.size):
-        painting = resize_to(painting, fit_long_side(painting.size, max(made.size)))
+    painting = resize_to(painting, fit_long_side(painting.size, max(made.size)))
     for path, image, what in ((result, made, ""), (style, painting, " (at the result's size)")):
         if min(_measured(image).size) < MIN_SIDE:
             raise ImageError(

@@ -205,3 +205,23 @@ def test_a_face_is_counted_only_where_a_second_detector_agrees() -> None:
     strokes = _photo("strokes.png", (240, 240))
     texture = np.clip(strokes @ np.array([0.299, 0.587, 0.114]) * 255, 0, 255).astype(np.uint8)
     assert not score._confirmed(confirmer, texture, face.x, face.y, face.width, face.height)
+
+
+def test_a_small_painting_is_measured_at_the_results_size(tmp_path: Path) -> None:
+    # A run uses a small painting upscaled to the photo's size; measured at its own 20 px,
+    # its deep layers would be a point or two and the distance would be off the scale.
+    from nst_cli.run.score import score_result
+
+    result, small, full = tmp_path / "result.png", tmp_path / "small.png", tmp_path / "full.png"
+    Image.open(SAMPLES / "coffee.png").convert("RGB").resize((96, 64)).save(result)
+    strokes = Image.open(SAMPLES / "strokes.png").convert("RGB")
+    strokes.resize((20, 20)).save(small)
+    strokes.resize((96, 96)).save(full)
+    near = score_result(result, SAMPLES / "rocket.jpg", full).style
+    assert score_result(result, SAMPLES / "rocket.jpg", small).style < 2 * near
+
+
+def test_a_missing_result_is_named_as_missing(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "gone.png")])
+    assert result.exit_code != 0
+    assert "gone.png: file not found" in result.output and "--content" not in result.output
