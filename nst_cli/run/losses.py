@@ -64,12 +64,13 @@ def build_loss(
             )  # fmt: skip
         )
     weights = [spec.weight if spec else 1.0 for spec in specs][: len(blend)]
-    layers = _style_layers(config, extractor, measured or styles, specs, weights, cache)
+    shares = _texture_shares(config, extractor, measured or styles, specs, cache)
     targets = blend[0] if len(blend) == 1 else blend_targets(blend, weights)
     if inputs_masks:
         # No palette term: each painting's colours belong to its own region, and the term
-        # compares the whole image's colours.
-        return _masked_loss(config, extractor, content, blend, weights, inputs_masks, tile, layers)
+        # compares the whole image's colours. Each region keeps its own painting's share.
+        return _masked_loss(config, extractor, content, blend, weights, inputs_masks, tile, shares)
+    layers = _blended_layers(config, shares, weights)
     # One pass over the content serves both its targets and the style normalisers.
     tiler = Tiler.plan(extractor, content.shape[-2:], tile, config.network_layers)
     form = config.loss.gram
@@ -94,24 +95,34 @@ def build_loss(
     )
 
 
-def _style_layers(
+def _texture_shares(
     config: Config,
     extractor: FeatureExtractor,
     styles: Sequence[torch.Tensor],
     specs: Sequence[StyleImage | None],
-    weights: Sequence[float],
     cache: ModelCache,
-) -> dict[str, float]:
-    """The style layers' weights in force: with `loss.objects: avoid`, each object-block
-    layer scaled by how much of a texture the paintings are there (core.objects; a blend's
-    paintings by their shares)."""
-    layers = dict(config.layers.style)
+) -> list[dict[str, float]]:
+    """Per painting, how much of each object-block style layer's weight it keeps (core.objects);
+    nothing is turned down with `loss.objects: allow`."""
     if config.loss.objects != "avoid":
-        return layers
+        return [{} for _ in styles]
+    return [
+        cache.texture_shares(
+            extractor, image, (str(spec.path if spec else config.style), index), config.layers.style
+        )
+        for index, (image, spec) in enumerate(zip(styles, specs, strict=False))
+    ]
+
+
+def _blended_layers(
+    config: Config, shares: Sequence[dict[str, float]], weights: Sequence[float]
+) -> dict[str, float]:
+    """The style layers' weights in force for a blend: each layer's share is the paintings'
+    shares weighed as the blend weighs them."""
+    layers = dict(config.layers.style)
     total = sum(weights) or 1.0
-    for index, (image, spec, weight) in enumerate(zip(styles, specs, weights, strict=False)):
-        key = (str(spec.path if spec else config.style), index)
-        for name, share in cache.texture_shares(extractor, image, key, layers).items():
+    for kept, weight in zip(shares, weights, strict=False):
+        for name, share in kept.items():
             layers[name] -= config.layers.style[name] * (1.0 - share) * weight / total
     return layers
 
@@ -170,10 +181,11 @@ def _masked_loss(
     weights: list[float],
     masks: Sequence[tuple[torch.Tensor, int]],
     tile: int | None,
-    style_layers: dict[str, float],
+    shares: Sequence[dict[str, float]],
 ) -> StyleTransferLoss:
     """Each masked style only inside its region (guided Grams, masks downsampled to each
-    layer); outside every mask only the content loss applies."""
+    layer), its object-block layers at its own painting's share; outside every mask only the
+    content loss applies."""
     tiler = Tiler.plan(extractor, content.shape[-2:], tile, config.network_layers)
     height, width = content.shape[-2:]
     regions = []
@@ -183,7 +195,7 @@ def _masked_loss(
             factor = downsampling_factor([name])
             size = (height // factor, width // factor)
             at_layers[name] = torch.nn.functional.interpolate(mask, size=size, mode="area")
-        regions.append(Region(per_style[index], at_layers, weights[index]))
+        regions.append(Region(per_style[index], at_layers, weights[index], shares[index]))
 
     def region_sums(features: dict[str, torch.Tensor], crops: dict[str, Crop]) -> Sums:
         out: Sums = {}
@@ -203,4 +215,4 @@ def _masked_loss(
         for i, region in enumerate(regions):
             per_layer = {name: take_sums(sums, f"{i}:{name}") for name in region.targets}
             region.norms = region_norms_from_sums(region, per_layer, channels)
-    return _loss_for(config, kept, {}, style_layers, regions=regions)
+    return _loss_for(config, kept, {}, dict(config.layers.style), regions=regions)

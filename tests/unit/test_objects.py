@@ -89,6 +89,45 @@ def test_allow_keeps_every_layer_and_a_blend_turns_down_by_share() -> None:
     assert tripled["relu5_1"] == 0.0 and tripled["relu1_1"] == 1.0
 
 
+def test_with_masks_each_region_keeps_its_own_paintings_share(tmp_path: Path) -> None:
+    # A portrait's region loses its deepest layer; a texture's region beside it keeps it whole
+    # (a blend's mean would give both half).
+    from PIL import Image
+
+    from nst_cli.run.inputs import stage_masks
+
+    rocket = Image.open(SAMPLES / "rocket.jpg")
+    left = Image.new("L", rocket.size, 0)
+    left.paste(255, (0, 0, rocket.width // 2, rocket.height))
+    left.save(tmp_path / "left.png")
+    Image.eval(left, lambda v: 255 - v).save(tmp_path / "right.png")
+    config = resolve_config(
+        None,
+        [],
+        {
+            "content": str(SAMPLES / "rocket.jpg"),
+            "style": [{"path": str(SAMPLES / s)} for s in ("astronaut.png", "fluid.png")],
+            "masks": {str(tmp_path / "left.png"): 0, str(tmp_path / "right.png"): 1},
+            "resolution": 64,
+            "device": "cpu",
+        },
+    )
+    cache = ModelCache()
+    extractor = cache.extractor(config, config.network_layers, torch.device("cpu"), "fp32")
+    inputs = load_inputs(config)
+    content, paintings = stage_images(config, inputs, 64)
+    masks = stage_masks(inputs, content)
+    loss = build_loss(
+        config, extractor, content, paintings, cache, 64, masks, measured=inputs.measured_styles
+    )
+    portrait, texture = loss.regions
+    assert portrait.layer_shares["relu5_1"] == 0.0 and texture.layer_shares["relu5_1"] == 1.0
+    assert loss.style_layers["relu5_1"] == 1.0
+    features = extractor(content, list(config.layers.style))
+    assert float(portrait.distance("relu5_1", features["relu5_1"])) == 0.0
+    assert float(texture.distance("relu5_1", features["relu5_1"])) > 0.0
+
+
 def test_an_unknown_objects_mode_is_one_line() -> None:
     with pytest.raises(ConfigError, match="loss.objects"):
         resolve_config(None, ["loss.objects=never"], {"content": "a.png", "style": "b.png"})

@@ -33,6 +33,9 @@ class Region:
     targets: dict[str, torch.Tensor]
     masks: dict[str, torch.Tensor]
     weight: float = 1.0
+    #: A layer's weight here as a share of its weight in the loss (1 where not named): a
+    #: region whose painting is a portrait keeps its deepest layer off (core.objects).
+    layer_shares: dict[str, float] = field(default_factory=dict)
     norms: dict[str, torch.Tensor] | None = None
     #: Σ M² of each layer's whole mask (a tile sees only its window of it).
     powers: dict[str, torch.Tensor] = field(init=False)
@@ -50,8 +53,8 @@ class Region:
         return torch.mean((gram - self.targets[name]) ** 2)
 
     def value(self, name: str, sums: Sums, channels: int) -> torch.Tensor:
-        """The region's term at a layer whose positions summed to `sums`."""
-        raw = self.raw(name, sums, channels)
+        """The region's term at a layer whose positions summed to `sums`, at its share."""
+        raw = self.raw(name, sums, channels) * self.layer_shares.get(name, 1.0)
         return raw / self.norms[name] if self.norms else raw
 
     def distance(self, name: str, features: torch.Tensor) -> torch.Tensor:
