@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from nst_cli.config.resolve import resolve_config
+from nst_cli.core.features import FeatureExtractor
 from nst_cli.core.layers import layer_block
+from nst_cli.core.losses.total import StyleTransferLoss
 from nst_cli.core.objects import OBJECTS, TEXTURE, nonstationarity, texture_share
 from nst_cli.errors import ConfigError
-from nst_cli.run.inputs import load_inputs, stage_images
+from nst_cli.run.inputs import load_inputs, stage_images, stage_masks
 from nst_cli.run.losses import build_loss
 from nst_cli.run.models import ModelCache
 
@@ -45,7 +47,10 @@ def test_layer_blocks() -> None:
     ]
 
 
-def _style_weights(style: str | list[str], *sets: str) -> dict[str, float]:
+def _loss(
+    style: str | list[str], *sets: str, masks: dict[str, int] | None = None
+) -> tuple[StyleTransferLoss, torch.Tensor, FeatureExtractor]:
+    """The loss of a 64 px run over the rocket, with its content image and network."""
     styles = [style] if isinstance(style, str) else style
     config = resolve_config(
         None,
@@ -55,6 +60,7 @@ def _style_weights(style: str | list[str], *sets: str) -> dict[str, float]:
             "style": [{"path": str(SAMPLES / s)} for s in styles]
             if len(styles) > 1
             else str(SAMPLES / styles[0]),
+            "masks": masks or {},
             "resolution": 64,
             "device": "cpu",
         },
@@ -63,10 +69,15 @@ def _style_weights(style: str | list[str], *sets: str) -> dict[str, float]:
     extractor = cache.extractor(config, config.network_layers, torch.device("cpu"), "fp32")
     inputs = load_inputs(config)
     content, paintings = stage_images(config, inputs, 64)
-    measured = inputs.measured_styles
-    return build_loss(
-        config, extractor, content, paintings, cache, 64, measured=measured
-    ).style_layers
+    staged = stage_masks(inputs, content)
+    loss = build_loss(
+        config, extractor, content, paintings, cache, 64, staged, measured=inputs.measured_styles
+    )
+    return loss, content, extractor
+
+
+def _style_weights(style: str | list[str], *sets: str) -> dict[str, float]:
+    return _loss(style, *sets)[0].style_layers
 
 
 def test_a_portraits_deepest_layer_is_turned_off_and_a_textures_kept(
@@ -94,36 +105,17 @@ def test_with_masks_each_region_keeps_its_own_paintings_share(tmp_path: Path) ->
     # (a blend's mean would give both half).
     from PIL import Image
 
-    from nst_cli.run.inputs import stage_masks
-
     rocket = Image.open(SAMPLES / "rocket.jpg")
     left = Image.new("L", rocket.size, 0)
     left.paste(255, (0, 0, rocket.width // 2, rocket.height))
     left.save(tmp_path / "left.png")
     Image.eval(left, lambda v: 255 - v).save(tmp_path / "right.png")
-    config = resolve_config(
-        None,
-        [],
-        {
-            "content": str(SAMPLES / "rocket.jpg"),
-            "style": [{"path": str(SAMPLES / s)} for s in ("astronaut.png", "fluid.png")],
-            "masks": {str(tmp_path / "left.png"): 0, str(tmp_path / "right.png"): 1},
-            "resolution": 64,
-            "device": "cpu",
-        },
-    )
-    cache = ModelCache()
-    extractor = cache.extractor(config, config.network_layers, torch.device("cpu"), "fp32")
-    inputs = load_inputs(config)
-    content, paintings = stage_images(config, inputs, 64)
-    masks = stage_masks(inputs, content)
-    loss = build_loss(
-        config, extractor, content, paintings, cache, 64, masks, measured=inputs.measured_styles
-    )
+    masks = {str(tmp_path / "left.png"): 0, str(tmp_path / "right.png"): 1}
+    loss, content, extractor = _loss(["astronaut.png", "fluid.png"], masks=masks)
     portrait, texture = loss.regions
     assert portrait.layer_shares["relu5_1"] == 0.0 and texture.layer_shares["relu5_1"] == 1.0
     assert loss.style_layers["relu5_1"] == 1.0
-    features = extractor(content, list(config.layers.style))
+    features = extractor(content, ["relu5_1"])
     assert float(portrait.distance("relu5_1", features["relu5_1"])) == 0.0
     assert float(texture.distance("relu5_1", features["relu5_1"])) > 0.0
 
