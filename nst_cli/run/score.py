@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from nst_cli.core.features import FeatureExtractor, build_extractor
 from nst_cli.core.pixels import fit_long_side, resize_to
 from nst_cli.errors import ConfigError, ImageError
 from nst_cli.io.images import load_image
+
+log = logging.getLogger(__name__)
 
 #: The smallest side the style distance can measure: relu5_1 is four poolings deep.
 MIN_SIDE = 16
@@ -53,7 +56,16 @@ def inputs_of(result: Path) -> tuple[Path, Path]:
         raise ConfigError(f"{exc}; give --content and --style") from None
     style = data.get("style")
     if isinstance(style, list) and style:
-        style = style[0]["path"] if isinstance(style[0], dict) else style[0]
+        paintings = [entry["path"] if isinstance(entry, dict) else entry for entry in style]
+        style = paintings[0]
+        if len(paintings) > 1:
+            log.info(
+                "%s: made from a blend of %d paintings; measured against the first, %s "
+                "(--style names another)",
+                result,
+                len(paintings),
+                style,
+            )
     content = data.get("content")
     if not isinstance(content, str) or not isinstance(style, str):
         raise ConfigError(

@@ -225,3 +225,24 @@ def test_a_missing_result_is_named_as_missing(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["score", str(tmp_path / "gone.png")])
     assert result.exit_code != 0
     assert "gone.png: file not found" in result.output and "--content" not in result.output
+
+
+def test_a_blends_result_is_measured_against_its_first_painting_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    import yaml
+
+    from nst_cli.io.files import save_png
+    from nst_cli.run.score import inputs_of
+
+    settings = {
+        "content": str(SAMPLES / "rocket.jpg"),
+        "style": [{"path": str(SAMPLES / "fluid.png")}, {"path": str(SAMPLES / "swirls.png")}],
+    }
+    result = tmp_path / "blend.png"
+    save_png(Image.new("RGB", (64, 48)), result, {"nst:config": yaml.safe_dump(settings)})
+    with caplog.at_level(logging.INFO):
+        assert inputs_of(result) == (SAMPLES / "rocket.jpg", SAMPLES / "fluid.png")
+    assert "a blend of 2 paintings; measured against the first" in caplog.text
