@@ -86,7 +86,18 @@ def score_result(result: Path, content: Path | None = None, style: Path | None =
     if content is None or style is None:
         found = inputs_of(result)
         content, style = content or found[0], style or found[1]
-    photo = resize_to(load_image(content, "content"), made.size)
+    photo = load_image(content, "content")
+    # A run brings the photo to its long side, so a result of it is that size to a pixel.
+    fitted = fit_long_side(photo.size, max(made.size))
+    if any(abs(a - b) > 1 for a, b in zip(fitted, made.size, strict=True)):
+        log.warning(
+            "%s: %d×%d px, another shape than the result's %d×%d; its structure is compared "
+            "stretched to the result's (is this the photo the result was made from?)",
+            content,
+            *photo.size,
+            *made.size,
+        )
+    photo = resize_to(photo, made.size)
     # At the result's long side, larger or smaller, as a run uses it (style_scale 1): a small
     # painting measured at its own size would compare strokes of another scale.
     painting = load_image(style, "style")

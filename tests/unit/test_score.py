@@ -246,3 +246,20 @@ def test_a_blends_result_is_measured_against_its_first_painting_and_says_so(
     with caplog.at_level(logging.INFO):
         assert inputs_of(result) == (SAMPLES / "rocket.jpg", SAMPLES / "fluid.png")
     assert "a blend of 2 paintings; measured against the first" in caplog.text
+
+
+def test_a_photo_of_another_shape_is_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from nst_cli.run.score import score_result
+
+    result = tmp_path / "result.png"
+    coffee = Image.open(SAMPLES / "coffee.png").convert("RGB")  # 3:2
+    coffee.resize((64, 43)).save(result)  # as a 64 px run of it rounds
+    with caplog.at_level(logging.WARNING):
+        score_result(result, SAMPLES / "coffee.png", SAMPLES / "strokes.png")
+        assert "another shape" not in caplog.text
+        score_result(result, SAMPLES / "astronaut.png", SAMPLES / "strokes.png")  # square
+    assert "astronaut.png: 512×512 px, another shape than the result's 64×43" in caplog.text
