@@ -103,7 +103,7 @@ def score_result(result: Path, content: Path | None = None, style: Path | None =
     painting = load_image(style, "style")
     painting = resize_to(painting, fit_long_side(painting.size, max(made.size)))
     for path, image, what in ((result, made, ""), (style, painting, " (at the result's size)")):
-        if min(_measured(image).size) < MIN_SIDE:
+        if min(_measured_size(image.size)) < MIN_SIDE:
             raise ImageError(
                 f"{path}: {image.size[0]}×{image.size[1]} px{what} is too small to score; the "
                 f"style distance needs at least {MIN_SIDE} px on each side"
@@ -142,11 +142,16 @@ def _painting_features(path: Path, painting: Image.Image) -> dict[str, torch.Ten
     return _PAINTINGS[key]
 
 
+def _measured_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The (width, height) the style distance measures an image of `size` at (never larger)."""
+    if max(size) <= measures.MEASURE_SIDE:
+        return size
+    return fit_long_side(size, measures.MEASURE_SIDE)
+
+
 def _measured(image: Image.Image) -> Image.Image:
-    """The image at the style distance's measuring size (never enlarged)."""
-    if max(image.size) <= measures.MEASURE_SIDE:
-        return image
-    return resize_to(image, fit_long_side(image.size, measures.MEASURE_SIDE))
+    """The image at the style distance's measuring size."""
+    return resize_to(image, _measured_size(image.size))
 
 
 def _tensor(image: Image.Image) -> torch.Tensor:
