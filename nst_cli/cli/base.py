@@ -10,13 +10,17 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    # Click's types as the installed typer has them: typer >= 0.26 carries its own copy of
+    # Click (no `click` dependency), older ones use the package. Annotations only.
+    from typer import _click as click
 
 from nst_cli import __version__
 from nst_cli.errors import NSTError

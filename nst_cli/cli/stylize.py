@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -187,6 +188,7 @@ def stylize(
     from nst_cli.config.loading import dump_yaml
     from nst_cli.config.resolve import resolve_config, resume_config
 
+    started = time.perf_counter()  # the summary's wall time: everything this command does
     setup_logging(quiet)
     with errors_to_exit(debug):
         content, style = _positional_images(images, content, style)
@@ -276,7 +278,7 @@ def stylize(
             for server in live:
                 server.stop()
         if not quiet:
-            _print_summary(result)
+            _print_summary(result, time.perf_counter() - started)
         if result.status == "interrupted":
             err_console.print(
                 f"[yellow]interrupted[/] at step {result.steps}; continue with: "
@@ -301,18 +303,26 @@ def _positional_images(
     return images[0], (images[1:] or style)
 
 
-def _print_summary(result: StylizeResult) -> None:
+def time_split(result: StylizeResult, wall: float) -> str:
+    """'83.8 s: 75.3 optimising, 4.1 preparing the scales, …': parts that add up to `wall`,
+    the command's own time (the rest is starting: torch and the network load; and saving)."""
+    parts = [
+        ("optimising", result.seconds),
+        ("compile warm-up", result.warmup_seconds),
+        ("preparing the scales", result.scale_setup_seconds),
+        ("loading the images and the network", result.setup_seconds),
+    ]
+    parts.append(("starting and saving", max(0.0, wall - sum(s for _, s in parts))))
+    shown = ", ".join(f"{seconds:.1f} {what}" for what, seconds in parts if seconds >= 0.05)
+    return f"{max(wall, sum(s for _, s in parts)):.1f} s: {shown}"
+
+
+def _print_summary(result: StylizeResult, wall: float) -> None:
     """One screen: how it went, final losses, where the files are (paths never wrapped)."""
     rows = [
         ("status", result.status),
         ("steps", f"{result.steps} ({result.steps_run} this run)"),
-        (
-            "time",
-            f"{result.seconds:.1f} s optimising + {result.setup_seconds:.1f} s setup"
-            + (
-                f" + {result.warmup_seconds:.1f} s compile warm-up" if result.warmup_seconds else ""
-            ),
-        ),
+        ("time", time_split(result, wall)),
         (
             "speed",
             f"{result.iterations_per_second:.2f} it/s on {result.device}"

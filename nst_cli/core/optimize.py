@@ -63,6 +63,8 @@ class OptimizeResult:
     steps_run: int
     #: torch.compile's first-call cost at each scale, paid before the timed steps.
     warmup_seconds: float = 0.0
+    #: Preparing each scale (its features and the loss's targets), between the timed steps.
+    scale_setup_seconds: float = 0.0
     #: Why this run stopped early, in a batch (optimize_batch); `optimize` raises it.
     error: NSTError | None = None
     #: The optimiser's state_dict at the end, for the next scale (lbfgs.carry_history).

@@ -15,6 +15,13 @@ AUTO_SCALE_START = 256
 AUTO_SCALE_SINGLE_MAX = 384
 #: The share of a coarse-to-fine run's time that its last (full-size) scale gets.
 FINAL_SCALE_TIME = 0.7
+#: A step's cost grows as (long side)^STEP_COST_EXPONENT: pixels^0.85 rather than pixels, since
+#: a small image uses the cores less well and a step has a fixed part (measured on a 2-core
+#: CPU: a 384 px step costs 3.3× a 192 px one, a 1024 px step 10× a 256 px one).
+STEP_COST_EXPONENT = 1.7
+#: Preparing a scale (the painting's and the photo's features at its size, the loss's targets)
+#: costs about this many of its steps; it runs between the scales, so the ETA counts it.
+SCALE_SETUP_STEPS = 1.5
 
 
 @dataclass(frozen=True)
@@ -34,15 +41,18 @@ class Stage:
         return self.index == self.count - 1
 
     def work_until(self, step: int) -> float:
-        """The cost of the run's steps before `step`, in steps at this scale: a step costs
-        ∝ size² (pixels), so with the last scale taking 70% of the time, an ETA that counted
-        steps alike would be ~3× short while the first scale runs. Steps alike where the
-        run's scales are not known."""
+        """The cost of the run up to `step`, in steps at this scale: each step weighed by its
+        scale's cost (STEP_COST_EXPONENT), and each later scale's preparation counted once its
+        first step is done (SCALE_SETUP_STEPS; the first scale's comes before any step). With
+        the last scale taking 70% of the time, an ETA that counted steps alike would be ~3×
+        short while the first scale runs. Steps alike where the run's scales are not known."""
         if not self.scales:
             return float(step)
         work, start = 0.0, 0
-        for size, count in self.scales:
-            work += min(max(step - start, 0), count) * (size / self.size) ** 2
+        for index, (size, count) in enumerate(self.scales):
+            cost = (size / self.size) ** STEP_COST_EXPONENT
+            done = min(max(step - start, 0), count)
+            work += done * cost + (SCALE_SETUP_STEPS * cost if index and done else 0.0)
             start += count
         return work + max(step - start, 0)
 

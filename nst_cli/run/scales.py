@@ -43,10 +43,11 @@ def run_scales(
     images = [p.start.image.to(device) for p in prepared]
     states = [p.start.take_optimizer_state() for p in prepared]
     averages = [None if p.start.average is None else p.start.average.to(device) for p in prepared]
-    step, seconds, steps_run, warmup = start.step, 0.0, 0, 0.0
+    step, seconds, steps_run, warmup, scale_setup = start.step, 0.0, 0, 0.0, 0.0
     done: dict[int, OptimizeResult] = {}
     live = list(range(len(prepared)))
     for stage in config.schedule()[start.stage :]:
+        setup_started = time.perf_counter()
         lanes = [
             _lane(prepared[i], extractor, stage, images[i], states[i], averages[i], callbacks[i])
             for i in live
@@ -55,6 +56,7 @@ def run_scales(
         # Tiles come in several shapes: a tiled lane runs the network as it is, not compiled.
         tiled = any(lane.tiler is not None for lane in lanes)
         forward = extractor if tiled else cache.forward(config, extractor)
+        scale_setup += time.perf_counter() - setup_started
         if config.compile and not tiled:
             warmup += _warm_up(forward, lanes)
         # Freed memory kept for the next step (no fresh pages each step), except where the
@@ -72,7 +74,9 @@ def run_scales(
                 stage=stage,
                 report_last=stage.is_last,
                 total_steps=config.total_steps,
-                elapsed_offset=start.elapsed + seconds,
+                # The events' clock counts each scale's preparation: it is time the run
+                # takes, and the ETA's cost model (Stage.work_until) counts it too.
+                elapsed_offset=start.elapsed + seconds + scale_setup,
                 check_every=config.frame_every,
             )
         seconds += results[0].seconds
@@ -84,6 +88,7 @@ def run_scales(
                 seconds=seconds,
                 steps_run=steps_run,
                 warmup_seconds=warmup,
+                scale_setup_seconds=scale_setup,
                 optimizer_state=None,
             )
         live = [i for i in live if done[i].error is None]

@@ -145,6 +145,7 @@ class Session:
             seconds=result.seconds,
             setup_seconds=self.setup_seconds,
             warmup_seconds=result.warmup_seconds,
+            scale_setup_seconds=result.scale_setup_seconds,
             status=self.status,
             device=str(self.prepared.device),
             precision=self.prepared.precision,

@@ -35,6 +35,8 @@ class StylizeResult:
     frames: list[int] = field(default_factory=list)
     #: torch.compile's warm-up (compile: true), not part of `seconds`.
     warmup_seconds: float = 0.0
+    #: Preparing each scale (features and targets at its size), not part of `seconds`.
+    scale_setup_seconds: float = 0.0
     #: The precision the network ran at (`precision: auto` decided: tf32, fp32 or bf16).
     precision: str = ""
 

@@ -2,8 +2,8 @@
 
 Workers need not see the driver's disk: each task carries the bytes of every input file its
 config names, writes its run folder in a scratch directory, and sends the folder back; the
-driver writes it where a local run would have. Ray is an optional extra and is imported only
-here, only when asked for."""
+driver writes it where a local run would have. Ray is an optional extra (`pip install
+".[ray]"`) and is imported only here, only when asked for."""
 
 from __future__ import annotations
 

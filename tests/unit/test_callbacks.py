@@ -12,10 +12,10 @@ from rich.console import Console
 from nst_cli.cli.progress import ProgressBar, make_progress
 from nst_cli.config.models import Config
 from nst_cli.core.optimize import StepEvent
-from nst_cli.core.schedule import Stage
+from nst_cli.core.schedule import SCALE_SETUP_STEPS, STEP_COST_EXPONENT, Stage
 from nst_cli.io.losslog import read_loss_rows
 from nst_cli.io.rundir import RunDir
-from nst_cli.run.progress import LogLines
+from nst_cli.run.progress import LogLines, StepRate
 from nst_cli.run.recording import FrameSaver, LossLog
 
 
@@ -37,21 +37,45 @@ def test_log_lines_every_n_steps_with_rate_and_eta() -> None:
     assert "tv" not in lines[1]  # a zero tv term is not shown
 
 
-def test_eta_weighs_the_steps_left_by_their_scale_s_pixels() -> None:
+def test_eta_weighs_the_steps_left_by_their_scale_s_cost_and_counts_its_preparation() -> None:
     """While the first of two scales runs, the ETA counts the full-size steps to come at
-    their own cost (4× a half-size step), not at the speed of the cheap ones."""
+    their own cost (2^1.7 ≈ 3.25× a half-size step, as measured on a CPU), and the full
+    size's preparation (1.5 of its steps), not the speed of the cheap steps alone."""
     config = Config(resolution=64, scales=[32, 64], steps=[10, 10])
     first, last = config.schedule()
+    big = 2**STEP_COST_EXPONENT
     lines: list[str] = []
     log = LogLines(lines.append, every=5)
     for step in range(6):  # 0.1 s per step at 32 px
         log(_event(step, elapsed=0.1 * step, total=20, stage=first))
-    # 5 steps at 32 px, then 10 steps at 64 px, each 4× as long: 0.5 + 4.0 s
+    # 5 steps at 32 px, the 64 px preparation, then 10 steps at 64 px: 0.5 + 0.1·3.25·11.5 s
+    assert 0.5 + 0.1 * big * 11.5 == pytest.approx(4.24, abs=0.01)
     assert "ETA 0:04" in lines[-1], lines[-1]
-    assert first.work_until(20) == pytest.approx(10 + 40)
-    assert last.work_until(15) == pytest.approx(10 / 4 + 5)
+    assert first.work_until(20) == pytest.approx(10 + (10 + SCALE_SETUP_STEPS) * big)
+    assert last.work_until(10) == pytest.approx(10 / big)  # the 64 px preparation not yet done
+    assert last.work_until(15) == pytest.approx(10 / big + 5 + SCALE_SETUP_STEPS)
     plain = Stage(0, 1, 64, 0, 20)  # a stage built without its run's scales: steps alike
     assert plain.work_until(7) == 7
+
+
+def test_eta_is_the_time_left_on_a_run_that_costs_what_the_model_says() -> None:
+    """A three-scale run whose clock runs as measured (a step ∝ size^1.7, each later scale's
+    preparation 1.5 of its steps, counted in the events' clock as the loop does): the ETA
+    at every step is the time that is really left."""
+    stages = Config(resolution=512, scales=[256, 362, 512], steps=[30, 20, 40]).schedule()
+    clock, events = 0.0, []
+    for stage in stages:
+        step_s = 0.2 * (stage.size / 256) ** STEP_COST_EXPONENT
+        if stage.index:
+            clock += SCALE_SETUP_STEPS * step_s
+        for step in range(stage.start + 1, stage.end + 1):
+            clock += step_s
+            events.append((step, clock, stage))
+    rate = StepRate()
+    for step, elapsed, stage in events:
+        rate(_event(step, elapsed=elapsed, total=90, stage=stage))
+        if step > 1:
+            assert rate.eta == pytest.approx(clock - elapsed, rel=1e-6), step
 
 
 def test_progress_bar_shows_the_weighted_eta() -> None:
@@ -62,7 +86,7 @@ def test_progress_bar_shows_the_weighted_eta() -> None:
     for step in range(6):
         bar(_event(step, elapsed=0.1 * step, total=20, stage=first))
     task = progress.tasks[0]
-    assert task.fields["eta"] == pytest.approx(4.5)
+    assert task.fields["eta"] == pytest.approx(0.5 + 0.1 * 2**STEP_COST_EXPONENT * 11.5)
     rendered = progress.columns[5].render(task)
     progress.stop()
     assert str(rendered) == "0:00:04"
