@@ -133,7 +133,9 @@ def main() -> int:
         checks.run("pip check", "pip check")
         checks.run("nst --help", "nst --help", expect_text="stylize")
         version = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M)
-        checks.run("nst --version", "nst --version", expect_text=version.group(1) if version else None)
+        checks.run(
+            "nst --version", "nst --version", expect_text=version.group(1) if version else None
+        )
         for line in nst_lines():
             extra = needs_extra(line)
             if extra is None:
@@ -146,14 +148,18 @@ def main() -> int:
                 )  # fmt: skip
         for number, snippet in enumerate(python_snippets(), 1):
             (work / f"snippet{number}.py").write_text(snippet, encoding="utf-8")
-            checks.run(f"README Python snippet {number}", f"python {work}/snippet{number}.py", tiny=True)
+            checks.run(
+                f"README Python snippet {number}", f"python {work}/snippet{number}.py", tiny=True
+            )
         # A real run, not a thumbnail of one: a sample pair at 64 px, read back by gif and score.
         checks.run(
             "nst stylize at 64 px, 6 steps",
             "nst stylize samples/chelsea.png samples/cubist.png --resolution 64 --steps 6 "
             "--save-every 2 -o outputs/user_path",
         )
-        checks.run("nst gif", "nst gif outputs/user_path && test -s outputs/user_path/optimization.gif")
+        checks.run(
+            "nst gif", "nst gif outputs/user_path && test -s outputs/user_path/optimization.gif"
+        )
         checks.run("nst score", "nst score outputs/user_path/final.png", expect_text="style")
     finally:
         print(f"{checks.passed} passed, {checks.failed} failed", flush=True)

@@ -6,6 +6,7 @@ styled line and an exit code (2 = usage/config, 1 = runtime failure, 130 = inter
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import sys
 from collections.abc import Iterator
@@ -67,22 +68,62 @@ FOREIGN_FLAGS: dict[str, str] = {
     "model_file": "--set model.weights=PATH.pth",
     "content_layers": "--set layers.content={relu4_2: 1}",
     "style_layers": "--set layers.style={relu1_1: 1, ...}",
+    "init": "--init (content, noise, style or an image path)",
+    "pooling": "--pooling",
+    "seed": "--seed",
+    "optimizer": "--optimizer",
+    "tv-weight": "--tv-weight",
+    # style-transfer-pytorch (crowsonkb)
+    "min-scale": "--set scales=[SIZE, ...] (the scales' long sides; by default nst starts near 256 px)",
+    "initial-iterations": "--set steps=[N, ...] (steps per scale, the first one first)",
+    "avg-pool": "--pooling avg",
+    "style-weights": "--style-blend",
+    "content-weight": "--content-weight",
+    "save-every": "--save-every",
+    "pooling-type": "--pooling",
 }
 
 
-def foreign_flag_hint(args: list[str], known: set[str] = frozenset()) -> str | None:  # type: ignore[assignment]
-    """The first argument that is another tool's spelling of an nst flag (and not one the
-    command has, `known`), as one line."""
+def foreign_flag_hints(args: list[str], known: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+    """One line for each argument that is not an option of the command (`known`): another
+    tool's spelling of an nst flag says ours; any other unknown option says so, with the
+    nearest of ours. Every one at once, so a pasted command line takes one retry, not one
+    per flag. Values that look like options (`-1`) and everything after `--` are left alone."""
+    hints = []
     for arg in args:
         if arg == "--":
-            return None
-        if not arg.startswith("-") or arg.split("=", 1)[0] in known:
+            break
+        name = arg.split("=", 1)[0]
+        if not name.startswith("-") or name in known or name == "-" or _is_number(name):
             continue
-        name = arg.split("=", 1)[0].lstrip("-")
-        ours = FOREIGN_FLAGS.get(name)
+        bare = name.lstrip("-")
+        ours = FOREIGN_FLAGS.get(bare) or FOREIGN_FLAGS.get(bare.replace("_", "-"))
+        if ours is None and not name.startswith("--"):
+            double = "--" + bare.replace("_", "-")
+            if double in known:  # neural-style's single dash: `-seed` is our --seed
+                ours = double
+            elif name[:2] in known:  # a short option with its value attached: `-ofile.png`
+                continue
         if ours is not None:
-            return f"{arg.split('=', 1)[0]}: did you mean {ours}? nst calls it that"
-    return None
+            hints.append(f"{name}: did you mean {ours}? nst calls it that")
+        else:
+            close = difflib.get_close_matches(
+                name, sorted(k for k in known if k.startswith("--")), n=1
+            )
+            nearest = f" (did you mean {close[0]}?)" if close else ""
+            hints.append(f"{name}: no such option{nearest}")
+    return hints
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+HELP_OPTIONS = ("-h", "--help")
 
 
 class _Group(TyperGroup):
@@ -90,15 +131,19 @@ class _Group(TyperGroup):
     exit 2) before Click's generic "no such option" answer."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        name = next((a for a in args if not a.startswith("-")), None)
-        command = super().get_command(ctx, name) if name else None
-        known = (
-            {o for p in command.params for o in (*p.opts, *p.secondary_opts)} if command else set()
-        )
-        hint = foreign_flag_hint(args, known)
-        if hint is not None:
-            err_console.print(f"[red]error:[/] {escape(hint)}", highlight=False)
-            ctx.exit(2)
+        at = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
+        command = super().get_command(ctx, args[at]) if at is not None else None
+        if command is not None and at is not None:
+            known = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+            hints = foreign_flag_hints(args[at + 1 :], known | set(HELP_OPTIONS))
+            if hints:
+                for hint in hints:
+                    err_console.print(f"[red]error:[/] {escape(hint)}", highlight=False)
+                if len(hints) > 1:
+                    err_console.print(
+                        f"nst {args[at]} -h lists every option", highlight=False, style="dim"
+                    )
+                ctx.exit(2)
         return super().parse_args(ctx, args)
 
     def get_params(self, ctx: click.Context) -> list[Any]:
@@ -137,7 +182,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": list(HELP_OPTIONS)},
     rich_markup_mode="rich",
 )
 err_console = Console(stderr=True, soft_wrap=True)

@@ -39,7 +39,7 @@ from nst_cli.config.sections import (
     WeightsConfig,
     finite,
 )
-from nst_cli.core.schedule import Stage, auto_scales, split_steps
+from nst_cli.core.schedule import MIN_STEPS_PER_SCALE, Stage, auto_scales, split_steps
 from nst_cli.errors import ConfigError
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -363,9 +363,56 @@ class Config(Strict):
     def scale_sizes(self) -> list[int]:
         """The long sides the run passes through, ending at `resolution`."""
         if self.scales == "auto":
-            return auto_scales(self.resolution)
+            return auto_scales(self.resolution, self.steps if isinstance(self.steps, int) else None)
         sizes = list(self.scales)
         return sizes if sizes[-1] == self.resolution else [*sizes, self.resolution]
+
+    def schedule_note(self) -> str | None:
+        """One line when the steps are too few for the scales: `scales: auto` then runs
+        fewer of them (say which, and what gives all of them); an explicit list is kept, and
+        the line says what to change. None when every scale gets its share."""
+        if not isinstance(self.steps, int):
+            return None  # steps per scale: the user's own split
+        sizes = self.scale_sizes()
+        if self.scales == "auto":
+            full = auto_scales(self.resolution)
+            if len(sizes) == len(full):
+                return None
+            return (
+                f"{self.steps} steps are too few for the {len(full)} scales of a "
+                f"{self.resolution} px run (coarse to fine needs about {MIN_STEPS_PER_SCALE} "
+                f"a scale): running {_sizes(sizes)}; --steps {MIN_STEPS_PER_SCALE * len(full)} "
+                "or more runs all of them"
+            )
+        if self.steps >= MIN_STEPS_PER_SCALE * len(sizes):
+            return None
+        return (
+            f"steps: {self.steps} over the {len(sizes)} scales {_sizes(sizes)} leaves each "
+            f"a few steps, and the picture soft; give --steps "
+            f"{MIN_STEPS_PER_SCALE * len(sizes)} or more, or scales: [{self.resolution}]"
+        )
+
+    def foreign_weight_notes(self) -> list[str]:
+        """A line for a style or content weight on another tool's scale (≥ FOREIGN_WEIGHT):
+        nst normalises its losses (weights near 1 balance them), where neural-style's are raw
+        sums (style 100 against content 5 by default), so 1000 here is a nearly blank canvas
+        of texture, not "ten times the painting". The run goes ahead; the line says what was
+        likely meant."""
+        notes = []
+        for key, flag in (("style", "--style-weight"), ("content", "--content-weight")):
+            value = getattr(self.weights, key)
+            if value < FOREIGN_WEIGHT:
+                continue
+            default = WeightsConfig.model_fields[key].default
+            theirs = NEURAL_STYLE_WEIGHTS[key]
+            likely = min(max(default * value / theirs, 0.5), 5.0)
+            notes.append(
+                f"weights.{key}={value:g} looks like another tool's scale (neural-style's "
+                f"default is {theirs:g}): nst's losses are normalised, its {key} weight is "
+                f"{default:g} by default and useful from about 0.5 to 5; {flag} {likely:.2g} is "
+                "likely what you meant"
+            )
+        return notes
 
     def preconditioner(self, stage: int) -> str:
         """optimizer.precondition at this stage, `auto` decided: the pyramid on the first
@@ -432,3 +479,16 @@ class Config(Strict):
     def to_yaml_dict(self) -> dict[str, Any]:
         """Plain, YAML-safe dict of every setting (defaults filled in)."""
         return self.model_dump(mode="json")
+
+
+#: A style or content weight from here up is on another tool's scale (foreign_weight_notes).
+FOREIGN_WEIGHT = 100.0
+#: neural-style's defaults (-style_weight, -content_weight): what its users' numbers are against.
+NEURAL_STYLE_WEIGHTS = {"style": 100.0, "content": 5.0}
+
+
+def _sizes(sizes: list[int]) -> str:
+    """'256 → 640 → 1600 px', or '1600 px (one scale)'."""
+    if len(sizes) == 1:
+        return f"{sizes[0]} px (one scale)"
+    return " → ".join(str(size) for size in sizes) + " px"

@@ -24,6 +24,7 @@ from nst_cli.config.choices import (
 from nst_cli.config.loading import read_png_config, read_yaml, safe_yaml
 from nst_cli.config.models import Config
 from nst_cli.config.overrides import has_path, parse_set_option, set_by_path
+from nst_cli.core.schedule import split_steps
 from nst_cli.errors import ConfigError
 
 
@@ -160,7 +161,8 @@ def shrink(config: Config) -> Config:
     steps: int | list[int] = (
         [min(2, n) for n in config.steps]
         if isinstance(config.steps, list)
-        else min(config.steps, 2 * len(stages))
+        # per scale, as the full run splits them: a thumbnail is not "too few steps"
+        else split_steps(min(config.steps, 2 * len(stages)), sizes)
     )
     return config.model_copy(
         update={
@@ -202,11 +204,17 @@ def resume_config(
                 f"again to continue it, or resume one of its runs (--resume {run_dir}/RUN)"
             )
         raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it an nst run folder?")
-    return resolve_config(
-        Path(run_dir) / "config.yaml",
-        sets,
-        {**(overrides or {}), "output": _resumed_output(run_dir)},
+    output = _resumed_output(run_dir)
+    config = resolve_config(
+        Path(run_dir) / "config.yaml", sets, {**(overrides or {}), "output": output}
     )
+    if config.scales == "auto":
+        # `scales: auto` takes fewer scales for fewer steps: a resumed run keeps the scales
+        # its checkpoint was made at, whatever its new step count would pick.
+        saved = resolve_config(Path(run_dir) / "config.yaml", (), {"output": output})
+        if saved.scale_sizes() != config.scale_sizes():
+            config = config.model_copy(update={"scales": saved.scale_sizes()})
+    return config
 
 
 def _resumed_output(run_dir: Path) -> str:

@@ -57,11 +57,22 @@ class Stage:
         return work + max(step - start, 0)
 
 
-def auto_scales(resolution: int) -> list[int]:
-    """From ~256 px up to `resolution` in steps of about √2 (one scale up to 384 px)."""
+#: Below this many steps a scale, coarse-to-fine does more harm than good: each scale gets a
+#: step or two, and the picture comes out soft and without the painting's palette.
+MIN_STEPS_PER_SCALE = 10
+
+
+def auto_scales(resolution: int, steps: int | None = None) -> list[int]:
+    """From ~256 px up to `resolution` in steps of about √2 (one scale up to 384 px); with
+    `steps` (the run's total), at most one scale per MIN_STEPS_PER_SCALE steps, spread over
+    the same range (`--resolution 1600 --steps 8` runs one scale, not seven)."""
     if resolution <= AUTO_SCALE_SINGLE_MAX:
         return [resolution]
     count = max(1, round(math.log(resolution / AUTO_SCALE_START, math.sqrt(2))))
+    if steps is not None:
+        count = min(count, steps // MIN_STEPS_PER_SCALE - 1)
+        if count < 1:
+            return [resolution]
     ratio = resolution / AUTO_SCALE_START
     sizes = [round(AUTO_SCALE_START * ratio ** (i / count)) for i in range(count)]
     return [*sizes, resolution]

@@ -22,14 +22,16 @@ SERIES = {
     "tv": (44, 160, 44),
 }
 WIDTH, HEIGHT = 640, 360
-_MARGIN = (64, 16, 16, 40)  # left, top, right, bottom
+_MARGIN = (72, 16, 16, 48)  # left, top, right, bottom
+#: Large enough to read where index.html shows the chart at about two thirds of its size.
+FONT_SIZE = 16
 
 
 def loss_plot(rows: Sequence[Mapping[str, float]]) -> Image.Image:
     """The chart of losses.csv rows (step, scale, total, content, style, tv)."""
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
-    font = label_font(12)
+    font = label_font(FONT_SIZE)
     left, top, right, bottom = _MARGIN
     x0, x1, y0, y1 = left, WIDTH - right, top, HEIGHT - bottom
     draw.rectangle((x0, y0, x1, y1), outline=(180, 180, 180))
@@ -55,7 +57,7 @@ def loss_plot(rows: Sequence[Mapping[str, float]]) -> Image.Image:
     for decade in range(math.ceil(v_lo), math.floor(v_hi) + 1):
         _, y = to_xy(s_lo, 10.0**decade)
         draw.line((x0, y, x1, y), fill=(235, 235, 235))
-        draw.text((4, y - 7), f"1e{decade}", fill=(90, 90, 90), font=font)
+        draw.text((4, y - FONT_SIZE // 2), f"1e{decade}", fill=(90, 90, 90), font=font)
     previous_scale = rows[0].get("scale")
     for row in rows:
         if row.get("scale") != previous_scale:
@@ -72,9 +74,10 @@ def loss_plot(rows: Sequence[Mapping[str, float]]) -> Image.Image:
         if len(points) > 1:
             draw.line(points, fill=SERIES[name], width=2)
     draw.text((x0, y1 + 6), f"step {int(s_lo)}", fill=(90, 90, 90), font=font)
-    draw.text((x1 - 60, y1 + 6), f"step {int(s_hi)}", fill=(90, 90, 90), font=font)
+    last = f"step {int(s_hi)}"
+    draw.text((x1 - draw.textlength(last, font=font), y1 + 6), last, fill=(90, 90, 90), font=font)
     for i, name in enumerate(names):
-        x = x0 + 120 + i * 90
-        draw.line((x, y1 + 14, x + 18, y1 + 14), fill=SERIES[name], width=3)
-        draw.text((x + 22, y1 + 7), name, fill=(40, 40, 40), font=font)
+        x = x0 + 110 + i * 100
+        draw.line((x, y1 + 16, x + 18, y1 + 16), fill=SERIES[name], width=3)
+        draw.text((x + 22, y1 + 6), name, fill=(40, 40, 40), font=font)
     return image

@@ -57,6 +57,8 @@ def check_resume_changes(run_dir: RunDir, config: Config) -> None:
     for key in sorted(set(before) | set(now)):
         if key in RESUMABLE_KEYS or key in ("output", "sweep"):
             continue
+        if key == "scales" and _same_sizes(saved[0], config):
+            continue  # `auto` pinned to the sizes it gave the run (resume_config)
         if before.get(key) != now.get(key):
             was, wanted = (_shown(v) for v in (before.get(key), now.get(key)))
             raise ConfigError(
@@ -64,6 +66,14 @@ def check_resume_changes(run_dir: RunDir, config: Config) -> None:
                 f"now {wanted}); only {', '.join(RESUMABLE_KEYS)} can. Start a new run with "
                 "another --output instead"
             )
+
+
+def _same_sizes(saved: dict[str, Any], config: Config) -> bool:
+    """Whether the saved run passed through the same scales as `config` does."""
+    try:
+        return Config.model_validate(saved).scale_sizes() == config.scale_sizes()
+    except ValueError:  # pydantic's ValidationError: a config.yaml edited by hand
+        return False
 
 
 @dataclass

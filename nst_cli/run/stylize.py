@@ -219,7 +219,7 @@ def _prepare(
     check_run_folder(run_dir, resume, overwrite)
     if resume:
         check_resume_changes(run_dir, recorded)
-    _warn_unusual_lr(config)
+    _warn_unusual_settings(config)
     inputs = load_inputs(config, allow_large)
     layers = config.network_layers
     extractor = cache.extractor(config, layers, device, precision)
@@ -232,8 +232,15 @@ def _prepare(
     )  # fmt: skip
 
 
-def _warn_unusual_lr(config: Config) -> None:
-    """An lr meant for one optimiser is far off for the other; say so before it ruins a run."""
+def _warn_unusual_settings(config: Config) -> None:
+    """Settings that run but are likely not what was meant, one line each, before the run:
+    too few steps for the scales, a weight on another tool's scale, an lr for the other
+    optimiser."""
+    note = config.schedule_note()
+    if note is not None:
+        (log.info if config.scales == "auto" else log.warning)("%s", note)
+    for line in config.foreign_weight_notes():
+        log.warning("%s", line)
     name, lr = config.optimizer.name, config.optimizer.lr
     if lr is None:
         return

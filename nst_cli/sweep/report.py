@@ -154,19 +154,32 @@ def contact_sheet(runs: Sequence[PlannedRun], keys: Sequence[str], cell: int = 2
     return sheet
 
 
+#: Values of the tv, error and status columns that need no column when every run has them.
+_NOTHING_TO_SAY = (None, "", 0, 0.0, "completed")
+
+
 def index_html(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], root: Path) -> str:
     """A self-contained page: every run's image, values and losses; click a header to sort.
 
-    Images load lazily (only those scrolled into view), so a sweep or folder of thousands of
-    runs opens at once and the page itself stays about half a kilobyte a run."""
+    It fits a laptop window (1200 px) without sideways scrolling, the loss curves at a
+    readable size: the run's name is the image's caption, a column that is empty or zero in
+    every run (`error`, `tv`, `status` when all completed) is left out, and headers wrap where numbers do not. Images load
+    lazily (only those scrolled into view), so a sweep or folder of thousands of runs opens
+    at once and the page itself stays about half a kilobyte a run."""
     scores = [c for c in SCORE_COLUMNS if rows and c in rows[0]]
-    columns = ["image", "run", *map(value_column, keys), *REPORT_COLUMNS[2:], *scores]
+    said = [  # tv, error and status: only where some run has one to say
+        c for c in REPORT_COLUMNS[2:]
+        if c not in ("tv", "error", "status") or any(row.get(c) not in _NOTHING_TO_SAY for row in rows)
+    ]  # fmt: skip
+    columns = [*map(value_column, keys), *said, *scores]
     head = (
-        "".join(
-            f'<th data-col="{i}">{html.escape(ALIASES.get(c, c))}</th>'
-            for i, c in enumerate(columns)
+        '<th data-col="0">run</th>'
+        + "".join(
+            f'<th data-col="{i}" title="{html.escape(c)}">'
+            f"{html.escape(ALIASES.get(c, c).replace('_', ' '))}</th>"
+            for i, c in enumerate(columns, 1)
         )
-        + f'<th data-col="{len(columns)}">loss curves</th>'
+        + f'<th data-col="{len(columns) + 1}">loss curves</th>'
     )
 
     body = []
@@ -176,10 +189,11 @@ def index_html(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], root: Pat
             src = image.relative_to(root).as_posix()
         except ValueError:
             src = image.as_posix()
+        name = html.escape(row["run"])
         cells = [
-            f'<td><a href="{html.escape(src)}"><img src="{html.escape(src)}" alt="{html.escape(row["run"])}" loading="lazy" decoding="async"></a></td>'
+            f'<td class="run" data-sort="{name}"><a href="{html.escape(src)}"><img src="{html.escape(src)}" alt="{name}" loading="lazy" decoding="async"></a><span>{name}</span></td>'
         ]
-        for column in columns[1:]:
+        for column in columns:
             value = row.get(column)
             shown = (
                 ""
@@ -194,10 +208,10 @@ def index_html(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], root: Pat
                 src.rsplit("/", 1)[0] + "/losses.png" if "/" in src else "losses.png"
             )
             cells.append(
-                f'<td><a href="{href}"><img class="plot" src="{href}" alt="losses" loading="lazy" decoding="async"></a></td>'
+                f'<td class="plot"><a href="{href}"><img class="plot" src="{href}" alt="losses" loading="lazy" decoding="async"></a></td>'
             )
         else:
-            cells.append("<td></td>")
+            cells.append('<td class="plot"></td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (
         _PAGE.replace("{{HEAD}}", head)
@@ -209,10 +223,11 @@ def index_html(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], root: Pat
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>nst sweep ({{COUNT}} runs)</title>
 <style>
-body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
-table{border-collapse:collapse}th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
-th{cursor:pointer;background:#eee;position:sticky;top:0}th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
-img{width:256px;max-width:28vw;height:auto;display:block}img.plot{width:240px;max-width:22vw}
+body{font-family:system-ui,sans-serif;margin:1em;background:#fafafa;color:#222}
+table{border-collapse:collapse;font-size:14px;width:100%}th,td{padding:4px 6px;border-bottom:1px solid #ddd;text-align:left;vertical-align:middle}
+td{white-space:nowrap}th{cursor:pointer;background:#eee;position:sticky;top:0;max-width:7em}th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
+img{display:block;height:auto}td.run img{width:clamp(120px,12.5vw,256px)}td.run span{font-size:12px;color:#555;white-space:normal}
+td.plot{width:34%}img.plot{width:100%;min-width:280px;max-width:640px}
 .wrap{overflow-x:auto;max-width:100%}
 </style></head><body>
 <h1>nst sweep: {{COUNT}} runs</h1><p>Click a column header to sort. <a href="grid.png">Contact sheet</a> · <a href="summary.csv">summary.csv</a></p>

@@ -83,6 +83,53 @@ def test_another_tools_flag_gets_one_line_naming_ours(flag: str, ours: str) -> N
     assert lines[0] == f"error: {flag}: did you mean {ours}? nst calls it that"
 
 
+def test_every_foreign_flag_of_a_pasted_command_line_is_named_at_once() -> None:
+    """A neural-style line and crowsonkb's flags: one line each, all in one answer (a paste
+    used to take one retry per flag, and `-init` got Click's "No such option: -i")."""
+    result = runner.invoke(
+        app,
+        [
+            "stylize", "-content_image", "cat.png", "-init", "random", "-seed", "3",
+            "--min-scale", "128", "--initial-iterations", "500", "--avg-pool",
+            "--style-weigth", "3", "--frobnicate", "--lr", "-1",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert lines == [
+        "error: -content_image: did you mean --content (or the first argument)? nst calls it that",
+        "error: -init: did you mean --init (content, noise, style or an image path)? nst calls it that",
+        "error: -seed: did you mean --seed? nst calls it that",
+        "error: --min-scale: did you mean --set scales=[SIZE, ...] (the scales' long sides; by default nst starts near 256 px)? nst calls it that",
+        "error: --initial-iterations: did you mean --set steps=[N, ...] (steps per scale, the first one first)? nst calls it that",
+        "error: --avg-pool: did you mean --pooling avg? nst calls it that",
+        "error: --style-weigth: no such option (did you mean --style-weight?)",
+        "error: --frobnicate: no such option",
+    ], result.output
+    assert "nst stylize -h lists every option" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_short_option_with_its_value_attached_is_still_ours(pair, tmp_path: Path) -> None:
+    cat, starry = pair
+    out = tmp_path / "x.png"
+    result = runner.invoke(app, ["stylize", str(cat), str(starry), f"-o{out}", "--print-config"])
+    assert result.exit_code == 0, result.output
+    assert f"output: {out}" in result.output
+
+
+@pytest.mark.slow
+def test_a_weight_on_another_tools_scale_runs_with_one_line_saying_ours(pair, tmp_path) -> None:
+    cat, starry = pair
+    args = ["stylize", str(cat), str(starry), "--style-weight", "1000", "-o", str(tmp_path / "r")]
+    result = runner.invoke(app, [*args, "--resolution", "48", "--steps", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "another tool's scale" in line]
+    assert len(lines) == 1, result.output
+    assert "weights.style=1000" in lines[0] and "--style-weight 5 is likely" in lines[0]
+    assert (tmp_path / "r" / "final.png").is_file()
+
+
 def test_a_comma_list_of_styles_says_to_repeat_the_flag(pair) -> None:
     cat, starry = pair
     result = runner.invoke(app, ["stylize", str(cat), "--style", f"{starry},{cat}"])

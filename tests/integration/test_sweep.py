@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -195,7 +197,7 @@ def test_index_html_renders_and_sorts_in_a_real_browser(
     probe = """<script>
     var th = Array.from(document.querySelectorAll('#runs th')).find(function (h) { return h.textContent === 'style'; });
     th.click(); th.click();
-    var order = Array.from(document.querySelectorAll('#runs tbody tr')).map(function (r) { return r.cells[1].textContent; });
+    var order = Array.from(document.querySelectorAll('#runs tbody tr')).map(function (r) { return r.cells[0].textContent; });
     var loaded = Array.from(document.images).every(function (i) { return i.complete && i.naturalWidth > 0; });
     document.title = 'RESULT ' + order.join('|') + ' images=' + document.images.length;
     </script></body>"""
@@ -211,6 +213,63 @@ def test_index_html_renders_and_sorts_in_a_real_browser(
     ).stdout  # fmt: skip
     probe_page.unlink()
     assert "RESULT style_weight=0.01|style_weight=0.1|style_weight=10 images=6" in dom
+
+
+@pytest.mark.browser
+@pytest.mark.subprocess
+@pytest.mark.skipif(
+    _browser() is None, reason="no headless browser installed (apt-get install chromium)"
+)
+def test_index_html_fits_a_laptop_window_with_readable_loss_curves(
+    swept: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    """At 1200 px wide the page scrolled sideways to reach the loss curves, shown 240 px
+    wide: now everything is in the window, the curves at least 300 px, in a screenshot too."""
+    _, root, _ = swept
+    # A sweep with `--score` has four more columns: the widest page a one-key sweep makes.
+    rows = read_summary(root)
+    for row in rows:
+        row.update(style_swd=0.2543, palette_swd=5.099, structure_ssim=0.5539, new_faces=0)
+        row["image"] = str(root / row["run"] / "final.png")
+    from nst_cli.sweep.report import index_html
+
+    page = index_html(rows, ["weights.style"], root)
+    probe = """<script>
+    window.addEventListener('load', function () {
+      var wrap = document.querySelector('.wrap'), plot = document.querySelector('img.plot');
+      var box = plot.getBoundingClientRect();
+      document.title = 'FIT page=' + document.documentElement.scrollWidth + ' window=' + window.innerWidth
+        + ' table=' + wrap.scrollWidth + '/' + wrap.clientWidth
+        + ' plot=' + Math.round(box.width) + ' right=' + Math.round(box.right);
+    });
+    </script></body>"""
+    probe_page = root / "fit.html"
+    probe_page.write_text(page.replace("</body>", probe))
+    browser = [
+        _browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files",
+        "--window-size=1200,900", "--hide-scrollbars",
+    ]  # fmt: skip
+    dom = subprocess.run(
+        [*browser, "--dump-dom", probe_page.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
+    shot = tmp_path / "page.png"
+    subprocess.run(
+        [*browser, f"--screenshot={shot}", probe_page.as_uri()], capture_output=True, timeout=120
+    )
+    probe_page.unlink()
+    found = re.search(r"FIT page=(\d+) window=(\d+) table=(\d+)/(\d+) plot=(\d+) right=(\d+)", dom)
+    assert found, dom[-2000:]
+    page_w, window, table_w, table_visible, plot_w, right = map(int, found.groups())
+    assert window == 1200 and page_w <= window and table_w <= table_visible, found.group(0)
+    assert plot_w >= 300 and right <= window, found.group(0)
+    # The screenshot shows the curves: the plot's own pixels (its grey frame, coloured lines)
+    # inside the window's right third, not a cut-off table.
+    with Image.open(shot) as image:
+        assert image.width == 1200
+        strip = np.asarray(image.convert("RGB").crop((right - plot_w, 160, right, 400)), np.int16)
+    saturated = (strip.max(axis=2) - strip.min(axis=2)) > 80
+    assert saturated.sum() > 100, "no coloured loss curves where the plot should be"
 
 
 def test_runs_share_one_network_and_style_targets(

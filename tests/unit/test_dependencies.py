@@ -19,7 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "nst_cli"
 
-tomllib = pytest.importorskip("tomllib")  # Python >= 3.11; the check needs to run once, not on every Python
+tomllib = pytest.importorskip(
+    "tomllib"
+)  # Python >= 3.11; the check needs to run once, not on every Python
 
 
 def _normal(name: str) -> str:

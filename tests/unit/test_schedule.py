@@ -114,3 +114,50 @@ def test_default_is_balanced_and_saved_config_reloads_identically(tmp_path: Path
 
     path.write_text(yaml.safe_dump(config.to_yaml_dict()))
     assert resolve_config(path).to_yaml_dict() == config.to_yaml_dict()
+
+
+def test_too_few_steps_for_auto_scales_run_fewer_of_them() -> None:
+    """`--resolution 1600 --steps 8` spread 8 steps over 6 scales (one or two each) and gave
+    a soft, murky picture: auto runs at most one scale per MIN_STEPS_PER_SCALE steps."""
+    full = auto_scales(1600)
+    assert len(full) == 6
+    few = Config(resolution=1600, steps=8)
+    assert few.scale_sizes() == [1600]
+    assert [s.end - s.start for s in few.schedule()] == [8]
+    some = Config(resolution=1600, steps=30)
+    assert some.scale_sizes() == [256, 640, 1600]
+    assert min(s.end - s.start for s in some.schedule()) >= 2
+    assert Config(resolution=1600, steps=60).scale_sizes() == full
+    note = few.schedule_note()
+    assert note is not None and "8 steps are too few for the 6 scales" in note
+    assert "running 1600 px (one scale)" in note and "--steps 60" in note
+    assert Config(resolution=512).schedule_note() is None  # the defaults: 160 steps, 3 scales
+    assert Config(resolution=512, steps=[4, 3, 2]).schedule_note() is None  # the user's own split
+
+
+def test_too_few_steps_for_explicit_scales_keep_them_and_say_what_to_change() -> None:
+    config = Config(resolution=1600, scales=[400, 800], steps=8)
+    assert config.scale_sizes() == [400, 800, 1600]
+    note = config.schedule_note()
+    assert note is not None and "--steps 30" in note and "scales: [1600]" in note
+
+
+def test_a_resumed_auto_run_keeps_the_scales_its_checkpoint_was_made_at(tmp_path: Path) -> None:
+    """8 steps at 400 px ran one scale; --steps 30 would pick two, but the checkpoint is at
+    400 px: the resumed run keeps [400], and the resume check accepts it."""
+    from nst_cli.config.resolve import resume_config
+    from nst_cli.io.rundir import RunDir
+    from nst_cli.run.provenance import write_run_config
+    from nst_cli.run.resume import check_resume_changes
+
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    first = Config(content=tmp_path / "c.png", style=tmp_path / "s.png", resolution=400, steps=8)
+    assert first.scale_sizes() == [400] and Config(resolution=400, steps=30).scale_sizes() == [
+        256,
+        400,
+    ]
+    write_run_config(run, first, status="completed")
+    resumed = resume_config(run.root, overrides={"steps": 30})
+    assert resumed.scale_sizes() == [400] and resumed.total_steps == 30
+    check_resume_changes(run, resumed)  # no "scales cannot change on resume"
