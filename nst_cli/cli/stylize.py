@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # types only: the commands import torch-heavy modules when th
 from nst_cli.cli.base import (
     EXIT_INTERRUPTED,
     app,
+    command_started,
     err_console,
     errors_to_exit,
     loading_torch,
@@ -188,7 +189,7 @@ def stylize(
     from nst_cli.config.loading import dump_yaml
     from nst_cli.config.resolve import resolve_config, resume_config
 
-    started = time.perf_counter()  # the summary's wall time: everything this command does
+    started = command_started()  # the summary's wall time: everything this command does
     setup_logging(quiet)
     with errors_to_exit(debug):
         content, style = _positional_images(images, content, style)

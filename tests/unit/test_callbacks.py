@@ -170,3 +170,31 @@ def test_frames_are_written_while_the_run_goes_on_and_errors_still_surface(
     with pytest.raises(OutputError, match="step_000003.png"):
         saver.close()
     assert run.frame(0).is_file() and not run.frame(3).exists()
+
+
+def test_the_summary_s_time_split_adds_up_to_the_wall_time() -> None:
+    """A 1600 px run said "230.0 s optimising + 0.8 s setup" for 6 min 53 s: each scale's
+    preparation and the start were not counted. Now the parts add up to the wall time."""
+    import re
+
+    from nst_cli.cli.stylize import time_split
+    from nst_cli.run.state import StylizeResult
+
+    result = StylizeResult(
+        run_dir=Path("r"), final_image=Path("r/final.png"), losses={}, steps=160, steps_run=160,
+        seconds=230.0, setup_seconds=0.8, status="completed", device="cpu",
+        scale_setup_seconds=171.4,
+    )  # fmt: skip
+    line = time_split(result, 413.0)
+    assert line.startswith("413.0 s: 230.0 optimising, 171.4 preparing the scales, 0.8 ")
+    parts = [float(x) for x in re.findall(r"(\d+\.\d) [a-z]", line.split(": ", 1)[1])]
+    assert sum(parts) == pytest.approx(413.0, abs=0.1) and parts[-1] == pytest.approx(10.8)
+
+
+def test_a_process_s_start_is_before_now_and_recent() -> None:
+    import time
+
+    from nst_cli.cli.base import _process_started
+
+    started = _process_started()
+    assert started <= time.perf_counter()
