@@ -66,6 +66,15 @@ class Preview:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
+    def host(self) -> str:
+        host = self._server.server_address[0]
+        return host.decode() if isinstance(host, bytes) else str(host)
+
+    @property
+    def server_port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         if isinstance(host, bytes):
@@ -140,6 +149,11 @@ def _handler(preview: Preview) -> type[BaseHTTPRequestHandler]:
         server_version = "nst-preview"
 
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            if not _host_allowed(self.headers.get("Host"), preview.server_port, preview.host):
+                # DNS rebinding: a page on evil.example whose name now points at 127.0.0.1
+                # reaches this server, but its requests still say `Host: evil.example`.
+                self.send_error(HTTPStatus.MISDIRECTED_REQUEST, "unknown Host")
+                return
             path = self.path.split("?", 1)[0]
             if path == "/":
                 self._send(PAGE, "text/html; charset=utf-8")
@@ -177,6 +191,21 @@ def _handler(preview: Preview) -> type[BaseHTTPRequestHandler]:
             pass  # the terminal belongs to the progress display
 
     return Handler
+
+
+#: The names the preview answers to: the loopback names (and the address it printed).
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _host_allowed(host: str | None, port: int, bound: str = "127.0.0.1") -> bool:
+    """Whether a request's Host header names this server (a loopback name, or the address it
+    is bound to) and its port."""
+    if not host:
+        return False  # HTTP/1.1 requires it; browsers always send it
+    name, _, given = host.strip().lower().rpartition(":")
+    if not name or given != str(port):
+        name, given = host.strip().lower(), ""
+    return (name in LOOPBACK_NAMES or name == bound.lower()) and given in ("", str(port))
 
 
 def _own_file(folder: Path, name: str) -> bytes | None:

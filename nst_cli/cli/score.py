@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from nst_cli.cli.base import app, errors_to_exit, loading_torch, out_console, setup_logging
-from nst_cli.cli.options import DebugOpt, QuietOpt
+from nst_cli.cli.options import AllowLargeOpt, DebugOpt, QuietOpt
 
 
 @app.command(
@@ -28,6 +28,7 @@ def score(
         typer.Option(help="The painting (default: the one RESULT's nst settings name)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the measures as JSON.")] = False,
+    allow_large: AllowLargeOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -40,7 +41,7 @@ def score(
         with loading_torch(quiet or as_json):
             from nst_cli.run.score import score_result
 
-        measured = score_result(result, content, style)
+        measured = score_result(result, content, style, allow_large)
         if as_json:
             typer.echo(json.dumps({**measured.as_dict(), "style_layers": measured.style_layers}))
             return

@@ -75,6 +75,9 @@ MAX_EMBEDDED_CONFIG = 256 * 1024
 MAX_CONFIG_BYTES = 1_000_000
 #: Bounds on what a YAML config may expand to (see safe_yaml).
 MAX_YAML_DEPTH = 50
+#: The largest `resolution` (long side, px): the largest side a JPEG can hold; far past what
+#: fits in memory, it bounds what a mistyped number can make nst print or plan.
+MAX_RESOLUTION = 65_535
 MAX_YAML_NODES = 100_000
 
 

@@ -67,6 +67,11 @@ def safe_yaml(text: str, source: str) -> Any:
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None and _refers_to_itself(root):
+            raise ConfigError(
+                f"{source}: a YAML alias (*name) refers to the value it is inside, which "
+                "never ends; write the value out"
+            )
         if root is not None and _expanded_size(root, {}) > MAX_YAML_NODES:
             raise ConfigError(
                 f"{source}: the YAML expands to over {MAX_YAML_NODES:,} values through its "
@@ -78,6 +83,35 @@ def safe_yaml(text: str, source: str) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise YamlSyntaxError(f"{source}: not valid YAML{where}: {problem}") from None
+
+
+def _refers_to_itself(node: yaml.Node) -> bool:
+    """Whether an alias inside `node` points back to a collection that holds it (`a: &a [*a]`
+    loads as a list that contains itself, and walking it never ends). Depth-first without
+    recursion: a chain of aliases may be far deeper than Python's stack."""
+    inside: set[int] = set()
+    done: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    while stack:
+        current, leaving = stack.pop()
+        key = id(current)
+        if leaving:
+            inside.discard(key)
+            done.add(key)
+            continue
+        if key in inside:
+            return True
+        if key in done or not isinstance(current, yaml.CollectionNode):
+            continue
+        inside.add(key)
+        stack.append((current, True))
+        children = (
+            current.value
+            if isinstance(current, yaml.SequenceNode)
+            else [child for pair in current.value for child in pair]
+        )
+        stack.extend((child, False) for child in children)
+    return False
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:

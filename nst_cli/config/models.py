@@ -22,6 +22,7 @@ from nst_cli.config.choices import (
     DEFAULT_PRESET,
     FRAMES_PER_RUN,
     IMAGE_SUFFIXES,
+    MAX_RESOLUTION,
     PRESETS,
     UNWRITABLE_SUFFIXES,
     CheckpointMode,
@@ -85,8 +86,9 @@ class Config(Strict):
         description="spatial control: mask image → index of a style in `style` (from 0), e.g. `{sky.png: 0, road.png: 1}`; a mask has the content's aspect ratio, white = this style, grey = partly, black = not; where no mask covers, only the content loss applies (Gram style loss only)",
     )
     output: Path | None = Field(default=None, description="run folder")
-    resolution: StrictPositiveInt = Field(
-        default=512, description="long side of the output in px; the content's aspect ratio is kept"
+    resolution: Annotated[int, Field(strict=True, gt=0, le=MAX_RESOLUTION)] = Field(
+        default=512,
+        description=f"long side of the output in px, at most {MAX_RESOLUTION:,}; the content's aspect ratio is kept",
     )
     scales: list[StrictPositiveInt] | Literal["auto"] = Field(
         default="auto",

@@ -315,7 +315,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
             )
             shown = err["type"] not in ("missing", "value_error")
             if shown and "input" in err and not isinstance(err["input"], dict | list):
-                message += f" (got {err['input']!r})"
+                got = repr(err["input"])  # a pasted 300-digit number is not worth a screenful
+                message += f" (got {got if len(got) <= 40 else got[:37] + '...'})"
         if not loc and re.match(r"^[a-z_.]+: ", message):
             problems.append(message)  # a whole-config check names its own key
         else:

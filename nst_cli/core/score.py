@@ -57,7 +57,8 @@ def _subsample(points: torch.Tensor) -> torch.Tensor:
     # An even stride, not a random draw: the same cloud always gives the same sample.
     if len(points) <= MAX_POINTS:
         return points
-    return points[torch.linspace(0, len(points) - 1, MAX_POINTS).long()]
+    # In integers: a float32 linspace rounds past the last index from ~2e7 points on.
+    return points[torch.arange(MAX_POINTS) * (len(points) - 1) // (MAX_POINTS - 1)]
 
 
 def _at(sorted_values: np.ndarray, quantiles: np.ndarray) -> np.ndarray:

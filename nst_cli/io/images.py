@@ -103,7 +103,11 @@ def _to_rgb(image: Image.Image, path: Path, role: str) -> Image.Image:
         array = np.asarray(image, dtype=np.float64)
         if mode == "F":
             peak = 1.0 if array.max() <= 1.0 else 255.0
-        else:
+        elif mode.startswith("I;16") or image.format == "PNG":
+            # The file says 16 bits (a PNG has no 32-bit grey): a dark image whose values
+            # all lie under 256 is dark, not 257× brighter 8-bit.
+            peak = 65535.0
+        else:  # 32-bit integers (TIFF): their range is not in the mode; the values tell
             peak = 65535.0 if array.max() > 255 else 255.0
         grey = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(grey).convert("RGB")

@@ -78,15 +78,18 @@ def _array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
 
 
-def score_result(result: Path, content: Path | None = None, style: Path | None = None) -> Score:
+def score_result(
+    result: Path, content: Path | None = None, style: Path | None = None, allow_large: bool = False
+) -> Score:
     """Measure `result` against its photo and painting (read from the image's own settings
     when not given). The painting is brought to the result's long side; the textures of both
-    are compared at core.score.MEASURE_SIDE at most."""
-    made = load_image(result, "result")
+    are compared at core.score.MEASURE_SIDE at most. `allow_large` accepts images over the
+    100-megapixel limit (a print-size result)."""
+    made = load_image(result, "result", allow_large)
     if content is None or style is None:
         found = inputs_of(result)
         content, style = content or found[0], style or found[1]
-    photo = load_image(content, "content")
+    photo = load_image(content, "content", allow_large)
     # A run brings the photo to its long side, so a result of it is that size to a pixel.
     fitted = fit_long_side(photo.size, max(made.size))
     if any(abs(a - b) > 1 for a, b in zip(fitted, made.size, strict=True)):
@@ -100,7 +103,7 @@ def score_result(result: Path, content: Path | None = None, style: Path | None =
     photo = resize_to(photo, made.size)
     # At the result's long side, larger or smaller, as a run uses it (style_scale 1): a small
     # painting measured at its own size would compare strokes of another scale.
-    painting = load_image(style, "style")
+    painting = load_image(style, "style", allow_large)
     painting = resize_to(painting, fit_long_side(painting.size, max(made.size)))
     for path, image, what in ((result, made, ""), (style, painting, " (at the result's size)")):
         if min(_measured_size(image.size)) < MIN_SIDE:

@@ -144,3 +144,30 @@ def test_a_link_planted_under_a_frames_name_is_never_served(tmp_path: Path) -> N
         assert status == 404 and b"not for the page" not in body
     finally:
         preview.stop()
+
+
+def test_a_request_for_another_host_name_is_refused(tmp_path: Path) -> None:
+    """DNS rebinding: a page on evil.example.com whose name resolves to 127.0.0.1 reaches the
+    server, but says `Host: evil.example.com`; it gets nothing. The loopback names and the
+    printed address get the page."""
+    preview = Preview(RunDir(tmp_path / "run")).start()
+    port = preview.url.rstrip("/").rsplit(":", 1)[1]
+    try:
+
+        def status(host: str) -> int:
+            request = urllib.request.Request(preview.url + "state.json", headers={"Host": host})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    json.loads(response.read())
+                    return response.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert status("evil.example.com") == 421
+        assert status(f"evil.example.com:{port}") == 421
+        assert status(f"127.0.0.1:{int(port) + 1}") == 421
+        assert status(f"127.0.0.1:{port}") == 200
+        assert status(f"localhost:{port}") == 200
+        assert _get(preview.url)[0] == 200  # as a browser asks for the printed address
+    finally:
+        preview.stop()

@@ -234,3 +234,20 @@ def test_a_bad_entry_in_a_style_list_is_named_in_the_configs_own_words(tmp_path)
         message = str(caught.value)
         assert expected in message, message
         assert "lax-or-strict" not in message and "list[StyleImage]" not in message
+
+
+def test_a_yaml_alias_inside_itself_is_one_line(tmp_path: Path) -> None:
+    """`a: &a [*a]` loads as a list that holds itself: walking it raised RecursionError."""
+    for text in ("steps: &a [*a]\n", "a: &a {b: *a}\nsteps: 3\n"):
+        config = tmp_path / "loop.yaml"
+        config.write_text(text)
+        with pytest.raises(ConfigError, match="refers to the value it is inside"):
+            resolve_config(config)
+
+
+def test_resolution_has_an_upper_bound_and_a_long_number_is_cut_short() -> None:
+    with pytest.raises(ConfigError) as error:
+        resolve_config(None, [f"resolution={'9' * 300}"])
+    message = str(error.value)
+    assert "less than or equal to 65535" in message and len(message) < 200
+    assert resolve_config(None, ["resolution=65535"]).resolution == 65535

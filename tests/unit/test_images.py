@@ -137,3 +137,18 @@ def test_a_frame_is_encoded_without_torch_arithmetic() -> None:
     assert {name.split(".")[0] for name in seen.ops} <= {"detach", "squeeze", "permute", "alias"}
     expected = (image.clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
     assert np.array_equal(np.asarray(pil), expected)
+
+
+def test_a_dark_16_bit_grey_png_stays_dark(tmp_path: Path) -> None:
+    """Every value ≤ 255 of 65535: the file says 16 bits, so it is near black, not read as
+    8-bit and 257× too bright (the old rule guessed the depth from the values)."""
+    values = (np.arange(48 * 64).reshape(48, 64) % 256).astype(np.uint16)
+    path = tmp_path / "dark16.png"
+    Image.fromarray(values).save(path)
+    with Image.open(path) as check:
+        assert check.mode.startswith("I")  # a real 16-bit file
+    loaded = np.asarray(load_image(path, "content"))
+    assert loaded.max() <= 1  # 255/65535 of white is 1/255
+    bright = tmp_path / "bright16.png"
+    Image.fromarray((values.astype(np.uint32) * 257).astype(np.uint16)).save(bright)
+    assert np.asarray(load_image(bright, "content")).max() == 255

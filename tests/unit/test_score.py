@@ -263,3 +263,23 @@ def test_a_photo_of_another_shape_is_named(
         assert "another shape" not in caplog.text
         score_result(result, SAMPLES / "astronaut.png", SAMPLES / "strokes.png")  # square
     assert "astronaut.png: 512×512 px, another shape than the result's 64×43" in caplog.text
+
+
+def test_the_even_subsample_of_twenty_million_points_stays_in_range() -> None:
+    """A ~20 MP result: a float32 linspace rounded the last index past the end (IndexError)."""
+    points = torch.arange(20_000_000, dtype=torch.int32).unsqueeze(1)  # 5000×4000 px
+    sample = score._subsample(points)
+    assert len(sample) == score.MAX_POINTS
+    assert int(sample[0]) == 0 and int(sample[-1]) == 19_999_999
+    assert bool((sample[1:] > sample[:-1]).all())  # evenly strided, no repeats
+
+
+def test_score_of_an_oversized_image_names_a_flag_score_has(tmp_path: Path) -> None:
+    """The refusal advised --allow-large, which `nst score` did not accept; now it does."""
+    big = tmp_path / "big.png"
+    Image.new("RGB", (10_001, 10_000), (90, 120, 150)).save(big)
+    refused = CliRunner().invoke(app, ["score", str(big)])
+    assert refused.exit_code == 2 and "--allow-large" in refused.output
+    accepted = CliRunner().invoke(app, ["score", str(big), "--allow-large"])
+    assert "No such option" not in accepted.output and "no such option" not in accepted.output
+    assert "over the 100,000,000-pixel limit" not in accepted.output
