@@ -78,6 +78,8 @@ MAX_YAML_DEPTH = 50
 #: The largest `resolution` (long side, px): the largest side a JPEG can hold; far past what
 #: fits in memory, it bounds what a mistyped number can make nst print or plan.
 MAX_RESOLUTION = 65_535
+#: The frame rates a clip may have: ffmpeg writes an empty or zero-length file outside them.
+MIN_FPS, MAX_FPS = 0.01, 1000.0
 MAX_YAML_NODES = 100_000
 
 

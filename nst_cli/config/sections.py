@@ -17,6 +17,8 @@ from nst_cli.config.choices import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_LR,
     DEFAULT_STYLE_LAYERS,
+    MAX_FPS,
+    MIN_FPS,
     VIDEO_SUFFIXES,
     WEIGHT_SOURCES,
 )
@@ -240,7 +242,14 @@ class VideoConfig(Strict):
     @field_validator("fps")
     @classmethod
     def _fps(cls, value: float | None) -> float | None:
-        return None if value is None else finite(value, allow_zero=False)
+        if value is None:
+            return None
+        value = finite(value, allow_zero=False)
+        if not MIN_FPS <= value <= MAX_FPS:
+            raise ValueError(
+                f"{value:g} frames per second is outside {MIN_FPS:g}–{MAX_FPS:g} (25 is a film's)"
+            )
+        return value
 
     @field_validator("output")
     @classmethod

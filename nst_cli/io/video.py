@@ -5,6 +5,7 @@ copied through. No function here holds a whole clip in memory."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import tempfile
@@ -15,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from nst_cli.config.choices import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from nst_cli.config.choices import IMAGE_SUFFIXES, MAX_FPS, MIN_FPS, VIDEO_SUFFIXES
 from nst_cli.core.pillow import no_pixel_limit
 from nst_cli.errors import ImageError, OutputError
 from nst_cli.io.files import describe_os_error, publish
-from nst_cli.io.images import load_image
+from nst_cli.io.images import MAX_PIXELS, load_image
 
 #: A folder of frames plays at this rate unless `video.fps` says otherwise.
 DEFAULT_FPS = 25.0
@@ -48,14 +49,15 @@ def _natural(path: Path) -> list[object]:
     return [int(part) if part.isdigit() else part for part in _DIGITS.split(path.name)]
 
 
-def open_clip(path: Path, fps: float | None = None) -> Clip:
+def open_clip(path: Path, fps: float | None = None, allow_large: bool = False) -> Clip:
     """Check a clip and read what it is, without decoding its frames (a video's frames are
-    counted by ffmpeg, which decodes and drops them). One-line ImageError otherwise."""
+    counted by ffmpeg, which decodes and drops them, once its frame size is known to be under
+    the pixel limit). One-line ImageError otherwise."""
     path = Path(path)
     if not path.exists():
         raise ImageError(f"video {path}: file not found")
     if path.is_dir():
-        return _open_folder(path, fps)
+        return _open_folder(path, fps, allow_large)
     if not path.is_file():
         raise ImageError(f"video {path}: not a regular file (a pipe or device?)")
     if path.suffix.lower() in IMAGE_SUFFIXES:
@@ -65,29 +67,66 @@ def open_clip(path: Path, fps: float | None = None) -> Clip:
         )
     if path.stat().st_size == 0:
         raise ImageError(f"video {path}: file is empty")
+    declared = _declared_size(path)  # a GIF's screen, before ffmpeg decodes anything
+    if declared is not None:
+        _check_frame_size(path, declared, allow_large)
     import imageio_ffmpeg
 
     try:
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
         reader.close()
-        count, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
     except (OSError, RuntimeError, StopIteration, ValueError, IndexError) as exc:
-        detail = str(exc).strip().splitlines()[-1][:100] if str(exc).strip() else ""
-        raise ImageError(
-            f"video {path}: not a video ffmpeg can read ({detail or type(exc).__name__}); "
-            "use .mp4, .mov, .webm, .gif … or a folder of frames"
-        ) from None
+        raise _unreadable(path, exc) from None
+    width, height = (int(side) for side in meta["size"])
+    _check_frame_size(path, (width, height), allow_large)
+    try:
+        count, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+    except (OSError, RuntimeError, ValueError, IndexError) as exc:
+        raise _unreadable(path, exc) from None
     if count <= 0:
         raise ImageError(f"video {path}: has no frames")
     rate = float(meta.get("fps") or 0)
     if not np.isfinite(rate) or rate <= 0:
         rate = fps or DEFAULT_FPS
-    width, height = meta["size"]
-    return Clip(path, (int(width), int(height)), rate, int(count), "audio_codec" in meta)
+    return Clip(path, (width, height), rate, int(count), "audio_codec" in meta)
 
 
-def _open_folder(path: Path, fps: float | None) -> Clip:
+def _unreadable(path: Path, exc: BaseException) -> ImageError:
+    """ffmpeg's refusal as one line: no video stream in it, or not a video at all."""
+    text = str(exc).strip()
+    if "does not contain any stream" in text or "0:v:0" in text:
+        return ImageError(
+            f"video {path}: has no frames (no video stream in it: audio only, or an empty "
+            "clip); give a clip with a picture"
+        )
+    detail = text.splitlines()[-1][:100] if text else ""
+    return ImageError(
+        f"video {path}: not a video ffmpeg can read ({detail or type(exc).__name__}); "
+        "use .mp4, .mov, .webm, .gif … or a folder of frames"
+    )
+
+
+def _declared_size(path: Path) -> tuple[int, int] | None:
+    """The frame size a file's header declares where Pillow reads the format (GIF, APNG,
+    WebP): an 85-byte GIF can declare a 12000×12000 screen that ffmpeg then decodes."""
+    with no_pixel_limit():
+        try:
+            with Image.open(path) as image:
+                return image.size
+        except (OSError, UnidentifiedImageError, ValueError):
+            return None
+
+
+def _check_frame_size(path: Path, size: tuple[int, int], allow_large: bool) -> None:
+    if not allow_large and size[0] * size[1] > MAX_PIXELS:
+        raise ImageError(
+            f"video {path}: its frames are {size[0]}×{size[1]}, over the {MAX_PIXELS:,}-pixel "
+            "limit; shrink the clip or pass --allow-large if you trust the file"
+        )
+
+
+def _open_folder(path: Path, fps: float | None, allow_large: bool = False) -> Clip:
     files = sorted(
         (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
         key=_natural,
@@ -109,6 +148,7 @@ def _open_folder(path: Path, fps: float | None) -> Clip:
                     f"video frame {file} is {sizes[-1][0]}×{sizes[-1][1]} but {files[0].name} is "
                     f"{sizes[0][0]}×{sizes[0][1]}; every frame of a clip must have the same size"
                 )
+    _check_frame_size(path, sizes[0], allow_large)
     return Clip(path, sizes[0], fps or DEFAULT_FPS, len(files), False, tuple(files))
 
 
@@ -130,6 +170,36 @@ def read_frames(clip: Clip, allow_large: bool = False) -> Iterator[Image.Image]:
         raise ImageError(f"video {clip.path}: decoding failed ({str(exc)[:100]})") from None
     finally:
         reader.close()
+
+
+def _remove_stale_partials(output: Path) -> None:
+    """Partial clips a killed write left beside `output` (`.NAME.XXXXXXXX.mp4`, full size)."""
+    pattern = re.compile(
+        re.escape(f".{output.stem}.") + r"[A-Za-z0-9_]{8}" + re.escape(output.suffix)
+    )
+    for leftover in output.parent.glob(
+        f".{glob.escape(output.stem)}.*{glob.escape(output.suffix)}"
+    ):
+        if pattern.fullmatch(leftover.name) and leftover.is_file() and not leftover.is_symlink():
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+def _check_finished(written_file: Path, output: Path, frames: int) -> None:
+    """ffmpeg can fail while closing the file (a full disk refusing its index) and still
+    exit quietly: a clip is published only if it plays back with every frame."""
+    import imageio_ffmpeg
+
+    try:
+        count, _ = imageio_ffmpeg.count_frames_and_secs(str(written_file))
+    except (OSError, RuntimeError, ValueError, IndexError):
+        count = 0
+    if count < frames:
+        raise OutputError(
+            f"{output}: ffmpeg did not finish the clip ({count} of {frames} frames readable; "
+            "a full disk?); free space and run the same command again (the frames are kept)"
+            + ("; the earlier clip is kept" if output.exists() else "")
+        )
 
 
 def _codecs(suffix: str) -> tuple[str, str | None, list[str], str]:
@@ -162,11 +232,17 @@ def write_clip(
         raise OutputError(
             f"{output}: nst writes {', '.join(VIDEO_SUFFIXES)} clips; name the output e.g. clip.mp4"
         )
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise OutputError(
+            f"{output}: {fps:g} frames per second is outside {MIN_FPS:g}–{MAX_FPS:g}; "
+            "give a frame rate in that range (25 is a film's)"
+        )
     codec, audio_codec, options, pixel_format = _codecs(suffix)
     if audio_from is not None and audio_codec is not None and frames_expected:
         options = [*options, "-t", f"{(frames_expected + 0.5) / fps:.6f}"]
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_partials(output)
         fd, tmp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=suffix, dir=output.parent)
         os.close(fd)
     except OSError as exc:
@@ -204,6 +280,7 @@ def write_clip(
             writer = None
         if written == 0:
             raise OutputError(f"{output}: no frames to write")
+        _check_finished(Path(tmp), output, written)
         publish(Path(tmp), output)
     except BaseException as exc:
         if writer is not None:

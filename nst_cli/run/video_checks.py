@@ -26,7 +26,7 @@ def check_clip(config: Config, allow_large: bool) -> tuple[Clip, int]:
     for spec in config.style_images:
         if not Path(spec.path).is_file():
             raise ConfigError(f"style image {spec.path}: file not found")
-    clip = open_clip(config.content, config.video.fps)
+    clip = open_clip(config.content, config.video.fps, allow_large)
     count = min(clip.count, config.video.max_frames or clip.count)
     return clip, count
 
@@ -74,6 +74,11 @@ def check_clip_output(run_dir: VideoDir, config: Config, resume: bool, overwrite
     output = clip_output(config).expanduser().resolve()
     if config.content is not None and output == Path(config.content).expanduser().resolve():
         raise ConfigError(f"-o {clip_output(config)}: that is the input clip; choose another -o")
+    if output.is_dir():  # found now, not after every frame is stylised
+        raise OutputError(
+            f"-o {clip_output(config)}: a folder is there; name a clip file (e.g. "
+            f"{clip_output(config).with_suffix('')}_styled.mp4) or move the folder"
+        )
     if resume or overwrite or not output.exists():
         return
     saved = read_run_config(run_dir.config) if run_dir.config.is_file() else None

@@ -355,3 +355,96 @@ def test_a_killed_clip_resumes_to_the_frames_of_an_uninterrupted_one(
     for a, b in zip(_pixels(out), _pixels(whole), strict=True):
         assert np.array_equal(a, b)
     assert (out / "video.mp4").is_file() and not list(out.rglob("*.tmp"))
+
+
+def _ffmpeg(*args: str) -> None:
+    import subprocess
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", *args], check=True)
+
+
+def test_a_gif_declaring_a_huge_screen_is_refused_before_decoding(
+    style_path: Path, tmp_path: Path
+) -> None:
+    """An 85-byte GIF whose header declares 12000×12000 was decoded at that size (2.8 GB, a
+    minute for 2 frames) without --allow-large; the same file as a still was refused."""
+    gif = tmp_path / "bomb.gif"
+    Image.new("P", (2, 2)).save(gif)
+    data = bytearray(gif.read_bytes())
+    data[6:10] = (12000).to_bytes(2, "little") * 2  # the logical screen's width and height
+    gif.write_bytes(bytes(data))
+    assert len(data) < 200
+    with pytest.raises(ImageError, match="12000×12000, over the 100,000,000-pixel limit"):
+        stylize_video(_config(gif, style_path, tmp_path / "run"))
+    result = runner.invoke(app, ["video", str(gif), str(style_path), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "--allow-large" in result.output
+
+
+def test_a_clip_with_no_picture_says_it_has_no_frames(style_path: Path, tmp_path: Path) -> None:
+    """An audio-only file and a clip whose video stream is empty got ffmpeg's "Error opening
+    output files"; the message says what is wrong with them."""
+    audio = tmp_path / "voice.m4a"
+    _ffmpeg("-f", "lavfi", "-i", "anullsrc=r=22050:cl=mono", "-t", "0.5", str(audio))
+    with pytest.raises(ImageError, match="has no frames \\(no video stream in it"):
+        stylize_video(_config(audio, style_path, tmp_path / "run"))
+
+
+def test_an_output_that_is_a_folder_is_refused_before_any_frame(
+    clip_folder: Path, style_path: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "adir.mp4").mkdir()
+    config = _config(
+        clip_folder, style_path, tmp_path / "run", f"video.output={tmp_path / 'adir.mp4'}"
+    )
+    with pytest.raises(OutputError, match="a folder is there"):
+        stylize_video(config)
+    assert not list((tmp_path / "run").glob("frames/*.png"))
+
+
+@pytest.mark.parametrize("fps", ["1e-300", "1e9"])
+def test_an_extreme_frame_rate_is_one_line(
+    clip_folder: Path, style_path: Path, tmp_path: Path, fps: str
+) -> None:
+    """Such a rate gave a 0-byte or zero-length clip reported as `completed`."""
+    result = runner.invoke(
+        app, ["video", str(clip_folder), str(style_path), "--set", f"video.fps={fps}",
+              "-o", str(tmp_path / "r")],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "frames per second is outside 0.01–1000" in result.output
+
+
+def test_a_clip_ffmpeg_did_not_finish_is_not_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ffmpeg can fail while closing the file (a full disk refusing the mp4's index) and exit
+    quietly, leaving 4 kB that does not play: the good clip there before must stay. Here the
+    encoder writes such a stub."""
+    from nst_cli.io import video
+
+    good = tmp_path / "run.mp4"
+    video.write_clip(_frames(3), good, fps=12.0)
+    before = good.read_bytes()
+
+    def truncating(path: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        Path(path).write_bytes(before[:4096])  # header written, the rest lost
+        yield
+        while True:
+            yield
+
+    monkeypatch.setattr(imageio_ffmpeg, "write_frames", truncating)
+    with pytest.raises(OutputError, match="ffmpeg did not finish the clip.*earlier clip is kept"):
+        video.write_clip(_frames(3), good, fps=12.0)
+    assert good.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run.mp4"]  # no partial file left
+
+
+def test_a_killed_writes_partial_clip_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    from nst_cli.io import video
+
+    output = tmp_path / "run.mp4"
+    stale = tmp_path / ".run.k2j_8xq1.mp4"  # what mkstemp named the write that was killed
+    stale.write_bytes(b"\0" * 10_000)
+    other = tmp_path / ".run.notours.mp4"
+    other.write_bytes(b"someone else's")
+    video.write_clip(_frames(3), output, fps=12.0)
+    assert output.is_file() and not stale.exists() and other.exists()
