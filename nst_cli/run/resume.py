@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import yaml
 
+from nst_cli.config.loading import dump_yaml
 from nst_cli.config.models import Config
 from nst_cli.core.pixels import (
     fit_long_side,
@@ -93,22 +95,84 @@ class StartingPoint:
         return state
 
 
-def replaces_finished_run(config: Config) -> bool:
+def replaces_finished_run(config: Config, kind: str = "image") -> bool:
     """Whether a new run may replace what is at its output without --overwrite: the folder
-    holds nothing, or a run that finished (config.yaml says completed) and only nst's files,
-    and an `-o` image already there is one nst wrote. The everyday loop (run, look, tweak,
-    run again) then needs no flag, while an unfinished run that could be resumed, or a file
-    nst did not write, is still never replaced silently."""
+    holds nothing, or a finished run it would make again (`unlike_the_finished_run` finds no
+    difference), and an `-o` image already there is that run's. The everyday loop (run,
+    look, tweak, run again) then needs no flag, while an unfinished run that could be
+    resumed, another run, or a file nst did not write is never replaced silently."""
     run_dir = RunDir(config.output_dir)
-    if run_dir.previous_outputs():
-        saved = read_run_config(run_dir.config)
-        if saved is None or saved[1].get("status") != "completed" or run_dir.foreign_files():
-            return False
+    made_here = bool(run_dir.previous_outputs()) or run_dir.config.is_file()
+    if made_here and unlike_the_finished_run(run_dir, config, kind) is not None:
+        return False
     image = config.output_image
     if image is not None and image.exists():
+        # The image of the finished run in its folder beside it; a copy kept elsewhere under
+        # that name, or another run's image, is the user's.
         header = png_header(image) if image.is_file() else None
-        return header is not None and "nst:version" in header[1]
+        return made_here and header is not None and _same_inputs(header[1], config)
     return True
+
+
+def unlike_the_finished_run(run_dir: RunDir, config: Config, kind: str) -> str | None:
+    """Why the run in `run_dir` is not one `config` may silently replace, or None: it must
+    have finished, be of the same kind (an image run or a video run), have the same content
+    and style, keep config.yaml as nst wrote it (an annotated one is the user's), and hold
+    only nst's files."""
+    saved = read_run_config(run_dir.config)
+    if saved is None:
+        return "no config.yaml nst wrote"
+    settings, run = saved
+    if run.get("status") != "completed":
+        return "a run that did not finish"
+    other = str(run.get("kind") or "image")
+    if other != kind:
+        return f"a finished {other} run"
+    now = run_config_dict(config)
+    for key in ("content", "style"):
+        if settings.get(key) != now.get(key):
+            return f"a finished run of another {'photo' if key == 'content' else 'painting'}"
+    if not written_by_nst(run_dir):
+        return "a finished run whose config.yaml was edited"
+    if run_dir.foreign_files():
+        return f"a finished run and {run_dir.foreign_files()[0].name}, which nst did not write"
+    return None
+
+
+def refuse_replacing(run_dir: RunDir, config: Config, kind: str) -> None:
+    """The one line for a finished run that a new run will not replace silently."""
+    why = unlike_the_finished_run(run_dir, config, kind)
+    if why is None or why in ("a run that did not finish", "no config.yaml nst wrote"):
+        return  # replaceable, or for the unfinished-run and foreign-file checks to say
+    continue_with = "nst video --resume" if "video run" in why else "nst stylize --resume"
+    raise ConfigError(
+        f"output folder {run_dir.root} holds {why}; --overwrite replaces it, or choose another "
+        f"--output (to continue that run: {continue_with} {run_dir.root})"
+    )
+
+
+def written_by_nst(run_dir: RunDir) -> bool:
+    """Whether config.yaml is as nst wrote it: a file the user annotated (a comment, a key
+    changed by hand) no longer reads back to the same text."""
+    try:
+        text = run_dir.config.read_text(encoding="utf-8")
+        return dump_yaml(yaml.safe_load(text)) == text
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError, TypeError):
+        return False
+
+
+def _same_inputs(text: dict[str, Any], config: Config) -> bool:
+    """Whether an image's embedded settings name the content and style of `config`."""
+    if "nst:version" not in text or "nst:config" not in text:
+        return False
+    try:
+        embedded = yaml.safe_load(str(text["nst:config"]))
+    except yaml.YAMLError:
+        return False
+    now = run_config_dict(config)
+    return isinstance(embedded, dict) and all(
+        embedded.get(key) == now.get(key) for key in ("content", "style")
+    )
 
 
 def check_output_image(config: Config, resume: bool, overwrite: bool) -> None:

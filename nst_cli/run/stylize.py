@@ -41,6 +41,7 @@ from nst_cli.run.resume import (
     check_output_image,
     check_resume_changes,
     check_run_folder,
+    refuse_replacing,
     replaces_finished_run,
     starting_point,
 )
@@ -111,8 +112,11 @@ def stylize_relocated(
     """`stylize` for a run whose inputs and folder were moved (a Ray worker's scratch copy):
     it reads and writes where `config` says, and records `recorded` (the user's own paths) in
     config.yaml and the PNGs, so the folder it sends back is the one a local run writes."""
-    if not (resume or overwrite) and replaces_finished_run(config):
-        overwrite = True  # the same command again: replace the finished run it made
+    if not (resume or overwrite):
+        if replaces_finished_run(config):
+            overwrite = True  # the same command again: replace the finished run it made
+        else:
+            refuse_replacing(RunDir(config.output_dir), config, "image")
     prepared = _prepare(config, resume, overwrite, allow_large, cache or ModelCache(), recorded)
     run_dir = prepared.run_dir
     with run_dir.lock():

@@ -12,6 +12,7 @@ from nst_cli.errors import ConfigError, OutputError
 from nst_cli.io.rundir import read_run_config
 from nst_cli.io.video import Clip, open_clip
 from nst_cli.io.videodir import VideoDir
+from nst_cli.run.resume import refuse_replacing
 
 #: A stylised frame takes about this many bytes per pixel as PNG (painterly texture
 #: compresses poorly), for the disk check before a clip starts.
@@ -59,6 +60,8 @@ def check_video_folder(run_dir: VideoDir, config: Config, resume: bool, overwrit
             f"{foreign[0]}: not a file nst wrote, at a name a video run writes; move it or "
             "choose another --output"
         )
+    if not overwrite:  # a finished run is replaced silently only if this command made it
+        refuse_replacing(run_dir, config, "video")
     saved = read_run_config(run_dir.config)
     finished = saved is not None and saved[1].get("status") == "completed"
     if not (overwrite or finished):
