@@ -248,7 +248,7 @@ def _output_overrides(output: Path | None) -> dict[str, Any]:
 
 
 def _resume_config(resume: Path, config: Path | None, sets: Any, overrides: dict[str, Any]) -> Any:
-    from nst_cli.config.resolve import resolve_config
+    from nst_cli.config.resolve import check_run_kind, resolve_config
 
     if config is not None:
         raise ConfigError("--resume reads RUN_DIR/config.yaml; drop --config")
@@ -265,6 +265,7 @@ def _resume_config(resume: Path, config: Path | None, sets: Any, overrides: dict
         raise ConfigError(
             f"--resume {resume}: no config.yaml there; is it an nst video run folder?"
         )
+    check_run_kind(resume, "video")
     return resolve_config(resume / "config.yaml", sets, {**overrides, "output": str(resume)})
 
 

@@ -204,6 +204,7 @@ def resume_config(
                 f"again to continue it, or resume one of its runs (--resume {run_dir}/RUN)"
             )
         raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it an nst run folder?")
+    check_run_kind(run_dir, "image")
     output = _resumed_output(run_dir)
     config = resolve_config(
         Path(run_dir) / "config.yaml", sets, {**(overrides or {}), "output": output}
@@ -215,6 +216,26 @@ def resume_config(
         if saved.scale_sizes() != config.scale_sizes():
             config = config.model_copy(update={"scales": saved.scale_sizes()})
     return config
+
+
+#: Which command continues a run of each kind (config.yaml's `run: kind:`).
+RESUMED_BY = {"image": "nst stylize --resume", "video": "nst video --resume"}
+
+
+def check_run_kind(run_dir: Path, kind: str) -> None:
+    """Refuse to resume a run of the other kind (an image run with nst video, a clip's run
+    with nst stylize) in one line naming the command that continues it."""
+    try:
+        saved = safe_yaml((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"), "")
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return  # unreadable: the config's own checks say so
+    run = saved.get("run") if isinstance(saved, dict) else None
+    other = str(run.get("kind") or "image") if isinstance(run, dict) else None
+    if other is not None and other != kind and other in RESUMED_BY:
+        what = "a video run (the frames of a clip)" if other == "video" else "an image run"
+        raise ConfigError(
+            f"--resume {run_dir}: {what}; continue it with {RESUMED_BY[other]} {run_dir}"
+        )
 
 
 def _resumed_output(run_dir: Path) -> str:

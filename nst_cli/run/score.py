@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from nst_cli.config.choices import IMAGE_SUFFIXES
 from nst_cli.config.loading import read_png_config
 from nst_cli.core import score as measures
 from nst_cli.core.features import FeatureExtractor, build_extractor
@@ -67,6 +68,14 @@ def inputs_of(result: Path) -> tuple[Path, Path]:
                 style,
             )
     content = data.get("content")
+    if isinstance(content, str) and (
+        Path(content).suffix.lower() not in IMAGE_SUFFIXES or Path(content).is_dir()
+    ):
+        raise ConfigError(
+            f"{result}: a frame of a video run (its photo is the clip {content}); nst score "
+            "compares a still with its photo: give the clip's frame with --content, and "
+            "--style"
+        )
     if not isinstance(content, str) or not isinstance(style, str):
         raise ConfigError(
             f"{result}: its settings name no content and style; give --content and --style"

@@ -91,3 +91,30 @@ def test_an_image_run_and_a_video_run_never_replace_each_other(images, tmp_path:
     _refused(result.exit_code, result.output, "a finished image run")
     assert (still_run / "final.png").is_file() and (still_run / "checkpoint.pt").is_file()
     assert not (still_run / "video.mp4").exists()
+
+
+def test_each_kind_of_run_names_the_command_that_continues_it(images, tmp_path: Path) -> None:
+    """`nst video --resume STILL_RUN` said "a still image, not a clip"; `nst stylize --resume
+    VIDEO_RUN` and `nst score VIDEO_RUN/frames/000000.png` said the clip was "not an image
+    Pillow can read"."""
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    for index in range(2):
+        make_image(clip / f"f{index}.png", (64, 48), seed=index)
+    video_run, still_run = tmp_path / "video_run", tmp_path / "still_run"
+    video = ["video", str(clip), str(images["painting"]), "--frame-steps", "1", *TINY]
+    assert runner.invoke(app, [*video, "-o", str(video_run)]).exit_code == 0
+    assert _stylize(str(images["photo"]), str(images["painting"]), "-o", str(still_run))[0] == 0
+
+    result = runner.invoke(app, ["stylize", "--resume", str(video_run), "-q"])
+    assert result.exit_code == 2, result.output
+    assert (
+        f"a video run (the frames of a clip); continue it with nst video --resume {video_run}"
+        in result.output
+    )
+    result = runner.invoke(app, ["video", "--resume", str(still_run), "-q"])
+    assert result.exit_code == 2, result.output
+    assert f"an image run; continue it with nst stylize --resume {still_run}" in result.output
+    result = runner.invoke(app, ["score", str(video_run / "frames" / "000000.png")])
+    assert result.exit_code == 2 and "a frame of a video run" in result.output, result.output
+    assert "--content" in result.output
