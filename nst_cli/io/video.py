@@ -107,6 +107,17 @@ def _unreadable(path: Path, exc: BaseException) -> ImageError:
     )
 
 
+def _upright_size(image: Image.Image) -> tuple[int, int]:
+    """The size a frame has once its EXIF orientation is applied (as load_image applies it),
+    from the header alone: orientations 5–8 turn it a quarter, swapping its sides."""
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except (OSError, ValueError, SyntaxError):
+        orientation = 1
+    width, height = image.size
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
 def _declared_size(path: Path) -> tuple[int, int] | None:
     """The frame size a file's header declares where Pillow reads the format (GIF, APNG,
     WebP): an 85-byte GIF can declare a 12000×12000 screen that ffmpeg then decodes."""
@@ -140,7 +151,7 @@ def _open_folder(path: Path, fps: float | None, allow_large: bool = False) -> Cl
         for file in files:
             try:
                 with Image.open(file) as image:
-                    sizes.append(image.size)
+                    sizes.append(_upright_size(image))
             except (OSError, UnidentifiedImageError):
                 raise ImageError(f"video frame {file}: not an image Pillow can read") from None
             if sizes[-1] != sizes[0]:

@@ -58,10 +58,10 @@ class VideoDir(RunDir):
         return self.raw / video_frame_name(index)
 
     def frames_done(self) -> int:
-        """How many frames, from the first, are on disk without a gap (a resume starts at the
-        first missing one)."""
+        """How many frames, from the first, nst has written without a gap (a resume starts at
+        the first missing one); a PNG placed at a frame's name is not one of them."""
         index = 0
-        while self.frame(index).is_file():
+        while self.frame(index).is_file() and is_nst_png(self.frame(index)):
             index += 1
         return index
 

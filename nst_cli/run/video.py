@@ -56,7 +56,13 @@ from nst_cli.run.provenance import png_metadata, timestamp, write_run_config
 from nst_cli.run.resume import StartingPoint
 from nst_cli.run.scales import run_scales
 from nst_cli.run.state import Prepared
-from nst_cli.run.video_checks import check_clip, check_disk, check_video_folder, clip_output
+from nst_cli.run.video_checks import (
+    check_clip,
+    check_disk,
+    check_same_clip,
+    check_video_folder,
+    clip_output,
+)
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +164,8 @@ def stylize_video(
     run_dir = VideoDir(config.output_dir)
     clip, count = check_clip(config, allow_large)
     check_video_folder(run_dir, config, resume, overwrite)
+    if resume:
+        check_same_clip(run_dir, config, clip, count)
     cache = cache or ModelCache()
     with run_dir.lock():
         check_video_folder(run_dir, config, resume, overwrite)  # again, under the lock

@@ -32,6 +32,28 @@ def check_clip(config: Config, allow_large: bool) -> tuple[Clip, int]:
     return clip, count
 
 
+def check_same_clip(run_dir: VideoDir, config: Config, clip: Clip, count: int) -> None:
+    """A resumed run's clip must be the one it started on: frames of another size cannot
+    continue its frames, and a shorter clip would end it as `completed` with fewer frames."""
+    saved = read_run_config(run_dir.config)
+    if saved is None:
+        return
+    run = saved[1]
+    size = list(fit_long_side(clip.size, config.resolution))
+    recorded_size, recorded_count = run.get("size"), run.get("frames")
+    if isinstance(recorded_size, list) and recorded_size != size:
+        raise ConfigError(
+            f"--resume {run_dir.root}: the clip {config.content} changed since the run began "
+            f"(its frames come out {size[0]}×{size[1]} now, {recorded_size[0]}×"
+            f"{recorded_size[1]} then); restore it, or start over with --overwrite"
+        )
+    if isinstance(recorded_count, int) and count < recorded_count:
+        raise ConfigError(
+            f"--resume {run_dir.root}: the clip {config.content} has {count} frames now, "
+            f"{recorded_count} when the run began; restore it, or start over with --overwrite"
+        )
+
+
 def clip_output(config: Config) -> Path:
     """Where the clip goes: `video.output`, else video.mp4 in the run folder."""
     return config.video.output or VideoDir(config.output_dir).default_clip

@@ -448,3 +448,57 @@ def test_a_killed_writes_partial_clip_is_removed_by_the_next_write(tmp_path: Pat
     other.write_bytes(b"someone else's")
     video.write_clip(_frames(3), output, fps=12.0)
     assert output.is_file() and not stale.exists() and other.exists()
+
+
+def test_a_resume_after_the_clip_changed_is_one_line_and_a_planted_frame_is_redone(
+    clip_folder: Path, style_path: Path, tmp_path: Path
+) -> None:
+    """Frames of another size gave "The size of tensor a (64) must match … (48)"; a shorter
+    clip finished as `completed` with fewer frames; a PNG placed at frames/000003.png was
+    taken as a finished frame."""
+    out = tmp_path / "cut"
+    steps = {"n": 0}
+
+    def stop_in_frame_two() -> bool:  # frame 0: 6 steps; frame 1: 3; then frame 2
+        steps["n"] += 1
+        return steps["n"] > 6 + 3 + 1
+
+    cut = stylize_video(_config(clip_folder, style_path, out), should_stop=stop_in_frame_two)
+    assert cut.status == "interrupted" and cut.frames == 2
+    Image.new("RGB", (64, 48), (255, 0, 0)).save(out / "frames" / "000002.png")  # not nst's
+
+    saved = {p.name: p.read_bytes() for p in clip_folder.iterdir()}
+    for name in saved:  # the same clip, frames of another size
+        Image.open(clip_folder / name).resize((48, 48)).save(clip_folder / name)
+    with pytest.raises(
+        NSTError,
+        match=r"the clip .* changed since the run began \(its frames come out 64×64 now, 64×48 then\)",
+    ):
+        stylize_video(out, resume=True)
+    for name, data in saved.items():
+        (clip_folder / name).write_bytes(data)
+    (clip_folder / "f4.png").unlink()  # a shorter clip
+    with pytest.raises(NSTError, match="has 4 frames now, 5 when the run began"):
+        stylize_video(out, resume=True)
+    (clip_folder / "f4.png").write_bytes(saved["f4.png"])
+    resumed = stylize_video(out, resume=True)
+    assert resumed.status == "completed" and resumed.frames_run == 3  # 2, 3 and 4
+    with Image.open(out / "frames" / "000002.png") as frame:
+        assert "nst:version" in frame.info  # the planted frame was stylised over
+
+
+def test_a_folder_of_exif_rotated_frames_keeps_their_upright_shape(
+    style_path: Path, tmp_path: Path
+) -> None:
+    """Each frame is 96×48 as stored, 48×96 upright (EXIF orientation 6): the clip's size came
+    from the raw header, and every upright frame was squeezed back into 96×48."""
+    folder = tmp_path / "portrait"
+    folder.mkdir()
+    for index, frame in enumerate(_frames(3)):
+        exif = Image.Exif()
+        exif[0x0112] = 6  # rotate 90° clockwise to view
+        frame.resize((96, 48)).save(folder / f"f{index}.jpg", exif=exif)
+    result = stylize_video(_config(folder, style_path, tmp_path / "run", "resolution=64"))
+    assert result.status == "completed"
+    with Image.open(tmp_path / "run" / "frames" / "000000.png") as first:
+        assert first.size == (32, 64)
