@@ -172,7 +172,10 @@ def read_frames(clip: Clip, allow_large: bool = False) -> Iterator[Image.Image]:
     import imageio_ffmpeg
 
     width, height = clip.size
-    reader = imageio_ffmpeg.read_frames(str(clip.path))
+    # Each frame of the clip once, as it is: ffmpeg's default constant-rate output repeats
+    # and drops frames of a variable-rate clip, so its count (from the header) would cover
+    # repeats of early frames and never reach the later ones.
+    reader = imageio_ffmpeg.read_frames(str(clip.path), output_params=["-fps_mode", "passthrough"])
     try:
         next(reader)  # the metadata
         for raw in reader:

@@ -502,3 +502,24 @@ def test_a_folder_of_exif_rotated_frames_keeps_their_upright_shape(
     assert result.status == "completed"
     with Image.open(tmp_path / "run" / "frames" / "000000.png") as first:
         assert first.size == (32, 64)
+
+
+def test_a_variable_frame_rate_clip_gives_each_of_its_frames_once(tmp_path: Path) -> None:
+    """Frame 2 shows for half a second, the others for 1/25: the frames were read as
+    ffmpeg's constant-rate stream (0, 1, 2, 2, 2, 2 … of a count of 7), and 3–6 never came."""
+    from nst_cli.io.video import open_clip, read_frames
+
+    reds = [0, 40, 80, 120, 160, 200, 240]
+    lines = []
+    for index, red in enumerate(reds):
+        Image.new("RGB", (64, 48), (red, 0, 0)).save(tmp_path / f"{index}.png")
+        lines += [f"file '{index}.png'", f"duration {0.5 if index == 2 else 0.04}"]
+    lines.append(f"file '{len(reds) - 1}.png'")  # the concat demuxer's last entry
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    clip_path = tmp_path / "vfr.mp4"
+    _ffmpeg("-f", "concat", "-i", str(tmp_path / "list.txt"), "-fps_mode", "vfr",
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip_path))  # fmt: skip
+    clip = open_clip(clip_path)
+    frames = [np.asarray(frame)[24, 32, 0] for frame in read_frames(clip)]
+    assert clip.count == len(frames) == len(reds) + 1  # the concat repeats the last entry
+    assert all(abs(int(a) - b) <= 6 for a, b in zip(frames, [*reds, reds[-1]], strict=True)), frames
