@@ -92,7 +92,7 @@ class Config(Strict):
     )
     scales: list[StrictPositiveInt] | Literal["auto"] = Field(
         default="auto",
-        description="coarse-to-fine: the long sides the run passes through, e.g. `[256, 512]`, increasing, each ≤ `resolution` (which is appended if the list stops short). `auto`: one scale up to 384 px, else from 256 px up to `resolution` in steps of about √2 (512 → 256, 362, 512)",
+        description="coarse-to-fine: the long sides the run passes through, e.g. `[256, 512]`, increasing, each ≤ `resolution` (which is appended if the list stops short). `auto`: one scale up to 384 px, else from 256 px up to `resolution` in steps of about √2 (512 → 256, 362, 512); at most one scale per 10 `steps` (fewer steps run fewer scales, and say so)",
     )
     style_scale: float = Field(
         default=1.0,
@@ -152,6 +152,10 @@ class Config(Strict):
     memory: Literal["normal", "low"] = Field(
         default="normal",
         description="`low` recomputes each VGG block's interior in the backward pass (activation checkpointing) instead of storing it, and keeps the L-BFGS history in float16, and memory freed by a step goes back to the system rather than being kept for the next: less memory, more time (see Performance)",
+    )
+    max_memory: Annotated[float, Field(gt=0)] | None = Field(
+        default=None,
+        description="GiB a run may plan on at most, on a shared machine: it tiles, or is refused, to stay under it; null: 80% of the least of the machine's memory (or the GPU's), its container's limit and `ulimit -v`",
     )
     tile: Literal["auto", "off"] | Annotated[int, Field(strict=True, ge=64)] = Field(
         default="auto",
@@ -386,8 +390,8 @@ class Config(Strict):
                 f"a scale): running {_sizes(sizes)}; --steps {MIN_STEPS_PER_SCALE * len(full)} "
                 "or more runs all of them"
             )
-        if self.steps >= MIN_STEPS_PER_SCALE * len(sizes):
-            return None
+        if len(sizes) == 1 or self.steps >= MIN_STEPS_PER_SCALE * len(sizes):
+            return None  # one scale: as few steps as asked for, nothing to spread
         return (
             f"steps: {self.steps} over the {len(sizes)} scales {_sizes(sizes)} leaves each "
             f"a few steps, and the picture soft; give --steps "

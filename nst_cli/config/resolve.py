@@ -311,7 +311,8 @@ def _config_loc(loc: Sequence[str | int], *, user_key_last: bool = False) -> lis
     parts = [str(p) if str(p).isprintable() else repr(str(p)) for p in loc]
     last = parts[-1:] if user_key_last else []
     head = parts[:-1] if user_key_last else parts
-    return [p for p in head if "[" not in p and "(" not in p] + last
+    forms = ("constrained-", "lax-or-strict", "function-")  # `constrained-int`, with no `[`
+    return [p for p in head if "[" not in p and "(" not in p and not p.startswith(forms)] + last
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
@@ -321,7 +322,11 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         (_config_loc(err["loc"], user_key_last=err["type"] == "extra_forbidden"), err)
         for err in exc.errors()
     ]
+    said: set[tuple[str, ...]] = set()
     for loc, err in errors:
+        if tuple(loc) in said and err["type"] != "extra_forbidden":
+            continue  # another form of the same key (`1.5` is no count and no `auto`): one line
+        said.add(tuple(loc))
         # A value that fits one form of a key but not another (`style`: a path, or a list of
         # entries) fails every form; the deepest errors are the ones that say what is wrong.
         if any(len(other) > len(loc) and other[: len(loc)] == loc for other, _ in errors):

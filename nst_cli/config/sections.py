@@ -227,7 +227,7 @@ class VideoConfig(Strict):
     )
     fps: float | None = Field(
         default=None,
-        description="frame rate of the output when the input is a folder of frames (default 25); a video file's own frame rate is always kept",
+        description="frame rate of the output when the input is a folder of frames (default 25), from 0.01 to 1000; a video file's own frame rate is always kept",
     )
     output: Path | None = Field(
         default=None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -101,7 +102,7 @@ def plan_memory(
         tile = config.tile if config.tile < max(width, height) else None
         return MemoryPlan(tile, peak(tile))
     if available is None:
-        available = memory_limit(config.device)[0]
+        available = memory_limit(config.device, config.max_memory)[0]
     if peak(None) <= available:
         return MemoryPlan(None, peak(None))
     tiles = [t for t in AUTO_TILES if t < max(width, height)] or [AUTO_TILES[-1]]
@@ -121,7 +122,7 @@ def _run_bytes_per_pixel(config: Config) -> dict[str, int]:
 def check_memory(config: Config, inputs: Inputs) -> None:
     """Refuse a run that cannot fit in this machine's (or GPU's) memory even in tiles, with
     the numbers (and `memory: low` as the way on, where it would fit)."""
-    available, where = memory_limit(config.device)
+    available, where = memory_limit(config.device, config.max_memory)
     plan = plan_memory(config, inputs, available=available)
     if plan.bytes > available:
         low = plan_memory(config, inputs, memory="low", available=available).bytes
@@ -162,8 +163,18 @@ def largest_resolution(config: Config, inputs: Inputs, available: int) -> int | 
     return low * 16 or None
 
 
-def memory_limit(device: str) -> tuple[int, str]:
-    """How much memory a run may plan on: 80% of the GPU's or of the machine's RAM."""
+def memory_limit(device: str, max_memory: float | None = None) -> tuple[int, str]:
+    """How much memory a run may plan on: 80% of the GPU's, or on the CPU 80% of the least of
+    the machine's RAM, the container's limit (cgroup memory.max, less what it already uses)
+    and the process's address-space limit (`ulimit -v`, less what is already mapped: the
+    CUDA torch wheel alone maps gigabytes). `max_memory` (GiB, the config key) caps it."""
+    room, where = _device_limit(device)
+    if max_memory is not None and max_memory * 2**30 < room:
+        return int(max_memory * 2**30), f"max_memory ({max_memory:g} GiB)"
+    return room, where
+
+
+def _device_limit(device: str) -> tuple[int, str]:
     if device.startswith("cuda") and torch.cuda.is_available():
         index = int(device.partition(":")[2] or 0) if ":" in device else 0
         total = torch.cuda.get_device_properties(index).total_memory
@@ -172,7 +183,59 @@ def memory_limit(device: str) -> tuple[int, str]:
         total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
         return 2**62, "this machine"
-    return int(0.8 * total), "this machine's memory"
+    limits = [(total, "this machine's memory")]
+    container = _cgroup_room()
+    if container is not None:
+        limits.append((container, "this container's memory limit"))
+    address_space = _address_space_room()
+    if address_space is not None:
+        limits.append((address_space, "this process's address-space limit (ulimit -v)"))
+    room, where = min(limits)
+    return int(0.8 * room), where
+
+
+def _cgroup_room() -> int | None:
+    """Bytes the process's cgroup may still allocate (v2 memory.max, or v1's limit), or None."""
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            limit = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if not limit.isdigit() or int(limit) >= 2**60:  # "max", or v1's "no limit"
+            return None
+        try:
+            used = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            used = 0
+        return max(int(limit) - used, 0)
+    return None
+
+
+def _address_space_room() -> int | None:
+    """Bytes of address space this process may still map (RLIMIT_AS less VmSize), or None."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return None
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return None
+    mapped = 0
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                mapped = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(soft - mapped, 0)
 
 
 def style_size(config: Config, inputs: Inputs, size: int, index: int = 0) -> tuple[int, int]:

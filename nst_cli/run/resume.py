@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 #: Keys a resumed run may change: how long it runs, how often it saves, where it computes.
 #: Anything else would make the saved config (and every PNG's provenance) describe settings
 #: the continued optimisation does not use.
-RESUMABLE_KEYS = ("steps", "save_every", "device", "checkpoint")
+RESUMABLE_KEYS = ("steps", "save_every", "device", "checkpoint", "max_memory")
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:

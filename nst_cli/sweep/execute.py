@@ -239,7 +239,7 @@ def plan_batches(
             continue
         key = batch_key(run.config)
         group, planned = open_groups.get(key, ([], BASE_BYTES))
-        available = memory_limit(run.config.device)[0]
+        available = memory_limit(run.config.device, run.config.max_memory)[0]
         if not group or len(group) >= batch or (planned + needed > available and not allow_large):
             group, planned = [], BASE_BYTES
             groups.append(group)

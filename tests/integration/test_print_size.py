@@ -149,3 +149,54 @@ def test_a_bad_tile_is_one_line(pair, value: str) -> None:
     result = runner.invoke(app, ["stylize", str(photo), str(painting), "--tile", value])
     assert result.exit_code != 0
     assert "tile" in result.output and "\n" not in result.output.strip()
+
+
+@pytest.mark.subprocess
+def test_the_plan_counts_the_address_space_limit_a_process_runs_under() -> None:
+    """Under `ulimit -v` (a container's limit works alike) the plan used the machine's RAM
+    and the run died as `DefaultCPUAllocator: can't allocate memory`; it now plans with what
+    the process may still map (the limit less what torch has already mapped)."""
+    import resource
+    import subprocess
+    import sys
+
+    limit = 9 * 10**9
+    probe = (
+        "import torch\n"
+        "from nst_cli.run.memory import memory_limit\n"
+        "mapped = next(int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmSize:'))\n"
+        "room, where = memory_limit('cpu')\n"
+        "print(room, mapped, where)\n"
+    )
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        preexec_fn=limited,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    room, mapped, where = done.stdout.split(maxsplit=2)
+    assert "address-space limit" in where
+    assert int(room) <= 0.8 * (limit - int(mapped)) + 2**20  # what is left, not the 9 GB
+    free = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert "address-space limit" not in free.stdout  # no limit: the machine's memory
+
+
+def test_max_memory_caps_what_a_run_may_plan_on(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from nst_cli.cli import app
+
+    args = ["stylize", "samples/car.png", "samples/fluid.png", "--resolution", "3000",
+            "--steps", "1", "-o", str(tmp_path / "r"), "--set", "max_memory=0.5"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "more than the 0.5 GiB of max_memory (0.5 GiB)" in result.output
+    assert not (tmp_path / "r" / "frames").exists()

@@ -256,7 +256,10 @@ def test_a_clip_the_disk_cannot_hold_is_refused_before_work(
     [
         (["-o", "out.mov"], "nst video writes .mp4, .webm, .gif clips"),
         (["--set", "video.output=x.avi"], "nst video writes .mp4, .webm, .gif, not '.avi'"),
-        (["--frame-steps", "0"], "video.steps"),
+        (
+            ["--frame-steps", "0"],
+            "error: config: video.steps: Input should be greater than 0 (got 0)\n",
+        ),
         (["--temporal-weight", "-1"], "video.temporal_weight: must be >= 0"),
     ],
 )

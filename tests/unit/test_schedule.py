@@ -140,6 +140,7 @@ def test_too_few_steps_for_explicit_scales_keep_them_and_say_what_to_change() ->
     assert config.scale_sizes() == [400, 800, 1600]
     note = config.schedule_note()
     assert note is not None and "--steps 30" in note and "scales: [1600]" in note
+    assert Config(resolution=1600, scales=[1600], steps=2).schedule_note() is None  # one scale
 
 
 def test_a_resumed_auto_run_keeps_the_scales_its_checkpoint_was_made_at(tmp_path: Path) -> None:
