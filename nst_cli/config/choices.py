@@ -79,7 +79,7 @@ MAX_YAML_DEPTH = 50
 #: fits in memory, it bounds what a mistyped number can make nst print or plan.
 MAX_RESOLUTION = 65_535
 #: The frame rates a clip may have: ffmpeg writes an empty or zero-length file outside them.
-MIN_FPS, MAX_FPS = 0.01, 1000.0
+MIN_CLIP_FPS, MAX_CLIP_FPS = 0.01, 1000.0
 MAX_YAML_NODES = 100_000
 
 

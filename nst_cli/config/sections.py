@@ -17,8 +17,8 @@ from nst_cli.config.choices import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_LR,
     DEFAULT_STYLE_LAYERS,
-    MAX_FPS,
-    MIN_FPS,
+    MAX_CLIP_FPS,
+    MIN_CLIP_FPS,
     VIDEO_SUFFIXES,
     WEIGHT_SOURCES,
 )
@@ -245,9 +245,9 @@ class VideoConfig(Strict):
         if value is None:
             return None
         value = finite(value, allow_zero=False)
-        if not MIN_FPS <= value <= MAX_FPS:
+        if not MIN_CLIP_FPS <= value <= MAX_CLIP_FPS:
             raise ValueError(
-                f"{value:g} frames per second is outside {MIN_FPS:g}–{MAX_FPS:g} (25 is a film's)"
+                f"{value:g} frames per second is outside {MIN_CLIP_FPS:g}–{MAX_CLIP_FPS:g} (25 is a film's)"
             )
         return value
 

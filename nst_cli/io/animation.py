@@ -15,6 +15,7 @@ from nst_cli.core.pixels import fit_long_side, resize_long_side, resize_to
 from nst_cli.errors import ImageError
 from nst_cli.io.files import png_header, write_bytes
 from nst_cli.io.images import label_font, load_image
+from nst_cli.io.rundir import read_run_config
 from nst_cli.io.video import write_clip
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,13 @@ def collect_frames(source: Path) -> tuple[list[Frame], Path]:
         raise ImageError(f"{source}: no such folder; pass a run folder or its frames/ folder")
     if not source.is_dir():
         raise ImageError(f"{source}: not a folder; pass a run folder or its frames/ folder")
+    saved = read_run_config(source / "config.yaml")
+    if saved is not None and saved[1].get("kind") == "video":
+        raise ImageError(
+            f"{source}: a video run, whose frames are the clip's, not steps of an optimisation; "
+            f"its clip is {saved[1].get('clip') or source / 'video.mp4'} (nst video --resume "
+            f"{source} writes it again)"
+        )
     frames_dir = source / "frames" if (source / "frames").is_dir() else source
     # A run's frames/ belongs to the run above it; any other folder of frames is its own
     # (the animation is written there, never into a folder the user did not name).

@@ -164,10 +164,18 @@ class RunDir:
     def lock(self) -> Iterator[None]:
         """Hold an OS lock on the folder for a whole run: a second nst process that wants to
         write here fails at once instead of mixing its files in. The kernel drops the lock
-        when the process ends, a crash included."""
+        when the process ends, a crash included. A run refused or failed before it wrote
+        anything leaves no empty folder behind: what this call made is removed if still empty."""
+        made = [folder for folder in (self.root, self.frames) if not folder.exists()]
         self.create()
-        with folder_lock(self.root):
-            yield
+        try:
+            with folder_lock(self.root):
+                yield
+        except BaseException:
+            for folder in reversed(made):  # frames/ first, then the run folder
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only an empty one
+            raise
 
     def check_own_folders(self) -> None:
         """frames/ must be nst's own folder: a symbolic link there (into another run, say)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from nst_cli.config.choices import IMAGE_SUFFIXES, MAX_FPS, MIN_FPS, VIDEO_SUFFIXES
+from nst_cli.config.choices import IMAGE_SUFFIXES, MAX_CLIP_FPS, MIN_CLIP_FPS, VIDEO_SUFFIXES
 from nst_cli.core.pillow import no_pixel_limit
 from nst_cli.errors import ImageError, OutputError
 from nst_cli.io.files import describe_os_error, publish
@@ -246,9 +246,9 @@ def write_clip(
         raise OutputError(
             f"{output}: nst writes {', '.join(VIDEO_SUFFIXES)} clips; name the output e.g. clip.mp4"
         )
-    if not MIN_FPS <= fps <= MAX_FPS:
+    if not MIN_CLIP_FPS <= fps <= MAX_CLIP_FPS:
         raise OutputError(
-            f"{output}: {fps:g} frames per second is outside {MIN_FPS:g}–{MAX_FPS:g}; "
+            f"{output}: {fps:g} frames per second is outside {MIN_CLIP_FPS:g}–{MAX_CLIP_FPS:g}; "
             "give a frame rate in that range (25 is a film's)"
         )
     codec, audio_codec, options, pixel_format = _codecs(suffix)

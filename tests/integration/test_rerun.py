@@ -118,3 +118,18 @@ def test_each_kind_of_run_names_the_command_that_continues_it(images, tmp_path: 
     result = runner.invoke(app, ["score", str(video_run / "frames" / "000000.png")])
     assert result.exit_code == 2 and "a frame of a video run" in result.output, result.output
     assert "--content" in result.output
+
+
+def test_nst_gif_on_a_video_run_names_its_clip(images, tmp_path: Path) -> None:
+    """It wrote optimization.gif of the clip's frames and advised --save-every."""
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    for index in range(2):
+        make_image(clip / f"f{index}.png", (64, 48), seed=index)
+    run = tmp_path / "video_run"
+    video = ["video", str(clip), str(images["painting"]), "--frame-steps", "1", *TINY]
+    assert runner.invoke(app, [*video, "-o", str(run)]).exit_code == 0
+    result = runner.invoke(app, ["gif", str(run)])
+    assert result.exit_code == 2 and "a video run" in result.output, result.output
+    assert "video.mp4" in result.output and "--save-every" not in result.output
+    assert not (run / "optimization.gif").exists()

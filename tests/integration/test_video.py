@@ -526,3 +526,15 @@ def test_a_variable_frame_rate_clip_gives_each_of_its_frames_once(tmp_path: Path
     frames = [np.asarray(frame)[24, 32, 0] for frame in read_frames(clip)]
     assert clip.count == len(frames) == len(reds) + 1  # the concat repeats the last entry
     assert all(abs(int(a) - b) <= 6 for a, b in zip(frames, [*reds, reds[-1]], strict=True)), frames
+
+
+def test_a_run_refused_after_its_folder_was_made_leaves_no_empty_folder(
+    clip_folder: Path, tmp_path: Path
+) -> None:
+    """A painting that is no image is found once the folder is locked: the run folder and its
+    empty frames/ stayed behind."""
+    fake = tmp_path / "painting.png"
+    fake.write_text("not an image")
+    with pytest.raises(ImageError):
+        stylize_video(_config(clip_folder, fake, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
