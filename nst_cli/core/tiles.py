@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -75,9 +76,14 @@ class Tile:
         """The rows and columns of the pixels this tile runs on (own + halo)."""
         return slice(self.pad_top, self.pad_bottom), slice(self.pad_left, self.pad_right)
 
+    @property
+    def index(self) -> tuple[Any, ...]:
+        """The index of this tile's pixels (own + halo) in an image: (..., rows, columns)."""
+        return (Ellipsis, *self.padded)
+
     def pixels(self, image: torch.Tensor) -> torch.Tensor:
         """The pixels this tile runs on (own + halo)."""
-        return image[(..., *self.padded)]
+        return image[self.index]
 
     def window(self, factor: int) -> tuple[slice, slice]:
         """The tile's own positions in a whole layer that is `factor` times smaller."""
@@ -248,7 +254,7 @@ class Tiler:
                 if not isinstance(surrogate, torch.Tensor):
                     continue  # nothing in the features pulls (only image terms weigh)
                 (pull,) = torch.autograd.grad(surrogate, part)
-                gradient[(..., *tile.padded)] += pull
+                gradient[tile.index] += pull
         pixels.grad = gradient
         return _detached(terms)
 
