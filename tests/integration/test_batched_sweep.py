@@ -108,7 +108,9 @@ def test_a_batch_is_only_as_large_as_memory_allows(base: Path, tmp_path: Path, m
     per_run = sweep._batchable_bytes(runs[0], False)
     assert per_run is not None and per_run > 0
     room = memory.BASE_BYTES + 2 * per_run + 1
-    monkeypatch.setattr(sweep, "memory_limit", lambda device: (room, "this machine"))
+    monkeypatch.setattr(
+        sweep, "memory_limit", lambda device, max_memory=None: (room, "this machine")
+    )
     assert plan_batches(runs, batch=4) == [[0, 1], [2, 3]]
 
 

@@ -448,7 +448,9 @@ def test_memory_low_is_offered_where_it_fits_and_then_accepted(
 
     # 64×48 content at 960 px: 691,200 px to optimise, the 40×40 style at 921,600 px; in
     # float32, normal: 1 GiB + 691,200 × 5000 B + 921,600 × 1000 B = 5.08 GiB; low: 4.37 GiB.
-    monkeypatch.setattr(memory, "memory_limit", lambda device: (int(4.8 * 2**30), "the test"))
+    monkeypatch.setattr(
+        memory, "memory_limit", lambda device, max_memory=None: (int(4.8 * 2**30), "the test")
+    )
     sets = ["resolution=960", "tile=off", "precision=fp32"]
     normal = resolve_config(tiny_config, sets, {"output": "x"})
     with pytest.raises(ConfigError) as refused:
@@ -462,7 +464,9 @@ def test_memory_low_is_offered_where_it_fits_and_then_accepted(
     bf16 = resolve_config(tiny_config, ["resolution=960", "tile=off", "precision=bf16"], {})
     pipeline.load_inputs(bf16)
 
-    monkeypatch.setattr(memory, "memory_limit", lambda device: (int(3.0 * 2**30), "the test"))
+    monkeypatch.setattr(
+        memory, "memory_limit", lambda device, max_memory=None: (int(3.0 * 2**30), "the test")
+    )
     with pytest.raises(ConfigError) as neither:
         pipeline.load_inputs(normal)
     assert "memory: low" not in str(neither.value)  # it would not fit either

@@ -74,7 +74,9 @@ def test_memory_plans_tile_what_would_not_fit_and_refuse_only_what_never_fits(
     from nst_cli.run import inputs as run_inputs
     from nst_cli.run import memory
 
-    monkeypatch.setattr(memory, "memory_limit", lambda device: (24 * 2**30, "the test"))
+    monkeypatch.setattr(
+        memory, "memory_limit", lambda device, max_memory=None: (24 * 2**30, "the test")
+    )
 
     def loaded(*sets: str) -> memory.MemoryPlan:
         config = resolve_config(None, _settings(pair, tmp_path / "x", *sets))
