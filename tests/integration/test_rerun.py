@@ -33,6 +33,17 @@ def _stylize(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def _video_run(images: dict[str, Path], tmp_path: Path, run: Path, frames: int = 2) -> list[str]:
+    """A finished `nst video` run of a small folder clip in `run`; its command's arguments."""
+    clip = tmp_path / "clip"
+    clip.mkdir(exist_ok=True)
+    for index in range(frames):
+        make_image(clip / f"f{index}.png", (64, 48), seed=index)
+    video = ["video", str(clip), str(images["painting"]), "--frame-steps", "1", *TINY]
+    assert runner.invoke(app, [*video, "-o", str(run)]).exit_code == 0
+    return video
+
+
 def _refused(code: int, output: str, what: str) -> None:
     assert code == 2, output
     lines = [line for line in output.splitlines() if line.startswith("error:")]
@@ -72,13 +83,8 @@ def test_a_kept_copy_of_a_result_is_not_replaced_by_another_run(images, tmp_path
 
 
 def test_an_image_run_and_a_video_run_never_replace_each_other(images, tmp_path: Path) -> None:
-    clip = tmp_path / "clip"
-    clip.mkdir()
-    for index in range(3):
-        make_image(clip / f"f{index}.png", (64, 48), seed=index)
     video_run, still_run = tmp_path / "video_run", tmp_path / "still_run"
-    video = ["video", str(clip), str(images["painting"]), "--frame-steps", "1", *TINY]
-    assert runner.invoke(app, [*video, "-o", str(video_run)]).exit_code == 0
+    video = _video_run(images, tmp_path, video_run, frames=3)
     before = sorted(p.relative_to(video_run) for p in video_run.rglob("*"))
 
     code, output = _stylize(str(images["photo"]), str(images["painting"]), "-o", str(video_run))
@@ -97,13 +103,8 @@ def test_each_kind_of_run_names_the_command_that_continues_it(images, tmp_path: 
     """`nst video --resume STILL_RUN` said "a still image, not a clip"; `nst stylize --resume
     VIDEO_RUN` and `nst score VIDEO_RUN/frames/000000.png` said the clip was "not an image
     Pillow can read"."""
-    clip = tmp_path / "clip"
-    clip.mkdir()
-    for index in range(2):
-        make_image(clip / f"f{index}.png", (64, 48), seed=index)
     video_run, still_run = tmp_path / "video_run", tmp_path / "still_run"
-    video = ["video", str(clip), str(images["painting"]), "--frame-steps", "1", *TINY]
-    assert runner.invoke(app, [*video, "-o", str(video_run)]).exit_code == 0
+    _video_run(images, tmp_path, video_run)
     assert _stylize(str(images["photo"]), str(images["painting"]), "-o", str(still_run))[0] == 0
 
     result = runner.invoke(app, ["stylize", "--resume", str(video_run), "-q"])
@@ -122,13 +123,8 @@ def test_each_kind_of_run_names_the_command_that_continues_it(images, tmp_path: 
 
 def test_nst_gif_on_a_video_run_names_its_clip(images, tmp_path: Path) -> None:
     """It wrote optimization.gif of the clip's frames and advised --save-every."""
-    clip = tmp_path / "clip"
-    clip.mkdir()
-    for index in range(2):
-        make_image(clip / f"f{index}.png", (64, 48), seed=index)
     run = tmp_path / "video_run"
-    video = ["video", str(clip), str(images["painting"]), "--frame-steps", "1", *TINY]
-    assert runner.invoke(app, [*video, "-o", str(run)]).exit_code == 0
+    _video_run(images, tmp_path, run)
     result = runner.invoke(app, ["gif", str(run)])
     assert result.exit_code == 2 and "a video run" in result.output, result.output
     assert "video.mp4" in result.output and "--save-every" not in result.output

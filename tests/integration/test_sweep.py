@@ -183,6 +183,15 @@ def _browser() -> str | None:
     )
 
 
+def _headless(profile: Path, *extra: str) -> list[str]:
+    """Headless Chromium's command line, reading local files, with a fresh profile."""
+    return [
+        _browser() or "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+        "--disable-background-networking", "--no-first-run", f"--user-data-dir={profile}",
+        "--allow-file-access-from-files", *extra,
+    ]  # fmt: skip
+
+
 @pytest.mark.browser
 @pytest.mark.subprocess
 @pytest.mark.skipif(
@@ -204,11 +213,7 @@ def test_index_html_renders_and_sorts_in_a_real_browser(
     probe_page = root / "probe.html"
     probe_page.write_text(page.replace("</body>", probe))
     dom = subprocess.run(
-        [
-            _browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files",
-            "--dump-dom", probe_page.as_uri(),
-        ],
+        _headless(tmp_path / "profile", "--dump-dom", probe_page.as_uri()),
         capture_output=True, text=True, timeout=120,
     ).stdout  # fmt: skip
     probe_page.unlink()
@@ -245,11 +250,7 @@ def test_index_html_fits_a_laptop_window_with_readable_loss_curves(
     </script></body>"""
     probe_page = root / "fit.html"
     probe_page.write_text(page.replace("</body>", probe))
-    browser = [
-        _browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files",
-        "--window-size=1200,900", "--hide-scrollbars",
-    ]  # fmt: skip
+    browser = _headless(tmp_path / "profile", "--window-size=1200,900", "--hide-scrollbars")
     dom = subprocess.run(
         [*browser, "--dump-dom", probe_page.as_uri()], capture_output=True, text=True, timeout=120
     ).stdout
