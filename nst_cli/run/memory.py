@@ -218,7 +218,8 @@ def _cgroup_room() -> int | None:
 
 
 def _address_space_room() -> int | None:
-    """Bytes of address space this process may still map (RLIMIT_AS less VmSize), or None."""
+    """Bytes of address space a run may plan on (RLIMIT_AS less VmSize, plus the plan's own
+    base that VmSize already holds), or None without a limit."""
     try:
         import resource
 
@@ -235,7 +236,9 @@ def _address_space_room() -> int | None:
                 break
     except (OSError, ValueError, IndexError):
         pass
-    return max(soft - mapped, 0)
+    # The plan's BASE_BYTES (torch and the process itself) is already among what is mapped:
+    # counted there, not twice.
+    return max(soft - mapped, 0) + BASE_BYTES
 
 
 def style_size(config: Config, inputs: Inputs, size: int, index: int = 0) -> tuple[int, int]:
