@@ -305,13 +305,14 @@ def _positional_images(
 
 
 def time_split(result: StylizeResult, wall: float) -> str:
-    """'83.8 s: 75.3 optimising, 4.1 preparing the scales, …': parts that add up to `wall`,
-    the command's own time (the rest is starting: torch and the network load; and saving)."""
+    """'83.8 s: 75.3 optimising, 4.1 preparing scales, …': parts that add up to `wall`,
+    the command's own time (loading inputs: the images and the network; the rest is starting,
+    torch's import, and saving)."""
     parts = [
         ("optimising", result.seconds),
         ("compile warm-up", result.warmup_seconds),
-        ("preparing the scales", result.scale_setup_seconds),
-        ("loading the images and the network", result.setup_seconds),
+        ("preparing scales", result.scale_setup_seconds),
+        ("loading inputs", result.setup_seconds),
     ]
     parts.append(("starting and saving", max(0.0, wall - sum(s for _, s in parts))))
     shown = ", ".join(f"{seconds:.1f} {what}" for what, seconds in parts if seconds >= 0.05)

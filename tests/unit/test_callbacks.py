@@ -186,7 +186,9 @@ def test_the_summary_s_time_split_adds_up_to_the_wall_time() -> None:
         scale_setup_seconds=171.4,
     )  # fmt: skip
     line = time_split(result, 413.0)
-    assert line.startswith("413.0 s: 230.0 optimising, 171.4 preparing the scales, 0.8 ")
+    assert line.startswith(
+        "413.0 s: 230.0 optimising, 171.4 preparing scales, 0.8 loading inputs, "
+    )
     parts = [float(x) for x in re.findall(r"(\d+\.\d) [a-z]", line.split(": ", 1)[1])]
     assert sum(parts) == pytest.approx(413.0, abs=0.1) and parts[-1] == pytest.approx(10.8)
 
