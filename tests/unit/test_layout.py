@@ -81,3 +81,22 @@ def test_every_sample_image_is_credited_in_sources() -> None:
     sources = (samples / "SOURCES.md").read_text(encoding="utf-8")
     images = [p.name for p in samples.iterdir() if p.suffix in {".png", ".jpg", ".mp4"}]
     assert images and all(f"`{name}`" in sources for name in images), images
+
+
+def test_every_path_the_docs_name_exists() -> None:
+    """A page that cites `tests/test_losses.py` after the tests moved to tests/unit/ sends a
+    reader nowhere: every repository path the README and the docs name is there."""
+    import re
+
+    root = PACKAGE.parent
+    pages = [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+    cited = re.compile(
+        r"(?<![\w/.-])((?:tests|nst_cli|benchmarks|samples|configs|docs|\.ci)/[\w./-]*\w)"
+    )
+    missing = [
+        f"{page.relative_to(root)}: {path}"
+        for page in pages
+        for path in cited.findall(page.read_text(encoding="utf-8"))
+        if "*" not in path and not (root / path).exists()
+    ]
+    assert not missing, "\n".join(missing)
