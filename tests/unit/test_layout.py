@@ -100,3 +100,19 @@ def test_every_path_the_docs_name_exists() -> None:
         if "*" not in path and not (root / path).exists()
     ]
     assert not missing, "\n".join(missing)
+
+
+def test_the_development_page_s_layer_table_names_every_module() -> None:
+    """docs/development.md's table of layers is the map a contributor reads first: every
+    module of each layer is on it."""
+    text = (PACKAGE.parent / "docs" / "development.md").read_text(encoding="utf-8")
+    rows = {
+        line.split("`")[1].rstrip("/"): line for line in text.splitlines() if line.startswith("| `")
+    }
+    missing = [
+        f"{layer}/{path.stem}"
+        for layer in ("core", "config", "io", "run", "sweep", "cli")
+        for path in sorted((PACKAGE / layer).rglob("*.py"))
+        if path.stem != "__init__" and f"`{path.stem}`" not in rows[layer]
+    ]
+    assert not missing, f"not in docs/development.md's layer table: {', '.join(missing)}"
