@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import yaml
 
-from nst_cli.config.loading import dump_yaml
+from nst_cli.config.loading import dump_yaml, safe_yaml
 from nst_cli.config.models import Config
+from nst_cli.config.resolve import RESUMED_BY
 from nst_cli.core.pixels import (
     fit_long_side,
 )
@@ -114,6 +114,11 @@ def replaces_finished_run(config: Config, kind: str = "image") -> bool:
     return True
 
 
+#: Why a finished run is not replaced, where another check says it better (the unfinished-run
+#: and foreign-file refusals of check_run_folder and check_video_folder).
+_UNFINISHED, _NO_RUN = "a run that did not finish", "no config.yaml nst wrote"
+
+
 def unlike_the_finished_run(run_dir: RunDir, config: Config, kind: str) -> str | None:
     """Why the run in `run_dir` is not one `config` may silently replace, or None: it must
     have finished, be of the same kind (an image run or a video run), have the same content
@@ -121,34 +126,51 @@ def unlike_the_finished_run(run_dir: RunDir, config: Config, kind: str) -> str |
     only nst's files."""
     saved = read_run_config(run_dir.config)
     if saved is None:
-        return "no config.yaml nst wrote"
+        return _NO_RUN
     settings, run = saved
     if run.get("status") != "completed":
-        return "a run that did not finish"
-    other = str(run.get("kind") or "image")
+        return _UNFINISHED
+    other = _kind(run)
     if other != kind:
         return f"a finished {other} run"
-    now = run_config_dict(config)
-    for key in ("content", "style"):
-        if settings.get(key) != now.get(key):
-            return f"a finished run of another {'photo' if key == 'content' else 'painting'}"
+    differs = _other_input(settings, config)
+    if differs is not None:
+        return f"a finished run of another {differs}"
     if not written_by_nst(run_dir):
         return "a finished run whose config.yaml was edited"
-    if run_dir.foreign_files():
-        return f"a finished run and {run_dir.foreign_files()[0].name}, which nst did not write"
+    foreign = run_dir.foreign_files()
+    if foreign:
+        return f"a finished run and {foreign[0].name}, which nst did not write"
     return None
 
 
 def refuse_replacing(run_dir: RunDir, config: Config, kind: str) -> None:
     """The one line for a finished run that a new run will not replace silently."""
     why = unlike_the_finished_run(run_dir, config, kind)
-    if why is None or why in ("a run that did not finish", "no config.yaml nst wrote"):
+    if why is None or why in (_UNFINISHED, _NO_RUN):
         return  # replaceable, or for the unfinished-run and foreign-file checks to say
-    continue_with = "nst video --resume" if "video run" in why else "nst stylize --resume"
+    saved = read_run_config(run_dir.config)
+    other = _kind(saved[1]) if saved is not None else kind
     raise ConfigError(
         f"output folder {run_dir.root} holds {why}; --overwrite replaces it, or choose another "
-        f"--output (to continue that run: {continue_with} {run_dir.root})"
+        f"--output (to continue that run: {RESUMED_BY[other]} {run_dir.root})"
     )
+
+
+def _kind(run: dict[str, Any]) -> str:
+    """A run's kind from config.yaml's `run:` section (runs saved before kinds were: images)."""
+    kind = str(run.get("kind") or "image")
+    return kind if kind in RESUMED_BY else "image"
+
+
+def _other_input(settings: dict[str, Any], config: Config) -> str | None:
+    """'photo' or 'painting' where saved settings name another content or style than
+    `config`; None when they name the same."""
+    now = run_config_dict(config)
+    for key, what in (("content", "photo"), ("style", "painting")):
+        if settings.get(key) != now.get(key):
+            return what
+    return None
 
 
 def written_by_nst(run_dir: RunDir) -> bool:
@@ -156,8 +178,8 @@ def written_by_nst(run_dir: RunDir) -> bool:
     changed by hand) no longer reads back to the same text."""
     try:
         text = run_dir.config.read_text(encoding="utf-8")
-        return dump_yaml(yaml.safe_load(text)) == text
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError, TypeError):
+        return dump_yaml(safe_yaml(text, str(run_dir.config))) == text
+    except (OSError, UnicodeDecodeError, ConfigError, TypeError):
         return False
 
 
@@ -166,13 +188,10 @@ def _same_inputs(text: dict[str, Any], config: Config) -> bool:
     if "nst:version" not in text or "nst:config" not in text:
         return False
     try:
-        embedded = yaml.safe_load(str(text["nst:config"]))
-    except yaml.YAMLError:
+        embedded = safe_yaml(str(text["nst:config"]), "the image's settings")
+    except ConfigError:
         return False
-    now = run_config_dict(config)
-    return isinstance(embedded, dict) and all(
-        embedded.get(key) == now.get(key) for key in ("content", "style")
-    )
+    return isinstance(embedded, dict) and _other_input(embedded, config) is None
 
 
 def check_output_image(config: Config, resume: bool, overwrite: bool) -> None:
