@@ -4,7 +4,7 @@ Importing this package registers every command on `app`; `main` is the console s
 
 from __future__ import annotations
 
-from nst_cli.cli import gif, info, score, stylize, sweep, video  # noqa: F401 - each registers
+from nst_cli.cli import gif, info, score, studio, stylize, sweep, video  # noqa: F401 - each registers
 from nst_cli.cli.base import app, main
 
 __all__ = ["app", "main"]

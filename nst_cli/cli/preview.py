@@ -28,6 +28,7 @@ from nst_cli.core.optimize import StepEvent
 from nst_cli.core.pixels import to_pil
 from nst_cli.io.plot import SERIES
 from nst_cli.io.rundir import FRAME_PATTERN, RunDir
+from nst_cli.io.web import host_allowed
 from nst_cli.run.progress import scale_label
 
 #: Seconds between re-encodings of the live image.
@@ -149,7 +150,7 @@ def _handler(preview: Preview) -> type[BaseHTTPRequestHandler]:
         server_version = "nst-preview"
 
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
-            if not _host_allowed(self.headers.get("Host"), preview.server_port, preview.host):
+            if not host_allowed(self.headers.get("Host"), preview.server_port, preview.host):
                 # DNS rebinding: a page on evil.example whose name now points at 127.0.0.1
                 # reaches this server, but its requests still say `Host: evil.example`.
                 self.send_error(HTTPStatus.MISDIRECTED_REQUEST, "unknown Host")
@@ -191,21 +192,6 @@ def _handler(preview: Preview) -> type[BaseHTTPRequestHandler]:
             pass  # the terminal belongs to the progress display
 
     return Handler
-
-
-#: The names the preview answers to: the loopback names (and the address it printed).
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
-
-
-def _host_allowed(host: str | None, port: int, bound: str = "127.0.0.1") -> bool:
-    """Whether a request's Host header names this server (a loopback name, or the address it
-    is bound to) and its port."""
-    if not host:
-        return False  # HTTP/1.1 requires it; browsers always send it
-    name, _, given = host.strip().lower().rpartition(":")
-    if not name or given != str(port):
-        name, given = host.strip().lower(), ""
-    return (name in LOOPBACK_NAMES or name == bound.lower()) and given in ("", str(port))
 
 
 def _own_file(folder: Path, name: str) -> bytes | None:

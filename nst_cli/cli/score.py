@@ -45,12 +45,5 @@ def score(
         if as_json:
             typer.echo(json.dumps({**measured.as_dict(), "style_layers": measured.style_layers}))
             return
-        faces = "no detector in this OpenCV" if measured.faces is None else str(measured.faces)
-        rows = [
-            ("style distance", f"{measured.style:.3f}", "0 = the painting's texture"),
-            ("palette distance", f"{measured.palette:.2f} ΔE", "0 = the painting's colours"),
-            ("structure kept", f"{measured.structure:.3f}", "SSIM, 1 = the photo's layout"),
-            ("new faces", faces, "painted into the photo"),
-        ]
-        for name, value, meaning in rows:
+        for name, value, meaning in measured.rows():
             out_console.print(f"{name:<17}{value:<14}[dim]{meaning}[/]", highlight=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -162,7 +162,8 @@ def read_png_config(path: Path) -> dict[str, Any]:
     with no_pixel_limit():
         try:
             with Image.open(path) as image:
-                text = embedded_text(image.info, getattr(image, "tag_v2", None)).get("nst:config")
+                info = cast("dict[str, Any]", image.info)  # Pillow 12 types its keys wider
+                text = embedded_text(info, getattr(image, "tag_v2", None)).get("nst:config")
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise ConfigError(f"{path}: cannot read the image ({exc})") from None
     if not text:

@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks, runs are n
     fcntl = None  # type: ignore[assignment]
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 from PIL import Image, PngImagePlugin
@@ -42,10 +42,8 @@ def png_header(path: Path) -> tuple[tuple[int, int], dict[str, Any]] | None:
     with no_pixel_limit():
         try:
             with Image.open(path) as image:
-                return image.size, {
-                    **image.info,
-                    **embedded_text(image.info, getattr(image, "tag_v2", None)),
-                }
+                info = cast("dict[str, Any]", image.info)  # Pillow 12 types its keys wider
+                return image.size, {**info, **embedded_text(info, getattr(image, "tag_v2", None))}
         except (OSError, ValueError, SyntaxError):
             return None
 

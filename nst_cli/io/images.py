@@ -83,11 +83,12 @@ def to_srgb(image: Image.Image, icc: bytes | None, path: Path, role: str) -> Ima
     return converted if converted is not None else image
 
 
+#: The way past the size limit that `_too_large` names (a front end without the flag says its own).
+SIZE_WAY_OUT = "shrink it or pass --allow-large if you trust the file"
+
+
 def _too_large(path: Path, role: str, width: int, height: int) -> str:
-    return (
-        f"{role} image {path}: {width}×{height} is over the {MAX_PIXELS:,}-pixel limit; "
-        "shrink it or pass --allow-large if you trust the file"
-    )
+    return f"{role} image {path}: {width}×{height} is over the {MAX_PIXELS:,}-pixel limit; {SIZE_WAY_OUT}"
 
 
 def _to_rgb(image: Image.Image, path: Path, role: str) -> Image.Image:

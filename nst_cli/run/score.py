@@ -48,6 +48,16 @@ class Score:
             "new_faces": self.faces,
         }
 
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(measure, value, what it means) for a person: `nst score`'s table, the studio's."""
+        faces = "no detector in this OpenCV" if self.faces is None else str(self.faces)
+        return [
+            ("style distance", f"{self.style:.3f}", "0 = the painting's texture"),
+            ("palette distance", f"{self.palette:.2f} ΔE", "0 = the painting's colours"),
+            ("structure kept", f"{self.structure:.3f}", "SSIM, 1 = the photo's layout"),
+            ("new faces", faces, "painted into the photo"),
+        ]
+
 
 def inputs_of(result: Path) -> tuple[Path, Path]:
     """The photo and (first) painting an image nst wrote was made from, from its settings."""
