@@ -6,6 +6,7 @@ through `Update`s, so the page shows the same progress line the CLI prints."""
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from nst_cli.config.choices import IMAGE_SUFFIXES
 from nst_cli.config.resolve import resolve_config, resume_config
 from nst_cli.errors import ConfigError, NSTError
 from nst_cli.io.animation import make_animation
@@ -21,9 +23,16 @@ from nst_cli.run.models import ModelCache
 from nst_cli.run.score import score_result
 from nst_cli.run.state import StylizeResult
 from nst_cli.run.stylize import stylize
+from nst_cli.run.video import FrameDone, VideoResult, stylize_video
 from nst_cli.studio.jobs import Job, Jobs
 from nst_cli.studio.runs import RunEntry, list_runs, newest_image, offered_files, read_entry
-from nst_cli.studio.settings import FORMATS, Request, changed_sets, check_inside
+from nst_cli.studio.settings import (
+    FORMATS,
+    Request,
+    changed_sets,
+    check_inside,
+    video_command_line,
+)
 from nst_cli.studio.uploads import Uploads
 from nst_cli.sweep.execute import run_sweep
 from nst_cli.sweep.grid import parse_param, safe_name
@@ -45,6 +54,8 @@ class Finished:
     score: list[tuple[str, str, str]] | None = None
     score_note: str = ""
     command: str = ""
+    #: A video run's stylised clip.
+    clip: Path | None = None
 
 
 @dataclass
@@ -130,11 +141,26 @@ class Studio:
 
     def resume(self, folder: str | Path, steps: int | None = None) -> Iterator[Update]:
         """Continue the run in `folder` (a run under the output folder), to `steps` in all
-        when given: `nst stylize --resume FOLDER [--steps N]`."""
+        when given: `nst stylize --resume FOLDER [--steps N]`; a clip's run continues at its
+        first missing frame (`nst video --resume FOLDER`)."""
         entry = self.entry(folder)
+        if entry.kind == "video":
+            if steps:
+                raise ConfigError("a clip continues with its own settings; leave steps at 0")
+
+            def clip(job: Job) -> VideoResult:
+                return stylize_video(
+                    entry.folder, callbacks=[job.progress()], should_stop=job.should_stop,
+                    resume=True, cache=self.cache,
+                )  # fmt: skip
+
+            command = entry.resume_command
+            yield from self._follow(self.jobs.start(clip), entry.folder, command)
+            return
         overrides = {"steps": int(steps)} if steps else {}
         config = resume_config(entry.folder, (), overrides)
-        command = f"nst stylize --resume {entry.folder}" + (f" --steps {steps}" if steps else "")
+        words = ["nst", "stylize", "--resume", str(entry.folder)]
+        command = shlex.join(words + (["--steps", str(steps)] if steps else []))
 
         def work(job: Job) -> StylizeResult:
             return stylize(
@@ -156,10 +182,10 @@ class Studio:
         overrides = {"init": str(final), "resolution": int(resolution), "output": str(new)}
         config = resolve_config(entry.folder / "config.yaml", (), overrides)
         check_inside(config, self.readable)
-        command = (
-            f"nst stylize -c {entry.folder / 'config.yaml'} --init {final} "
-            f"--resolution {resolution} -o {new}"
-        )
+        command = shlex.join(
+            ["nst", "stylize", "-c", str(entry.folder / "config.yaml"), "--init", str(final),
+             "--resolution", str(resolution), "-o", str(new)]
+        )  # fmt: skip
 
         def work(job: Job) -> StylizeResult:
             return stylize(
@@ -167,6 +193,33 @@ class Studio:
             )
 
         yield from self._follow(self.jobs.start(work), new, command)
+
+    def video(
+        self, clip: str | Path | None, painting: str | Path | None, main: Mapping[str, Any],
+        name: str = "",
+    ) -> Iterator[Update]:  # fmt: skip
+        """Stylise a clip frame by frame, without flicker (`nst video`); Updates name the
+        frame and its step, the last one has the stylised clip."""
+        source = self.uploads.adopt_clip(clip)
+        style = self.uploads.adopt(painting, "style")
+        folder = self._new_folder(
+            name.strip() or f"{Path(str(clip)).stem}_{Path(str(painting)).stem}"
+        )
+        overrides = {"content": str(source), "style": str(style), **main, "output": str(folder)}
+        config = resolve_config(None, (), overrides)
+        check_inside(config, self.readable)
+        command = video_command_line(source, style, main, folder)
+
+        def work(job: Job) -> VideoResult:
+            def frame(done: FrameDone) -> None:
+                job.heading = f"frame {done.index + 1}/{done.count} done"
+
+            return stylize_video(
+                config, callbacks=[job.progress()], on_frame=[frame], should_stop=job.should_stop,
+                cache=self.cache,
+            )  # fmt: skip
+
+        yield from self._follow(self.jobs.start(work), folder, command)
 
     def compare(self, request: Request, key: str, values: str) -> Iterator[Update]:
         """The request's run once per value of `key` (a sweep: `nst sweep`), side by side,
@@ -206,9 +259,9 @@ class Studio:
     def _follow(self, job: Job, folder: Path, command: str) -> Iterator[Update]:
         """Updates of a one-run job until it ends, then its result."""
         try:
-            yield Update(job.id, job.line)
+            yield Update(job.id, job.status)
             for _ in job.wait():
-                yield Update(job.id, job.line, list(job.notes), newest_image(folder))
+                yield Update(job.id, job.status, list(job.notes), newest_image(folder))
         finally:
             job.stop.set()  # the page went away: the run stops after its step, all saved
         if job.error is not None:
@@ -217,8 +270,9 @@ class Studio:
                 finished=self.finished(folder, command), error=job.error,
             )  # fmt: skip
             return
-        yield Update(job.id, job.line, list(job.notes), newest_image(folder),
-                     finished=self.finished(folder, command, scored=True))  # fmt: skip
+        finished = self.finished(folder, command, scored=True)
+        finished.clip = getattr(job.result, "clip", None)
+        yield Update(job.id, job.status, list(job.notes), newest_image(folder), finished=finished)
 
     # -- what a run left -------------------------------------------------------------------
 
@@ -242,14 +296,23 @@ class Studio:
         settings = run_config_dict_text(entry.settings) if entry else ""
         status = entry.status if entry else "unknown"
         image = newest_image(Path(folder))
-        found = Finished(Path(folder), image, status, offered_files(Path(folder)), settings,
-                         command=command)  # fmt: skip
+        files = offered_files(Path(folder)) + (self._output_image(entry) if entry else [])
+        found = Finished(Path(folder), image, status, files, settings, command=command)
         if scored and image is not None and image.name == "final.png":
             try:
                 found.score = score_result(image).rows()
             except NSTError as exc:
                 found.score_note = str(exc)
         return found
+
+    def _output_image(self, entry: RunEntry) -> list[Path]:
+        """The run's `-o NAME.tif` image beside its folder (Download as 16-bit TIFF)."""
+        named = entry.settings.get("output")
+        if not named or Path(str(named)).suffix.lower() not in IMAGE_SUFFIXES:
+            return []
+        path = Path(str(named))
+        inside = path.resolve().is_relative_to(self.output)
+        return [path] if inside and path.is_file() and not path.is_symlink() else []
 
     def animate(self, folder: str | Path, kind: str = "gif") -> Path:
         """The run's optimisation as optimization.gif or .mp4 in its folder (`nst gif`)."""

@@ -25,6 +25,8 @@ class Job:
 
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     line: str = "starting…"
+    #: What the job is at above the step (a clip's frame), said before the step's line.
+    heading: str = ""
     notes: list[str] = field(default_factory=list)
     result: Any = None
     error: str | None = None
@@ -38,6 +40,11 @@ class Job:
 
     def _set_line(self, line: str) -> None:
         self.line = line.removeprefix("run ")
+
+    @property
+    def status(self) -> str:
+        """The heading and the newest step's line, for the page."""
+        return f"{self.heading} · {self.line}" if self.heading else self.line
 
     @property
     def should_stop(self) -> Callable[[], bool]:

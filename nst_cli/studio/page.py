@@ -190,7 +190,7 @@ def build(studio: Studio) -> gr.Blocks:
                 interactive=False,
                 headers=["run", "value", "status", "style_swd", "structure_ssim"],
             )
-            compare_command = gr.Textbox(label="The same sweep from a terminal", interactive=False, buttons=["copy"])  # fmt: skip
+            compare_command = gr.Textbox(label="The same sweep from a terminal", interactive=False, buttons=["copy"], elem_id="compare-command")  # fmt: skip
             picked = gr.State(None)
             shown_runs = gr.State([])  # the gallery's run folders, in its order
             with gr.Row():
@@ -240,8 +240,66 @@ def build(studio: Studio) -> gr.Blocks:
         enlarge.click(on_enlarge, [picked, larger], [job, enlarge_progress, enlarge_image],
                       concurrency_id="run", api_name="enlarge")  # fmt: skip
 
+        _video_tab(studio)
         _runs_tab(studio, page)
     return page
+
+
+def _video_tab(studio: Studio) -> None:
+    """A clip and a painting in, the clip stylised frame by frame without flicker out."""
+    defaults = Config()
+    with gr.Tab("Video", id="video"):
+        with gr.Row():
+            clip = gr.Video(label="Clip", sources=["upload"], elem_id="clip", height=280)
+            painting = gr.Image(type="filepath", label="Painting", sources=["upload", "clipboard"],
+                                height=280, elem_id="clip-painting")  # fmt: skip
+        with gr.Row():
+            clip_sample = gr.Dropdown([str(p) for p in studio.uploads.clips], value=None,
+                                      label="…or the sample clip")  # fmt: skip
+            painting_sample = gr.Dropdown([str(p) for p in studio.uploads.samples], value=None,
+                                          label="…or a sample painting")  # fmt: skip
+        clip_sample.change(lambda p: p, clip_sample, clip, queue=False, api_visibility="private")
+        painting_sample.change(lambda p: p, painting_sample, painting, queue=False,
+                               api_visibility="private")  # fmt: skip
+        with gr.Row():
+            preset = gr.Radio(list(PRESETS), value="fast", label="Preset")
+            weight = gr.Slider(*STYLE_WEIGHT_RANGE, value=defaults.weights.style, step=0.1,
+                               label="Style weight")  # fmt: skip
+            resolution = gr.Slider(*RESOLUTION_RANGE, value=320, step=16,
+                                   label="Resolution (long side, px)", elem_id="clip-resolution")  # fmt: skip
+            frames = gr.Number(value=0, precision=0, label="Frames (0: the whole clip)",
+                               elem_id="clip-frames")  # fmt: skip
+        name = gr.Textbox(label="Run name", placeholder="clip_painting", max_lines=1)
+        with gr.Row():
+            run = gr.Button("Stylise the clip", variant="primary", elem_id="clip-run")
+            stop = gr.Button("Stop (keeps finished frames)", variant="stop")
+        job = gr.State(None)
+        progress = gr.Textbox(label="Progress", lines=3, interactive=False, elem_id="clip-progress")
+        with gr.Row():
+            newest = gr.Image(label="Newest frame", type="filepath", interactive=False, height=320)
+            result = gr.Video(
+                label="Stylised clip", interactive=False, height=320, elem_id="clip-result"
+            )
+        files = gr.File(label="Download", file_count="multiple", interactive=False)
+        command = gr.Textbox(label="The same run from a terminal", interactive=False, buttons=["copy"])  # fmt: skip
+
+    def on_run(source: str | None, style: str | None, chosen_preset: str, style_weight: float,
+               size: float, count: float | None, label: str) -> Iterator[tuple[Any, ...]]:  # fmt: skip
+        main = {"preset": chosen_preset, "weights.style": style_weight,
+                "resolution": int(size), "video.max_frames": int(count) if count else None}  # fmt: skip
+        try:
+            for update in studio.video(source, style, main, label or ""):
+                finished = update.finished
+                clip_out = str(finished.clip) if finished and finished.clip else None
+                values = _result_values(update)
+                yield values[0], values[1], values[2], clip_out, values[3], values[6]
+        except NSTError as exc:
+            raise _error(exc) from None
+
+    run.click(on_run, [clip, painting, preset, weight, resolution, frames, name],
+              [job, progress, newest, result, files, command],
+              concurrency_id="run", api_name="video")  # fmt: skip
+    stop.click(_stopper(studio), job, None, concurrency_limit=None, api_visibility="private")
 
 
 def _table(rows: Sequence[dict[str, Any]]) -> Any:
@@ -298,7 +356,7 @@ def _runs_tab(studio: Studio, page: gr.Blocks) -> None:
         except NSTError as exc:
             raise _error(exc) from None
         found = studio.finished(entry.folder)
-        hint = f"nst stylize --resume {entry.folder}" if entry.resumable else ""
+        hint = entry.resume_command if entry.resumable else ""
         return (str(found.image) if found.image else None, [str(p) for p in found.files],
                 found.settings, hint, f"{entry.caption} ({entry.kind})")  # fmt: skip
 
@@ -345,7 +403,7 @@ def _runs_table(entries: Sequence[RunEntry]) -> Any:
                 "run": e.name,
                 "kind": e.kind,
                 "status": e.status,
-                "steps": e.steps_done,
+                "progress": e.progress,
                 "style weight": (e.settings.get("weights") or {}).get("style"),
                 "resolution": e.settings.get("resolution"),
             }

@@ -5,6 +5,8 @@ followed, so nothing outside the output folder is shown."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,12 @@ from nst_cli.io.rundir import FRAME_PATTERN, RunDir, read_run_config
 
 #: How deep under the output folder runs are looked for: a run, or a run of a sweep or folder run.
 DEPTH = 2
+#: A stylised frame of a clip's run (io.videodir): frames/000123.png.
+CLIP_FRAME = re.compile(r"\d{6,}\.png")
 #: Files of a run folder the page offers (frames are shown as the animation instead).
 OFFERED = (
-    "final.png", "final.tif", "config.yaml", "losses.csv", "losses.png", "optimization.gif",
-    "optimization.mp4", "grid.png", "index.html", "summary.csv",
+    "final.png", "config.yaml", "losses.csv", "losses.png", "optimization.gif",
+    "optimization.mp4", "grid.png", "index.html", "summary.csv", "video.mp4", "video.csv",
 )  # fmt: skip
 
 
@@ -38,12 +42,25 @@ class RunEntry:
         return newest_image(self.folder)
 
     @property
+    def progress(self) -> str:
+        """'step 40' for an image, 'frame 12/48' for a clip."""
+        if self.kind == "video":
+            return f"frame {self.run.get('frames_done') or 0}/{self.run.get('frames') or '?'}"
+        return f"step {self.steps_done}"
+
+    @property
     def caption(self) -> str:
-        return f"{self.name} · {self.status} · step {self.steps_done}"
+        return f"{self.name} · {self.status} · {self.progress}"
+
+    @property
+    def resume_command(self) -> str:
+        """The command line that continues this run."""
+        command = "video" if self.kind == "video" else "stylize"
+        return shlex.join(["nst", command, "--resume", str(self.folder)])
 
     @property
     def resumable(self) -> bool:
-        return self.kind == "image" and self.status != "running"
+        return self.status != "running"
 
 
 def list_runs(root: Path) -> list[RunEntry]:
@@ -106,7 +123,10 @@ def newest_image(folder: Path) -> Path | None:
     if _own_file(run_dir.final):
         return run_dir.final
     if run_dir.frames.is_dir() and not run_dir.frames.is_symlink():
-        frames = sorted(p for p in run_dir.frames.iterdir() if FRAME_PATTERN.fullmatch(p.name))
+        frames = sorted(
+            p for p in run_dir.frames.iterdir()
+            if FRAME_PATTERN.fullmatch(p.name) or CLIP_FRAME.fullmatch(p.name)
+        )  # fmt: skip
         for frame in reversed(frames):
             if _own_file(frame):
                 return frame

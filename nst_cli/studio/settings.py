@@ -35,7 +35,7 @@ SWEEP_FLAGS = {"preset": "--preset", "resolution": "--resolution"}
 #: Keys that name only files or folders: the studio sets them itself (uploads, samples, its
 #: output folder). `init` and `model.weights` stay in the fold for their keywords; a path
 #: typed there must lie in a folder the studio reads (check_inside).
-PATH_KEYS = ("content", "style", "masks", "output")
+PATH_KEYS = ("content", "style", "masks", "output", "video.output")
 
 #: Output formats the studio offers: the extension of the `-o` image, None = final.png only.
 FORMATS: dict[str, str | None] = {"PNG": None, "16-bit TIFF": ".tif"}
@@ -172,3 +172,21 @@ def check_inside(config: Config, readable: Sequence[Path]) -> None:
             )
     if not config.output_dir.resolve().is_relative_to(roots[0]):
         raise ConfigError(f"{config.output_dir}: the studio writes only into {roots[0]}")
+
+
+#: The Video tab's settings and the `nst video` flags that set them.
+VIDEO_FLAGS: dict[str, str] = {
+    "preset": "--preset",
+    "resolution": "--resolution",
+    "video.max_frames": "--max-frames",
+    "weights.style": "--style-weight",
+}
+
+
+def video_command_line(clip: Path, style: Path, main: Mapping[str, Any], folder: Path) -> str:
+    """The `nst video` command that makes the Video tab's run."""
+    words = ["nst", "video", str(clip), str(style)]
+    for key, value in main.items():
+        if value is not None and value != _default(key):
+            words += [VIDEO_FLAGS[key], _yaml(value)]
+    return shlex.join([*words, "-o", str(folder)])

@@ -9,12 +9,15 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from nst_cli.config.choices import IMAGE_SUFFIXES
+from nst_cli.config.choices import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from nst_cli.errors import ImageError
 from nst_cli.io.images import SIZE_WAY_OUT, load_image
 
 #: What the studio says instead of the CLI's way past the size limit (it has no such flag).
 STUDIO_WAY_OUT = "shrink it, or stylise it with `nst stylize --allow-large` in a terminal"
+
+#: The clips the Video tab takes: what `nst video` reads (a folder of frames is the CLI's).
+CLIP_SUFFIXES = (*VIDEO_SUFFIXES, ".mov", ".mkv", ".avi")
 
 #: Where uploads are kept, under the studio's output folder.
 UPLOADS = Path(".studio") / "uploads"
@@ -29,13 +32,13 @@ def digest(path: Path) -> str:
     return sha.hexdigest()
 
 
-def sample_images(folder: Path | None) -> list[Path]:
-    """The images in the samples folder (none without one)."""
+def sample_files(folder: Path | None, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """The images (or clips) in the samples folder; none without one."""
     if folder is None or not folder.is_dir():
         return []
     return sorted(
         p for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.is_symlink()
+        if p.suffix.lower() in suffixes and p.is_file() and not p.is_symlink()
     )  # fmt: skip
 
 
@@ -44,7 +47,8 @@ class Uploads:
 
     def __init__(self, output: Path, samples: Path | None) -> None:
         self.folder = Path(output) / UPLOADS
-        self.samples = sample_images(samples)
+        self.samples = sample_files(samples)
+        self.clips = sample_files(samples, CLIP_SUFFIXES)
         self._samples_by_digest: dict[str, Path] | None = None
 
     def adopt(self, sent: str | Path | None, role: str) -> Path:
@@ -60,11 +64,27 @@ class Uploads:
         except ImageError as exc:  # said with the name the user gave the file, and no CLI flag
             text = str(exc).replace(str(path), path.name)
             raise ImageError(text.replace(SIZE_WAY_OUT, STUDIO_WAY_OUT)) from None
+        return self._keep(path)
+
+    def adopt_clip(self, sent: str | Path | None) -> Path:
+        """The kept copy of an uploaded clip (a sample clip by its own path); the run checks
+        it as `nst video` does (frame size, length, a video stream)."""
+        if sent is None or str(sent) == "":
+            raise ImageError("content: no clip given; upload one or pick the sample clip")
+        path = Path(sent)
+        if path.suffix.lower() not in CLIP_SUFFIXES:
+            raise ImageError(
+                f"{path.name}: not a clip nst reads ({', '.join(CLIP_SUFFIXES)}); convert it first"
+            )
+        return self._keep(path)
+
+    def _keep(self, path: Path) -> Path:
+        """A sample's own path, else a copy under the uploads folder named by its digest."""
         found = digest(path)
         sample = self._by_digest().get(found)
         if sample is not None:
             return sample
-        suffix = path.suffix.lower() if path.suffix.lower() in IMAGE_SUFFIXES else ".png"
+        suffix = path.suffix.lower() or ".png"
         kept = self.folder / f"{found[:16]}{suffix}"
         if not kept.is_file():
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -75,5 +95,5 @@ class Uploads:
 
     def _by_digest(self) -> dict[str, Path]:
         if self._samples_by_digest is None:
-            self._samples_by_digest = {digest(p): p for p in self.samples}
+            self._samples_by_digest = {digest(p): p for p in [*self.samples, *self.clips]}
         return self._samples_by_digest

@@ -9,6 +9,10 @@ import os
 import re
 import shlex
 import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -72,10 +76,37 @@ def _run_command(line: str) -> tuple[int, str]:
         target = Path(tokens[at + 1])
         tokens = tokens[:at] + [t for t in tokens[at + 2 :] if t != "2>&1"]
     assert tokens[0] == "nst", line
+    if tokens[1] == "studio":
+        return _run_studio(tokens[1:])
     result = CliRunner().invoke(app, tokens[1:])
     if target is not None:
         target.write_text(result.output)
     return result.exit_code, result.output
+
+
+def _run_studio(arguments: list[str]) -> tuple[int, str]:
+    """`nst studio …` serves until Ctrl-C: start it, load the address it prints, then
+    Ctrl-C; its exit status and what it said."""
+    studio = subprocess.Popen(
+        [sys.executable, "-m", "nst_cli", *arguments], stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    said: list[str] = []
+    try:
+        assert studio.stderr is not None
+        for line in studio.stderr:
+            said.append(line)
+            found = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+            if found:
+                with urllib.request.urlopen(found.group(1), timeout=30) as page:
+                    assert page.status == 200
+                break
+        studio.send_signal(signal.SIGINT)
+        studio.wait(timeout=60)
+    finally:
+        if studio.poll() is None:
+            studio.kill()
+    return studio.returncode, "".join(said)
 
 
 def test_every_example_runs_in_order_from_a_fresh_copy(

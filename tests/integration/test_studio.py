@@ -110,6 +110,19 @@ def test_a_tiny_run_leaves_a_run_folder_that_the_cli_resumes(studio: tuple[str, 
     assert again["run"]["status"] == "completed" and again["run"]["steps_done"] == 9
 
 
+def test_a_16_bit_tiff_is_written_beside_the_run_and_offered(studio: tuple[str, Any]) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    url, made = studio
+    files = _stylize(
+        _client(url), SAMPLES / "astronaut.png", SAMPLES / "strokes.png",
+        **_tiny(**{"Run name": "deep", "Download as": "16-bit TIFF"}),
+    )[2]  # fmt: skip
+    tiff = made.output / "deep.tif"
+    assert tifffile.imread(tiff).dtype.name == "uint16"
+    assert (made.output / "deep" / "final.png").is_file()
+    assert "deep.tif" in {Path(f).name for f in files}
+
+
 def test_the_studio_lists_and_resumes_a_cli_run(studio: tuple[str, Any]) -> None:
     url, made = studio
     folder = made.output / "from_cli"
@@ -266,8 +279,10 @@ def test_the_page_runs_a_sample_pair_and_shows_the_result(
     every tab renders, and the page fetched nothing from outside this machine."""
     playwright = pytest.importorskip("playwright.sync_api")
     url, made = studio
+    # NST_SCREENSHOTS=docs/images makes the docs' pictures: larger runs, the same steps.
     shots = Path(os.environ.get("NST_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
+    side, steps = (256, 40) if os.environ.get("NST_SCREENSHOTS") else (64, 6)
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(
             executable_path=_chromium(),
@@ -280,15 +295,19 @@ def test_the_page_runs_a_sample_pair_and_shows_the_result(
         page.goto(url)
         page.locator("#photo input[type=file]").set_input_files(str(SAMPLES / "chelsea.png"))
         page.locator("#painting input[type=file]").set_input_files(str(SAMPLES / "cubist.png"))
-        page.locator("#resolution input[type=number]").fill("64")
+        page.locator("#resolution input[type=number]").fill(str(side))
         page.locator("#resolution input[type=number]").press("Enter")
         page.get_by_text("Advanced: every config key").click()
-        steps = page.locator("#adv-steps").locator("textarea, input").first
-        steps.fill("6")
+        box = page.locator("#adv-steps").locator("textarea, input").first
+        box.wait_for(state="visible")
+        page.wait_for_timeout(500)  # the fold's fields settle before they take input
+        box.fill(str(steps))
+        box.press("Tab")
+        playwright.expect(box).to_have_value(str(steps))
         page.locator("#run").click()
         page.locator("#result img").wait_for(timeout=180_000)
         page.wait_for_function(
-            "document.querySelector('#progress textarea').value.includes('step 6/6')",
+            f"document.querySelector('#progress textarea').value.includes('step {steps}/{steps}')",
             timeout=60_000,
         )
         page.get_by_text("Advanced: every config key").click()  # folded again for the picture
@@ -296,19 +315,29 @@ def test_the_page_runs_a_sample_pair_and_shows_the_result(
         page.get_by_role("tab", name="Compare").click()
         page.get_by_label("Values (comma-separated)").fill("1,4")
         page.locator("#compare").click()
-        page.wait_for_function(
-            "document.querySelectorAll('#compare-gallery img').length >= 2", timeout=180_000
+        page.wait_for_function(  # the sweep has ended: its command line is shown
+            "document.querySelector('#compare-command textarea').value.startsWith('nst sweep')",
+            timeout=180_000,
         )
         page.locator("#compare-gallery img").first.click()  # pick one ...
-        page.locator("#larger input[type=number]").fill("96")
+        page.locator("#larger input[type=number]").fill(str(side * 3 // 2))
         page.locator("#larger input[type=number]").press("Enter")
         page.locator("#enlarge").click()  # ... and continue it at a larger size
         page.locator("#enlarged img").wait_for(timeout=180_000)
         page.wait_for_function(
-            "[...document.querySelectorAll('textarea')].some(t => t.value.includes('step 6/6') && t.closest('#picked'))",
+            f"document.querySelector('#picked textarea').value.includes('step {steps}/{steps}')",
             timeout=60_000,
         )
         page.screenshot(path=str(shots / "studio-compare.png"), full_page=True)
+        page.get_by_role("tab", name="Video").click()
+        page.locator("#clip input[type=file]").set_input_files(str(SAMPLES / "pan.mp4"))
+        page.locator("#clip-painting input[type=file]").set_input_files(str(SAMPLES / "fluid.png"))
+        page.locator("#clip-resolution input[type=number]").fill(str(side))
+        page.locator("#clip-resolution input[type=number]").press("Enter")
+        page.locator("#clip-frames input").fill("2")
+        page.locator("#clip-run").click()
+        page.locator("#clip-result video").wait_for(timeout=180_000)
+        page.screenshot(path=str(shots / "studio-video.png"), full_page=True)
         page.get_by_role("tab", name="Runs").click()
         page.get_by_role("button", name="Refresh").click()
         page.locator("#runs-gallery img").first.wait_for(timeout=30_000)
@@ -316,8 +345,8 @@ def test_the_page_runs_a_sample_pair_and_shows_the_result(
         browser.close()
     ran = {entry.name: entry for entry in made.runs()}
     assert ran["chelsea_cubist"].status == "completed"
-    larger = [e for name, e in ran.items() if name.endswith("_96px")]
-    assert larger and larger[0].settings["resolution"] == 96
+    larger = [e for name, e in ran.items() if name.endswith(f"_{side * 3 // 2}px")]
+    assert larger and larger[0].settings["resolution"] == side * 3 // 2
     assert Path(larger[0].settings["init"]).name == "final.png"
     outside = [u for u in requested if not u.startswith((url.rstrip("/"), "data:", "blob:"))]
     assert not outside, f"the page fetched from outside: {outside[:5]}"
@@ -354,3 +383,56 @@ def test_stop_keeps_the_work_and_the_cli_continues_it(studio: tuple[str, Any]) -
     assert resumed.exit_code == 0, resumed.output
     again = yaml.safe_load((folder / "config.yaml").read_text())["run"]
     assert again["steps_done"] == more and again["status"] == "completed"
+
+
+def test_a_clip_is_stylised_and_the_runs_tab_continues_it(studio: tuple[str, Any]) -> None:
+    """The Video tab: the sample clip's first frames, 64 px, into an ordinary video run
+    folder (its clip written), which the Runs tab lists and `nst video --resume` accepts."""
+    url, made = studio
+    client = _client(url)
+    arguments = _arguments(
+        client,
+        "/video",
+        Clip=gradio_client.handle_file(str(SAMPLES / "pan.mp4")),
+        Painting=gradio_client.handle_file(str(SAMPLES / "fluid.png")),
+        **{"Resolution (long side, px)": 64, "Frames (0: the whole clip)": 2, "Run name": "clip"},
+    )
+    progress, newest, clip, files, command = client.predict(*arguments, api_name="/video")
+    assert "frame 2/2 done" in progress, progress
+    assert clip and Path(clip["video"]["path"] if isinstance(clip, dict) else clip).is_file()
+    folder = made.output / "clip"
+    saved = yaml.safe_load((folder / "config.yaml").read_text())
+    assert saved["run"]["kind"] == "video" and saved["video"]["max_frames"] == 2
+    assert (folder / "video.mp4").is_file()
+    assert shlex.split(command)[:2] == ["nst", "video"] and "--max-frames" in command
+    entry = made.entry("clip")
+    assert entry.kind == "video" and entry.image is not None
+    again = CliRunner().invoke(app, ["video", "--resume", str(folder), "--quiet"])
+    assert again.exit_code == 0, again.output
+
+
+def test_the_page_serves_only_the_output_folder_and_samples(
+    studio: tuple[str, Any], tmp_path: Path
+) -> None:
+    """Gradio's file route: a file of the output folder is served; a link in it to a file
+    outside, a file beside the repository's samples, and /etc/passwd are not."""
+    url, made = studio
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the page")
+    made.output.mkdir(parents=True, exist_ok=True)
+    (made.output / "own.txt").write_text("the studio's")
+    (made.output / "leak.txt").symlink_to(secret)
+
+    def status(path: Path | str) -> int:
+        try:
+            with urllib.request.urlopen(f"{url}gradio_api/file={path}", timeout=10) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as refused:
+            return refused.code
+
+    assert status(made.output / "own.txt") == 200
+    assert status(SAMPLES / "car.png") == 200
+    assert status(made.output / "leak.txt") == 403
+    assert status(secret) == 403
+    assert status(ROOT / "README.md") == 403
+    assert status("/etc/passwd") == 403

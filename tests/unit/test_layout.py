@@ -111,7 +111,7 @@ def test_the_development_page_s_layer_table_names_every_module() -> None:
     }
     missing = [
         f"{layer}/{path.stem}"
-        for layer in ("core", "config", "io", "run", "sweep", "cli")
+        for layer in ("core", "config", "io", "run", "sweep", "studio", "cli")
         for path in sorted((PACKAGE / layer).rglob("*.py"))
         if path.stem != "__init__" and f"`{path.stem}`" not in rows[layer]
     ]
