@@ -436,3 +436,22 @@ def test_the_page_serves_only_the_output_folder_and_samples(
     assert status(secret) == 403
     assert status(ROOT / "README.md") == 403
     assert status("/etc/passwd") == 403
+
+
+def test_with_a_password_the_page_asks_for_the_login(tmp_path: Path) -> None:
+    from nst_cli.studio.actions import Studio
+    from nst_cli.studio.page import build
+    from nst_cli.studio.server import Access, launch
+
+    made = Studio(tmp_path / "outputs", None)
+    page = build(made)
+    url = launch(page, Access(password="s3cret"), None, made.readable, 1)
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - gradio_client's error for a refused login
+            gradio_client.Client(url, verbose=False)
+        client = gradio_client.Client(url, auth=("nst", "s3cret"), verbose=False)
+        assert (
+            "/stylize" in client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+        )
+    finally:
+        page.close()
