@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +28,30 @@ def make_image(
         image = image.convert(mode)
     image.save(path)
     return path
+
+
+def optimize_one(
+    image: Any,
+    extractor: Any,
+    loss: Any,
+    name: str,
+    lr: float,
+    steps: int,
+    *,
+    callbacks: Sequence[Any] = (),
+    optimizer_state: Any = None,
+    trust_region: float | None = 0.05,
+    **loop: Any,
+) -> Any:
+    """One run's image through the loop's one entry point (core.optimize.optimize_batch, a
+    batch of one lane); its error raised, as a run raises it."""
+    from nst_cli.core.optimize import Lane, optimize_batch
+
+    lane = Lane(image, loss, name, lr, callbacks, optimizer_state, trust_region=trust_region)
+    (result,) = optimize_batch([lane], extractor, steps, **loop)
+    if result.error is not None:
+        raise result.error
+    return result
 
 
 def write_pair(folder: Path, settings: str = "resolution: 48\nsteps: 4\nsave_every: 2\n") -> Path:

@@ -53,23 +53,31 @@ def run_with_progress(run: Callable[..., Any], quiet: bool, log_every: int | Non
 
 
 def _sweep_with_progress(
-    root: Path, runs: list[PlannedRun], quiet: bool, log_every: int | None, **options: Any
+    root: Path,
+    runs: list[PlannedRun],
+    quiet: bool,
+    log_every: int | None,
+    allow_large: bool,
+    **options: Any,
 ) -> SweepOutcome:
     from nst_cli.cli.interrupts import GracefulInterrupt
     from nst_cli.cli.progress import ProgressBar, make_progress
     from nst_cli.run.progress import LogLines
-    from nst_cli.sweep.execute import run_sweep
+    from nst_cli.sweep.execute import SweepHooks, run_sweep
 
     with GracefulInterrupt(on_first=_announce_stop) as stop:
         if quiet:
-            return run_sweep(root, runs, should_stop=stop, **options)
+            return run_sweep(
+                root, runs, SweepHooks(should_stop=stop, allow_large=allow_large), **options
+            )
         every = _log_lines_every(log_every)
         if every is not None:
 
             def lines_for(i: int, run: PlannedRun) -> list[Any]:
                 return [LogLines(_write_line, every, f"run {i + 1}/{len(runs)} {run.name}")]
 
-            return run_sweep(root, runs, callbacks_for=lines_for, should_stop=stop, **options)
+            hooks = SweepHooks(lines_for, stop, allow_large=allow_large)
+            return run_sweep(root, runs, hooks, **options)
         progress = make_progress(err_console)
         try:
             overall = progress.add_task(
@@ -86,10 +94,8 @@ def _sweep_with_progress(
                 if i in bars and bars[i].task_id is not None:
                     progress.remove_task(bars[i].task_id)
 
-            return run_sweep(
-                root, runs, callbacks_for=callbacks_for, should_stop=stop,
-                on_run_done=on_run_done, **options,
-            )  # fmt: skip
+            hooks = SweepHooks(callbacks_for, stop, on_run_done, allow_large)
+            return run_sweep(root, runs, hooks, **options)
         finally:
             progress.stop()
 

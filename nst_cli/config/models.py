@@ -124,7 +124,7 @@ class Config(Strict):
     )
     loss: LossConfig = Field(
         default_factory=LossConfig,
-        description="How each layer's term is scaled (see losses.StyleTransferLoss).",
+        description="How each layer's term is scaled (see losses.style_transfer_loss).",
     )
     optimizer: OptimizerConfig = Field(
         default_factory=OptimizerConfig,

@@ -155,7 +155,7 @@ class OptimizerConfig(Strict):
 
 
 class LossConfig(Strict):
-    """How each layer's term is scaled (see losses.StyleTransferLoss)."""
+    """How each layer's term is scaled (see losses.style_transfer_loss)."""
 
     normalize: bool = Field(
         default=True,

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import torch
 
 from nst_cli.core.lbfgs import ProjectedLBFGS
-from nst_cli.core.losses.total import StyleTransferLoss
+from nst_cli.core.losses.total import WeightedSum
 from nst_cli.core.losses.values import Losses, LossTerms, first_non_finite
 from nst_cli.core.schedule import Stage
 from nst_cli.core.tiles import Tiler
@@ -117,7 +117,7 @@ class Lane:
     follows the path it would alone."""
 
     image: torch.Tensor
-    loss_fn: StyleTransferLoss
+    loss_fn: WeightedSum
     optimizer_name: str = "lbfgs"
     lr: float = 1.0
     callbacks: Sequence[Callback] = ()
@@ -138,62 +138,6 @@ class Lane:
 def lane_layers(lanes: Sequence[Lane]) -> list[str]:
     """Every layer a batched forward pass must return: each lane's, each once."""
     return list(dict.fromkeys(name for lane in lanes for name in lane.loss_fn.layers))
-
-
-def optimize(
-    image: torch.Tensor,
-    extractor: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]],
-    loss_fn: StyleTransferLoss,
-    optimizer_name: str,
-    lr: float,
-    steps: int,
-    *,
-    start_step: int = 0,
-    optimizer_state: Mapping[str, Any] | None = None,
-    callbacks: Sequence[Callback] = (),
-    should_stop: Callable[[], bool] = lambda: False,
-    stage: Stage | None = None,
-    report_last: bool = True,
-    total_steps: int | None = None,
-    elapsed_offset: float = 0.0,
-    history_size: int = 20,
-    trust_region: float | None = 0.05,
-    average: float = 0.0,
-    average_state: torch.Tensor | None = None,
-    compact_history: bool = False,
-    check_every: int = 1,
-    precondition: str = "none",
-    tiler: Tiler | None = None,
-) -> OptimizeResult:
-    """Optimise `image` (RGB in [0, 1]) from `start_step` until `steps`, emitting a StepEvent per state.
-
-    With `report_last=False` (a coarse scale of a multi-scale run) the loop ends after the
-    last update without evaluating it: the next scale reports that step, upsampled.
-    Events' `elapsed` counts from `elapsed_offset` (time already spent by earlier scales or
-    sessions), so one clock runs through a whole run. With `average` > 0 an exponential
-    moving average of the iterates is kept (from `average_state` on resume), carried by every
-    event and returned as the result's image. `compact_history` keeps L-BFGS's pairs in
-    float16 (memory: low).
-
-    The losses are read back from the device (and checked to be finite) every `check_every`
-    steps and at the end, before that step's event: a run passes `save_every`, so no frame or
-    checkpoint is written from a diverged image and the GPU is not stalled at other steps.
-    With a `tiler` every evaluation runs in its tiles (the same loss and gradient).
-    Between checks, callbacks may still read an event's losses (the bar, a few times a
-    second). A non-finite loss or a failing callback raises.
-    """
-    lane = Lane(
-        image, loss_fn, optimizer_name, lr, callbacks, optimizer_state, history_size,
-        trust_region, compact_history, precondition, average, average_state, tiler,
-    )  # fmt: skip
-    (result,) = optimize_batch(
-        [lane], extractor, steps, start_step=start_step, should_stop=should_stop, stage=stage,
-        report_last=report_last, total_steps=total_steps, elapsed_offset=elapsed_offset,
-        check_every=check_every,
-    )  # fmt: skip
-    if result.error is not None:
-        raise result.error
-    return result
 
 
 class _Running:

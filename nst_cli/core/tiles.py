@@ -1,7 +1,7 @@
 """Exact tiled passes: the loss and gradient of an image larger than memory holds.
 
 Every feature term is a function of sums over the layer's positions (F·Fᵀ for a Gram, the
-moments for a Gaussian, Σ(F − P)² for the content; see `StyleTransferLoss.sums`). A tiled
+moments for a Gaussian, Σ(F − P)² for the content; see `WeightedSum.sums`). A tiled
 step therefore takes two passes over tiles, each tile cut with a halo as wide as the
 deepest layer's reach, on the pooling grid, so the features at the tile's own positions are
 the whole image's, exactly:
@@ -26,7 +26,7 @@ import torch
 
 from nst_cli.core.layers import LAYER_NAMES, downsampling_factor, layer_index
 from nst_cli.core.losses.common import Crop, Shape, Sums
-from nst_cli.core.losses.total import StyleTransferLoss
+from nst_cli.core.losses.total import WeightedSum
 from nst_cli.core.losses.values import LossTerms
 
 Forward = Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]]
@@ -228,9 +228,7 @@ class Tiler:
         _, total, shapes = self.collect(image, layers, sums=sums)
         return total, shapes
 
-    def evaluate(
-        self, pixels: torch.Tensor, loss: StyleTransferLoss, backward: bool = True
-    ) -> LossTerms:
+    def evaluate(self, pixels: torch.Tensor, loss: WeightedSum, backward: bool = True) -> LossTerms:
         """The loss of the whole image and (with `backward`) its exact gradient, left in
         `pixels.grad`, in two passes over the tiles (see the module's docstring)."""
         layers = loss.layers

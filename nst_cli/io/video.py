@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -239,18 +240,8 @@ def write_clip(
     to a temporary file beside `output` and renamed, so `output` is either the old file or
     the whole new clip. With `frames_expected`, the audio is cut to that many frames' length
     (a clip of the first N frames of a longer video). Returns the number of frames written."""
-    import imageio_ffmpeg
-
     suffix = output.suffix.lower()
-    if suffix not in VIDEO_SUFFIXES:
-        raise OutputError(
-            f"{output}: nst writes {', '.join(VIDEO_SUFFIXES)} clips; name the output e.g. clip.mp4"
-        )
-    if not MIN_CLIP_FPS <= fps <= MAX_CLIP_FPS:
-        raise OutputError(
-            f"{output}: {fps:g} frames per second is outside {MIN_CLIP_FPS:g}–{MAX_CLIP_FPS:g}; "
-            "give a frame rate in that range (25 is a film's)"
-        )
+    _check_clip_output(output, suffix, fps)
     codec, audio_codec, options, pixel_format = _codecs(suffix)
     if audio_from is not None and audio_codec is not None and frames_expected:
         options = [*options, "-t", f"{(frames_expected + 0.5) / fps:.6f}"]
@@ -261,45 +252,20 @@ def write_clip(
         os.close(fd)
     except OSError as exc:
         raise OutputError(f"{output}: cannot write here ({describe_os_error(exc)})") from None
-    written = 0
-    writer = None
+    settings = {
+        "fps": fps, "codec": codec, "pix_fmt_out": pixel_format,
+        "quality": None if suffix != ".mp4" else 8, "macro_block_size": 1,
+        "output_params": options, "ffmpeg_log_level": "error",
+        "audio_path": str(audio_from) if audio_from and audio_codec else None,
+        "audio_codec": audio_codec if audio_from else None,
+    }  # fmt: skip
     try:
-        for image in frames:
-            if writer is None:
-                # yuv420p needs even sides: an odd one gets one more row or column (edge copied).
-                even = pixel_format != "yuv420p" or (image.width % 2 == 0 and image.height % 2 == 0)
-                size = (
-                    image.size
-                    if even
-                    else (image.width + image.width % 2, image.height + image.height % 2)
-                )
-                writer = imageio_ffmpeg.write_frames(
-                    tmp, size, fps=fps, codec=codec, pix_fmt_out=pixel_format,
-                    quality=None if suffix != ".mp4" else 8, macro_block_size=1,
-                    output_params=options, ffmpeg_log_level="error",
-                    audio_path=str(audio_from) if audio_from and audio_codec else None,
-                    audio_codec=audio_codec if audio_from else None,
-                )  # fmt: skip
-                writer.send(None)
-            array = np.asarray(image.convert("RGB"))
-            if array.shape[1::-1] != size:
-                array = np.pad(
-                    array, ((0, size[1] - array.shape[0]), (0, size[0] - array.shape[1]), (0, 0)),
-                    mode="edge",
-                )  # fmt: skip
-            writer.send(np.ascontiguousarray(array))
-            written += 1
-        if writer is not None:
-            writer.close()
-            writer = None
+        written = _encode(frames, tmp, settings, even=pixel_format == "yuv420p")
         if written == 0:
             raise OutputError(f"{output}: no frames to write")
         _check_finished(Path(tmp), output, written)
         publish(Path(tmp), output)
     except BaseException as exc:
-        if writer is not None:
-            with contextlib.suppress(Exception):
-                writer.close()
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OutputError | KeyboardInterrupt | ImageError) or not isinstance(
             exc, Exception
@@ -310,4 +276,51 @@ def write_clip(
         raise OutputError(
             f"{output}: video encoding failed ({type(exc).__name__}: {str(exc).strip()[:120]})"
         ) from None
+    return written
+
+
+def _check_clip_output(output: Path, suffix: str, fps: float) -> None:
+    """A clip nst can write: a known container, a frame rate in range (one line each)."""
+    if suffix not in VIDEO_SUFFIXES:
+        raise OutputError(
+            f"{output}: nst writes {', '.join(VIDEO_SUFFIXES)} clips; name the output e.g. clip.mp4"
+        )
+    if not MIN_CLIP_FPS <= fps <= MAX_CLIP_FPS:
+        raise OutputError(
+            f"{output}: {fps:g} frames per second is outside {MIN_CLIP_FPS:g}–{MAX_CLIP_FPS:g}; "
+            "give a frame rate in that range (25 is a film's)"
+        )
+
+
+def _encode(frames: Iterable[Image.Image], path: str, settings: dict[str, Any], even: bool) -> int:
+    """Stream the frames to ffmpeg into `path`; the writer is closed however it ends. With
+    `even` (yuv420p), an odd side gets one more row or column (its edge copied)."""
+    import imageio_ffmpeg
+
+    written, writer, size = 0, None, (0, 0)
+    try:
+        for image in frames:
+            if writer is None:
+                size = (
+                    (image.width + image.width % 2, image.height + image.height % 2)
+                    if even
+                    else image.size
+                )
+                writer = imageio_ffmpeg.write_frames(path, size, **settings)
+                writer.send(None)
+            array = np.asarray(image.convert("RGB"))
+            if array.shape[1::-1] != size:
+                array = np.pad(
+                    array, ((0, size[1] - array.shape[0]), (0, size[0] - array.shape[1]), (0, 0)),
+                    mode="edge",
+                )  # fmt: skip
+            writer.send(np.ascontiguousarray(array))
+            written += 1
+    except BaseException:
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
+        raise
+    if writer is not None:
+        writer.close()
     return written

@@ -16,10 +16,14 @@ from nst_cli.core.losses.common import Crop, Sums, put_sums, take_sums
 from nst_cli.core.losses.guided import Region, region_norms_from_sums
 from nst_cli.core.losses.palette import PaletteTerm, pooled_colours, pooling_for
 from nst_cli.core.losses.total import (
-    StyleTransferLoss,
+    ContentLoss,
+    StyleLoss,
+    Weighted,
+    WeightedSum,
     blend_targets,
     norm_sums,
     style_norms_from_sums,
+    style_transfer_loss,
 )
 from nst_cli.core.tiles import Tiler
 from nst_cli.run.models import ModelCache
@@ -37,7 +41,7 @@ def build_loss(
     inputs_masks: Sequence[tuple[torch.Tensor, int]] = (),
     tile: int | None = None,
     measured: Sequence[torch.Tensor] = (),
-) -> StyleTransferLoss:
+) -> WeightedSum:
     """Targets are computed once per scale: content features, and the style Grams (cached
     across runs; several style images blend by their weights). With `tile`, every pass
     over an image runs in tiles of about that many px (core.tiles). `measured`: the style
@@ -128,12 +132,12 @@ def _blended_layers(
 
 
 def _with_palette(
-    loss: StyleTransferLoss,
+    loss: WeightedSum,
     config: Config,
     content: torch.Tensor,
     styles: Sequence[torch.Tensor],
     weights: Sequence[float],
-) -> StyleTransferLoss:
+) -> WeightedSum:
     """The palette term added, where weighed and the run's colours are the painting's
     (`color: style`, and `luminance`, whose run is the default one with the photo's colours
     put back afterwards): every painting's colours, each weighing its share of a blend."""
@@ -146,7 +150,7 @@ def _with_palette(
         for c, w in zip(colours, weights, strict=False)
     ]
     term = PaletteTerm(torch.cat(colours), torch.cat(shares), pooling).normalise_by(content)
-    return loss.with_palette(term, config.weights.palette)
+    return loss.plus(Weighted("palette", config.weights.palette, term))
 
 
 def _loss_for(
@@ -156,20 +160,13 @@ def _loss_for(
     style_layers: dict[str, float],
     norms: dict[str, torch.Tensor] | None = None,
     regions: Sequence[Region] = (),
-) -> StyleTransferLoss:
-    """The loss module with the config's layers, weights and loss form."""
-    return StyleTransferLoss(
-        content_targets,
-        targets,
-        config.layers.content,
-        style_layers,
-        config.weights.content,
-        config.weights.style,
-        config.weights.tv,
-        normalize=config.loss.normalize,
-        gram_form=config.loss.gram,
-        style_norms=norms,
-        regions=regions,
+) -> WeightedSum:
+    """The content, style and tv terms with the config's layers, weights and loss form."""
+    normalize = config.loss.normalize
+    return style_transfer_loss(
+        ContentLoss(content_targets, config.layers.content, normalize),
+        StyleLoss(targets, style_layers, normalize, config.loss.gram, norms, regions),
+        config.weights.model_dump(),
     )
 
 
@@ -182,7 +179,7 @@ def _masked_loss(
     masks: Sequence[tuple[torch.Tensor, int]],
     tile: int | None,
     shares: Sequence[dict[str, float]],
-) -> StyleTransferLoss:
+) -> WeightedSum:
     """Each masked style only inside its region (guided Grams, masks downsampled to each
     layer), its object-block layers at its own painting's share; outside every mask only the
     content loss applies."""

@@ -14,6 +14,7 @@ import torch
 from nst_cli.core import heap
 from nst_cli.core.features import FeatureExtractor
 from nst_cli.core.lbfgs import carry_history
+from nst_cli.core.losses.total import Weighted
 from nst_cli.core.optimize import Callback, Lane, OptimizeResult, lane_layers, optimize_batch
 from nst_cli.core.pixels import (
     upsample,
@@ -136,7 +137,9 @@ def _lane(
     )
     if prepared.temporal is not None:
         size = (content.shape[-2], content.shape[-1])
-        loss.with_temporal(prepared.temporal.resized(size), config.video.temporal_weight)
+        loss = loss.plus(
+            Weighted("temporal", config.video.temporal_weight, prepared.temporal.resized(size))
+        )
     return Lane(
         image,
         loss,

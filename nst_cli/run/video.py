@@ -42,7 +42,7 @@ from nst_cli.core.flow import (
     warp,
 )
 from nst_cli.core.losses.temporal import TemporalTarget, TemporalTerm, long_term_masks
-from nst_cli.core.optimize import Callback
+from nst_cli.core.optimize import Callback, OptimizeResult
 from nst_cli.core.pixels import fit_long_side, resize_to, to_pil, to_tensor
 from nst_cli.errors import NSTError
 from nst_cli.io.files import save_png, write_text
@@ -377,39 +377,11 @@ class _Video:
         if index == 0 and not self.allow_large:
             check_memory(config, inputs)
         content, styles = stage_images(config, inputs, config.resolution)
-        temporal, first_mask = None, None
         if index == 0:
             start = initial_image(config, content, styles[0], self.allow_large)
+            temporal, first_mask = None, None
         else:
-            targets, backs = [], {}
-            photos = dict(recent)
-            for j in self.offsets:
-                if index - j < 0 or index - j not in photos:
-                    continue
-                earlier = photos[index - j]
-                if j == 1:
-                    back, trusted = self._flow_back(index, array, earlier)
-                else:
-                    back = dis_flow(array, earlier, config.video.flow)
-                    trusted = consistency_mask(back, dis_flow(earlier, array, config.video.flow))
-                backs[j] = back
-                mask = torch.from_numpy(trusted)[None, None]
-                targets.append(TemporalTarget(warp(stylised[index - j], back), mask))
-            first_mask = targets[0].mask
-            # The start: the previous frame warped onto this one, occluded pixels included
-            # (filled with the photo there, they kept the outline of where a moving object
-            # had been, which the few steps did not repaint); the photo only where the flow
-            # leads out of the previous frame (what a pan brings in at the edge).
-            inside = torch.from_numpy(1 - outside_frame(backs[1]).astype(np.float32))
-            start = inside * targets[0].warped + (1 - inside) * content
-            masks = long_term_masks([t.mask for t in targets])
-            masks[0] = masks[0] * torch.from_numpy(self._settled(backs[1]))[None, None]
-            temporal = TemporalTerm(
-                [
-                    TemporalTarget(t.warped, m).to(self.device)
-                    for t, m in zip(targets, masks, strict=True)
-                ]
-            )
+            start, temporal, first_mask = self._tied(index, array, content, dict(recent), stylised)
         prepared = Prepared(
             config, config, self.device, self.precision, self.run_dir, inputs,
             self.cache.extractor(config, config.network_layers, self.device, self.precision),
@@ -420,8 +392,61 @@ class _Video:
             raise _frame_error(index, result.error)
         if result.interrupted:
             return {}, True
+        return self._save(index, frame, result, (temporal, first_mask), frame_started), False
+
+    def _tied(
+        self,
+        index: int,
+        array: np.ndarray,
+        content: torch.Tensor,
+        photos: dict[int, np.ndarray],
+        stylised: dict[int, torch.Tensor],
+    ) -> tuple[torch.Tensor, TemporalTerm, torch.Tensor]:
+        """A later frame's start and temporal term: the earlier stylised frames warped onto
+        this one by the flow, each trusted where the flow is consistent."""
+        targets, backs = [], {}
+        for j in self.offsets:
+            if index - j < 0 or index - j not in photos:
+                continue
+            earlier = photos[index - j]
+            if j == 1:
+                back, trusted = self._flow_back(index, array, earlier)
+            else:
+                back = dis_flow(array, earlier, self.later.video.flow)
+                trusted = consistency_mask(back, dis_flow(earlier, array, self.later.video.flow))
+            backs[j] = back
+            mask = torch.from_numpy(trusted)[None, None]
+            targets.append(TemporalTarget(warp(stylised[index - j], back), mask))
+        # The start: the previous frame warped onto this one, occluded pixels included
+        # (filled with the photo there, they kept the outline of where a moving object
+        # had been, which the few steps did not repaint); the photo only where the flow
+        # leads out of the previous frame (what a pan brings in at the edge).
+        inside = torch.from_numpy(1 - outside_frame(backs[1]).astype(np.float32))
+        start = inside * targets[0].warped + (1 - inside) * content
+        masks = long_term_masks([t.mask for t in targets])
+        masks[0] = masks[0] * torch.from_numpy(self._settled(backs[1]))[None, None]
+        temporal = TemporalTerm(
+            [
+                TemporalTarget(t.warped, m).to(self.device)
+                for t, m in zip(targets, masks, strict=True)
+            ]
+        )
+        return start, temporal, targets[0].mask
+
+    def _save(
+        self,
+        index: int,
+        frame: Image.Image,
+        result: OptimizeResult,
+        tie: tuple[TemporalTerm | None, torch.Tensor | None],
+        started: float,
+    ) -> dict[str, float]:
+        """The stylised frame as the user sees it (and, with `color: luminance`, as the run
+        made it); its row of video.csv. `tie`: the frame's temporal term and the mask of
+        the pixels the previous frame's flow trusts (None for the first frame)."""
         raw = to_pil(result.image.detach().float().cpu())
         text = {**self.text, "nst:frame": str(index)}
+        config = self.config if index == 0 else self.later
         if config.color == "luminance":
             self.run_dir.create_raw()
             save_png(raw, self.run_dir.raw_frame(index), text)
@@ -432,15 +457,17 @@ class _Video:
         row: dict[str, float] = {
             "frame": index,
             "steps": result.step,
-            "seconds": round(time.perf_counter() - frame_started, 3),
+            "seconds": round(time.perf_counter() - started, 3),
             **{k: result.losses[k] for k in ("total", "content", "style") if k in result.losses},
         }
+        temporal, first_mask = tie
         if temporal is not None and first_mask is not None:
             row["temporal"] = result.losses.get("temporal", float("nan"))
             # Measured on what the file holds (and the next frame starts from).
             warped = temporal.targets[0].warped.cpu()
-            row["temporal_error"] = round(temporal_error(to_tensor(raw), warped, first_mask), 4)
-        return row, False
+            error = temporal_error(to_tensor(raw), warped, first_mask)
+            row["temporal_error"] = round(error, 4)
+        return row
 
     def _assemble(self) -> None:
         """The clip from the saved frames, with the input's audio (a video file's) copied in."""

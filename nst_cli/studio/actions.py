@@ -34,7 +34,7 @@ from nst_cli.studio.settings import (
     video_command_line,
 )
 from nst_cli.studio.uploads import Uploads
-from nst_cli.sweep.execute import run_sweep
+from nst_cli.sweep.execute import SweepHooks, run_sweep
 from nst_cli.sweep.grid import parse_param, safe_name
 from nst_cli.sweep.plan import plan_sweep
 
@@ -237,10 +237,8 @@ class Studio:
         command = request.sweep_command_line(key, values, root)
 
         def work(job: Job) -> Any:
-            return run_sweep(
-                root, runs, callbacks_for=lambda i, run: [job.progress()],
-                should_stop=job.should_stop, score=True,
-            )  # fmt: skip
+            hooks = SweepHooks(lambda i, run: [job.progress()], job.should_stop)
+            return run_sweep(root, runs, hooks, score=True)
 
         job = self.jobs.start(work)
         try:

@@ -93,11 +93,8 @@ def make_executor(
 def run_sweep(
     root: Path,
     runs: Sequence[PlannedRun],
+    hooks: SweepHooks | None = None,
     *,
-    callbacks_for: Callable[[int, PlannedRun], Sequence[Any]] = lambda i, run: (),
-    should_stop: Callable[[], bool] = lambda: False,
-    on_run_done: Callable[[int, PlannedRun, StylizeResult | None], None] = lambda i, r, res: None,
-    allow_large: bool = False,
     executor: str = "local",
     address: str | None = None,
     task_cpus: int = 1,
@@ -112,10 +109,8 @@ def run_sweep(
     Args:
         root: the sweep's folder (sweep.yaml and the reports go there).
         runs: the plan, from plan_sweep, plan_grid or plan_folder.
-        callbacks_for: the step callbacks of run i (progress bars).
-        should_stop: polled between steps; True stops every run, all saved.
-        on_run_done: called as each run ends.
-        allow_large: accept images over the size and memory limits.
+        hooks: what the runs report to and are stopped by (progress callbacks of each run,
+            should_stop, on_run_done), and whether images over the limits are accepted.
         executor: "local" (this process) or "ray" (one Ray task per run, see
             nst_cli.sweep.ray_executor).
         address: the Ray cluster to join (None: a local instance).
@@ -130,7 +125,7 @@ def run_sweep(
     """
     chosen = make_executor(executor, address=address, task_cpus=task_cpus, batch=batch)
     outcome = SweepOutcome(root, list(runs))
-    hooks = SweepHooks(callbacks_for, should_stop, on_run_done, allow_large)
+    hooks = hooks or SweepHooks()
     created = not root.exists()
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -15,16 +15,22 @@ from typer.testing import CliRunner
 from nst_cli.cli.base import app
 from nst_cli.core.features import build_extractor
 from nst_cli.core.losses.gram import gram_matrix
-from nst_cli.core.losses.total import StyleTransferLoss
-from nst_cli.core.optimize import Lane, optimize, optimize_batch
+from nst_cli.core.losses.total import (
+    ContentLoss,
+    StyleLoss,
+    Weighted,
+    WeightedSum,
+    style_transfer_loss,
+)
+from nst_cli.core.optimize import Lane, optimize_batch
 from nst_cli.errors import NonFiniteLossError
 from nst_cli.run import memory, session
 from nst_cli.run import stylize as pipeline
 from nst_cli.sweep import execute as sweep
-from nst_cli.sweep.execute import plan_batches, run_sweep
+from nst_cli.sweep.execute import SweepHooks, plan_batches, run_sweep
 from nst_cli.sweep.grid import parse_param
 from nst_cli.sweep.plan import plan_sweep
-from tests.conftest import make_image, write_pair
+from tests.conftest import make_image, optimize_one, write_pair
 
 runner = CliRunner()
 
@@ -120,7 +126,7 @@ def test_finished_and_interrupted_runs_are_not_batched(base: Path, tmp_path: Pat
     stops = iter([False] * 6 + [True] * 1000)
     params = [parse_param("weights.style=1,2,3")]
     _, runs = plan_sweep(base, params, output=root)
-    run_sweep(root, runs, batch=3, should_stop=lambda: next(stops))
+    run_sweep(root, runs, SweepHooks(should_stop=lambda: next(stops)), batch=3)
     states = [r.state for r in plan_sweep(base, params, output=root)[1]]
     assert states == ["resume", "resume", "resume"]  # all stopped at the same step
     for run in runs:
@@ -153,9 +159,11 @@ def _tiny_problem() -> tuple[object, torch.Tensor, callable]:
         targets = extractor(content, ["relu2_1"])
         gram = gram_matrix(extractor(style, ["relu1_1"])["relu1_1"])
 
-    def loss(beta: float) -> StyleTransferLoss:
-        return StyleTransferLoss(
-            targets, {"relu1_1": gram}, {"relu2_1": 1.0}, {"relu1_1": 1.0}, 1.0, beta
+    def loss(beta: float) -> WeightedSum:
+        return style_transfer_loss(
+            ContentLoss(targets, {"relu2_1": 1.0}, normalize=False),
+            StyleLoss({"relu1_1": gram}, {"relu1_1": 1.0}, normalize=False),
+            {"content": 1.0, "style": beta},
         )
 
     return extractor, content, loss
@@ -166,17 +174,12 @@ def test_a_lane_that_diverges_stops_alone() -> None:
     """One lane's loss turns NaN: it stops with the error a lone run raises; the others end
     where they would alone."""
     extractor, content, loss = _tiny_problem()
-    poisoned = loss(1e4)
-    real = poisoned.forward
     calls = iter(range(1000))
 
-    def forward(features, image):
-        terms = real(features, image)
-        if next(calls) == 5:
-            terms.total = terms.total * float("nan")
-        return terms
+    def poison(image: torch.Tensor) -> torch.Tensor:  # a term that turns NaN at its 6th call
+        return image.new_zeros(()) * (float("nan") if next(calls) == 5 else 1.0)
 
-    poisoned.forward = forward  # type: ignore[method-assign]
+    poisoned = loss(1e4).plus(Weighted("poison", 1.0, poison))
     results = optimize_batch(
         [Lane(content, loss(1e3)), Lane(content, poisoned), Lane(content, loss(1e5))],
         extractor, 15, check_every=1,
@@ -185,7 +188,7 @@ def test_a_lane_that_diverges_stops_alone() -> None:
     assert "step 5" in str(results[1].error)
     for result, beta in ((results[0], 1e3), (results[2], 1e5)):
         assert result.error is None and result.step == 15
-        alone = optimize(content, extractor, loss(beta), "lbfgs", 1.0, 15)
+        alone = optimize_one(content, extractor, loss(beta), "lbfgs", 1.0, 15)
         assert result.losses["total"] == pytest.approx(alone.losses["total"], rel=1e-3)
 
 

@@ -268,7 +268,7 @@ def test_task_cpus_beyond_the_cluster_is_refused_not_queued_forever(
 def test_ctrl_c_keeps_what_the_ray_tasks_saved_and_the_next_command_resumes(
     ray_instance, tmp_path: Path
 ) -> None:
-    from nst_cli.sweep.execute import run_sweep
+    from nst_cli.sweep.execute import SweepHooks, run_sweep
 
     config = write_pair(tmp_path / "job")
     root = tmp_path / "out"
@@ -279,10 +279,8 @@ def test_ctrl_c_keeps_what_the_ray_tasks_saved_and_the_next_command_resumes(
     def watch(i, run):
         return [lambda event: seen.__setitem__(i, event.step)]
 
-    run_sweep(
-        root, runs, callbacks_for=watch, executor="ray",
-        should_stop=lambda: len(seen) == 2 and min(seen.values()) >= 6,
-    )  # fmt: skip
+    stop = lambda: len(seen) == 2 and min(seen.values()) >= 6  # noqa: E731
+    run_sweep(root, runs, SweepHooks(watch, stop), executor="ray")
     assert [run.state for run in runs] == ["resume", "resume"]
     for run in runs:
         run_dir = run.config.output_dir

@@ -337,7 +337,7 @@ def test_damaged_checkpoint_is_a_clear_error(tiny_config: Path, tmp_path: Path) 
 
 @pytest.mark.slow
 def test_interrupted_sweep_resumes_run_by_run(tiny_config: Path, tmp_path: Path) -> None:
-    from nst_cli.sweep.execute import run_sweep
+    from nst_cli.sweep.execute import SweepHooks, run_sweep
     from nst_cli.sweep.grid import parse_param
     from nst_cli.sweep.plan import plan_sweep
 
@@ -349,7 +349,7 @@ def test_interrupted_sweep_resumes_run_by_run(tiny_config: Path, tmp_path: Path)
         calls["n"] += 1
         return calls["n"] > 10  # run 1 checks 6 times (steps 0-5); run 2 stops partway
 
-    run_sweep(root, runs, should_stop=stop_in_second_run)
+    run_sweep(root, runs, SweepHooks(should_stop=stop_in_second_run))
     _, again = plan_sweep(tiny_config, params, output=tmp_path / "sw")
     assert [r.state for r in again] == ["done", "resume", "new"]
     outcome = run_sweep(root, again)

@@ -7,7 +7,14 @@ import torch
 
 from nst_cli.core.losses.content import content_loss, tv_loss
 from nst_cli.core.losses.gram import gram_matrix, style_loss
-from nst_cli.core.losses.total import StyleTransferLoss, style_norms
+from nst_cli.core.losses.total import (
+    ContentLoss,
+    StyleLoss,
+    Weighted,
+    WeightedSum,
+    style_norms,
+    style_transfer_loss,
+)
 from nst_cli.core.losses.wasserstein import gaussian_target, wasserstein_loss
 
 
@@ -51,7 +58,11 @@ def test_total_is_weighted_sum_and_terms_are_unweighted() -> None:
     content_target = {"a": torch.zeros(1, 2, 2, 2)}
     style_target = {"b": torch.zeros(1, 2, 2)}
     image = torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])
-    loss = StyleTransferLoss(content_target, style_target, {"a": 2.0}, {"b": 3.0}, 10.0, 100.0, 0.5)
+    loss = style_transfer_loss(
+        ContentLoss(content_target, {"a": 2.0}, normalize=False),
+        StyleLoss(style_target, {"b": 3.0}, normalize=False),
+        {"content": 10.0, "style": 100.0, "tv": 0.5},
+    )
     out = loss(feats, image)
     content = 2.0 * 1.0  # layer weight 2 × mse 1
     gram_entry = 4.0 * 4 / 8  # F·Fᵀ entries are 16, divided by C·H·W = 8
@@ -67,9 +78,27 @@ def test_total_is_weighted_sum_and_terms_are_unweighted() -> None:
     assert loss.layers == ["a", "b"]
 
 
+def test_a_term_is_one_more_entry_of_the_sum() -> None:
+    """Composable terms: an image term added to the sum is weighed, logged by its name after
+    the layers', and skipped (logged 0) at weight 0; the order of the terms is the order of
+    the sum."""
+    image = torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])
+    brightness = lambda pixels: pixels.mean()  # noqa: E731 - a term is any image -> scalar
+    base = WeightedSum([Weighted("tv", 2.0, tv_loss, headline=True)])
+    loss = base.plus(Weighted("brightness", 3.0, brightness))
+    out = loss({}, image)
+    assert list(out.terms) == ["tv", "brightness"]
+    assert out.total.item() == pytest.approx(2.0 * 1.0 + 3.0 * 0.5)
+    off = base.plus(Weighted("brightness", 0.0, lambda _: 1 / 0))
+    assert off({}, image).terms["brightness"].item() == 0.0
+    assert base({}, image).total.item() == pytest.approx(2.0)  # plus() leaves the sum as it was
+
+
 def test_layers_are_listed_once_when_shared() -> None:
-    loss = StyleTransferLoss(
-        {"x": torch.zeros(1)}, {"x": torch.zeros(1, 1, 1)}, {"x": 1}, {"x": 1}, 1, 1
+    loss = style_transfer_loss(
+        ContentLoss({"x": torch.zeros(1)}, {"x": 1}, normalize=False),
+        StyleLoss({"x": torch.zeros(1, 1, 1)}, {"x": 1}, normalize=False),
+        {"content": 1, "style": 1},
     )
     assert loss.layers == ["x"]
 
@@ -116,8 +145,10 @@ def test_style_norms_make_the_content_image_start_at_one_per_layer() -> None:
         "b": gram_matrix(9 * torch.rand(1, 6, 3, 3)),
     }
     norms = style_norms(content, targets)
-    loss = StyleTransferLoss(
-        {}, targets, {}, {"a": 1, "b": 1}, 1, 1, normalize=True, style_norms=norms
+    loss = style_transfer_loss(
+        ContentLoss({}, {}, normalize=True),
+        StyleLoss(targets, {"a": 1, "b": 1}, normalize=True, norms=norms),
+        {"content": 1, "style": 1},
     )
     terms = loss(content, torch.zeros(1, 3, 2, 2)).as_floats()
     assert terms["style.a"] == pytest.approx(1.0) and terms["style.b"] == pytest.approx(1.0)

@@ -12,7 +12,7 @@ import torch
 from nst_cli.config.resolve import resolve_config
 from nst_cli.core.features import FeatureExtractor
 from nst_cli.core.layers import layer_block
-from nst_cli.core.losses.total import StyleTransferLoss
+from nst_cli.core.losses.total import WeightedSum
 from nst_cli.core.objects import OBJECTS, TEXTURE, nonstationarity, texture_share
 from nst_cli.errors import ConfigError
 from nst_cli.run.inputs import load_inputs, stage_images, stage_masks
@@ -49,7 +49,7 @@ def test_layer_blocks() -> None:
 
 def _loss(
     style: str | list[str], *sets: str, masks: dict[str, int] | None = None
-) -> tuple[StyleTransferLoss, torch.Tensor, FeatureExtractor]:
+) -> tuple[WeightedSum, torch.Tensor, FeatureExtractor]:
     """The loss of a 64 px run over the rocket, with its content image and network."""
     styles = [style] if isinstance(style, str) else style
     config = resolve_config(
@@ -77,7 +77,7 @@ def _loss(
 
 
 def _style_weights(style: str | list[str], *sets: str) -> dict[str, float]:
-    return _loss(style, *sets)[0].style_layers
+    return _loss(style, *sets)[0].term("style").layers
 
 
 def test_a_portraits_deepest_layer_is_turned_off_and_a_textures_kept(
@@ -112,9 +112,9 @@ def test_with_masks_each_region_keeps_its_own_paintings_share(tmp_path: Path) ->
     Image.eval(left, lambda v: 255 - v).save(tmp_path / "right.png")
     masks = {str(tmp_path / "left.png"): 0, str(tmp_path / "right.png"): 1}
     loss, content, extractor = _loss(["astronaut.png", "fluid.png"], masks=masks)
-    portrait, texture = loss.regions
+    portrait, texture = loss.term("style").regions
     assert portrait.layer_shares["relu5_1"] == 0.0 and texture.layer_shares["relu5_1"] == 1.0
-    assert loss.style_layers["relu5_1"] == 1.0
+    assert loss.term("style").layers["relu5_1"] == 1.0
     features = extractor(content, ["relu5_1"])
     assert float(portrait.distance("relu5_1", features["relu5_1"])) == 0.0
     assert float(texture.distance("relu5_1", features["relu5_1"])) > 0.0

@@ -6,29 +6,27 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import optimize_one
 
 from nst_cli.core.features import build_extractor
 from nst_cli.core.losses.gram import gram_matrix
-from nst_cli.core.losses.total import StyleTransferLoss
-from nst_cli.core.optimize import StepEvent, optimize
+from nst_cli.core.losses.total import ContentLoss, StyleLoss, WeightedSum, style_transfer_loss
+from nst_cli.core.optimize import StepEvent
 from nst_cli.errors import NonFiniteLossError
 
 
 @pytest.fixture(scope="module")
-def problem() -> tuple[object, StyleTransferLoss, torch.Tensor]:
+def problem() -> tuple[object, WeightedSum, torch.Tensor]:
     torch.manual_seed(0)
     extractor = build_extractor("random", ["relu1_1", "relu2_1"], seed=1)
     content, style = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         content_feats = extractor(content, ["relu2_1"])
         style_feats = extractor(style, ["relu1_1"])
-    loss = StyleTransferLoss(
-        content_feats,
-        {"relu1_1": gram_matrix(style_feats["relu1_1"])},
-        {"relu2_1": 1.0},
-        {"relu1_1": 1.0},
-        1.0,
-        1e4,
+    loss = style_transfer_loss(
+        ContentLoss(content_feats, {"relu2_1": 1.0}, normalize=False),
+        StyleLoss({"relu1_1": gram_matrix(style_feats["relu1_1"])}, {"relu1_1": 1.0}, False),
+        {"content": 1.0, "style": 1e4},
     )
     return extractor, loss, content
 
@@ -43,7 +41,7 @@ def test_each_event_reports_the_loss_of_its_own_image(problem, name: str, lr: fl
         events.append(event)
         snapshots.append(event.image.clone())
 
-    result = optimize(content, extractor, loss, name, lr, 5, callbacks=[record])
+    result = optimize_one(content, extractor, loss, name, lr, 5, callbacks=[record])
     assert [e.step for e in events] == [0, 1, 2, 3, 4, 5]
     assert [e.is_final for e in events] == [False] * 5 + [True]
     for event, image in zip(events, snapshots, strict=True):
@@ -57,14 +55,14 @@ def test_each_event_reports_the_loss_of_its_own_image(problem, name: str, lr: fl
 
 def test_stop_and_resume_with_optimizer_state_is_exact(problem) -> None:
     extractor, loss, content = problem
-    straight = optimize(content, extractor, loss, "lbfgs", 1.0, 6)
+    straight = optimize_one(content, extractor, loss, "lbfgs", 1.0, 6)
     saved: dict[int, dict] = {}
 
     def keep_state(event: StepEvent) -> None:
         saved[event.step] = {"image": event.image.clone(), "optimizer": event.optimizer_state()}
 
     checks = iter(range(100))
-    first = optimize(
+    first = optimize_one(
         content,
         extractor,
         loss,
@@ -76,7 +74,7 @@ def test_stop_and_resume_with_optimizer_state_is_exact(problem) -> None:
     )
     assert first.interrupted and first.step == 3
     state = saved[3]
-    second = optimize(
+    second = optimize_one(
         state["image"],
         extractor,
         loss,
@@ -92,16 +90,11 @@ def test_stop_and_resume_with_optimizer_state_is_exact(problem) -> None:
 
 def test_non_finite_loss_names_the_term(problem) -> None:
     extractor, loss, content = problem
-    bad = StyleTransferLoss(
-        loss.content_targets,
-        loss.style_targets,
-        loss.content_layers,
-        loss.style_layers,
-        float("nan"),
-        1.0,
+    bad = style_transfer_loss(
+        loss.term("content"), loss.term("style"), {"content": float("nan"), "style": 1.0}
     )
     with pytest.raises(NonFiniteLossError, match="total loss became nan at step 0"):
-        optimize(content, extractor, bad, "adam", 0.01, 3)
+        optimize_one(content, extractor, bad, "adam", 0.01, 3)
 
 
 @pytest.mark.parametrize("steps", [1, 3])
@@ -117,7 +110,7 @@ def test_a_run_whose_last_step_overshot_ends_on_the_point_before_it(problem, ste
         totals.append(float(event.losses["total"]))
         images.append(event.image.detach().clone())
 
-    result = optimize(
+    result = optimize_one(
         content, extractor, loss, "lbfgs", 50.0, steps, callbacks=[record], trust_region=None
     )
     before = totals[:-1]
@@ -134,7 +127,7 @@ def test_losses_are_read_back_only_at_check_steps(problem, name: str, as_on_a_gp
     extractor, loss, content = problem
     events: list[StepEvent] = []
     with HostReads() as host:
-        optimize(
+        optimize_one(
             content, extractor, loss, name, 1.0 if name == "lbfgs" else 0.05, 10,
             callbacks=[events.append, LatestImage()], check_every=5,
         )  # fmt: skip
@@ -168,7 +161,7 @@ def test_a_loss_that_turns_non_finite_between_checks_names_its_own_step(problem)
 
     latest, seen = LatestImage(), []
     with pytest.raises(NonFiniteLossError, match="at step 3"):
-        optimize(
+        optimize_one(
             content, flaky, loss, "adam", 0.05, 10,
             callbacks=[latest, lambda e: seen.append(e.image.clone())], check_every=5,
         )  # fmt: skip

@@ -9,10 +9,13 @@ from nst_cli.core import tiles
 from nst_cli.core.features import FeatureExtractor, build_extractor
 from nst_cli.core.losses.guided import Region, region_norms
 from nst_cli.core.losses.total import (
-    StyleTransferLoss,
+    ContentLoss,
+    StyleLoss,
+    WeightedSum,
     blend_targets,
     style_norms,
     style_targets,
+    style_transfer_loss,
     target_sums,
     targets_from_sums,
 )
@@ -45,7 +48,7 @@ def _images(seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
-def _loss(net: FeatureExtractor, case: str) -> StyleTransferLoss:
+def _loss(net: FeatureExtractor, case: str) -> WeightedSum:
     images = _images()
     layers = {name: 1.0 for name in STYLE}
     statistic = "wasserstein" if case == "wasserstein" else "gram"
@@ -70,17 +73,19 @@ def _loss(net: FeatureExtractor, case: str) -> StyleTransferLoss:
             region = Region(grams, masks, weight=1.0)
             region.norms = region_norms(region, content)
             regions.append(region)
-        return StyleTransferLoss(
-            {"relu4_2": content["relu4_2"]}, {}, {"relu4_2": 1.0}, layers, 1.0, 2.0,
-            normalize=True, regions=regions,
-        )  # fmt: skip
-    return StyleTransferLoss(
-        {"relu4_2": content["relu4_2"]}, targets, {"relu4_2": 1.0}, layers, 1.0, 2.0, tv,
-        normalize=True, style_norms=style_norms(content, targets),
-    )  # fmt: skip
+        return style_transfer_loss(
+            ContentLoss({"relu4_2": content["relu4_2"]}, {"relu4_2": 1.0}, normalize=True),
+            StyleLoss({}, layers, normalize=True, regions=regions),
+            {"content": 1.0, "style": 2.0},
+        )
+    return style_transfer_loss(
+        ContentLoss({"relu4_2": content["relu4_2"]}, {"relu4_2": 1.0}, normalize=True),
+        StyleLoss(targets, layers, normalize=True, norms=style_norms(content, targets)),
+        {"content": 1.0, "style": 2.0, "tv": tv},
+    )
 
 
-def _untiled(net: FeatureExtractor, loss: StyleTransferLoss) -> tuple[float, torch.Tensor]:
+def _untiled(net: FeatureExtractor, loss: WeightedSum) -> tuple[float, torch.Tensor]:
     pixels = _images()["image"].requires_grad_(True)
     terms = loss(net(pixels, loss.layers), pixels)
     terms.total.backward()
@@ -89,7 +94,7 @@ def _untiled(net: FeatureExtractor, loss: StyleTransferLoss) -> tuple[float, tor
 
 
 def _tiled(
-    net: FeatureExtractor, loss: StyleTransferLoss, seen: list[tuple[int, int, int]] | None = None
+    net: FeatureExtractor, loss: WeightedSum, seen: list[tuple[int, int, int]] | None = None
 ) -> tuple[float, torch.Tensor]:
     pixels = _images()["image"].requires_grad_(True)
     report = None if seen is None else lambda *args: seen.append(args)

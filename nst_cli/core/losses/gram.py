@@ -84,7 +84,7 @@ def gram_distance(
     normalize: bool = False,
     form: str = "mean",
 ) -> torch.Tensor:
-    """Mean squared difference of Gram matrices (see StyleTransferLoss for the scaling)."""
+    """Mean squared difference of Gram matrices (see style_transfer_loss for the scaling)."""
     loss = torch.mean((gram - target_gram) ** 2)
     if normalize:
         return loss / mean_power(target_gram)

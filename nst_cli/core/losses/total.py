@@ -1,13 +1,14 @@
-"""The weighted sum of every term, and the style targets it is built from."""
+"""The loss as a weighted sum of named terms (content, style, tv, and any other: the
+palette, a video frame's temporal term), and the style targets it is built from."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
-from torch import nn
 
 from nst_cli.core.losses.common import (
     Crop,
@@ -21,8 +22,6 @@ from nst_cli.core.losses.common import (
 from nst_cli.core.losses.content import ContentTerm, tv_loss
 from nst_cli.core.losses.gram import GramTerm, channel_outer, gram_from_outer
 from nst_cli.core.losses.guided import Region
-from nst_cli.core.losses.palette import PaletteTerm
-from nst_cli.core.losses.temporal import TemporalTerm
 from nst_cli.core.losses.values import LossTerms
 from nst_cli.core.losses.wasserstein import (
     GaussianTarget,
@@ -40,107 +39,106 @@ def _style_power(target: Any, shape: Shape, form: str) -> torch.Tensor:
     return power / math.prod(shape) if form == "sum" else power
 
 
-class StyleTransferLoss(nn.Module):
-    """total = α·Σ w_l·content_l + β·Σ w_l·style_l + γ·tv.
+class FeatureLoss(Protocol):
+    """A term that is a function of the network's features: its layers (by weight), the sums
+    over positions it is a function of (they add over tiles), and its value from them."""
 
-    With `normalize` (the default in the config) every term is a relative error:
-    content_l = mean((F−P)²)/mean(P²) and style_l = mean((G−A)²)/D_l, where D_l comes from
-    `style_norms` (the content image's own distance to the style at that layer; without
-    them, mean(A²)). Relative errors do not depend on the scale of the weights' features
-    (Caffe's are ~60× torchvision's), on the resolution, or on the layer's depth, so with unit
-    layer weights each style layer pulls comparably (raw, relu4_1 owned ~98% of the Caffe
-    style loss). Without `normalize`, the raw means are used.
+    layers: dict[str, float]
 
-    The logged `content` and `style` terms are the layer-weighted sums before α and β, so
-    they stay comparable across runs with different weights (a sweep over β shows the style
-    loss falling as β rises).
-    """
+    def sums(
+        self, features: Mapping[str, torch.Tensor], crops: Mapping[str, Crop] | None
+    ) -> Sums: ...
+
+    def value(
+        self, sums: Mapping[str, torch.Tensor], shapes: Mapping[str, Shape], zero: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+
+
+#: A term that is a function of the image itself (total variation, the palette, a video
+#: frame's temporal term).
+ImageLoss = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Weighted:
+    """One named term of the sum and its weight. A headline term (content, style, tv) is
+    logged by its name among the first columns; any other by its name after the layers'."""
+
+    name: str
+    weight: float
+    term: FeatureLoss | ImageLoss
+    headline: bool = False
+
+    @property
+    def on_features(self) -> bool:
+        return hasattr(self.term, "sums")
+
+
+class ContentLoss:
+    """Σ w_l·content_l over the content layers (see ContentTerm)."""
+
+    def __init__(
+        self, targets: Mapping[str, torch.Tensor], layers: Mapping[str, float], normalize: bool
+    ) -> None:
+        self.layers = dict(layers)
+        self.terms = {name: ContentTerm(target, normalize) for name, target in targets.items()}
+
+    def sums(self, features: Mapping[str, torch.Tensor], crops: Mapping[str, Crop] | None) -> Sums:
+        out: Sums = {}
+        for name in self.layers:
+            crop = crops[name] if crops else whole
+            put_sums(out, f"content.{name}", self.terms[name].sums(features[name], crop))
+        return out
+
+    def value(
+        self, sums: Mapping[str, torch.Tensor], shapes: Mapping[str, Shape], zero: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        total, parts = zero, {}
+        for name, weight in self.layers.items():
+            term = self.terms[name].value(take_sums(sums, f"content.{name}"), shapes[name])
+            parts[f"content.{name}"] = term
+            total = total + weight * term
+        return total, parts
+
+
+class StyleLoss:
+    """Σ w_l·style_l over the style layers: each layer's statistic (a Gram or a Gaussian) of
+    the whole image, or (`regions`, masked styles) each region's, weighed by region."""
 
     def __init__(
         self,
-        content_targets: Mapping[str, torch.Tensor],
-        style_targets: Mapping[str, Any],
-        content_layers: Mapping[str, float],
-        style_layers: Mapping[str, float],
-        content_weight: float,
-        style_weight: float,
-        tv_weight: float = 0.0,
-        *,
-        normalize: bool = False,
+        targets: Mapping[str, Any],
+        layers: Mapping[str, float],
+        normalize: bool,
         gram_form: str = "mean",
-        style_norms: Mapping[str, torch.Tensor] | None = None,
+        norms: Mapping[str, torch.Tensor] | None = None,
         regions: Sequence[Region] = (),
     ) -> None:
-        super().__init__()
-        self.content_targets = {k: v.detach() for k, v in content_targets.items()}
-        self.style_targets = dict(style_targets)  # detached by style_targets()
-        self.content_layers = dict(content_layers)
-        self.style_layers = dict(style_layers)
-        self.content_weight = content_weight
-        self.style_weight = style_weight
-        self.tv_weight = tv_weight
-        self.normalize = normalize
-        self.gram_form = gram_form
-        self.style_norms = {k: v.detach() for k, v in (style_norms or {}).items()}
-        #: Masked styles (`masks`): when given, each style term is theirs, region by region.
+        self.layers = dict(layers)
         self.regions = list(regions)
-        #: A video frame's temporal term (`with_temporal`), and its weight.
-        self.temporal: TemporalTerm | None = None
-        self.temporal_weight = 0.0
-        #: The painting's colours as a distribution (`with_palette`), and its weight.
-        self.palette: PaletteTerm | None = None
-        self.palette_weight = 0.0
-        self.content_terms = {
-            name: ContentTerm(target, normalize) for name, target in self.content_targets.items()
-        }
+        norms = {k: v.detach() for k, v in (norms or {}).items()}
         #: Each style layer's term, by the statistic its target is (a Gram or a Gaussian).
-        self.style_terms = {
-            name: style_term(target, normalize, gram_form, self.style_norms.get(name))
-            for name, target in self.style_targets.items()
+        self.terms = {
+            name: style_term(target, normalize, gram_form, norms.get(name))
+            for name, target in targets.items()
         }
 
-    @property
-    def layers(self) -> list[str]:
-        """Every layer a forward pass must return, each once."""
-        return list(dict.fromkeys([*self.content_layers, *self.style_layers]))
-
-    def forward(self, features: Mapping[str, torch.Tensor], image: torch.Tensor) -> LossTerms:
-        shapes = {name: layer_shape(tensor) for name, tensor in features.items()}
-        return self.from_sums(self.sums(features), shapes, image)
-
-    def sums(
-        self, features: Mapping[str, torch.Tensor], crops: Mapping[str, Crop] | None = None
-    ) -> Sums:
-        """Every sum over positions the feature terms are functions of, by term: the whole
-        image's from its features, or (a tiled run) one tile's from its own positions, with
-        `crops` cutting each layer's targets and masks to them. Sums add over tiles."""
+    def sums(self, features: Mapping[str, torch.Tensor], crops: Mapping[str, Crop] | None) -> Sums:
         out: Sums = {}
-        for name in self.content_layers:
-            crop = crops[name] if crops else whole
-            put_sums(out, f"content.{name}", self.content_terms[name].sums(features[name], crop))
-        for name in self.style_layers:
+        for name in self.layers:
             if self.regions:
                 crop = crops[name] if crops else whole
                 for index, region in enumerate(self.regions):
                     put_sums(out, f"style.{name}#{index}", region.sums(name, features[name], crop))
             else:
-                put_sums(out, f"style.{name}", self.style_terms[name].sums(features[name]))
+                put_sums(out, f"style.{name}", self.terms[name].sums(features[name]))
         return out
 
-    def from_sums(
-        self, sums: Mapping[str, torch.Tensor], shapes: Mapping[str, Shape], image: torch.Tensor
-    ) -> LossTerms:
-        """The loss from the feature sums of the whole image (layers of `shapes`), plus the
-        terms of the image itself (total variation, a video frame's temporal term)."""
-        terms: dict[str, torch.Tensor] = {}
-        zero = image.new_zeros(())
-        content = zero
-        for name, weight in self.content_layers.items():
-            term = self.content_terms[name].value(take_sums(sums, f"content.{name}"), shapes[name])
-            terms[f"content.{name}"] = term
-            content = content + weight * term
-        style = zero
-        for name, weight in self.style_layers.items():
+    def value(
+        self, sums: Mapping[str, torch.Tensor], shapes: Mapping[str, Shape], zero: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        total, parts = zero, {}
+        for name, weight in self.layers.items():
             if self.regions:
                 channels = shapes[name][0]
                 term = sum(
@@ -151,32 +149,97 @@ class StyleTransferLoss(nn.Module):
                     zero,
                 )
             else:
-                term = self.style_terms[name].value(take_sums(sums, f"style.{name}"), shapes[name])
-            terms[f"style.{name}"] = term
-            style = style + weight * term
-        tv = tv_loss(image) if self.tv_weight else zero
-        total = self.content_weight * content + self.style_weight * style + self.tv_weight * tv
-        if self.temporal is not None:
-            temporal = self.temporal(image)
-            terms["temporal"] = temporal
-            total = total + self.temporal_weight * temporal
-        if self.palette is not None:
-            palette = self.palette(image)
-            terms["palette"] = palette
-            total = total + self.palette_weight * palette
-        return LossTerms(total=total, terms={"content": content, "style": style, "tv": tv, **terms})
+                term = self.terms[name].value(take_sums(sums, f"style.{name}"), shapes[name])
+            parts[f"style.{name}"] = term
+            total = total + weight * term
+        return total, parts
 
-    def with_palette(self, term: PaletteTerm, weight: float) -> StyleTransferLoss:
-        """This loss plus the palette term (see losses.palette), in place."""
-        self.palette = term
-        self.palette_weight = weight
-        return self
 
-    def with_temporal(self, term: TemporalTerm, weight: float) -> StyleTransferLoss:
-        """This loss plus a video frame's temporal term (see losses.temporal), in place."""
-        self.temporal = term
-        self.temporal_weight = weight
-        return self
+class WeightedSum:
+    """The loss: Σ weight·term over named terms (content, style, tv, palette, a video frame's
+    temporal term, …), in their order.
+
+    Feature terms are functions of sums over positions (`sums`, which add over tiles), so a
+    tiled run gets the exact loss of the whole image (`from_sums`). A term whose weight is 0
+    is not evaluated; it is logged as 0. The logged values are each term's before its weight
+    (a sweep over β shows the style loss falling as β rises), and each feature term's layers.
+    """
+
+    def __init__(self, terms: Sequence[Weighted]) -> None:
+        self.terms = list(terms)
+
+    @property
+    def layers(self) -> list[str]:
+        """Every layer a forward pass must return, each once."""
+        return list(dict.fromkeys(n for t in self.terms if t.on_features for n in t.term.layers))  # type: ignore[union-attr]
+
+    def term(self, name: str) -> Any:
+        """The term called `name` (its targets, its layers); KeyError if there is none."""
+        return next(t.term for t in self.terms if t.name == name)
+
+    def plus(self, term: Weighted) -> WeightedSum:
+        """This sum with one more term (a video frame's temporal term, say)."""
+        return WeightedSum([*self.terms, term])
+
+    def __call__(self, features: Mapping[str, torch.Tensor], image: torch.Tensor) -> LossTerms:
+        shapes = {name: layer_shape(tensor) for name, tensor in features.items()}
+        return self.from_sums(self.sums(features), shapes, image)
+
+    def sums(
+        self, features: Mapping[str, torch.Tensor], crops: Mapping[str, Crop] | None = None
+    ) -> Sums:
+        """Every sum over positions the feature terms are functions of: the whole image's from
+        its features, or (a tiled run) one tile's, `crops` cutting each layer's targets and
+        masks to the tile's window."""
+        out: Sums = {}
+        for weighted in self.terms:
+            if weighted.on_features:
+                out.update(weighted.term.sums(features, crops))  # type: ignore[union-attr]
+        return out
+
+    def from_sums(
+        self, sums: Mapping[str, torch.Tensor], shapes: Mapping[str, Shape], image: torch.Tensor
+    ) -> LossTerms:
+        """The loss from the feature sums of the whole image (layers of `shapes`), plus the
+        terms of the image itself."""
+        zero = image.new_zeros(())
+        headline: dict[str, torch.Tensor] = {}
+        parts: dict[str, torch.Tensor] = {}
+        total: torch.Tensor | None = None
+        for weighted in self.terms:
+            if weighted.on_features:
+                value, own = weighted.term.value(sums, shapes, zero)  # type: ignore[union-attr]
+            else:
+                value = weighted.term(image) if weighted.weight else zero  # type: ignore[operator]
+                own = {} if weighted.headline else {weighted.name: value}
+            if weighted.headline:
+                headline[weighted.name] = value
+            parts.update(own)
+            scaled = weighted.weight * value
+            total = scaled if total is None else total + scaled
+        return LossTerms(total=zero if total is None else total, terms={**headline, **parts})
+
+
+def style_transfer_loss(
+    content: ContentLoss, style: StyleLoss, weights: Mapping[str, float]
+) -> WeightedSum:
+    """total = α·Σ w_l·content_l + β·Σ w_l·style_l + γ·tv (weights "content", "style", "tv").
+
+    With `normalize` (the default in the config) every term is a relative error:
+    content_l = mean((F−P)²)/mean(P²) and style_l = mean((G−A)²)/D_l, where D_l comes from
+    `style_norms` (the content image's own distance to the style at that layer; without
+    them, mean(A²)). Relative errors do not depend on the scale of the weights' features
+    (Caffe's are ~60× torchvision's), on the resolution, or on the layer's depth, so with unit
+    layer weights each style layer pulls comparably (raw, relu4_1 owned ~98% of the Caffe
+    style loss). Without `normalize`, the raw means are used.
+    """
+    return WeightedSum(
+        [
+            Weighted("content", weights["content"], content, headline=True),
+            Weighted("style", weights["style"], style, headline=True),
+            Weighted("tv", weights.get("tv", 0.0), tv_loss, headline=True),
+        ]
+    )
 
 
 def style_term(
