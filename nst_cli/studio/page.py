@@ -94,9 +94,6 @@ def _advanced_component(key: AdvancedKey) -> gr.components.Component:
 
 def build(studio: Studio) -> gr.Blocks:
     """The whole page, its events wired to `studio`."""
-    defaults = Config()
-    samples = [str(p) for p in studio.uploads.samples]
-    keys = advanced_fields()
     with gr.Blocks(title="nst studio", analytics_enabled=False) as page:
         gr.Markdown(
             "# nst studio\nA photo and a painting in, a new image out: the photo's structure "
@@ -104,145 +101,156 @@ def build(studio: Studio) -> gr.Blocks:
             "`nst stylize --resume` continues them."
         )
         job = gr.State(None)
-        with gr.Tab("Stylise", id="stylise"):
-            with gr.Row():
-                content = gr.Image(type="filepath", label="Photo", elem_id="photo", sources=["upload", "clipboard"], height=280)  # fmt: skip
-                style = gr.Image(type="filepath", label="Painting", elem_id="painting", sources=["upload", "clipboard"], height=280)  # fmt: skip
-            with gr.Row():
-                content_sample = gr.Dropdown(samples, value=None, label="…or a sample photo")
-                style_sample = gr.Dropdown(samples, value=None, label="…or a sample painting")
-            content_sample.change(
-                lambda p: p, content_sample, content, queue=False, api_visibility="private"
-            )
-            style_sample.change(
-                lambda p: p, style_sample, style, queue=False, api_visibility="private"
-            )
-            with gr.Row():
-                preset = gr.Radio(list(PRESETS), value=defaults.preset, label="Preset",
-                                  info="fast / balanced / quality: how many steps")  # fmt: skip
-                color = gr.Radio(list(COLOR_MODES), value=defaults.color, label="Colours",
-                                 info="style: the painting's palette; luminance: the photo's colours")  # fmt: skip
-                output_format = gr.Radio(list(FORMATS), value="PNG", label="Download as")
-            with gr.Row():
-                style_weight = gr.Slider(*STYLE_WEIGHT_RANGE, value=defaults.weights.style, step=0.1,
-                                         label="Style weight", info="more painting ⟷ more photo")  # fmt: skip
-                resolution = gr.Slider(*RESOLUTION_RANGE, value=defaults.resolution, step=16,
-                                       label="Resolution (long side, px)", elem_id="resolution")  # fmt: skip
-                style_scale = gr.Slider(0.25, 2.0, value=defaults.style_scale, step=0.05,
-                                        label="Style scale", info="the painting's strokes: smaller ⟷ larger")  # fmt: skip
-            name = gr.Textbox(label="Run name", placeholder="photo_painting (a new folder each run)", max_lines=1)  # fmt: skip
-            with gr.Accordion("Advanced: every config key", open=False):
-                advanced = [_advanced_component(key) for key in keys]
-            with gr.Row():
-                run = gr.Button("Stylise", variant="primary", elem_id="run")
-                stop = gr.Button("Stop (keeps the work)", variant="stop")
-            progress = gr.Textbox(label="Progress", lines=3, interactive=False, elem_id="progress")
-            with gr.Row():
-                image = gr.Image(
-                    label="Result", type="filepath", interactive=False, height=480, elem_id="result"
-                )
-                with gr.Column():
-                    downloads = gr.File(label="Download", file_count="multiple", interactive=False)
-                    score = gr.Markdown()
-            command = gr.Textbox(label="The same run from a terminal", interactive=False, buttons=["copy"])  # fmt: skip
-            with gr.Accordion("Settings of this run (config.yaml)", open=False):
-                settings = gr.Code(language="yaml", interactive=False)
-        main_inputs = [content, style, preset, style_weight, color, resolution, style_scale,
-                       output_format, name, *advanced]  # fmt: skip
-        results = [job, progress, image, downloads, score, settings, command]
-
-        def request(values: Sequence[Any]) -> Any:
-            photo, painting, *main, fmt, label = values[:9]
-            chosen = dict(zip(MAIN_FLAGS, main, strict=True))
-            chosen["resolution"] = int(chosen["resolution"])
-            answers = dict(zip((k.key for k in keys), values[9:], strict=True))
-            return studio.request(photo, painting, chosen, fmt, label or "", answers)
-
-        def on_run(*values: Any) -> Iterator[tuple[Any, ...]]:
-            try:
-                asked = request(values)
-            except NSTError as exc:
-                raise _error(exc) from None
-            yield from _stream(studio.stylize(asked))
-
-        run.click(on_run, main_inputs, results, concurrency_id="run", api_name="stylize")
-        stop.click(_stopper(studio), job, None, concurrency_limit=None, api_name="stop")
-
-        with gr.Tab("Compare", id="compare"):
-            gr.Markdown("The Stylise tab's photo, painting and settings, once per value.")
-            with gr.Row():
-                key = gr.Textbox(value="weights.style", label="Setting", max_lines=1)
-                values = gr.Textbox(value="0.5,2,8", label="Values (comma-separated)", max_lines=1)  # fmt: skip
-            with gr.Row():
-                compare = gr.Button("Compare", variant="primary", elem_id="compare")
-                compare_stop = gr.Button("Stop (keeps the work)", variant="stop")
-            compare_progress = gr.Textbox(label="Progress", lines=3, interactive=False)
-            gallery = gr.Gallery(
-                label="Side by side",
-                columns=4,
-                height=420,
-                elem_id="compare-gallery",
-                preview=False,
-                object_fit="contain",
-            )
-            table = gr.Dataframe(
-                label="Scores (click a heading to sort)",
-                interactive=False,
-                headers=["run", "value", "status", "style_swd", "structure_ssim"],
-            )
-            compare_command = gr.Textbox(label="The same sweep from a terminal", interactive=False, buttons=["copy"], elem_id="compare-command")  # fmt: skip
-            picked = gr.State(None)
-            shown_runs = gr.State([])  # the gallery's run folders, in its order
-            with gr.Row():
-                larger = gr.Slider(*RESOLUTION_RANGE, value=1024, step=16, label="Continue the picked run at", elem_id="larger")  # fmt: skip
-                enlarge = gr.Button("Continue at this size", elem_id="enlarge")
-            enlarge_progress = gr.Textbox(
-                label="Picked", lines=2, interactive=False, elem_id="picked"
-            )
-            enlarge_image = gr.Image(
-                label="Larger", type="filepath", interactive=False, elem_id="enlarged", height=420
-            )
-
-        def on_compare(setting: str, listed: str, *values: Any) -> Iterator[tuple[Any, ...]]:
-            try:
-                asked = request(values)
-                for update in studio.compare(asked, setting.strip(), listed.strip()):
-                    shown = [(str(p), c) for p, c, _ in update.gallery]
-                    folders = [str(f) for _, _, f in update.gallery]
-                    rows = _table(update.rows)
-                    command_line = update.finished.command if update.finished else ""
-                    yield update.job, _status(update), shown, rows, command_line, folders
-            except NSTError as exc:
-                raise _error(exc) from None
-
-        compare.click(on_compare, [key, values, *main_inputs],
-                      [job, compare_progress, gallery, table, compare_command, shown_runs],
-                      concurrency_id="run", api_name="compare")  # fmt: skip
-        compare_stop.click(
-            _stopper(studio), job, None, concurrency_limit=None, api_visibility="private"
-        )
-
-        def on_pick(folders: list[str], evt: gr.SelectData) -> tuple[str | None, str]:
-            index = evt.index if isinstance(evt.index, int) else -1
-            folder = folders[index] if 0 <= index < len(folders) else None
-            return folder, f"picked {folder}" if folder else "pick a run in the gallery"
-
-        gallery.select(
-            on_pick, shown_runs, [picked, enlarge_progress], queue=False, api_visibility="private"
-        )
-
-        def on_enlarge(folder: str | None, size: float) -> Iterator[tuple[Any, ...]]:
-            if not folder:
-                raise gr.Error("pick a run in the gallery first", print_exception=False)
-            for values in _stream(studio.enlarge(folder, int(size))):
-                yield values[0], values[1], values[2]
-
-        enlarge.click(on_enlarge, [picked, larger], [job, enlarge_progress, enlarge_image],
-                      concurrency_id="run", api_name="enlarge")  # fmt: skip
-
+        main_inputs, request = _stylise_tab(studio, job)
+        _compare_tab(studio, job, main_inputs, request)
         _video_tab(studio)
         _runs_tab(studio, page)
     return page
+
+
+def _stylise_tab(studio: Studio, job: gr.State) -> tuple[list[Any], Any]:
+    """A photo and a painting, the main settings and every config key; the run's progress
+    and result. Returns the tab's inputs and how they become a Request (Compare reuses both)."""
+    defaults = Config()
+    samples = [str(p) for p in studio.uploads.samples]
+    keys = advanced_fields()
+    with gr.Tab("Stylise", id="stylise"):
+        with gr.Row():
+            content = gr.Image(type="filepath", label="Photo", elem_id="photo", sources=["upload", "clipboard"], height=280)  # fmt: skip
+            style = gr.Image(type="filepath", label="Painting", elem_id="painting", sources=["upload", "clipboard"], height=280)  # fmt: skip
+        with gr.Row():
+            content_sample = gr.Dropdown(samples, value=None, label="…or a sample photo")
+            style_sample = gr.Dropdown(samples, value=None, label="…or a sample painting")
+        content_sample.change(
+            lambda p: p, content_sample, content, queue=False, api_visibility="private"
+        )
+        style_sample.change(lambda p: p, style_sample, style, queue=False, api_visibility="private")
+        with gr.Row():
+            preset = gr.Radio(list(PRESETS), value=defaults.preset, label="Preset",
+                              info="fast / balanced / quality: how many steps")  # fmt: skip
+            color = gr.Radio(list(COLOR_MODES), value=defaults.color, label="Colours",
+                             info="style: the painting's palette; luminance: the photo's colours")  # fmt: skip
+            output_format = gr.Radio(list(FORMATS), value="PNG", label="Download as")
+        with gr.Row():
+            style_weight = gr.Slider(*STYLE_WEIGHT_RANGE, value=defaults.weights.style, step=0.1,
+                                     label="Style weight", info="more painting ⟷ more photo")  # fmt: skip
+            resolution = gr.Slider(*RESOLUTION_RANGE, value=defaults.resolution, step=16,
+                                   label="Resolution (long side, px)", elem_id="resolution")  # fmt: skip
+            style_scale = gr.Slider(0.25, 2.0, value=defaults.style_scale, step=0.05,
+                                    label="Style scale", info="the painting's strokes: smaller ⟷ larger")  # fmt: skip
+        name = gr.Textbox(label="Run name", placeholder="photo_painting (a new folder each run)", max_lines=1)  # fmt: skip
+        with gr.Accordion("Advanced: every config key", open=False):
+            advanced = [_advanced_component(key) for key in keys]
+        with gr.Row():
+            run = gr.Button("Stylise", variant="primary", elem_id="run")
+            stop = gr.Button("Stop (keeps the work)", variant="stop")
+        progress = gr.Textbox(label="Progress", lines=3, interactive=False, elem_id="progress")
+        with gr.Row():
+            image = gr.Image(
+                label="Result", type="filepath", interactive=False, height=480, elem_id="result"
+            )
+            with gr.Column():
+                downloads = gr.File(label="Download", file_count="multiple", interactive=False)
+                score = gr.Markdown()
+        command = gr.Textbox(label="The same run from a terminal", interactive=False, buttons=["copy"])  # fmt: skip
+        with gr.Accordion("Settings of this run (config.yaml)", open=False):
+            settings = gr.Code(language="yaml", interactive=False)
+    main_inputs = [content, style, preset, style_weight, color, resolution, style_scale,
+                   output_format, name, *advanced]  # fmt: skip
+    results = [job, progress, image, downloads, score, settings, command]
+
+    def request(values: Sequence[Any]) -> Any:
+        photo, painting, *main, fmt, label = values[:9]
+        chosen = dict(zip(MAIN_FLAGS, main, strict=True))
+        chosen["resolution"] = int(chosen["resolution"])
+        answers = dict(zip((k.key for k in keys), values[9:], strict=True))
+        return studio.request(photo, painting, chosen, fmt, label or "", answers)
+
+    def on_run(*values: Any) -> Iterator[tuple[Any, ...]]:
+        try:
+            asked = request(values)
+        except NSTError as exc:
+            raise _error(exc) from None
+        yield from _stream(studio.stylize(asked))
+
+    run.click(on_run, main_inputs, results, concurrency_id="run", api_name="stylize")
+    stop.click(_stopper(studio), job, None, concurrency_limit=None, api_name="stop")
+
+    return main_inputs, request
+
+
+def _compare_tab(studio: Studio, job: gr.State, main_inputs: list[Any], request: Any) -> None:
+    """The Stylise tab's run once per value of one setting, side by side and scored; one
+    picked and continued at a larger size."""
+    with gr.Tab("Compare", id="compare"):
+        gr.Markdown("The Stylise tab's photo, painting and settings, once per value.")
+        with gr.Row():
+            key = gr.Textbox(value="weights.style", label="Setting", max_lines=1)
+            values = gr.Textbox(value="0.5,2,8", label="Values (comma-separated)", max_lines=1)  # fmt: skip
+        with gr.Row():
+            compare = gr.Button("Compare", variant="primary", elem_id="compare")
+            compare_stop = gr.Button("Stop (keeps the work)", variant="stop")
+        compare_progress = gr.Textbox(label="Progress", lines=3, interactive=False)
+        gallery = gr.Gallery(
+            label="Side by side",
+            columns=4,
+            height=420,
+            elem_id="compare-gallery",
+            preview=False,
+            object_fit="contain",
+        )
+        table = gr.Dataframe(
+            label="Scores (click a heading to sort)",
+            interactive=False,
+            headers=["run", "value", "status", "style_swd", "structure_ssim"],
+        )
+        compare_command = gr.Textbox(label="The same sweep from a terminal", interactive=False, buttons=["copy"], elem_id="compare-command")  # fmt: skip
+        picked = gr.State(None)
+        shown_runs = gr.State([])  # the gallery's run folders, in its order
+        with gr.Row():
+            larger = gr.Slider(*RESOLUTION_RANGE, value=1024, step=16, label="Continue the picked run at", elem_id="larger")  # fmt: skip
+            enlarge = gr.Button("Continue at this size", elem_id="enlarge")
+        enlarge_progress = gr.Textbox(label="Picked", lines=2, interactive=False, elem_id="picked")
+        enlarge_image = gr.Image(
+            label="Larger", type="filepath", interactive=False, elem_id="enlarged", height=420
+        )
+
+    def on_compare(setting: str, listed: str, *values: Any) -> Iterator[tuple[Any, ...]]:
+        try:
+            asked = request(values)
+            for update in studio.compare(asked, setting.strip(), listed.strip()):
+                shown = [(str(p), c) for p, c, _ in update.gallery]
+                folders = [str(f) for _, _, f in update.gallery]
+                rows = _table(update.rows)
+                command_line = update.finished.command if update.finished else ""
+                yield update.job, _status(update), shown, rows, command_line, folders
+        except NSTError as exc:
+            raise _error(exc) from None
+
+    compare.click(on_compare, [key, values, *main_inputs],
+                  [job, compare_progress, gallery, table, compare_command, shown_runs],
+                  concurrency_id="run", api_name="compare")  # fmt: skip
+    compare_stop.click(
+        _stopper(studio), job, None, concurrency_limit=None, api_visibility="private"
+    )
+
+    def on_pick(folders: list[str], evt: gr.SelectData) -> tuple[str | None, str]:
+        index = evt.index if isinstance(evt.index, int) else -1
+        folder = folders[index] if 0 <= index < len(folders) else None
+        return folder, f"picked {folder}" if folder else "pick a run in the gallery"
+
+    gallery.select(
+        on_pick, shown_runs, [picked, enlarge_progress], queue=False, api_visibility="private"
+    )
+
+    def on_enlarge(folder: str | None, size: float) -> Iterator[tuple[Any, ...]]:
+        if not folder:
+            raise gr.Error("pick a run in the gallery first", print_exception=False)
+        for values in _stream(studio.enlarge(folder, int(size))):
+            yield values[0], values[1], values[2]
+
+    enlarge.click(on_enlarge, [picked, larger], [job, enlarge_progress, enlarge_image],
+                  concurrency_id="run", api_name="enlarge")  # fmt: skip
 
 
 def _video_tab(studio: Studio) -> None:
