@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from PIL import Image
@@ -152,6 +153,20 @@ class Session:
             # Every frame in the folder, earlier sessions of a resumed run included.
             frames=sorted(int(p.stem.split("_")[-1]) for p in run_dir.frames.glob("step_*.png")),
         )
+
+
+@contextmanager
+def settled(sessions: Iterable[Session]) -> Iterator[None]:
+    """While the runs go on: on Ctrl-C or a crash, every session (those in `sessions` by
+    then) is closed, its newest image saved and its status written, before it propagates."""
+    try:
+        yield
+    except BaseException as exc:
+        for session in list(sessions):
+            if isinstance(exc, KeyboardInterrupt):
+                session.status = "interrupted"
+            session.close()
+        raise
 
 
 def _each_logged(*steps: Callable[[], object]) -> list[NSTError]:

@@ -33,6 +33,7 @@ from nst_cli.core.optimize import Callback, OptimizeResult
 from nst_cli.core.tiles import TileProgress
 from nst_cli.errors import NSTError
 from nst_cli.io.rundir import RunDir
+from nst_cli.run.context import RunContext, never
 from nst_cli.run.inputs import load_inputs
 from nst_cli.run.models import ModelCache
 from nst_cli.run.progress import LogLines
@@ -46,7 +47,7 @@ from nst_cli.run.resume import (
     starting_point,
 )
 from nst_cli.run.scales import run_scales
-from nst_cli.run.session import Session
+from nst_cli.run.session import Session, settled
 from nst_cli.run.state import Prepared, StylizeResult
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def stylize(
     config: Config | str | Path,
     *,
     callbacks: Sequence[Callback] = (),
-    should_stop: Callable[[], bool] = lambda: False,
+    should_stop: Callable[[], bool] = never,
     resume: bool = False,
     overwrite: bool = False,
     allow_large: bool = False,
@@ -92,48 +93,49 @@ def stylize(
         config = resume_config(Path(config)) if is_run_dir else resolve_config(config)
     if progress:
         callbacks = [*callbacks, LogLines(lambda line: print(line, file=sys.stderr), every=10)]
-    return stylize_relocated(
-        config, config, callbacks=callbacks, should_stop=should_stop, resume=resume,
-        overwrite=overwrite, allow_large=allow_large, cache=cache,
-    )  # fmt: skip
+    context = RunContext(
+        callbacks, should_stop, resume, overwrite, allow_large, cache or ModelCache()
+    )
+    return stylize_with(config, context)
 
 
-def stylize_relocated(
-    config: Config,
-    recorded: Config,
-    *,
-    callbacks: Sequence[Callback] = (),
-    should_stop: Callable[[], bool] = lambda: False,
-    resume: bool = False,
-    overwrite: bool = False,
-    allow_large: bool = False,
-    cache: ModelCache | None = None,
-) -> StylizeResult:
-    """`stylize` for a run whose inputs and folder were moved (a Ray worker's scratch copy):
-    it reads and writes where `config` says, and records `recorded` (the user's own paths) in
-    config.yaml and the PNGs, so the folder it sends back is the one a local run writes."""
-    if not (resume or overwrite):
-        if replaces_finished_run(config):
-            overwrite = True  # the same command again: replace the finished run it made
-        else:
-            refuse_replacing(RunDir(config.output_dir), config, "image")
-    prepared = _prepare(config, resume, overwrite, allow_large, cache or ModelCache(), recorded)
-    run_dir = prepared.run_dir
-    with run_dir.lock():
-        # Checked again under the lock: another process may have written a run here meanwhile.
-        check_run_folder(run_dir, resume, overwrite)
-        for path in run_dir.remove_orphaned_temps():
-            log.info("removed %s, left by an nst process that was killed", path)
-        if overwrite and not resume:
-            run_dir.clear()  # only now, once the new run's inputs have all been checked
-        return _execute(prepared, callbacks, should_stop)
+def stylize_with(config: Config, context: RunContext) -> StylizeResult:
+    """One stylisation, as a table of contents: settle what may happen to the folder,
+    prepare (inputs, network, start), then, holding the folder, run each scale and finish."""
+    context = _settle_intent(config, context)
+    prepared = prepare(config, context)
+    with prepared.run_dir.lock():
+        _claim_folder(prepared.run_dir, context)
+        return _execute(prepared, context)
+
+
+def _settle_intent(config: Config, context: RunContext) -> RunContext:
+    """A new run into a folder that holds one: the same command run again replaces the
+    finished run it made; anything else is refused in one line (run.resume)."""
+    if context.resume or context.overwrite:
+        return context
+    if replaces_finished_run(config):
+        return context.replacing()
+    refuse_replacing(RunDir(config.output_dir), config, "image")
+    return context
+
+
+def _claim_folder(run_dir: RunDir, context: RunContext) -> None:
+    """Under the folder's lock: checked again (another process may have written a run there
+    meanwhile), temp files of a killed nst removed, and a replaced run cleared, only now
+    that the new run's inputs have all been checked."""
+    check_run_folder(run_dir, context.resume, context.overwrite)
+    for path in run_dir.remove_orphaned_temps():
+        log.info("removed %s, left by an nst process that was killed", path)
+    if context.overwrite and not context.resume:
+        run_dir.clear()
 
 
 def stylize_batch(
     configs: Sequence[Config],
     *,
     callbacks: Sequence[Sequence[Callback]] | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
+    should_stop: Callable[[], bool] = never,
     overwrite: bool = False,
     allow_large: bool = False,
     cache: ModelCache | None = None,
@@ -150,11 +152,14 @@ def stylize_batch(
             "stylize_batch: the configs differ in " + ", ".join(_batch_differences(configs))
         )
     cache = cache or ModelCache()
+    each = callbacks or [()] * len(configs)
+    contexts = [RunContext(each[i], should_stop, False, overwrite, allow_large, cache)
+                for i in range(len(configs))]  # fmt: skip
     outcomes: list[StylizeResult | NSTError | None] = [None] * len(configs)
     ready: list[tuple[int, Prepared]] = []
-    for index, config in enumerate(configs):
+    for index, (config, context) in enumerate(zip(configs, contexts, strict=True)):
         try:
-            ready.append((index, _prepare(config, False, overwrite, allow_large, cache, config)))
+            ready.append((index, prepare(config, context)))
         except NSTError as exc:
             outcomes[index] = exc
     with contextlib.ExitStack() as locks:
@@ -162,9 +167,7 @@ def stylize_batch(
         for index, prepared in ready:
             try:
                 locks.enter_context(prepared.run_dir.lock())
-                check_run_folder(prepared.run_dir, False, overwrite)
-                if overwrite:
-                    prepared.run_dir.clear()
+                _claim_folder(prepared.run_dir, contexts[index])
             except NSTError as exc:
                 outcomes[index] = exc
             else:
@@ -175,8 +178,7 @@ def stylize_batch(
             first = running[0][1]
             extractor = cache.extractor(first.config, layers, first.device, first.precision)
             batch = [replace(p, extractor=extractor) for _, p in running]
-            extra = callbacks or [()] * len(configs)
-            results = _execute_all(batch, [extra[i] for i, _ in running], should_stop)
+            results = _execute_all(batch, [contexts[i].callbacks for i, _ in running], should_stop)
             for (index, _), outcome in zip(running, results, strict=True):
                 outcomes[index] = outcome
     return [o for o in outcomes if o is not None]
@@ -204,35 +206,28 @@ def _batch_differences(configs: Sequence[Config]) -> list[str]:
     return sorted({k for k in keys[0] if any(other.get(k) != keys[0][k] for other in keys)})
 
 
-def _prepare(
-    config: Config,
-    resume: bool,
-    overwrite: bool,
-    allow_large: bool,
-    cache: ModelCache,
-    recorded: Config,
-) -> Prepared:
-    """Check the folder and the settings, load the images, the network and the start image."""
+def prepare(config: Config, context: RunContext) -> Prepared:
+    """Check the folder and the settings, load the images, the network and the start image;
+    nothing is written yet."""
     setup_started = time.perf_counter()
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     precision = resolve_precision(device, config.precision)
     configure_precision(device, precision)
     run_dir = RunDir(config.output_dir)
-    check_output_image(config, resume, overwrite)
-    check_run_folder(run_dir, resume, overwrite)
-    if resume:
-        check_resume_changes(run_dir, recorded)
+    check_output_image(config, context.resume, context.overwrite)
+    check_run_folder(run_dir, context.resume, context.overwrite)
+    if context.resume:
+        check_resume_changes(run_dir, context.records(config))
     _warn_unusual_settings(config)
-    inputs = load_inputs(config, allow_large)
-    layers = config.network_layers
-    extractor = cache.extractor(config, layers, device, precision)
+    inputs = load_inputs(config, context.allow_large)
+    extractor = context.cache.extractor(config, config.network_layers, device, precision)
     if config.model.weights == "random":
         log.warning("model.weights=random: the network is untrained; results show no real style")
-    start = starting_point(config, run_dir, inputs, resume, allow_large)
+    start = starting_point(config, run_dir, inputs, context.resume, context.allow_large)
     return Prepared(
-        config, recorded, device, precision, run_dir, inputs, extractor, cache, start,
-        setup_started,
+        config, context.records(config), device, precision, run_dir, inputs, extractor,
+        context.cache, start, setup_started, tile_progress=tile_reporter(context.callbacks),
     )  # fmt: skip
 
 
@@ -257,14 +252,19 @@ def _warn_unusual_settings(config: Config) -> None:
         )  # fmt: skip
 
 
-def _execute(
-    prepared: Prepared, callbacks: Sequence[Callback], should_stop: Callable[[], bool]
-) -> StylizeResult:
+def _execute(prepared: Prepared, context: RunContext) -> StylizeResult:
     """Run every scale, keeping the run folder current; whatever happens, save what we have."""
-    (outcome,) = _execute_all([prepared], [callbacks], should_stop)
-    if isinstance(outcome, NSTError):
-        raise outcome
-    return outcome
+    session = Session(prepared)
+    with settled([session]):
+        (result,) = run_scales(
+            [prepared], [[*session.recorder.callbacks(), *context.callbacks]], context.should_stop
+        )
+        error = session.finish(result)
+    closing = session.close()  # always: the newest image, the log, config.yaml's status
+    failure = error or closing
+    if failure is not None:
+        raise failure
+    return session.outcome(result)
 
 
 def tile_reporter(callbacks: Sequence[Callback]) -> TileProgress | None:
@@ -293,14 +293,12 @@ def _execute_all(
     sessions: dict[int, Session] = {}
     results: list[OptimizeResult] = []
     errors: list[NSTError | None] = []
-    try:
+    with settled(sessions.values()):
         for index, one in enumerate(prepared):
             try:
                 sessions[index] = Session(one)
             except NSTError as exc:  # its folder cannot be written: that run fails, alone
                 outcomes[index] = exc
-        for index, callback_list in enumerate(callbacks):
-            prepared[index].tile_progress = tile_reporter(callback_list)
         if sessions:
             results = run_scales(
                 [prepared[i] for i in sessions],
@@ -308,12 +306,6 @@ def _execute_all(
                 should_stop,
             )
             errors = [s.finish(r) for s, r in zip(sessions.values(), results, strict=True)]
-    except BaseException as exc:
-        for session in sessions.values():
-            if isinstance(exc, KeyboardInterrupt):
-                session.status = "interrupted"
-            session.close()
-        raise
     for (index, session), result, error in zip(sessions.items(), results, errors, strict=True):
         closing = session.close()
         error = error or closing

@@ -21,8 +21,9 @@ from nst_cli.core.optimize import Callback, StepEvent
 from nst_cli.errors import ConfigError, NSTError
 from nst_cli.io.files import write_bytes
 from nst_cli.io.rundir import LOCK_NAME, RunDir
+from nst_cli.run.context import RunContext
 from nst_cli.run.models import ModelCache
-from nst_cli.run.stylize import stylize_relocated
+from nst_cli.run.stylize import stylize_with
 from nst_cli.sweep.plan import PlannedRun
 
 log = logging.getLogger(__name__)
@@ -129,11 +130,11 @@ def execute_task(
     logger.addHandler(captured)
     status, error = "failed", None
     try:
-        result = stylize_relocated(
-            relocate(task.config, local, run_root), task.config,
-            callbacks=[progress] if progress else [], should_stop=should_stop, resume=task.resume,
-            overwrite=task.overwrite, allow_large=task.allow_large, cache=cache,
+        context = RunContext(
+            [progress] if progress else [], should_stop, task.resume, task.overwrite,
+            task.allow_large, cache or ModelCache(), recorded=task.config,
         )  # fmt: skip
+        result = stylize_with(relocate(task.config, local, run_root), context)
         status = result.status
     except NSTError as exc:
         error = _users_paths(str(exc), local, run_root, task.config.output_dir)
