@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # types only: the commands import torch-heavy modules when th
 from nst_cli.cli.base import err_console
 
 
-def _announce_stop() -> None:
+def announce_stop() -> None:
     err_console.print("[yellow]stopping after this step[/] (Ctrl-C again to abort now)")
 
 
@@ -39,7 +39,7 @@ def run_with_progress(run: Callable[..., Any], quiet: bool, log_every: int | Non
     from nst_cli.cli.progress import ProgressBar, make_progress
     from nst_cli.run.progress import LogLines
 
-    with GracefulInterrupt(on_first=_announce_stop) as stop:
+    with GracefulInterrupt(on_first=announce_stop) as stop:
         if quiet:
             return run([], stop)
         every = _log_lines_every(log_every)
@@ -65,7 +65,7 @@ def _sweep_with_progress(
     from nst_cli.run.progress import LogLines
     from nst_cli.sweep.execute import SweepHooks, run_sweep
 
-    with GracefulInterrupt(on_first=_announce_stop) as stop:
+    with GracefulInterrupt(on_first=announce_stop) as stop:
         if quiet:
             return run_sweep(
                 root, runs, SweepHooks(should_stop=stop, allow_large=allow_large), **options

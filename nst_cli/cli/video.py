@@ -248,25 +248,11 @@ def _output_overrides(output: Path | None) -> dict[str, Any]:
 
 
 def _resume_config(resume: Path, config: Path | None, sets: Any, overrides: dict[str, Any]) -> Any:
-    from nst_cli.config.resolve import check_run_kind, resolve_config
+    from nst_cli.config.resolve import resume_config
 
     if config is not None:
         raise ConfigError("--resume reads RUN_DIR/config.yaml; drop --config")
-    changed = sorted(set(overrides) - {"device"}) + [
-        s.split("=")[0] for s in sets if not s.startswith("device=")
-    ]
-    if changed:
-        raise ConfigError(
-            f"--resume {resume} continues the clip with its own settings; drop "
-            + ", ".join(changed)
-            + " (to change them, start a new run with --overwrite)"
-        )
-    if not (resume / "config.yaml").is_file():
-        raise ConfigError(
-            f"--resume {resume}: no config.yaml there; is it an nst video run folder?"
-        )
-    check_run_kind(resume, "video")
-    return resolve_config(resume / "config.yaml", sets, {**overrides, "output": str(resume)})
+    return resume_config(resume, sets, overrides, kind="video")
 
 
 def _run(
@@ -283,10 +269,10 @@ def _run(
     steps, or plain lines when piped) and a graceful Ctrl-C."""
     from nst_cli.cli.interrupts import GracefulInterrupt
     from nst_cli.cli.progress import ProgressBar, make_progress
-    from nst_cli.cli.running import _announce_stop, _log_lines_every
+    from nst_cli.cli.running import _log_lines_every, announce_stop
 
     options = {"resume": resume, "overwrite": overwrite, "allow_large": allow_large}
-    with GracefulInterrupt(on_first=_announce_stop) as stop:
+    with GracefulInterrupt(on_first=announce_stop) as stop:
         if quiet:
             return stylize_video(config, callbacks=live, should_stop=stop, **options)  # type: ignore[no-any-return]
         every = _log_lines_every(log_every)

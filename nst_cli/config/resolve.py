@@ -178,15 +178,22 @@ def shrink(config: Config) -> Config:
 
 
 def resume_config(
-    run_dir: Path, sets: Sequence[str] = (), overrides: Mapping[str, Any] | None = None
+    run_dir: Path,
+    sets: Sequence[str] = (),
+    overrides: Mapping[str, Any] | None = None,
+    kind: str = "image",
 ) -> Config:
     """The config that continues the run in `run_dir`: its own config.yaml, with changes.
+    The one set of resume rules for both kinds of run.
 
     Args:
         run_dir: an nst run folder (holds config.yaml).
-        sets: `key.path=value` items on top (only steps, save_every, checkpoint and device may
-            change; stylize refuses others).
+        sets: `key.path=value` items on top (an image run: only steps, save_every,
+            checkpoint and device may change, stylize refuses others; a clip's run: only
+            device).
         overrides: dotted keys -> values from flags, likewise.
+        kind: "image" (`nst stylize --resume`) or "video" (`nst video --resume`); a run of
+            the other kind is refused in one line naming the command that continues it.
 
     Returns:
         The run's config, its output pointing at `run_dir`.
@@ -204,12 +211,21 @@ def resume_config(
                 f"again to continue it, or resume one of its runs (--resume {run_dir}/RUN)"
             )
         raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it an nst run folder?")
-    check_run_kind(run_dir, "image")
+    check_run_kind(run_dir, kind)
+    if kind == "video":
+        changed = [k for k in (overrides or {}) if k not in ("device", "output")]
+        changed += [item.split("=")[0] for item in sets if not item.startswith("device=")]
+        if changed:
+            raise ConfigError(
+                f"--resume {run_dir} continues the clip with its own settings; drop "
+                + ", ".join(sorted(changed))
+                + " (to change them, start a new run with --overwrite)"
+            )
     output = _resumed_output(run_dir)
     config = resolve_config(
         Path(run_dir) / "config.yaml", sets, {**(overrides or {}), "output": output}
     )
-    if config.scales == "auto":
+    if config.scales == "auto" and kind == "image":
         # `scales: auto` takes fewer scales for fewer steps: a resumed run keeps the scales
         # its checkpoint was made at, whatever its new step count would pick.
         saved = resolve_config(Path(run_dir) / "config.yaml", (), {"output": output})

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from nst_cli.config.models import Config
-from nst_cli.config.resolve import resolve_config
+from nst_cli.config.resolve import resolve_config, resume_config
 from nst_cli.core import color
 from nst_cli.core.devices import configure_precision, resolve_device, resolve_precision
 from nst_cli.core.flow import (
@@ -49,6 +49,7 @@ from nst_cli.io.files import save_png, write_text
 from nst_cli.io.images import load_image
 from nst_cli.io.video import Clip, read_frames, write_clip
 from nst_cli.io.videodir import VIDEO_COLUMNS, VideoDir
+from nst_cli.run.context import RunContext
 from nst_cli.run.inputs import Inputs, initial_image, load_masks, stage_images
 from nst_cli.run.memory import check_memory
 from nst_cli.run.models import ModelCache
@@ -157,16 +158,16 @@ def stylize_video(
     """
     if not isinstance(config, Config):
         path = Path(config)
-        if resume and path.is_dir():
-            config = resolve_config(path / "config.yaml", (), {"output": str(path)})
-        else:
-            config = resolve_config(path)
+        is_run_dir = resume and path.is_dir()
+        config = resume_config(path, kind="video") if is_run_dir else resolve_config(path)
+    context = RunContext(
+        callbacks, should_stop, resume, overwrite, allow_large, cache or ModelCache()
+    )
     run_dir = VideoDir(config.output_dir)
     clip, count = check_clip(config, allow_large)
     check_video_folder(run_dir, config, resume, overwrite)
     if resume:
         check_same_clip(run_dir, config, clip, count)
-    cache = cache or ModelCache()
     with run_dir.lock():
         check_video_folder(run_dir, config, resume, overwrite)  # again, under the lock
         run_dir.remove_orphaned_temps()
@@ -177,9 +178,7 @@ def stylize_video(
             check_disk(run_dir, config, clip, count - done)
         if on_start is not None:
             on_start(clip, count, done)
-        return _Video(config, run_dir, clip, count, done, cache, allow_large).run(
-            callbacks, on_frame, should_stop
-        )
+        return _Video(config, run_dir, clip, (count, done), context).run(on_frame)
 
 
 class _Video:
@@ -190,20 +189,22 @@ class _Video:
         config: Config,
         run_dir: VideoDir,
         clip: Clip,
-        count: int,
-        done: int,
-        cache: ModelCache,
-        allow_large: bool,
+        frames: tuple[int, int],
+        context: RunContext,
     ) -> None:
-        self.config, self.run_dir, self.clip, self.count = config, run_dir, clip, count
-        self.done, self.cache, self.allow_large = done, cache, allow_large
+        """`frames`: how many to stylise in all, and how many are done (a resumed run)."""
+        self.config, self.run_dir, self.clip, self.context = config, run_dir, clip, context
+        (self.count, self.done), self.cache = frames, context.cache
+        self.allow_large = context.allow_large
         self.later = frame_config(config)
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(self.device, config.precision)
         configure_precision(self.device, self.precision)
         self.size = fit_long_side(clip.size, config.resolution)
-        self.styles = tuple(load_image(s.path, "style", allow_large) for s in config.style_images)
-        self.masks = load_masks(config, clip.size, allow_large)
+        self.styles = tuple(
+            load_image(s.path, "style", self.allow_large) for s in config.style_images
+        )
+        self.masks = load_masks(config, clip.size, self.allow_large)
         self.text = png_metadata(config)
         self.offsets = LONG_TERM if config.video.long_term else SHORT_TERM
         self.started = timestamp()
@@ -258,12 +259,9 @@ class _Video:
             path = self.run_dir.frame(index)
         return to_tensor(load_image(path, "stylised frame", self.allow_large).convert("RGB"))
 
-    def run(
-        self,
-        callbacks: Sequence[Callback],
-        on_frame: Sequence[Callable[[FrameDone], None]],
-        should_stop: Callable[[], bool],
-    ) -> VideoResult:
+    def run(self, on_frame: Sequence[Callable[[FrameDone], None]]) -> VideoResult:
+        """Every frame not done yet, each saved before the next starts; then the clip."""
+        callbacks, should_stop = self.context.callbacks, self.context.should_stop
         self._read_log()
         status = "failed"
         started = time.perf_counter()
