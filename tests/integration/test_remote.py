@@ -23,7 +23,7 @@ from nst_cli.sweep.plan import plan_sweep
 from nst_cli.sweep.ray_tasks import RunReport, execute_task, pack_task, unpack_report
 from tests.conftest import write_pair
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = [pytest.mark.ray]  # the tests that start a Ray instance are marked slow
 
 runner = CliRunner()
 
