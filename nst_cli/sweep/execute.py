@@ -7,14 +7,16 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
 from nst_cli.config.models import Config
 from nst_cli.core.devices import resolve_device
+from nst_cli.core.optimize import Callback
 from nst_cli.errors import ConfigError, NSTError, OutputError
 from nst_cli.io.rundir import folder_lock
+from nst_cli.run.context import never
 from nst_cli.run.inputs import load_inputs
 from nst_cli.run.memory import BASE_BYTES, estimate_run_bytes, memory_limit
 from nst_cli.run.models import ModelCache
@@ -38,9 +40,9 @@ class SweepHooks:
     """What an executor reports to, whatever runs the runs."""
 
     #: The callbacks (StepEvent -> None) of run i.
-    callbacks_for: Callable[[int, PlannedRun], Sequence[Any]] = lambda i, run: ()
+    callbacks_for: Callable[[int, PlannedRun], Sequence[Callback]] = lambda i, run: ()
     #: Polled between steps and runs: True stops everything, all saved.
-    should_stop: Callable[[], bool] = lambda: False
+    should_stop: Callable[[], bool] = never
     #: Called once per run when it ends (or was already done): its result, if it ran here.
     on_run_done: Callable[[int, PlannedRun, StylizeResult | None], None] = lambda i, r, res: None
     allow_large: bool = False
@@ -67,10 +69,7 @@ class LocalExecutor:
         self, runs: Sequence[PlannedRun], hooks: SweepHooks, started: Callable[[], None]
     ) -> None:
         started()
-        _run_here(
-            runs, hooks.callbacks_for, hooks.should_stop, hooks.on_run_done, hooks.allow_large,
-            self.batch,
-        )  # fmt: skip
+        _run_here(runs, hooks, self.batch)
 
 
 def make_executor(
@@ -147,16 +146,14 @@ def run_sweep(
     return outcome
 
 
-def _run_here(
-    runs: Sequence[PlannedRun],
-    callbacks_for: Callable[[int, PlannedRun], Sequence[Any]],
-    should_stop: Callable[[], bool],
-    on_run_done: Callable[[int, PlannedRun, StylizeResult | None], None],
-    allow_large: bool,
-    batch: int | None = None,
-) -> None:
+def _run_here(runs: Sequence[PlannedRun], hooks: SweepHooks, batch: int | None = None) -> None:
     """The runs in this process, sharing the network and style targets: one after another,
     or up to `batch` at a time where they can share a batch (see plan_batches)."""
+    callbacks_for, should_stop, allow_large = (
+        hooks.callbacks_for,
+        hooks.should_stop,
+        hooks.allow_large,
+    )
     cache = ModelCache()
     for group in plan_batches(runs, batch, allow_large):
         if should_stop():
@@ -179,12 +176,12 @@ def _run_here(
             elif outcome is not None:
                 result = outcome
                 run.state = "done" if outcome.status == "completed" else "resume"
-            on_run_done(i, run, result)
+            hooks.on_run_done(i, run, result)
 
 
 def _run_group(
     group: Sequence[PlannedRun],
-    callbacks: Sequence[Sequence[Any]],
+    callbacks: Sequence[Sequence[Callback]],
     should_stop: Callable[[], bool],
     allow_large: bool,
     cache: ModelCache,
