@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from rich.console import Console, RenderableType
@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.text import Text
 
 from nst_cli.core.optimize import StepEvent
-from nst_cli.run.progress import StepRate, format_losses, scale_label
+from nst_cli.run.progress import LogLines, StepRate, format_losses, scale_label
 
 
 class _SpeedColumn(ProgressColumn):
@@ -131,3 +131,69 @@ class ProgressBar:
             eta=self._rate.eta,
             **fields,
         )
+
+
+class FrameLines:
+    """Plain lines: the current frame's steps every N steps, and one line per frame done."""
+
+    def __init__(self, write: Callable[[str], None], every: int) -> None:
+        self.every, self.write, self.lines_cls = every, write, LogLines
+        self.count = 0
+        self.current: Any = None
+        self.index = 0
+
+    def start(self, clip: Any, count: int, done: int) -> None:
+        self.count, self.index = count, done
+        self.write(
+            f"video: {count} frames at {clip.fps:g} fps"
+            + (f" ({done} done, resuming)" if done else "")
+        )
+        self.current = self.lines_cls(self.write, self.every, f"frame {done + 1}/{count}")
+
+    def step(self, event: Any) -> None:
+        self.current(event)
+
+    def frame(self, done: Any) -> None:
+        error = (
+            f", temporal_error {done.temporal_error:.3g}" if done.temporal_error is not None else ""
+        )
+        self.write(
+            f"frame {done.index + 1}/{done.count} done: {done.steps} steps, {done.seconds:.1f} s{error}"
+        )
+        self.current = self.lines_cls(
+            self.write, self.every, f"frame {done.index + 2}/{done.count}"
+        )
+
+
+class FrameBars:
+    """Two rich bars: frames done (frames/min, ETA) and the current frame's steps."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress, self.bar_cls = progress, ProgressBar
+        self.overall: Any = None
+        self.current: Any = None
+
+    def start(self, clip: Any, count: int, done: int) -> None:
+        self.progress.start()
+        self.overall = self.progress.add_task(
+            "frames", total=count, completed=done, losses="", counts="runs"
+        )
+        self.current = self.bar_cls(self.progress, f"frame {done + 1}")
+
+    def step(self, event: Any) -> None:
+        self.current(event)
+
+    def frame(self, done: Any) -> None:
+        if self.current.task_id is not None:
+            self.progress.remove_task(self.current.task_id)
+        speed = next(t for t in self.progress.tasks if t.id == self.overall).speed
+        per_minute = f"{speed * 60:.1f} frames/min" if speed else ""
+        error = (
+            f"temporal_error {done.temporal_error:.3g}" if done.temporal_error is not None else ""
+        )
+        self.progress.update(
+            self.overall,
+            completed=done.index + 1,
+            losses=" · ".join(p for p in (per_minute, error) if p),
+        )
+        self.current = self.bar_cls(self.progress, f"frame {done.index + 2}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,22 +35,60 @@ def _write_line(line: str) -> None:
     err_console.file.flush()
 
 
-def run_with_progress(run: Callable[..., Any], quiet: bool, log_every: int | None) -> Any:
+@dataclass
+class Reporting:
+    """What a run reports to while it goes: its step callbacks, and (a clip's run) what is
+    told when the clip starts and as each frame is done."""
+
+    callbacks: list[Any] = field(default_factory=list)
+    on_frame: list[Callable[[Any], None]] = field(default_factory=list)
+    on_start: Callable[[Any, int, int], None] | None = None
+
+
+def run_with_progress(
+    run: Callable[[Reporting, Callable[[], bool]], Any],
+    quiet: bool,
+    log_every: int | None,
+    frames: bool = False,
+) -> Any:
+    """Every command's runner: `run(reporting, should_stop)` under a progress display (a
+    rich bar; plain lines when piped or asked; with `frames`, a bar over a clip's frames and
+    one over the current frame's steps) and a graceful Ctrl-C (the first stops after the
+    step, everything saved)."""
     from nst_cli.cli.interrupts import GracefulInterrupt
-    from nst_cli.cli.progress import ProgressBar, make_progress
+    from nst_cli.cli.progress import FrameBars, FrameLines, ProgressBar, make_progress
     from nst_cli.run.progress import LogLines
 
     with GracefulInterrupt(on_first=announce_stop) as stop:
         if quiet:
-            return run([], stop)
+            return run(Reporting(), stop)
         every = _log_lines_every(log_every)
         if every is not None:
-            return run([LogLines(_write_line, every)], stop)
+            if frames:
+                lines = FrameLines(_write_line, every)
+                return run(Reporting([lines.step], [lines.frame], lines.start), stop)
+            return run(Reporting([LogLines(_write_line, every)]), stop)
         progress = make_progress(err_console)
         try:
-            return run([ProgressBar(progress)], stop)
+            if frames:
+                bars = FrameBars(progress)
+                return run(Reporting([bars.step], [bars.frame], bars.start), stop)
+            return run(Reporting([ProgressBar(progress)]), stop)
         finally:
             progress.stop()
+
+
+def print_rows(rows: list[tuple[str, str]]) -> None:
+    """Every command's summary: one row a line, the name bold, paths never wrapped."""
+    for key, value in rows:
+        out_console.print(f"[bold]{key:<13}[/]{escape(value)}", soft_wrap=True, highlight=False)
+
+
+def exit_if_interrupted(status: str, how_far: str, resume: str) -> None:
+    """An interrupted run says how far it got and the command that continues it, exit 130."""
+    if status == "interrupted":
+        err_console.print(f"[yellow]interrupted[/] {how_far}; continue with: {escape(resume)}")
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def _sweep_with_progress(

@@ -16,7 +16,6 @@ from nst_cli.errors import ConfigError
 if TYPE_CHECKING:  # types only: the commands import torch-heavy modules when they run
     from nst_cli.run.state import StylizeResult
 from nst_cli.cli.base import (
-    EXIT_INTERRUPTED,
     app,
     command_started,
     err_console,
@@ -56,7 +55,7 @@ from nst_cli.cli.options import (
     complete_from,
     default_help,
 )
-from nst_cli.cli.running import run_grid, run_with_progress
+from nst_cli.cli.running import exit_if_interrupted, print_rows, run_grid, run_with_progress
 
 
 @app.command(
@@ -264,9 +263,9 @@ def stylize(
             err_console.print(f"[bold]preview[/] {live[0].url}", highlight=False)
         try:
             result = run_with_progress(
-                lambda callbacks, should_stop: run_stylize(
+                lambda reporting, should_stop: run_stylize(
                     resolved,
-                    callbacks=[*callbacks, *live],
+                    callbacks=[*reporting.callbacks, *live],
                     should_stop=should_stop,
                     resume=resume is not None,
                     overwrite=overwrite,
@@ -279,13 +278,10 @@ def stylize(
             for server in live:
                 server.stop()
         if not quiet:
-            _print_summary(result, time.perf_counter() - started)
-        if result.status == "interrupted":
-            err_console.print(
-                f"[yellow]interrupted[/] at step {result.steps}; continue with: "
-                f"nst stylize --resume {escape(str(result.run_dir))}"
-            )
-            raise typer.Exit(EXIT_INTERRUPTED)
+            print_rows(summary_rows(result, time.perf_counter() - started))
+        exit_if_interrupted(
+            result.status, f"at step {result.steps}", f"nst stylize --resume {result.run_dir}"
+        )
 
 
 def _positional_images(
@@ -319,7 +315,7 @@ def time_split(result: StylizeResult, wall: float) -> str:
     return f"{max(wall, sum(s for _, s in parts)):.1f} s: {shown}"
 
 
-def _print_summary(result: StylizeResult, wall: float) -> None:
+def summary_rows(result: StylizeResult, wall: float) -> list[tuple[str, str]]:
     """One screen: how it went, final losses, where the files are (paths never wrapped)."""
     rows = [
         ("status", result.status),
@@ -340,5 +336,4 @@ def _print_summary(result: StylizeResult, wall: float) -> None:
         ("frames", f"{len(result.frames)} in {result.run_dir / 'frames'}"),
         ("image", str(result.final_image)),
     ]
-    for key, value in rows:
-        out_console.print(f"[bold]{key:<13}[/]{escape(value)}", soft_wrap=True, highlight=False)
+    return rows

@@ -7,15 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from nst_cli.cli.base import (
-    EXIT_INTERRUPTED,
     app,
     err_console,
     errors_to_exit,
     loading_torch,
-    out_console,
     setup_logging,
 )
 from nst_cli.cli.options import (
@@ -44,12 +41,12 @@ from nst_cli.cli.options import (
     flag_overrides,
     style_value,
 )
+from nst_cli.cli.running import exit_if_interrupted, print_rows, run_with_progress
 from nst_cli.config.choices import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from nst_cli.errors import ConfigError
 
 if TYPE_CHECKING:  # types only: the command imports torch-heavy modules when it runs
-    from nst_cli.io.video import Clip
-    from nst_cli.run.video import FrameDone, VideoResult
+    from nst_cli.run.video import VideoResult
 
 VIDEO = "Video"
 
@@ -204,21 +201,31 @@ def video(
             live.append(Preview(VideoDir(resolved.output_dir), frame_pattern=VIDEO_FRAME).start())
             err_console.print(f"[bold]preview[/] {live[0].url}", highlight=False)
         try:
-            result = _run(
-                stylize_video, resolved, resume is not None, overwrite, allow_large, quiet,
-                log_every, live,
-            )  # fmt: skip
+            result = run_with_progress(
+                lambda reporting, should_stop: stylize_video(
+                    resolved,
+                    callbacks=[*reporting.callbacks, *live],
+                    on_frame=reporting.on_frame,
+                    on_start=reporting.on_start,
+                    should_stop=should_stop,
+                    resume=resume is not None,
+                    overwrite=overwrite,
+                    allow_large=allow_large,
+                ),
+                quiet,
+                log_every,
+                frames=True,
+            )
         finally:
             for server in live:
                 server.stop()
         if not quiet:
-            _print_summary(result)
-        if result.status == "interrupted":
-            err_console.print(
-                f"[yellow]interrupted[/] after {result.frames} of {result.count} frames; "
-                f"continue with: nst video --resume {escape(str(result.run_dir))}"
-            )
-            raise typer.Exit(EXIT_INTERRUPTED)
+            print_rows(summary_rows(result))
+        exit_if_interrupted(
+            result.status,
+            f"after {result.frames} of {result.count} frames",
+            f"nst video --resume {result.run_dir}",
+        )
 
 
 def _positional(
@@ -255,114 +262,8 @@ def _resume_config(resume: Path, config: Path | None, sets: Any, overrides: dict
     return resume_config(resume, sets, overrides, kind="video")
 
 
-def _run(
-    stylize_video: Any,
-    config: Any,
-    resume: bool,
-    overwrite: bool,
-    allow_large: bool,
-    quiet: bool,
-    log_every: int | None,
-    live: list[Any],
-) -> VideoResult:
-    """The clip under a progress display (a bar over frames and one over the current frame's
-    steps, or plain lines when piped) and a graceful Ctrl-C."""
-    from nst_cli.cli.interrupts import GracefulInterrupt
-    from nst_cli.cli.progress import ProgressBar, make_progress
-    from nst_cli.cli.running import _log_lines_every, announce_stop
-
-    options = {"resume": resume, "overwrite": overwrite, "allow_large": allow_large}
-    with GracefulInterrupt(on_first=announce_stop) as stop:
-        if quiet:
-            return stylize_video(config, callbacks=live, should_stop=stop, **options)  # type: ignore[no-any-return]
-        every = _log_lines_every(log_every)
-        if every is not None:
-            lines = _FrameLines(every)
-            return stylize_video(  # type: ignore[no-any-return]
-                config, callbacks=[lines.step, *live], on_frame=[lines.frame], on_start=lines.start,
-                should_stop=stop, **options,
-            )  # fmt: skip
-        progress = make_progress(err_console)
-        bars = _FrameBars(progress, ProgressBar)
-        try:
-            return stylize_video(  # type: ignore[no-any-return]
-                config, callbacks=[bars.step, *live], on_frame=[bars.frame], on_start=bars.start,
-                should_stop=stop, **options,
-            )  # fmt: skip
-        finally:
-            progress.stop()
-
-
-class _FrameLines:
-    """Plain lines: the current frame's steps every N steps, and one line per frame done."""
-
-    def __init__(self, every: int) -> None:
-        from nst_cli.cli.running import _write_line
-        from nst_cli.run.progress import LogLines
-
-        self.every, self.write, self.lines_cls = every, _write_line, LogLines
-        self.count = 0
-        self.current: Any = None
-        self.index = 0
-
-    def start(self, clip: Clip, count: int, done: int) -> None:
-        self.count, self.index = count, done
-        self.write(
-            f"video: {count} frames at {clip.fps:g} fps"
-            + (f" ({done} done, resuming)" if done else "")
-        )
-        self.current = self.lines_cls(self.write, self.every, f"frame {done + 1}/{count}")
-
-    def step(self, event: Any) -> None:
-        self.current(event)
-
-    def frame(self, done: FrameDone) -> None:
-        error = (
-            f", temporal_error {done.temporal_error:.3g}" if done.temporal_error is not None else ""
-        )
-        self.write(
-            f"frame {done.index + 1}/{done.count} done: {done.steps} steps, {done.seconds:.1f} s{error}"
-        )
-        self.current = self.lines_cls(
-            self.write, self.every, f"frame {done.index + 2}/{done.count}"
-        )
-
-
-class _FrameBars:
-    """Two rich bars: frames done (frames/min, ETA) and the current frame's steps."""
-
-    def __init__(self, progress: Any, bar_cls: Any) -> None:
-        self.progress, self.bar_cls = progress, bar_cls
-        self.overall: Any = None
-        self.current: Any = None
-
-    def start(self, clip: Clip, count: int, done: int) -> None:
-        self.progress.start()
-        self.overall = self.progress.add_task(
-            "frames", total=count, completed=done, losses="", counts="runs"
-        )
-        self.current = self.bar_cls(self.progress, f"frame {done + 1}")
-
-    def step(self, event: Any) -> None:
-        self.current(event)
-
-    def frame(self, done: FrameDone) -> None:
-        if self.current.task_id is not None:
-            self.progress.remove_task(self.current.task_id)
-        speed = next(t for t in self.progress.tasks if t.id == self.overall).speed
-        per_minute = f"{speed * 60:.1f} frames/min" if speed else ""
-        error = (
-            f"temporal_error {done.temporal_error:.3g}" if done.temporal_error is not None else ""
-        )
-        self.progress.update(
-            self.overall,
-            completed=done.index + 1,
-            losses=" · ".join(p for p in (per_minute, error) if p),
-        )
-        self.current = self.bar_cls(self.progress, f"frame {done.index + 2}")
-
-
-def _print_summary(result: VideoResult) -> None:
+def summary_rows(result: VideoResult) -> list[tuple[str, str]]:
+    """How the clip went, in the rows every command's summary has."""
     error = (
         f"{result.temporal_error:.3f} (mean, 8-bit levels)"
         if result.temporal_error is not None
@@ -382,5 +283,4 @@ def _print_summary(result: VideoResult) -> None:
     ]
     if result.clip is not None:
         rows.append(("clip", str(result.clip)))
-    for key, value in rows:
-        out_console.print(f"[bold]{key:<13}[/]{escape(value)}", soft_wrap=True, highlight=False)
+    return rows
