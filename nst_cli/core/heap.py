@@ -83,3 +83,9 @@ def kept_between_steps() -> Iterator[None]:
             if _depth == 0:
                 _set(libc, USUAL)
                 libc.malloc_trim(0)
+
+
+def in_force() -> bool:
+    """Whether freed memory is being kept now (some loop is inside kept_between_steps, on
+    glibc); elsewhere always False."""
+    return _depth > 0

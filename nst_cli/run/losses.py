@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -31,6 +31,21 @@ from nst_cli.run.models import ModelCache
 log = logging.getLogger(__name__)
 
 
+class StyleKey(NamedTuple):
+    """What a painting's targets at one scale depend on (beyond the network and layers),
+    so a sweep's runs find them in the ModelCache instead of computing them again."""
+
+    path: str
+    #: Which painting of a blend (the same file twice is two paintings).
+    painting: int
+    size: int
+    style_scale: float
+    style_resize: str
+    content_shape: tuple[int, ...]
+    statistic: str
+    color: str
+
+
 def build_loss(
     config: Config,
     extractor: FeatureExtractor,
@@ -51,10 +66,10 @@ def build_loss(
     specs: list[StyleImage | None] = list(config.style_images) or [None]
     blend = []
     for index, (image, spec) in enumerate(zip(styles, specs, strict=False)):
-        style_key = (
-            str(spec.path if spec else config.style), index, size, config.style_scale_of(index)
-            if spec else config.style_scale, config.style_resize, content.shape,
-            config.loss.style, config.color,
+        style_key = StyleKey(
+            str(spec.path if spec else config.style), index, size,
+            config.style_scale_of(index) if spec else config.style_scale, config.style_resize,
+            tuple(content.shape), config.loss.style, config.color,
         )  # fmt: skip
         blend.append(
             cache.style_targets(

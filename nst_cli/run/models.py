@@ -10,6 +10,9 @@ import torch
 
 from nst_cli.config.models import Config
 from nst_cli.core.devices import (
+    configure_precision,
+    resolve_device,
+    resolve_precision,
     runs_channels_last,
 )
 from nst_cli.core.features import FeatureExtractor, build_extractor
@@ -33,6 +36,14 @@ class ModelCache:
         self._targets: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
         self._shares: dict[tuple[Any, ...], dict[str, float]] = {}
+
+    def network(self, config: Config) -> tuple[torch.device, str, FeatureExtractor]:
+        """What a run (or a clip's frame) computes on: the device and precision the config
+        asks for, decided (`auto`) and set up, and the network for its layers there."""
+        device = resolve_device(config.device)
+        precision = resolve_precision(device, config.precision)
+        configure_precision(device, precision)
+        return device, precision, self.extractor(config, config.network_layers, device, precision)
 
     def extractor(
         self, config: Config, layers: Sequence[str], device: torch.device, precision: str

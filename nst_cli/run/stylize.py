@@ -24,11 +24,6 @@ from nst_cli.config.resolve import (
     resolve_config,
     resume_config,
 )
-from nst_cli.core.devices import (
-    configure_precision,
-    resolve_device,
-    resolve_precision,
-)
 from nst_cli.core.optimize import Callback, OptimizeResult
 from nst_cli.core.tiles import TileProgress
 from nst_cli.errors import NSTError
@@ -211,9 +206,6 @@ def prepare(config: Config, context: RunContext) -> Prepared:
     nothing is written yet."""
     setup_started = time.perf_counter()
     torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
-    precision = resolve_precision(device, config.precision)
-    configure_precision(device, precision)
     run_dir = RunDir(config.output_dir)
     check_output_image(config, context.resume, context.overwrite)
     check_run_folder(run_dir, context.resume, context.overwrite)
@@ -221,7 +213,7 @@ def prepare(config: Config, context: RunContext) -> Prepared:
         check_resume_changes(run_dir, context.records(config))
     _warn_unusual_settings(config)
     inputs = load_inputs(config, context.allow_large)
-    extractor = context.cache.extractor(config, config.network_layers, device, precision)
+    device, precision, extractor = context.cache.network(config)
     if config.model.weights == "random":
         log.warning("model.weights=random: the network is untrained; results show no real style")
     start = starting_point(config, run_dir, inputs, context.resume, context.allow_large)

@@ -32,7 +32,6 @@ from PIL import Image
 from nst_cli.config.models import Config
 from nst_cli.config.resolve import resolve_config, resume_config
 from nst_cli.core import color
-from nst_cli.core.devices import configure_precision, resolve_device, resolve_precision
 from nst_cli.core.flow import (
     consistency_mask,
     dis_flow,
@@ -43,7 +42,7 @@ from nst_cli.core.flow import (
 )
 from nst_cli.core.losses.temporal import TemporalTarget, TemporalTerm, long_term_masks
 from nst_cli.core.optimize import Callback, OptimizeResult
-from nst_cli.core.pixels import fit_long_side, resize_to, to_pil, to_tensor
+from nst_cli.core.pixels import fit_long_side, resize_to, to_tensor
 from nst_cli.errors import NSTError
 from nst_cli.io.files import save_png, write_text
 from nst_cli.io.images import load_image
@@ -54,6 +53,7 @@ from nst_cli.run.inputs import Inputs, initial_image, load_masks, stage_images
 from nst_cli.run.memory import check_memory
 from nst_cli.run.models import ModelCache
 from nst_cli.run.provenance import png_metadata, timestamp, write_run_config
+from nst_cli.run.recording import output_pil
 from nst_cli.run.resume import StartingPoint
 from nst_cli.run.scales import run_scales
 from nst_cli.run.state import Prepared
@@ -197,9 +197,7 @@ class _Video:
         (self.count, self.done), self.cache = frames, context.cache
         self.allow_large = context.allow_large
         self.later = frame_config(config)
-        self.device = resolve_device(config.device)
-        self.precision = resolve_precision(self.device, config.precision)
-        configure_precision(self.device, self.precision)
+        self.device, self.precision, _ = self.cache.network(config)
         self.size = fit_long_side(clip.size, config.resolution)
         self.styles = tuple(
             load_image(s.path, "style", self.allow_large) for s in config.style_images
@@ -380,9 +378,11 @@ class _Video:
             temporal, first_mask = None, None
         else:
             start, temporal, first_mask = self._tied(index, array, content, dict(recent), stylised)
+        _, _, extractor = self.cache.network(
+            config
+        )  # the still runs' network, device and precision
         prepared = Prepared(
-            config, config, self.device, self.precision, self.run_dir, inputs,
-            self.cache.extractor(config, config.network_layers, self.device, self.precision),
+            config, config, self.device, self.precision, self.run_dir, inputs, extractor,
             self.cache, StartingPoint(start), frame_started, temporal,
         )  # fmt: skip
         (result,) = run_scales([prepared], [list(callbacks)], should_stop)
@@ -442,16 +442,14 @@ class _Video:
         """The stylised frame as the user sees it (and, with `color: luminance`, as the run
         made it); its row of video.csv. `tie`: the frame's temporal term and the mask of
         the pixels the previous frame's flow trusts (None for the first frame)."""
-        raw = to_pil(result.image.detach().float().cpu())
         text = {**self.text, "nst:frame": str(index)}
         config = self.config if index == 0 else self.later
+        raw = output_pil(result.image, None)  # as a still run saves its images (recording)
         if config.color == "luminance":
             self.run_dir.create_raw()
             save_png(raw, self.run_dir.raw_frame(index), text)
-            shown = color.recolor(frame)(raw)
-        else:
-            shown = raw
-        save_png(shown, self.run_dir.frame(index), text)
+        shown = color.recolor(frame) if config.color == "luminance" else None
+        save_png(output_pil(result.image, None, shown), self.run_dir.frame(index), text)
         row: dict[str, float] = {
             "frame": index,
             "steps": result.step,

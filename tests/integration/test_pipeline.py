@@ -260,7 +260,7 @@ def test_auto_preconditions_the_first_scale_fully_and_later_ones_lightly(
         )
         assert [config.preconditioner(i) for i in range(len(expected))] == expected, name
         steps = iter(range(100))
-        stylize(config, should_stop=lambda: next(steps) >= 2)  # stopped in the first scale
+        stylize(config, should_stop=lambda steps=steps: next(steps) >= 2)  # in the first scale
         checkpoint = tmp_path / name / "checkpoint.pt"
         first = load_checkpoint(checkpoint)["optimizer"]["param_groups"][0]["precondition"]
         stylize(config, resume=True)
