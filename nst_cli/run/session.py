@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 from PIL import Image
 
@@ -155,10 +156,20 @@ class Session:
         )
 
 
+class Settles(Protocol):
+    """What a run keeps while it goes (a still run's Session, a clip's run): how it ended so
+    far, and the bookkeeping that writes that down."""
+
+    status: str
+
+    def close(self) -> object: ...
+
+
 @contextmanager
-def settled(sessions: Iterable[Session]) -> Iterator[None]:
+def settled(sessions: Iterable[Settles]) -> Iterator[None]:
     """While the runs go on: on Ctrl-C or a crash, every session (those in `sessions` by
-    then) is closed, its newest image saved and its status written, before it propagates."""
+    then) is closed, its newest image saved and its status written, before it propagates;
+    a still run and a clip's run end the same way."""
     try:
         yield
     except BaseException as exc:

@@ -56,6 +56,7 @@ from nst_cli.run.provenance import png_metadata, timestamp, write_run_config
 from nst_cli.run.recording import output_pil
 from nst_cli.run.resume import StartingPoint
 from nst_cli.run.scales import run_scales
+from nst_cli.run.session import settled
 from nst_cli.run.state import Prepared
 from nst_cli.run.video_checks import (
     check_clip,
@@ -261,14 +262,13 @@ class _Video:
         """Every frame not done yet, each saved before the next starts; then the clip."""
         callbacks, should_stop = self.context.callbacks, self.context.should_stop
         self._read_log()
-        status = "failed"
         started = time.perf_counter()
         frames_run = 0
+        self.status = "failed"  # until the frames say otherwise (as a still run's Session)
         self._record("running", self.done)
-        try:
+        with settled([self]):  # Ctrl-C or a crash: config.yaml says so, the frames stay
             recent: deque[tuple[int, np.ndarray]] = deque(maxlen=max(self.offsets) + 1)
             stylised: dict[int, torch.Tensor] = {}
-            interrupted = False
             for index, frame in self._frames():
                 array = np.asarray(frame)
                 if index < self.done:  # done before: its photo is needed, for the flow
@@ -287,24 +287,13 @@ class _Video:
                 self._age_after(index, array, recent)
                 recent.append((index, array))
                 stylised = {k: v for k, v in stylised.items() if index + 1 - k <= max(self.offsets)}
-                self.rows.append(row)
-                self._write_log()
-                self._record("running", index + 1)
-                done = FrameDone(
-                    index, self.count, int(row["steps"]), row["seconds"],
-                    row.get("temporal_error"), self.run_dir.frame(index),
-                )  # fmt: skip
-                for callback in on_frame:
-                    callback(done)
+                self._frame_done(index, row, on_frame)
             finished = self.run_dir.frames_done() >= self.count
             if finished:
                 self._assemble()
-            status = "completed" if finished else "interrupted"
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
-        finally:
-            self._record(status, self.run_dir.frames_done(), finished=timestamp())
+            self.status = "completed" if finished else "interrupted"
+        self.close()
+        status = self.status
         errors = [r["temporal_error"] for r in self.rows if "temporal_error" in r]
         return VideoResult(
             run_dir=self.run_dir.root,
@@ -320,6 +309,24 @@ class _Video:
             temporal_error=float(np.mean(errors)) if errors else None,
             device=str(self.device),
         )
+
+    def _frame_done(
+        self, index: int, row: dict[str, float], on_frame: Sequence[Callable[[FrameDone], None]]
+    ) -> None:
+        """A frame saved: its row in video.csv, config.yaml's count, the callbacks told."""
+        self.rows.append(row)
+        self._write_log()
+        self._record("running", index + 1)
+        done = FrameDone(
+            index, self.count, int(row["steps"]), row["seconds"], row.get("temporal_error"),
+            self.run_dir.frame(index),
+        )  # fmt: skip
+        for callback in on_frame:
+            callback(done)
+
+    def close(self) -> None:
+        """The clip's end, however it came: config.yaml's status and frame count."""
+        self._record(self.status, self.run_dir.frames_done(), finished=timestamp())
 
     def _settled(self, back: np.ndarray) -> np.ndarray:
         """How far each pixel of this frame is held to the previous one: fully where the
