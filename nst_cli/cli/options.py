@@ -135,8 +135,8 @@ StepsOpt = Annotated[
 PresetOpt = Annotated[
     str | None,
     typer.Option(
-        help="fast, balanced or quality: scales, steps and optimiser together; explicit keys "
-        "win." + default_help("preset"),
+        help="fast, balanced or quality: the steps (60, 160, 500); --steps wins."
+        + default_help("preset"),
         metavar="fast|balanced|quality",
         autocompletion=complete_from(PRESET_NAMES),
         rich_help_panel=OPTIMISATION,

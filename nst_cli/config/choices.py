@@ -89,11 +89,12 @@ PresetName = Literal["fast", "balanced", "quality"]
 #: How much optimiser state checkpoint.pt keeps (see nst_cli.checkpoints).
 CheckpointMode = Literal["compact", "exact", "off"]
 DEFAULT_PRESET: PresetName = "balanced"
-#: What each preset sets; any key given explicitly (file, --set, flag) wins over these.
+#: What each preset sets: the steps, nothing else (all three run `scales: auto` and L-BFGS,
+#: the defaults); `steps` given explicitly (file, --set, flag) wins.
 PRESETS: dict[str, dict[str, Any]] = {
-    "fast": {"scales": "auto", "steps": 60, "optimizer.name": "lbfgs"},
-    "balanced": {"scales": "auto", "steps": 160, "optimizer.name": "lbfgs"},
-    "quality": {"scales": "auto", "steps": 500, "optimizer.name": "lbfgs"},
+    "fast": {"steps": 60},
+    "balanced": {"steps": 160},
+    "quality": {"steps": 500},
 }
 
 #: The flags of `nst stylize` that set a config key, by the flag's Python name, and the key.

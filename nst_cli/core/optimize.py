@@ -24,7 +24,7 @@ from nst_cli.core.lbfgs import ProjectedLBFGS
 from nst_cli.core.losses.total import WeightedSum
 from nst_cli.core.losses.values import Losses, LossTerms, first_non_finite
 from nst_cli.core.schedule import Stage
-from nst_cli.core.tiles import Tiler
+from nst_cli.core.tiles import Forward, TileProgress, Tiler
 from nst_cli.errors import CheckpointError, NonFiniteLossError, NSTError
 
 
@@ -130,9 +130,12 @@ class Lane:
     average: float = 0.0
     #: ... continued from this image on resume.
     average_state: torch.Tensor | None = None
-    #: Runs each evaluation in tiles (an image too large for one pass, core.tiles); the
-    #: lane then runs on its own, not in a batch.
-    tiler: Tiler | None = None
+    #: Tiles of about this many px for each evaluation (an image too large for one pass,
+    #: core.tiles), or None: the whole image in one pass. A tiled lane runs on its own,
+    #: not in a batch.
+    tile: int | None = None
+    #: Told of each tile of a tiled step (the progress display's "tile 3/12").
+    tile_progress: TileProgress | None = None
 
 
 def lane_layers(lanes: Sequence[Lane]) -> list[str]:
@@ -143,8 +146,15 @@ def lane_layers(lanes: Sequence[Lane]) -> list[str]:
 class _Running:
     """A lane while the loop runs: its pixels, optimiser, average and unread losses."""
 
-    def __init__(self, lane: Lane, step: int) -> None:
+    def __init__(self, lane: Lane, step: int, forward: Forward) -> None:
         self.lane = lane
+        size = lane.image.shape[-2:]
+        layers = lane.loss_fn.layers
+        self.tiler = (
+            Tiler.plan(forward, size, lane.tile, layers, lane.tile_progress)
+            if lane.tile is not None
+            else None
+        )
         self.pixels = (
             lane.image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
         )
@@ -210,7 +220,7 @@ def _evaluate(
     """Every lane's losses from one forward pass over their pixels stacked as a batch, and
     (with `backward`) their gradients from one backward pass: the lanes' losses are summed,
     and each lane's pixels only reach its own term. A tiled lane runs alone, in its tiles."""
-    if any(r.lane.tiler is not None for r in running):
+    if any(r.tiler is not None for r in running):
         return [_evaluate_alone(r, extractor, layers, backward) for r in running]
     if len(running) == 1:
         features = extractor(running[0].pixels, layers)
@@ -236,11 +246,11 @@ def _evaluate_alone(
     backward: bool,
 ) -> LossTerms:
     """One lane's loss (and gradient), in tiles if it has a tiler."""
-    if running.lane.tiler is None:
+    if running.tiler is None:
         return _evaluate([running], extractor, layers, backward)[0]
     if backward:
         running.optimizer.zero_grad(set_to_none=True)
-    return running.lane.tiler.evaluate(running.pixels, running.lane.loss_fn, backward)
+    return running.tiler.evaluate(running.pixels, running.lane.loss_fn, backward)
 
 
 def optimize_batch(
@@ -260,7 +270,7 @@ def optimize_batch(
     schedule: one forward and backward pass per step serves them all. A lane whose loss
     turns non-finite, or whose callback fails, stops with that error in its result (the
     others go on); Ctrl-C (`should_stop`) stops them all at the same step."""
-    running = [_Running(lane, start_step) for lane in lanes]
+    running = [_Running(lane, start_step, extractor) for lane in lanes]
     layers = lane_layers(lanes)
     started = time.perf_counter()
     step = start_step

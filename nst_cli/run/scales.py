@@ -20,7 +20,6 @@ from nst_cli.core.pixels import (
     upsample,
 )
 from nst_cli.core.schedule import Stage
-from nst_cli.core.tiles import Tiler
 from nst_cli.run.inputs import stage_images, stage_masks
 from nst_cli.run.losses import build_loss
 from nst_cli.run.memory import plan_memory
@@ -55,7 +54,7 @@ def run_scales(
         ]
         states = [None] * len(prepared)  # in the lanes now (resized or dropped)
         # Tiles come in several shapes: a tiled lane runs the network as it is, not compiled.
-        tiled = any(lane.tiler is not None for lane in lanes)
+        tiled = any(lane.tile is not None for lane in lanes)
         forward = extractor if tiled else cache.forward(config, extractor)
         scale_setup += time.perf_counter() - setup_started
         if config.compile and not tiled:
@@ -130,11 +129,6 @@ def _lane(
     loss = build_loss(
         config, extractor, content, styles, prepared.cache, stage.size, masks, tile, measured
     )
-    tiler = (
-        Tiler.plan(extractor, content.shape[-2:], tile, loss.layers, prepared.tile_progress)
-        if tile is not None
-        else None
-    )
     if prepared.temporal is not None:
         size = (content.shape[-2], content.shape[-1])
         loss = loss.plus(
@@ -150,11 +144,12 @@ def _lane(
         history_size=config.optimizer.history_size,
         trust_region=config.optimizer.trust_region,
         # A tiled image is a large one: its history in float16 (half the bytes per pixel).
-        compact_history=config.memory == "low" or tiler is not None,
+        compact_history=config.memory == "low" or tile is not None,
         precondition=precondition,
         average=config.average,
         average_state=average,
-        tiler=tiler,
+        tile=tile,
+        tile_progress=prepared.tile_progress,
     )
 
 

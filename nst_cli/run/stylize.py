@@ -96,12 +96,25 @@ def stylize(
 
 def stylize_with(config: Config, context: RunContext) -> StylizeResult:
     """One stylisation, as a table of contents: settle what may happen to the folder,
-    prepare (inputs, network, start), then, holding the folder, run each scale and finish."""
+    prepare (inputs, network, start), then, holding the folder, run each scale and finish.
+    Whatever happens (finished, Ctrl-C, NaN, disk full), the newest good image, the frames
+    and the loss log already written are kept, and config.yaml says how the run ended."""
     context = _settle_intent(config, context)
     prepared = prepare(config, context)
     with prepared.run_dir.lock():
         _claim_folder(prepared.run_dir, context)
-        return _execute(prepared, context)
+        session = Session(prepared)  # config.yaml says "running"; the recorder keeps it current
+        with settled([session]):  # Ctrl-C or a crash: the newest image saved, the status said
+            (result,) = run_scales(
+                [prepared], [[*session.recorder.callbacks(), *context.callbacks]],
+                context.should_stop,
+            )  # fmt: skip
+            error = session.finish(result)
+    closing = session.close()  # always: the newest image, the log, config.yaml's status
+    failure = error or closing
+    if failure is not None:
+        raise failure
+    return session.outcome(result)
 
 
 def _settle_intent(config: Config, context: RunContext) -> RunContext:
@@ -242,21 +255,6 @@ def _warn_unusual_settings(config: Config) -> None:
             "optimiser?); remove optimizer.lr to use %s's default %g",
             lr, name, low, high, name, DEFAULT_LR[name],
         )  # fmt: skip
-
-
-def _execute(prepared: Prepared, context: RunContext) -> StylizeResult:
-    """Run every scale, keeping the run folder current; whatever happens, save what we have."""
-    session = Session(prepared)
-    with settled([session]):
-        (result,) = run_scales(
-            [prepared], [[*session.recorder.callbacks(), *context.callbacks]], context.should_stop
-        )
-        error = session.finish(result)
-    closing = session.close()  # always: the newest image, the log, config.yaml's status
-    failure = error or closing
-    if failure is not None:
-        raise failure
-    return session.outcome(result)
 
 
 def tile_reporter(callbacks: Sequence[Callback]) -> TileProgress | None:
