@@ -25,7 +25,7 @@ from nst_cli.core.losses.total import (
 from nst_cli.core.optimize import Lane, optimize_batch
 from nst_cli.errors import NonFiniteLossError
 from nst_cli.run import memory, session
-from nst_cli.run import stylize as pipeline
+from nst_cli.run.stylize import stylize_batch
 from nst_cli.sweep import execute as sweep
 from nst_cli.sweep.execute import SweepHooks, plan_batches, run_sweep
 from nst_cli.sweep.grid import parse_param
@@ -52,21 +52,25 @@ def _summary(root: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_a_batched_sweep_gives_what_one_by_one_gives(base: Path, tmp_path: Path, monkeypatch):
-    """Two scales, three style weights and two optimisers: optimised as one batch, each run's
-    folder holds what the run alone writes, with the same image (to rounding) and losses."""
-    batches: list[int] = []
-    real = pipeline._execute_all
-    monkeypatch.setattr(
-        pipeline, "_execute_all", lambda p, *a: batches.append(len(p)) or real(p, *a)
-    )
-    args = ["--style-weights", "0.5,20", "--param", "optimizer.name=lbfgs,adam", "--quiet"]
-    alone = runner.invoke(app, ["sweep", "-c", str(base), *args, "-o", str(tmp_path / "a")])
-    together = runner.invoke(
-        app, ["sweep", "-c", str(base), *args, "-o", str(tmp_path / "b"), "--batch", "4"]
-    )
-    assert alone.exit_code == 0 and together.exit_code == 0, together.output
-    assert batches == [1, 1, 1, 1, 4]
+def test_a_batched_sweep_gives_what_one_by_one_gives(base: Path, tmp_path: Path):
+    """Two style weights and two optimisers: optimised as one batch, each run's folder holds
+    what the run alone writes, with the same image (to rounding) and losses. Run by run, each
+    run's steps come before the next run's; as a batch, the four runs take each step
+    together (their events interleave)."""
+    params = [parse_param("weights.style=0.5,20"), parse_param("optimizer.name=lbfgs,adam")]
+    order: dict[str, list[tuple[int, int]]] = {"a": [], "b": []}
+    for folder, batch in (("a", 1), ("b", 4)):
+        root, runs = plan_sweep(base, params, output=tmp_path / folder)
+
+        def record(i: int, run: object, seen: list[tuple[int, int]] = order[folder]) -> list:
+            return [lambda event: seen.append((i, event.step))]
+
+        run_sweep(root, runs, SweepHooks(record), batch=batch)
+    one_by_one = [i for i, _ in order["a"]]
+    assert one_by_one == sorted(one_by_one)  # each run whole before the next
+    first_steps = [i for i, step in order["b"] if step == 0]
+    assert sorted(first_steps) == [0, 1, 2, 3]
+    assert order["b"][:4] == [(i, 0) for i in range(4)]  # all four at step 0 before any step 1
     rows_alone, rows_together = _summary(tmp_path / "a"), _summary(tmp_path / "b")
     assert [r["run"] for r in rows_alone] == [r["run"] for r in rows_together]
     for one, other in zip(rows_alone, rows_together, strict=True):
@@ -148,7 +152,7 @@ def test_batch_settings_are_checked(base: Path, tmp_path: Path) -> None:
         run_sweep(tmp_path / "r", runs, executor="ray", batch=2)
     configs = [runs[0].config, runs[1].config.model_copy(update={"resolution": 40})]
     with pytest.raises(ValueError, match="resolution"):
-        pipeline.stylize_batch(configs)
+        stylize_batch(configs)
 
 
 def _tiny_problem() -> tuple[object, torch.Tensor, callable]:
