@@ -36,6 +36,9 @@ class ModelCache:
         self._targets: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
         self._shares: dict[tuple[Any, ...], dict[str, float]] = {}
+        #: What it has made so far: networks built and style targets computed (a sweep's
+        #: runs share one of each; a long-lived process can watch them).
+        self.made = {"networks": 0, "style targets": 0}
 
     def network(self, config: Config) -> tuple[torch.device, str, FeatureExtractor]:
         """What a run (or a clip's frame) computes on: the device and precision the config
@@ -63,6 +66,7 @@ class ModelCache:
             cached = build_extractor(
                 model.weights, layers, model.pooling, model.preprocessing, config.seed
             ).to(device)
+            self.made["networks"] += 1
             self._extractors[key] = cached
             self._targets.clear()
             self._shares.clear()
@@ -131,6 +135,7 @@ class ModelCache:
                 style, list(layers), lambda features, _: target_sums(features, layers, statistic)
             )
             cached = targets_from_sums(sums, shapes, form, statistic)
+            self.made["style targets"] += 1
             if len(self._targets) >= MAX_CACHED_TARGETS:  # a batch of many photo sizes
                 self._targets.pop(next(iter(self._targets)))
             self._targets[full_key] = cached

@@ -237,7 +237,7 @@ class Studio:
         command = request.sweep_command_line(key, values, root)
 
         def work(job: Job) -> Any:
-            hooks = SweepHooks(lambda i, run: [job.progress()], job.should_stop)
+            hooks = SweepHooks(lambda i, run: [job.progress()], job.should_stop, cache=self.cache)
             return run_sweep(root, runs, hooks, score=True)
 
         job = self.jobs.start(work)

@@ -46,6 +46,9 @@ class SweepHooks:
     #: Called once per run when it ends (or was already done): its result, if it ran here.
     on_run_done: Callable[[int, PlannedRun, StylizeResult | None], None] = lambda i, r, res: None
     allow_large: bool = False
+    #: The networks and style targets the runs here share (None: a new cache for the sweep);
+    #: a long-lived process (the studio) passes its own, so its runs share them too.
+    cache: ModelCache | None = None
 
 
 class Executor(Protocol):
@@ -149,12 +152,8 @@ def run_sweep(
 def _run_here(runs: Sequence[PlannedRun], hooks: SweepHooks, batch: int | None = None) -> None:
     """The runs in this process, sharing the network and style targets: one after another,
     or up to `batch` at a time where they can share a batch (see plan_batches)."""
-    callbacks_for, should_stop, allow_large = (
-        hooks.callbacks_for,
-        hooks.should_stop,
-        hooks.allow_large,
-    )
-    cache = ModelCache()
+    callbacks_for, should_stop = hooks.callbacks_for, hooks.should_stop
+    allow_large, cache = hooks.allow_large, hooks.cache or ModelCache()
     for group in plan_batches(runs, batch, allow_large):
         if should_stop():
             break

@@ -274,26 +274,20 @@ def test_index_html_fits_a_laptop_window_with_readable_loss_curves(
 
 
 def test_runs_share_one_network_and_style_targets(
-    swept: tuple[Path, Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    swept: tuple[Path, Path, str], tmp_path: Path
 ) -> None:
-    import nst_cli.run.models as models
-    from nst_cli.sweep.execute import run_sweep
+    from nst_cli.run.models import ModelCache
+    from nst_cli.sweep.execute import SweepHooks, run_sweep
     from nst_cli.sweep.plan import plan_sweep
 
     config, _, _ = swept
-    builds, targets = [], []
-    real_build, real_targets = models.build_extractor, models.targets_from_sums
-    monkeypatch.setattr(
-        models, "build_extractor", lambda *a, **k: builds.append(1) or real_build(*a, **k)
-    )
-    monkeypatch.setattr(
-        models, "targets_from_sums", lambda *a, **k: targets.append(1) or real_targets(*a, **k)
-    )
     root, runs = plan_sweep(
         config, [parse_param("weights.style=1,2,3")], ["steps=1"], output=tmp_path / "shared"
     )
-    run_sweep(root, runs)
-    assert len(builds) == 1 and len(targets) == 1
+    cache = ModelCache()
+    run_sweep(root, runs, SweepHooks(cache=cache))
+    assert [run.state for run in runs] == ["done"] * 3
+    assert cache.made == {"networks": 1, "style targets": 1}
 
 
 def _sweep_base(tmp_path: Path) -> Path:
