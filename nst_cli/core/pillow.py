@@ -10,7 +10,9 @@ lock, and the first in saves the limit and the last out restores it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import struct
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -74,8 +76,27 @@ def srgb_profile() -> bytes:
     if _SRGB is None:
         from PIL import ImageCms
 
-        _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        _SRGB = _dated(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
     return _SRGB
+
+
+#: The creation date every profile nst writes carries (LittleCMS stamps the time it made
+#: the profile, which made two runs of one command differ in final.png's bytes).
+PROFILE_DATE = (2000, 1, 1, 0, 0, 0)
+
+
+def _dated(profile: bytes) -> bytes:
+    """The profile with its creation date set to PROFILE_DATE and its ID (the MD5 of the
+    profile with the flags, the rendering intent and the ID zeroed, ICC.1:2010 7.2.18)
+    recomputed where it has one, so the same image is the same bytes."""
+    data = bytearray(profile)
+    data[24:36] = struct.pack(">6H", *PROFILE_DATE)
+    if any(data[84:100]):
+        hashed = bytearray(data)
+        hashed[44:48] = hashed[64:68] = bytes(4)
+        hashed[84:100] = bytes(16)
+        data[84:100] = hashlib.md5(hashed, usedforsecurity=False).digest()
+    return bytes(data)
 
 
 _SRGB: bytes | None = None

@@ -89,3 +89,22 @@ def test_every_image_nst_writes_is_tagged_srgb(tmp_path: Path, suffix: str) -> N
     assert icc
     description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
     assert "sRGB" in description
+
+
+@pytest.mark.subprocess
+def test_the_same_image_is_the_same_bytes_from_another_process(tmp_path: Path) -> None:
+    """The sRGB profile nst embeds carries a fixed date: LittleCMS stamps the moment it made
+    the profile, and two runs of one command wrote final.png with different bytes."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys; from pathlib import Path; from PIL import Image; "
+        "from nst_cli.io.files import save_png; "
+        "save_png(Image.new('RGB', (8, 8), (200, 30, 90)), Path(sys.argv[1]), {'nst:step': '1'})"
+    )
+    for name in ("a.png", "b.png"):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / name)], check=True)
+        time.sleep(1.1)  # the profile's date is in seconds
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()

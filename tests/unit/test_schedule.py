@@ -97,8 +97,10 @@ def test_explicit_keys_win_over_the_preset(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("preset: quality\nsteps: 7\n")
     config = resolve_config(path)
-    assert config.steps == 7 and config.scales == PRESETS["quality"]["scales"]
+    assert config.steps == 7 and config.scales == "auto"  # a preset sets the steps only
     assert resolve_config(path, overrides={"steps": 9}).steps == 9
+    path.write_text("preset: quality\n")
+    assert resolve_config(path).steps == PRESETS["quality"]["steps"] == 500
 
 
 def test_presets_are_ordered_by_effort() -> None:
