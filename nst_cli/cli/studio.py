@@ -68,6 +68,7 @@ def studio(
     with errors_to_exit(debug):
         access = Access(host, password, user, share)
         access.check()  # before Gradio and torch load: one line, at once
+        access.check_address()
         if jobs is not None and jobs < 1:
             raise ConfigError(f"--jobs {jobs}: give 1 or more")
         if output.exists() and not output.is_dir():

@@ -7,6 +7,7 @@ outside (the theme uses the system's fonts)."""
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,22 @@ class Access:
             raise ConfigError(
                 f"--share: a public link needs a password (--password, or {PASSWORD_ENV})"
             )
+
+    def check_address(self) -> None:
+        """Refuse, in one line, a --host that is not an address of this machine (the server
+        would try a hundred ports there before giving up)."""
+        try:
+            family, kind, _, _, address = socket.getaddrinfo(self.host, 0, type=socket.SOCK_STREAM)[
+                0
+            ]
+            with socket.socket(family, kind) as probe:
+                probe.bind(address)
+        except OSError as exc:  # socket.gaierror too: a name that does not resolve
+            reason = exc.strerror or str(exc)
+            raise ConfigError(
+                f"--host {self.host}: not an address of this machine ({reason}); use "
+                "127.0.0.1, 0.0.0.0 (every interface) or one of this machine's addresses"
+            ) from None
 
     @property
     def auth(self) -> tuple[str, str] | None:
@@ -129,6 +146,25 @@ def launch(
     Image.MAX_IMAGE_PIXELS = None
     middleware = [Middleware(HostCheck, bound=access.host)] if is_loopback(access.host) else []
     page.queue(default_concurrency_limit=jobs)
+    try:
+        _start(page, access, port, readable, middleware, open_browser)
+    except OSError as exc:  # the port taken, or the address not this machine's
+        where = f"--port {port}" if port else f"--host {access.host}"
+        raise ConfigError(
+            f"{where}: cannot listen there ({str(exc).split('. ')[0]}); pick another port, or "
+            "leave --port out to take the first free one from 7860"
+        ) from None
+    return str(page.local_url)
+
+
+def _start(
+    page: Any,
+    access: Access,
+    port: int | None,
+    readable: list[Path],
+    middleware: list[Any],
+    open_browser: bool,
+) -> None:
     page.launch(
         server_name=access.host,
         server_port=port,
@@ -144,4 +180,3 @@ def launch(
         quiet=True,
         show_error=True,
     )
-    return str(page.local_url)

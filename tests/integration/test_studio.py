@@ -241,6 +241,30 @@ def test_a_studio_others_could_reach_needs_a_password(arguments: list[str]) -> N
     assert len(lines) == 1 and "password" in lines[0], result.output
 
 
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        (
+            ["--host", "10.255.255.1", "--password", "x"],
+            "--host 10.255.255.1: not an address of this machine",
+        ),
+        (["--host", "no-such-host.invalid", "--password", "x"], "not an address of this machine"),
+    ],
+)
+def test_a_host_that_is_not_this_machine_is_one_line(arguments: list[str], said: str) -> None:
+    result = CliRunner().invoke(app, ["studio", *arguments])
+    assert result.exit_code == 2 and said in result.output, result.output
+
+
+def test_a_port_in_use_is_one_line(studio: tuple[str, Any], tmp_path: Path) -> None:
+    url, _ = studio
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    result = CliRunner().invoke(app, ["studio", "-o", str(tmp_path / "o"), "--port", port])
+    assert result.exit_code == 2, result.output
+    assert f"--port {port}: cannot listen there" in result.output
+    assert "Traceback" not in result.output
+
+
 @pytest.mark.subprocess
 def test_without_the_extra_the_studio_says_how_to_install_it(tmp_path: Path) -> None:
     """`pip install .` alone: every other command works, and `nst studio` says which extra."""
