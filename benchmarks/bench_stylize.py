@@ -17,7 +17,7 @@ import torch
 
 from nst_cli import stylize
 from nst_cli.config.resolve import resolve_config
-from nst_cli.run.models import ModelCache
+from nst_cli.run.cache import ModelCache
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 

@@ -32,7 +32,7 @@ from nst_cli.core.color import recolor  # noqa: E402
 from nst_cli.core.features import build_extractor  # noqa: E402
 from nst_cli.core.pixels import resize_long_side, to_tensor  # noqa: E402
 from nst_cli.io.images import load_image  # noqa: E402
-from nst_cli.run.models import ModelCache  # noqa: E402
+from nst_cli.run.cache import ModelCache  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 PAIRS = (("coffee.png", "swirls.png"), ("chelsea.png", "strokes.png"), ("rocket.jpg", "fluid.png"))

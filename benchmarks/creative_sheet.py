@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from nst_cli import resolve_config, stylize  # noqa: E402
 from nst_cli.io.images import label_font  # noqa: E402
-from nst_cli.run.models import ModelCache  # noqa: E402
+from nst_cli.run.cache import ModelCache  # noqa: E402
 
 CELL = 216
 PANELS = (

@@ -24,9 +24,9 @@ from nst_cli.config.resolve import resolve_config
 from nst_cli.core.devices import resolve_device, resolve_precision
 from nst_cli.core.lbfgs import ProjectedLBFGS
 from nst_cli.core.pixels import to_pil, to_tensor
+from nst_cli.run.cache import ModelCache
 from nst_cli.run.inputs import images_at, initial_image, load_inputs
 from nst_cli.run.losses import build_loss
-from nst_cli.run.models import ModelCache
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 PAIRS = {

@@ -37,7 +37,7 @@ from evaluator import STYLE_LAYERS, Evaluator  # noqa: E402
 from nst_cli import stylize
 from nst_cli.config.resolve import resolve_config
 from nst_cli.io.images import label_font  # noqa: E402
-from nst_cli.run.models import ModelCache
+from nst_cli.run.cache import ModelCache
 from nst_cli.run.score import score_result
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from nst_cli.core import score as measures
+from nst_cli.core import measures
 from nst_cli.core.pixels import fit_long_side, resize_to
 from nst_cli.io.images import load_image
 from nst_cli.run import score as scoring

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from nst_cli import resolve_config, stylize  # noqa: E402
 from nst_cli.core.flow import clip_temporal_errors  # noqa: E402
-from nst_cli.run.models import ModelCache  # noqa: E402
+from nst_cli.run.cache import ModelCache  # noqa: E402
 from nst_cli.run.video import stylize_video  # noqa: E402
 from samples.make_clip import pan_frames  # noqa: E402
 

@@ -17,7 +17,7 @@ _EXPORTS = {
     "Config": "config.models",
     "resolve_config": "config.resolve",
     "NSTError": "errors",
-    "ModelCache": "run.models",
+    "ModelCache": "run.cache",
     "StylizeResult": "run.stylize",
     "stylize": "run.stylize",
     "stylize_batch": "run.stylize",
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from nst_cli.config.models import Config
     from nst_cli.config.resolve import resolve_config
     from nst_cli.errors import NSTError
-    from nst_cli.run.models import ModelCache
+    from nst_cli.run.cache import ModelCache
     from nst_cli.run.state import StylizeResult
     from nst_cli.run.stylize import stylize, stylize_batch
 

@@ -55,8 +55,8 @@ def run_with_progress(
     rich bar; plain lines when piped or asked; with `frames`, a bar over a clip's frames and
     one over the current frame's steps) and a graceful Ctrl-C (the first stops after the
     step, everything saved)."""
+    from nst_cli.cli.bars import FrameBars, FrameLines, ProgressBar, make_progress
     from nst_cli.cli.interrupts import GracefulInterrupt
-    from nst_cli.cli.progress import FrameBars, FrameLines, ProgressBar, make_progress
     from nst_cli.run.progress import LogLines
 
     with GracefulInterrupt(on_first=announce_stop) as stop:
@@ -99,8 +99,8 @@ def _sweep_with_progress(
     allow_large: bool,
     **options: Any,
 ) -> SweepOutcome:
+    from nst_cli.cli.bars import ProgressBar, make_progress
     from nst_cli.cli.interrupts import GracefulInterrupt
-    from nst_cli.cli.progress import ProgressBar, make_progress
     from nst_cli.run.progress import LogLines
     from nst_cli.sweep.execute import SweepHooks, run_sweep
 

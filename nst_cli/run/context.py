@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from nst_cli.config.models import Config
 from nst_cli.core.optimize import Callback
-from nst_cli.run.models import ModelCache
+from nst_cli.run.cache import ModelCache
 
 
 def never() -> bool:

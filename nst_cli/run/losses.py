@@ -26,7 +26,7 @@ from nst_cli.core.losses.total import (
     style_transfer_loss,
 )
 from nst_cli.core.tiles import Tiler
-from nst_cli.run.models import ModelCache
+from nst_cli.run.cache import ModelCache
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Progress as plain lines: step, scale, losses, it/s and ETA, for logs and for the Python API (`stylize(..., progress=True)`). The terminal's rich bar (nst_cli.cli.progress) builds on the same rate."""
+"""Progress as plain lines: step, scale, losses, it/s and ETA, for logs and for the Python API (`stylize(..., progress=True)`). The terminal's rich bar (nst_cli.cli.bars) builds on the same rate."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`nst score`: how a result compares with its photo and painting, on measures nst does not
-optimise (core.score): a judge of the defaults, and a way to rank a sweep's runs."""
+optimise (core.measures): a judge of the defaults, and a way to rank a sweep's runs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from PIL import Image
 
 from nst_cli.config.choices import IMAGE_SUFFIXES
 from nst_cli.config.loading import read_png_config
-from nst_cli.core import score as measures
+from nst_cli.core import measures
 from nst_cli.core.features import FeatureExtractor, build_extractor
 from nst_cli.core.pixels import fit_long_side, resize_to
 from nst_cli.errors import ConfigError, ImageError
@@ -102,7 +102,7 @@ def score_result(
 ) -> Score:
     """Measure `result` against its photo and painting (read from the image's own settings
     when not given). The painting is brought to the result's long side; the textures of both
-    are compared at core.score.MEASURE_SIDE at most. `allow_large` accepts images over the
+    are compared at core.measures.MEASURE_SIDE at most. `allow_large` accepts images over the
     100-megapixel limit (a print-size result)."""
     made = load_image(result, "result", allow_large)
     if content is None or style is None:

@@ -12,8 +12,8 @@ from nst_cli.core.features import FeatureExtractor
 from nst_cli.core.losses.temporal import TemporalTerm
 from nst_cli.core.tiles import TileProgress
 from nst_cli.io.rundir import RunDir
+from nst_cli.run.cache import ModelCache
 from nst_cli.run.inputs import Inputs
-from nst_cli.run.models import ModelCache
 from nst_cli.run.resume import (
     StartingPoint,
 )

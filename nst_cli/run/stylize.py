@@ -28,9 +28,9 @@ from nst_cli.core.optimize import Callback, OptimizeResult
 from nst_cli.core.tiles import TileProgress
 from nst_cli.errors import NSTError
 from nst_cli.io.rundir import RunDir
+from nst_cli.run.cache import ModelCache
 from nst_cli.run.context import RunContext, never
 from nst_cli.run.inputs import load_inputs
-from nst_cli.run.models import ModelCache
 from nst_cli.run.progress import LogLines
 from nst_cli.run.provenance import run_config_dict
 from nst_cli.run.resume import (

@@ -48,10 +48,10 @@ from nst_cli.io.files import save_png, write_text
 from nst_cli.io.images import load_image
 from nst_cli.io.video import Clip, read_frames, write_clip
 from nst_cli.io.videodir import VIDEO_COLUMNS, VideoDir
+from nst_cli.run.cache import ModelCache
 from nst_cli.run.context import RunContext
 from nst_cli.run.inputs import Inputs, initial_image, load_masks, stage_images
 from nst_cli.run.memory import check_memory
-from nst_cli.run.models import ModelCache
 from nst_cli.run.provenance import png_metadata, timestamp, write_run_config
 from nst_cli.run.recording import output_pil
 from nst_cli.run.resume import StartingPoint

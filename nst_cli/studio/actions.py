@@ -19,7 +19,7 @@ from nst_cli.config.resolve import resolve_config, resume_config
 from nst_cli.errors import ConfigError, NSTError
 from nst_cli.io.animation import make_animation
 from nst_cli.io.rundir import RunDir
-from nst_cli.run.models import ModelCache
+from nst_cli.run.cache import ModelCache
 from nst_cli.run.score import score_result
 from nst_cli.run.state import StylizeResult
 from nst_cli.run.stylize import stylize

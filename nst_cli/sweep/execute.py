@@ -16,10 +16,10 @@ from nst_cli.core.devices import resolve_device
 from nst_cli.core.optimize import Callback
 from nst_cli.errors import ConfigError, NSTError, OutputError
 from nst_cli.io.rundir import folder_lock
+from nst_cli.run.cache import ModelCache
 from nst_cli.run.context import never
 from nst_cli.run.inputs import load_inputs
 from nst_cli.run.memory import BASE_BYTES, estimate_run_bytes, memory_limit
-from nst_cli.run.models import ModelCache
 from nst_cli.run.state import StylizeResult
 from nst_cli.run.stylize import batch_key, stylize, stylize_batch
 from nst_cli.sweep.plan import PlannedRun, SweepOutcome, check_sweep_folder, fail, write_manifest

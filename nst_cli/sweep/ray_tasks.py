@@ -21,8 +21,8 @@ from nst_cli.core.optimize import Callback, StepEvent
 from nst_cli.errors import ConfigError, NSTError
 from nst_cli.io.files import write_bytes
 from nst_cli.io.rundir import LOCK_NAME, RunDir
+from nst_cli.run.cache import ModelCache
 from nst_cli.run.context import RunContext
-from nst_cli.run.models import ModelCache
 from nst_cli.run.stylize import stylize_with
 from nst_cli.sweep.plan import PlannedRun
 

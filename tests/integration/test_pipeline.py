@@ -16,9 +16,9 @@ from nst_cli.config.resolve import resolve_config
 from nst_cli.core.features import caffe_state_dict
 from nst_cli.errors import ConfigError
 from nst_cli.io.losslog import read_loss_rows
+from nst_cli.run.cache import ModelCache
 from nst_cli.run.inputs import images_at, initial_image, load_inputs
 from nst_cli.run.losses import build_loss
-from nst_cli.run.models import ModelCache
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 

@@ -19,7 +19,7 @@ from nst_cli.config.resolve import resolve_config
 from nst_cli.core import devices, heap
 from nst_cli.core.features import _segments, build_extractor
 from nst_cli.core.layers import LAYER_NAMES
-from nst_cli.run.models import ModelCache
+from nst_cli.run.cache import ModelCache
 
 LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

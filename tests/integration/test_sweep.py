@@ -276,7 +276,7 @@ def test_index_html_fits_a_laptop_window_with_readable_loss_curves(
 def test_runs_share_one_network_and_style_targets(
     swept: tuple[Path, Path, str], tmp_path: Path
 ) -> None:
-    from nst_cli.run.models import ModelCache
+    from nst_cli.run.cache import ModelCache
     from nst_cli.sweep.execute import SweepHooks, run_sweep
     from nst_cli.sweep.plan import plan_sweep
 

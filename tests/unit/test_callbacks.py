@@ -9,7 +9,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from nst_cli.cli.progress import ProgressBar, make_progress
+from nst_cli.cli.bars import ProgressBar, make_progress
 from nst_cli.config.models import Config
 from nst_cli.core.optimize import StepEvent
 from nst_cli.core.schedule import SCALE_SETUP_STEPS, STEP_COST_EXPONENT, Stage

@@ -15,9 +15,9 @@ from nst_cli.core.layers import layer_block
 from nst_cli.core.losses.total import WeightedSum
 from nst_cli.core.objects import OBJECTS, TEXTURE, nonstationarity, texture_share
 from nst_cli.errors import ConfigError
+from nst_cli.run.cache import ModelCache
 from nst_cli.run.inputs import load_inputs, stage_images, stage_masks
 from nst_cli.run.losses import build_loss
-from nst_cli.run.models import ModelCache
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 

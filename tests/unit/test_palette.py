@@ -9,9 +9,9 @@ import torch
 
 from nst_cli.config.resolve import resolve_config
 from nst_cli.core.losses.palette import PaletteTerm, pooled_colours, pooling_for
+from nst_cli.run.cache import ModelCache
 from nst_cli.run.inputs import load_inputs, stage_images
 from nst_cli.run.losses import build_loss
-from nst_cli.run.models import ModelCache
 
 
 def _image(colours: torch.Tensor, side: int = 32) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The evaluator's measures (core.score) on cases whose answer is known, and `nst score`."""
+"""The evaluator's measures (core.measures) on cases whose answer is known, and `nst score`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from nst_cli.cli import app
-from nst_cli.core import score
+from nst_cli.core import measures as score
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
