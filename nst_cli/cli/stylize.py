@@ -311,8 +311,8 @@ def time_split(result: StylizeResult, wall: float) -> str:
         ("loading inputs", result.setup_seconds),
     ]
     parts.append(("starting and saving", max(0.0, wall - sum(s for _, s in parts))))
-    shown = ", ".join(f"{seconds:.1f} {what}" for what, seconds in parts if seconds >= 0.05)
-    return f"{max(wall, sum(s for _, s in parts)):.1f} s: {shown}"
+    said = ", ".join(f"{seconds:.1f} {what}" for what, seconds in parts if seconds >= 0.05)
+    return f"{max(wall, sum(s for _, s in parts)):.1f} s: {said}"
 
 
 def summary_rows(result: StylizeResult, wall: float) -> list[tuple[str, str]]:

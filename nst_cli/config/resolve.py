@@ -355,8 +355,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
             message = (
                 err["msg"].removeprefix("Value error, ").replace(" for <class 'pathlib.Path'>", "")
             )
-            shown = err["type"] not in ("missing", "value_error")
-            if shown and "input" in err and not isinstance(err["input"], dict | list):
+            quoted = err["type"] not in ("missing", "value_error")
+            if quoted and "input" in err and not isinstance(err["input"], dict | list):
                 got = repr(err["input"])  # a pasted 300-digit number is not worth a screenful
                 message += f" (got {got if len(got) <= 40 else got[:37] + '...'})"
         if not loc and re.match(r"^[a-z_.]+: ", message):

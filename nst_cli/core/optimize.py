@@ -46,7 +46,7 @@ class StepEvent:
     average: torch.Tensor | None = None
 
     @property
-    def shown(self) -> torch.Tensor:
+    def saved(self) -> torch.Tensor:
         """The image that is saved: the average when one is kept, else the iterate."""
         return self.average if self.average is not None else self.image
 

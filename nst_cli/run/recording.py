@@ -40,15 +40,15 @@ class LatestImage:
 
     def __call__(self, event: StepEvent) -> None:
         # A copy: event.image is the live tensor the optimiser keeps changing.
-        shown = event.shown.detach()
+        saved = event.saved.detach()
         finite = getattr(event.losses, "finite", None)
         if self.image is None or finite is None:
-            self.image = shown.clone()
-        elif self.image.shape != shown.shape:  # a new scale: one read, once per scale
+            self.image = saved.clone()
+        elif self.image.shape != saved.shape:  # a new scale: one read, once per scale
             if bool(finite):
-                self.image = shown.clone()
+                self.image = saved.clone()
         else:
-            self.image = torch.where(finite, shown, self.image)
+            self.image = torch.where(finite, saved, self.image)
         if getattr(event.losses, "read", True) and all(
             math.isfinite(v) for v in event.losses.values()
         ):
@@ -74,20 +74,20 @@ class LatestImage:
 def output_pil(
     image: torch.Tensor,
     size: tuple[int, int] | None,
-    shown: Callable[[Image.Image], Image.Image] | None = None,
+    recolor: Callable[[Image.Image], Image.Image] | None = None,
 ) -> Image.Image:
     """The image as the user sees it: 8-bit RGB at the run's final (width, height), so frames
-    of every scale of a coarse-to-fine run line up in one animation, through `shown` (e.g.
+    of every scale of a coarse-to-fine run line up in one animation, through `recolor` (e.g.
     the content's colours put back) when given."""
     pil = to_pil(image)
     pil = pil if size is None else resize_to(pil, size)
-    return shown(pil) if shown is not None else pil
+    return recolor(pil) if recolor is not None else pil
 
 
 @dataclass(frozen=True)
 class OutputImage:
     """The `-o` image: where it goes, its size and bits per channel, and (16 bits) the
-    colour transform in float that `shown` is in 8 bits."""
+    colour transform in float that `recolor` is in 8 bits."""
 
     path: Path
     bits: int
@@ -122,13 +122,13 @@ class FrameSaver:
         save_every: int,
         png_text: Mapping[str, str],
         output_size: tuple[int, int] | None = None,
-        shown: Callable[[Image.Image], Image.Image] | None = None,
+        recolor: Callable[[Image.Image], Image.Image] | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.save_every = save_every
         self.png_text = dict(png_text)
         self.output_size = output_size
-        self.shown = shown
+        self.recolor = recolor
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-frames")
         self._pending: list[Future[None]] = []
 
@@ -138,7 +138,7 @@ class FrameSaver:
             if event.stage is not None:
                 text["nst:scale"] = str(event.stage.size)
             # A copy: the live tensor keeps changing while the frame is written.
-            pixels = event.shown.detach().to("cpu", torch.float32, copy=True)
+            pixels = event.saved.detach().to("cpu", torch.float32, copy=True)
             for done in [f for f in self._pending if f.done()]:
                 self._pending.remove(done)
                 done.result()  # a failed write (disk full) stops the run now, as before
@@ -149,7 +149,7 @@ class FrameSaver:
             )
 
     def _write(self, pixels: torch.Tensor, path: Path, text: dict[str, str]) -> None:
-        save_png(output_pil(pixels, self.output_size, self.shown), path, text)
+        save_png(output_pil(pixels, self.output_size, self.recolor), path, text)
 
     def flush(self) -> None:
         """Wait for every frame in flight; the first write error is raised (after all end)."""

@@ -62,7 +62,9 @@ class Session:
         self.text = png_metadata(prepared.recorded)
         self.output_size = fit_long_side(prepared.inputs.content.size, config.resolution)
         # What every saved image goes through: the content's colours put back (luminance).
-        self.shown = color.recolor(prepared.inputs.content) if config.color == "luminance" else None
+        self.recolor = (
+            color.recolor(prepared.inputs.content) if config.color == "luminance" else None
+        )
         self.output = (
             None
             if config.output_image is None
@@ -70,12 +72,14 @@ class Session:
                 config.output_image,
                 config.output_bits,
                 self.output_size,
-                color.recolor_float(prepared.inputs.content) if self.shown else None,
+                color.recolor_float(prepared.inputs.content) if self.recolor else None,
             )  # fmt: skip
         )
         self.recorder = _Recorder(
             latest=LatestImage(),
-            frames=FrameSaver(run_dir, config.frame_every, self.text, self.output_size, self.shown),
+            frames=FrameSaver(
+                run_dir, config.frame_every, self.text, self.output_size, self.recolor
+            ),
             loss_log=LossLog(
                 run_dir.losses,
                 config.frame_every,
@@ -97,7 +101,7 @@ class Session:
         ended = "interrupted" if result.interrupted else "completed"
         try:
             self.recorder.frames.flush()  # every frame on disk (or its write error) first
-            final = output_pil(result.image, self.output_size, self.shown)
+            final = output_pil(result.image, self.output_size, self.recolor)
             final_text = {**self.text, "nst:step": str(result.step)}
             save_png(final, self.prepared.run_dir.final, final_text)
             if self.output is not None:
@@ -120,7 +124,7 @@ class Session:
             if not self.final_saved:
                 _save_on_the_way_out(
                     run_dir, latest, self.text, self.status, self.output_size,
-                    self.output, self.shown,
+                    self.output, self.recolor,
                 )  # fmt: skip
 
         errors = _each_logged(
@@ -199,14 +203,14 @@ def _save_on_the_way_out(
     status: str,
     output_size: tuple[int, int],
     output: OutputImage | None = None,
-    shown: Callable[[Image.Image], Image.Image] | None = None,
+    recolor: Callable[[Image.Image], Image.Image] | None = None,
 ) -> None:
     """On failure or interrupt, the newest good image still becomes final.png (and the
     `-o` image)."""
     if latest.image is None:
         return
     try:
-        image = output_pil(latest.image, output_size, shown)
+        image = output_pil(latest.image, output_size, recolor)
         final_text = {**text, "nst:step": str(latest.step), "nst:status": status}
         save_png(image, run_dir.final, final_text)
         if output is not None:

@@ -455,8 +455,8 @@ class _Video:
         if config.color == "luminance":
             self.run_dir.create_raw()
             save_png(raw, self.run_dir.raw_frame(index), text)
-        shown = color.recolor(frame) if config.color == "luminance" else None
-        save_png(output_pil(result.image, None, shown), self.run_dir.frame(index), text)
+        recolor = color.recolor(frame) if config.color == "luminance" else None
+        save_png(output_pil(result.image, None, recolor), self.run_dir.frame(index), text)
         row: dict[str, float] = {
             "frame": index,
             "steps": result.step,

@@ -331,7 +331,7 @@ def _sweep_gallery(
 ) -> list[tuple[Path, str, Path]]:
     """Each run's newest image with its swept values (and, at the end, its score)."""
     by_name = {row["run"]: row for row in rows}
-    shown = []
+    items = []
     for run in runs:
         image = newest_image(run.config.output_dir)
         if image is None:
@@ -340,5 +340,5 @@ def _sweep_gallery(
         row = by_name.get(run.name, {})
         if row.get("style_swd") not in (None, ""):
             caption += f" · style {float(row['style_swd']):.3f}"
-        shown.append((image, caption, run.config.output_dir))
-    return shown
+        items.append((image, caption, run.config.output_dir))
+    return items

@@ -219,11 +219,11 @@ def _compare_tab(studio: Studio, job: gr.State, main_inputs: list[Any], request:
         try:
             asked = request(values)
             for update in studio.compare(asked, setting.strip(), listed.strip()):
-                shown = [(str(p), c) for p, c, _ in update.gallery]
+                items = [(str(p), c) for p, c, _ in update.gallery]
                 folders = [str(f) for _, _, f in update.gallery]
                 rows = _table(update.rows)
                 command_line = update.finished.command if update.finished else ""
-                yield update.job, _status(update), shown, rows, command_line, folders
+                yield update.job, _status(update), items, rows, command_line, folders
         except NSTError as exc:
             raise _error(exc) from None
 
@@ -315,8 +315,8 @@ def _table(rows: Sequence[dict[str, Any]]) -> Any:
         return None
     import pandas as pd  # Gradio's own dependency: its Dataframe sorts by column
 
-    shown = [{k: v for k, v in row.items() if k not in ("image", "error")} for row in rows]
-    return pd.DataFrame(shown)
+    items = [{k: v for k, v in row.items() if k not in ("image", "error")} for row in rows]
+    return pd.DataFrame(items)
 
 
 def _runs_tab(studio: Studio, page: gr.Blocks) -> None:
@@ -352,9 +352,9 @@ def _runs_tab(studio: Studio, page: gr.Blocks) -> None:
 
     def on_refresh() -> tuple[Any, ...]:
         entries = studio.runs()
-        shown = [(str(e.image), e.caption) for e in entries if e.image is not None]
+        items = [(str(e.image), e.caption) for e in entries if e.image is not None]
         names = [e.name for e in entries]
-        return shown, _runs_table(entries), gr.update(choices=names, value=names[0] if names else None)  # fmt: skip
+        return items, _runs_table(entries), gr.update(choices=names, value=names[0] if names else None)  # fmt: skip
 
     def on_choose(name: str | None) -> tuple[Any, ...]:
         if not name:

@@ -151,8 +151,8 @@ def execute_task(
         if path.is_file() and path.name != LOCK_NAME and not path.name.endswith(".tmp")
     }
     shutil.rmtree(base, ignore_errors=True)
-    shown = [_users_paths(m, local, run_root, task.config.output_dir) for m in captured.messages]
-    return RunReport(task.index, status, files, error, shown)
+    messages = [_users_paths(m, local, run_root, task.config.output_dir) for m in captured.messages]
+    return RunReport(task.index, status, files, error, messages)
 
 
 class _Captured(logging.Handler):

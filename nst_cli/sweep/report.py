@@ -195,13 +195,13 @@ def index_html(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], root: Pat
         ]
         for column in columns:
             value = row.get(column)
-            shown = (
+            text = (
                 ""
                 if value is None
                 else (f"{value:.4g}" if isinstance(value, float) else str(value))
             )
-            sort = value if isinstance(value, int | float) else shown
-            cells.append(f'<td data-sort="{html.escape(str(sort))}">{html.escape(shown)}</td>')
+            sort = value if isinstance(value, int | float) else text
+            cells.append(f'<td data-sort="{html.escape(str(sort))}">{html.escape(text)}</td>')
         plot = image.parent / "losses.png"
         if plot.is_file():
             href = html.escape(
