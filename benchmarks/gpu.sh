@@ -36,7 +36,7 @@ log="$out/gpu.log"
 step() { echo "== $*" | tee -a "$log"; "$@" 2>&1 | tee -a "$log"; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$log"
-step python3 -m pytest -q -p no:cacheprovider tests/integration/test_runtime.py tests/unit/test_devices.py
+step python3 -m pytest -q -p no:cacheprovider tests/integration/test_runtime.py tests/unit/core/test_devices.py
 
 # The target: 512 px, 500 steps, one scale, frames only at the end; each variant twice (the
 # first pays for cuDNN's autotuning and, with compile, the compilation, shown apart).

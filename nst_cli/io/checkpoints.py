@@ -7,7 +7,7 @@ pixel in float32. Three modes (the config's `checkpoint` key):
 - `compact` (default): the newest COMPACT_PAIRS pairs plus the last point and gradient, each
   stored as float16 relative to its own largest value: ~60 bytes per pixel. A resumed run
   rebuilds the rest of its curvature history within a few steps; its final loss matches an
-  uninterrupted run's to within COMPACT_RESUME_TOLERANCE (tests/unit/test_checkpoints.py).
+  uninterrupted run's to within COMPACT_RESUME_TOLERANCE (tests/unit/io/test_checkpoints.py).
 - `exact`: the full float32 state, ~520 bytes per pixel; a resumed run repeats an
   uninterrupted one exactly (up to 8-bit rounding of the saved image).
 - `off`: no checkpoint; the run cannot be resumed.

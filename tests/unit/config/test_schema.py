@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from nst_cli.config.docs import DEFAULT_TEXT, config_table, leaf_fields
 from nst_cli.config.models import Config
 
-CONFIG_PAGE = Path(__file__).resolve().parents[2] / "docs" / "config.md"
+CONFIG_PAGE = Path(__file__).resolve().parents[3] / "docs" / "config.md"
 
 
 def _leaf_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

@@ -19,7 +19,7 @@ from nst_cli.run.cache import ModelCache
 from nst_cli.run.inputs import load_inputs, stage_images, stage_masks
 from nst_cli.run.losses import build_loss
 
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+SAMPLES = Path(__file__).resolve().parents[3] / "samples"
 
 
 def test_a_texture_is_stationary_and_an_object_is_not() -> None:

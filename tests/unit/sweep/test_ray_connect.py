@@ -57,6 +57,6 @@ def test_a_local_instance_says_nothing(caplog: pytest.LogCaptureFixture) -> None
 
 
 def test_the_ray_page_says_how_to_start_a_private_cluster() -> None:
-    page = (Path(__file__).resolve().parents[2] / "docs" / "usage" / "ray.md").read_text()
+    page = (Path(__file__).resolve().parents[3] / "docs" / "usage" / "ray.md").read_text()
     assert "--address auto" in page and "another user's" in page
     assert "ray start --head --port" in page

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from nst_cli.cli import app
 from nst_cli.core import measures as score
 
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+SAMPLES = Path(__file__).resolve().parents[3] / "samples"
 
 
 def _photo(name: str, size: tuple[int, int] | None = None) -> np.ndarray:

@@ -165,6 +165,6 @@ def test_the_docs_state_the_compact_resume_tolerance_the_tests_hold() -> None:
     """docs/outputs.md claims what the resume tests pin (the loss within 2%) and no pixel
     bound they do not (an earlier README said "within 4 levels"; single pixels differ by
     tens of levels)."""
-    page = (Path(__file__).resolve().parents[2] / "docs" / "outputs.md").read_text()
+    page = (Path(__file__).resolve().parents[3] / "docs" / "outputs.md").read_text()
     assert f"within {COMPACT_RESUME_TOLERANCE:.0%} of the loss" in page
     assert "within 4 levels" not in page and "tens of" in page

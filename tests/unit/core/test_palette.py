@@ -84,7 +84,7 @@ def test_large_images_are_pooled_to_a_bounded_count_and_keep_their_palette() -> 
     ],
 )
 def test_the_term_runs_where_the_runs_colours_are_the_paintings(sets: list[str], on: bool) -> None:
-    samples = Path(__file__).resolve().parents[2] / "samples"
+    samples = Path(__file__).resolve().parents[3] / "samples"
     config = resolve_config(
         None,
         sets,
