@@ -143,7 +143,7 @@ def lane_layers(lanes: Sequence[Lane]) -> list[str]:
     return list(dict.fromkeys(name for lane in lanes for name in lane.loss_fn.layers))
 
 
-class _Running:
+class _LaneInLoop:
     """A lane while the loop runs: its pixels, optimiser, average and unread losses."""
 
     def __init__(self, lane: Lane, step: int, forward: Forward) -> None:
@@ -212,7 +212,7 @@ class _Running:
 
 
 def _evaluate(
-    running: Sequence[_Running],
+    running: Sequence[_LaneInLoop],
     extractor: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]],
     layers: list[str],
     backward: bool = True,
@@ -240,7 +240,7 @@ def _evaluate(
 
 
 def _evaluate_alone(
-    running: _Running,
+    running: _LaneInLoop,
     extractor: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]],
     layers: list[str],
     backward: bool,
@@ -270,7 +270,7 @@ def optimize_batch(
     schedule: one forward and backward pass per step serves them all. A lane whose loss
     turns non-finite, or whose callback fails, stops with that error in its result (the
     others go on); Ctrl-C (`should_stop`) stops them all at the same step."""
-    running = [_Running(lane, start_step, extractor) for lane in lanes]
+    running = [_LaneInLoop(lane, start_step, extractor) for lane in lanes]
     layers = lane_layers(lanes)
     started = time.perf_counter()
     step = start_step
@@ -283,7 +283,9 @@ def optimize_batch(
         if is_last:
             with torch.no_grad():
                 terms = _evaluate(active, extractor, layers, backward=False)
-                back = [i for i, r in enumerate(active) if _put_back(r, terms[i].total)]
+                back = [
+                    i for i, r in enumerate(active) if _keep_better_last_point(r, terms[i].total)
+                ]
                 if back:
                     again = _evaluate([active[i] for i in back], extractor, layers, backward=False)
                     for i, lane_terms in zip(back, again, strict=True):
@@ -328,7 +330,7 @@ def optimize_batch(
     return [r.result(interrupted, seconds, start_step) for r in running]
 
 
-def _put_back(running: _Running, total: torch.Tensor) -> bool:
+def _keep_better_last_point(running: _LaneInLoop, total: torch.Tensor) -> bool:
     """At a run's last step, put back the point projected L-BFGS stands on if the one its
     last step reached is worse: the step that would undo that overshoot never comes, and the
     result would be an image worse than one the run already had. (Where its last steps
@@ -344,7 +346,7 @@ def _put_back(running: _Running, total: torch.Tensor) -> bool:
 
 
 def _closure(
-    running: _Running,
+    running: _LaneInLoop,
     extractor: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]],
 ) -> Callable[[], torch.Tensor]:
     """The optimiser's closure: its first call reuses the loss and gradient computed for the

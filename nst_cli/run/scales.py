@@ -49,7 +49,9 @@ def run_scales(
     for stage in config.schedule()[start.stage :]:
         setup_started = time.perf_counter()
         lanes = [
-            _lane(prepared[i], extractor, stage, images[i], states[i], averages[i], callbacks[i])
+            _lane_at_scale(
+                prepared[i], extractor, stage, images[i], states[i], averages[i], callbacks[i]
+            )
             for i in live
         ]
         states = [None] * len(prepared)  # in the lanes now (resized or dropped)
@@ -98,7 +100,7 @@ def run_scales(
     return [done[i] for i in range(len(prepared))]
 
 
-def _lane(
+def _lane_at_scale(
     prepared: Prepared,
     extractor: FeatureExtractor,
     stage: Stage,

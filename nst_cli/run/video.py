@@ -278,7 +278,7 @@ class _Video:
                 for j in self.offsets:
                     if index - j >= 0 and index - j not in stylised:
                         stylised[index - j] = self._stylised(index - j)
-                row, interrupted = self._one(
+                row, interrupted = self._stylize_frame(
                     index, frame, array, recent, stylised, callbacks, should_stop
                 )
                 if interrupted:
@@ -363,7 +363,7 @@ class _Video:
         self._last_flow = (index, back, mask)
         return back, mask
 
-    def _one(
+    def _stylize_frame(
         self,
         index: int,
         frame: Image.Image,

@@ -132,7 +132,7 @@ def test_losses_are_read_back_only_at_check_steps(problem, name: str, as_on_a_gp
             callbacks=[events.append, LatestImage()], check_every=5,
         )  # fmt: skip
     # Steps 0, 5 and 10 (the last): one transfer each, and at the last step L-BFGS's one
-    # comparison of its final point with the point it stands on (optimize._put_back).
+    # comparison of its final point with the point it stands on (optimize._keep_better_last_point).
     # (torch's Adam reads its own step counter, a CPU tensor even on a GPU, with .item():
     # not a device sync.)
     loop_reads = [r for r in host.reads if r != "item"] if name == "adam" else host.reads
