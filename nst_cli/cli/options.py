@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from nst_cli.config.choices import COLOR_MODES, DEVICE_NAMES, FLAG_KEYS, PRESETS
+from nst_cli.config.flags import INPUTS, OUTPUT, RAY, RUN
 from nst_cli.config.models import Config
 from nst_cli.core.layers import LAYER_NAMES
 from nst_cli.errors import ConfigError
 
-PRESET_NAMES = tuple(PRESETS)
-
-
-PANELS = INPUTS, WEIGHTS, OPTIMISATION, OUTPUT, RUN, RAY = (
-    "Inputs", "Weights", "Optimisation", "Output", "Run control", "Ray (folder runs and sweeps)",
-)  # fmt: skip
 DEFAULTS = Config().model_dump(mode="json")
 
 
@@ -74,20 +67,6 @@ SetOpt = Annotated[
         rich_help_panel=INPUTS,
     ),
 ]
-ContentOpt = Annotated[
-    Path | None,
-    typer.Option(
-        help="Content image (the photo); a folder or a quoted glob ('photos/*.jpg') stylises "
-        "each image in it.",
-        rich_help_panel=INPUTS,
-    ),
-]
-StyleOpt = Annotated[
-    list[Path] | None,
-    typer.Option(
-        help="Style image (the painting); repeat it to blend several.", rich_help_panel=INPUTS
-    ),
-]
 StyleBlendOpt = Annotated[
     str | None,
     typer.Option(
@@ -99,58 +78,6 @@ StyleBlendOpt = Annotated[
 ]
 
 
-ResolutionOpt = Annotated[
-    int | None,
-    typer.Option(
-        help="Long side of the output, px." + default_help("resolution"), rich_help_panel=OUTPUT
-    ),
-]
-TileOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Run the network in tiles of about N px (exact: the same loss and gradient); "
-        "auto tiles only what would not fit in memory." + default_help("tile"),
-        metavar="auto|off|N",
-        rich_help_panel=OUTPUT,
-    ),
-]
-OutputDepthOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Bits per channel of the -o image: 16 writes 16-bit PNG/TIFF from the float "
-        "image." + default_help("output_depth"),
-        metavar="auto|8|16",
-        rich_help_panel=OUTPUT,
-    ),
-]
-StepsOpt = Annotated[
-    int | None,
-    typer.Option(
-        help="Optimisation steps in all (shared among the scales). [dim]\\[default: from --preset: "
-        + ", ".join(f"{name} {values['steps']}" for name, values in PRESETS.items())
-        + "][/]",
-        rich_help_panel=OPTIMISATION,
-    ),
-]
-PresetOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="fast, balanced or quality: the steps (60, 160, 500); --steps wins."
-        + default_help("preset"),
-        metavar="fast|balanced|quality",
-        autocompletion=complete_from(PRESET_NAMES),
-        rich_help_panel=OPTIMISATION,
-    ),
-]
-DeviceOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="auto, cpu, cuda, cuda:N or mps." + default_help("device"),
-        metavar="auto|cpu|cuda|cuda:N|mps",
-        autocompletion=complete_from(DEVICE_NAMES),
-        rich_help_panel=RUN,
-    ),
-]
 AllowLargeOpt = Annotated[
     bool,
     typer.Option(
@@ -218,19 +145,6 @@ LogEveryOpt = Annotated[
 ]
 
 
-StyleWeightOpt = Annotated[
-    float | None,
-    typer.Option(
-        help="β, the style loss weight." + default_help("weights.style"), rich_help_panel=WEIGHTS
-    ),
-]
-ContentWeightOpt = Annotated[
-    float | None,
-    typer.Option(
-        help="α, the content loss weight." + default_help("weights.content"),
-        rich_help_panel=WEIGHTS,
-    ),
-]
 PrintConfigOpt = Annotated[
     bool,
     typer.Option(
@@ -242,10 +156,6 @@ OverwriteOpt = Annotated[
     typer.Option(
         "--overwrite", help="Replace a previous run in the output folder.", rich_help_panel=OUTPUT
     ),
-]
-SeedOpt = Annotated[
-    int | None,
-    typer.Option(help="Random seed." + default_help("seed"), rich_help_panel=OPTIMISATION),
 ]
 
 
@@ -272,19 +182,3 @@ def style_value(styles: list[Path] | None, blend: str | None) -> Any:
             "one weight per style"
         )
     return [{"path": str(p), "weight": w} for p, w in zip(styles, weights, strict=True)]
-
-
-def flag_overrides(**flags: Any) -> dict[str, Any]:
-    """Map CLI flags to dotted config keys; None means 'not given'."""
-    return {
-        FLAG_KEYS[name]: (str(v) if isinstance(v, Path) else v)
-        for name, v in flags.items()
-        if v is not None
-    }
-
-
-#: `--color`'s choices, shown in the help and completed by the shell.
-ColorMode = enum.Enum("ColorMode", {mode: mode for mode in COLOR_MODES}, type=str)  # type: ignore[misc]
-#: `--optimizer` and `--pooling`'s choices.
-OptimizerName = enum.Enum("OptimizerName", {n: n for n in ("lbfgs", "adam")}, type=str)  # type: ignore[misc]
-Pooling = enum.Enum("Pooling", {n: n for n in ("max", "avg")}, type=str)  # type: ignore[misc]

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from nst_cli.cli.options import ColorMode, OptimizerName, Pooling, flag_overrides, style_value
-from nst_cli.config.choices import INIT_MODES
+from nst_cli.cli.flags import NO_FLAGS, FlagValues, config_flags
+from nst_cli.cli.options import style_value
+from nst_cli.config.flags import RUN, STYLIZE
 from nst_cli.errors import ConfigError
 
 if TYPE_CHECKING:  # types only: the commands import torch-heavy modules when they run
@@ -25,35 +26,18 @@ from nst_cli.cli.base import (
     setup_logging,
 )
 from nst_cli.cli.options import (
-    OPTIMISATION,
-    OUTPUT,
-    RUN,
-    WEIGHTS,
     AddressOpt,
     AllowLargeOpt,
     ConfigOpt,
-    ContentOpt,
-    ContentWeightOpt,
     DebugOpt,
-    DeviceOpt,
     ExecutorOpt,
     LogEveryOpt,
-    OutputDepthOpt,
     OverwriteOpt,
-    PresetOpt,
     PrintConfigOpt,
     QuietOpt,
-    ResolutionOpt,
-    SeedOpt,
     SetOpt,
-    StepsOpt,
     StyleBlendOpt,
-    StyleOpt,
-    StyleWeightOpt,
     TaskCpusOpt,
-    TileOpt,
-    complete_from,
-    default_help,
 )
 from nst_cli.cli.running import exit_if_interrupted, print_rows, run_grid, run_with_progress
 
@@ -66,6 +50,7 @@ from nst_cli.cli.running import exit_if_interrupted, print_rows, run_grid, run_w
     "  nst stylize -c configs/car_fluid.yaml --preset fast --style-weight 5 -o outputs/bolder\n\n"
     "  nst stylize --resume outputs/car_fluid --steps 400"
 )
+@config_flags(STYLIZE)
 def stylize(
     images: Annotated[
         list[Path] | None,
@@ -76,87 +61,9 @@ def stylize(
         ),
     ] = None,
     config: ConfigOpt = None,
-    content: ContentOpt = None,
-    style: StyleOpt = None,
+    flags: FlagValues = NO_FLAGS,
     style_blend: StyleBlendOpt = None,
     set_: SetOpt = None,
-    style_weight: StyleWeightOpt = None,
-    content_weight: ContentWeightOpt = None,
-    tv_weight: Annotated[
-        float | None,
-        typer.Option(
-            help="Total-variation weight (smoothness)." + default_help("weights.tv"),
-            rich_help_panel=WEIGHTS,
-        ),
-    ] = None,
-    style_scale: Annotated[
-        float | None,
-        typer.Option(
-            help="Style image size relative to the output (bigger = larger brush strokes)."
-            + default_help("style_scale"),
-            rich_help_panel=WEIGHTS,
-        ),
-    ] = None,
-    color: Annotated[
-        ColorMode | None,
-        typer.Option(
-            help="style: the painting's palette; luminance: keep the photo's colours exactly; "
-            "histogram: the painting's texture in the photo's palette." + default_help("color"),
-            rich_help_panel=WEIGHTS,
-        ),
-    ] = None,
-    preset: PresetOpt = None,
-    steps: StepsOpt = None,
-    optimizer: Annotated[
-        OptimizerName | None,
-        typer.Option(
-            help="lbfgs or adam (each with its own default lr)." + default_help("optimizer.name"),
-            rich_help_panel=OPTIMISATION,
-        ),
-    ] = None,
-    lr: Annotated[
-        float | None,
-        typer.Option(
-            help="Learning rate." + default_help("optimizer.lr"), rich_help_panel=OPTIMISATION
-        ),
-    ] = None,
-    init: Annotated[
-        str | None,
-        typer.Option(
-            help="Start image: content, noise, style or an image path." + default_help("init"),
-            metavar="content|noise|style|PATH",
-            autocompletion=complete_from(INIT_MODES),
-            rich_help_panel=OPTIMISATION,
-        ),
-    ] = None,
-    pooling: Annotated[
-        Pooling | None,
-        typer.Option(
-            help="max or avg pooling in VGG19." + default_help("model.pooling"),
-            rich_help_panel=OPTIMISATION,
-        ),
-    ] = None,
-    seed: SeedOpt = None,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Run folder, or an image (result.png/.jpg/.tif): the final image goes there "
-            "and the run folder beside it (result/). [dim]\\[default: outputs/<content>_<style>][/]",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = None,
-    resolution: ResolutionOpt = None,
-    tile: TileOpt = None,
-    output_depth: OutputDepthOpt = None,
-    save_every: Annotated[
-        int | None,
-        typer.Option(
-            help="A frame (and checkpoint) every N steps." + default_help("save_every"),
-            rich_help_panel=OUTPUT,
-        ),
-    ] = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[
         Path | None,
@@ -164,7 +71,6 @@ def stylize(
             "--resume", help="Continue an interrupted or finished run folder.", rich_help_panel=RUN
         ),
     ] = None,
-    device: DeviceOpt = None,
     print_config: PrintConfigOpt = False,
     log_every: LogEveryOpt = None,
     preview: Annotated[
@@ -191,29 +97,8 @@ def stylize(
     started = command_started()  # the summary's wall time: everything this command does
     setup_logging(quiet)
     with errors_to_exit(debug):
-        content, style = _positional_images(images, content, style)
-        overrides = flag_overrides(
-            content=content,
-            style=style_value(style, style_blend),
-            output=output,
-            preset=preset,
-            resolution=resolution,
-            steps=steps,
-            lr=lr,
-            style_weight=style_weight,
-            content_weight=content_weight,
-            device=device,
-            seed=seed,
-            tv_weight=tv_weight,
-            init=init,
-            style_scale=style_scale,
-            optimizer=optimizer.value if optimizer else None,
-            save_every=save_every,
-            pooling=pooling.value if pooling else None,
-            color=color.value if color else None,
-            tile=tile,
-            output_depth=int(output_depth) if output_depth in ("8", "16") else output_depth,
-        )
+        content, style = _positional_images(images, flags.get("content"), flags.get("style"))
+        overrides = flags.overrides(content=content, style=style_value(style, style_blend))
         if resume is not None:
             if config is not None:
                 raise ConfigError(
@@ -232,8 +117,9 @@ def stylize(
             if preview:
                 raise ConfigError("--preview shows one run; it cannot follow a folder run")
             root, runs = plan_folder(
-                config, set_ or (), overrides, output, overwrite=overwrite, allow_large=allow_large
-            )
+                config, set_ or (), overrides, flags.get("output"), overwrite=overwrite,
+                allow_large=allow_large,
+            )  # fmt: skip
             done = sum(run.state == "done" for run in runs)
             if not quiet:
                 out_console.print(

@@ -8,28 +8,23 @@ from typing import Annotated
 import typer
 
 from nst_cli.cli.base import app, errors_to_exit, loading_torch, out_console, setup_logging
+from nst_cli.cli.flags import NO_FLAGS, FlagValues, config_flags
 from nst_cli.cli.options import (
     AddressOpt,
     AllowLargeOpt,
     BatchOpt,
     ConfigOpt,
-    ContentOpt,
     DebugOpt,
-    DeviceOpt,
     ExecutorOpt,
     LogEveryOpt,
-    PresetOpt,
     QuietOpt,
-    ResolutionOpt,
     SetOpt,
-    StepsOpt,
     StyleBlendOpt,
-    StyleOpt,
     TaskCpusOpt,
-    flag_overrides,
     style_value,
 )
 from nst_cli.cli.running import run_grid
+from nst_cli.config.flags import SWEEP
 
 
 @app.command(
@@ -38,6 +33,7 @@ from nst_cli.cli.running import run_grid
     "  nst sweep -c configs/car_fluid.yaml --param optimizer.name=lbfgs,adam --param seed=0,1\n\n"
     "  nst sweep -c configs/car_fluid.yaml --style-weights 1,4 --executor ray"
 )
+@config_flags(SWEEP)
 def sweep(
     config: ConfigOpt = None,
     style_weights: Annotated[
@@ -51,14 +47,9 @@ def sweep(
             metavar="KEY.PATH=V1,V2",
         ),
     ] = None,
-    content: ContentOpt = None,
-    style: StyleOpt = None,
+    flags: FlagValues = NO_FLAGS,
     style_blend: StyleBlendOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Sweep folder.")] = None,
-    preset: PresetOpt = None,
-    resolution: ResolutionOpt = None,
-    steps: StepsOpt = None,
-    device: DeviceOpt = None,
     set_: SetOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List the planned runs and exit.")
@@ -92,14 +83,7 @@ def sweep(
         params = [parse_param(item) for item in param or ()]
         if style_weights is not None:
             params.insert(0, parse_param(f"weights.style={style_weights}"))
-        overrides = flag_overrides(
-            content=content,
-            style=style_value(style, style_blend),
-            preset=preset,
-            resolution=resolution,
-            steps=steps,
-            device=device,
-        )
+        overrides = flags.overrides(style=style_value(flags.get("style"), style_blend))
         root, grid = sweep_grid(config, params, set_ or (), overrides, output)  # before torch
         with loading_torch(quiet):
             from nst_cli.sweep.plan import plan_grid

@@ -15,40 +15,26 @@ from nst_cli.cli.base import (
     loading_torch,
     setup_logging,
 )
+from nst_cli.cli.flags import NO_FLAGS, FlagValues, config_flags
 from nst_cli.cli.options import (
-    OUTPUT,
-    RUN,
-    WEIGHTS,
     AllowLargeOpt,
-    ColorMode,
     ConfigOpt,
-    ContentWeightOpt,
     DebugOpt,
-    DeviceOpt,
     LogEveryOpt,
     OverwriteOpt,
-    PresetOpt,
     PrintConfigOpt,
     QuietOpt,
-    ResolutionOpt,
-    SeedOpt,
     SetOpt,
-    StepsOpt,
     StyleBlendOpt,
-    StyleOpt,
-    StyleWeightOpt,
-    default_help,
-    flag_overrides,
     style_value,
 )
 from nst_cli.cli.running import exit_if_interrupted, print_rows, run_with_progress
 from nst_cli.config.choices import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from nst_cli.config.flags import OUTPUT, RUN, VIDEO_COMMAND
 from nst_cli.errors import ConfigError
 
 if TYPE_CHECKING:  # types only: the command imports torch-heavy modules when it runs
     from nst_cli.run.video import VideoResult
-
-VIDEO = "Video"
 
 
 @app.command(
@@ -58,6 +44,7 @@ VIDEO = "Video"
     "  nst video clip.mov painting.jpg --max-frames 24 --preset fast   # a quick look\n\n"
     "  nst video --resume outputs/pan_fluid"
 )
+@config_flags(VIDEO_COMMAND)
 def video(
     inputs: Annotated[
         list[Path] | None,
@@ -69,58 +56,9 @@ def video(
         ),
     ] = None,
     config: ConfigOpt = None,
-    style: StyleOpt = None,
+    flags: FlagValues = NO_FLAGS,
     style_blend: StyleBlendOpt = None,
     set_: SetOpt = None,
-    style_weight: StyleWeightOpt = None,
-    content_weight: ContentWeightOpt = None,
-    color: Annotated[
-        ColorMode | None,
-        typer.Option(
-            help="style: the painting's palette; luminance: keep the clip's colours; "
-            "histogram: the painting's texture in the clip's palette." + default_help("color"),
-            rich_help_panel=WEIGHTS,
-        ),
-    ] = None,
-    temporal_weight: Annotated[
-        float | None,
-        typer.Option(
-            help="How strongly each frame keeps the previous one where the motion is known "
-            "(0: off)." + default_help("video.temporal_weight"),
-            rich_help_panel=VIDEO,
-        ),
-    ] = None,
-    frame_steps: Annotated[
-        int | None,
-        typer.Option(
-            help="Steps for each frame after the first." + default_help("video.steps"),
-            rich_help_panel=VIDEO,
-        ),
-    ] = None,
-    long_term: Annotated[
-        bool | None,
-        typer.Option(
-            "--long-term/--short-term",
-            help="Also hold each frame to frames t-2 and t-4 (steadier behind moving objects)."
-            + default_help("video.long_term"),
-            rich_help_panel=VIDEO,
-            show_default=False,
-        ),
-    ] = None,
-    max_frames: Annotated[
-        int | None,
-        typer.Option(help="Stylise only the first N frames.", rich_help_panel=VIDEO),
-    ] = None,
-    fps: Annotated[
-        float | None,
-        typer.Option(
-            help="Frame rate for a folder of frames [dim]\\[default: 25][/]; a video keeps its own.",
-            rich_help_panel=VIDEO,
-        ),
-    ] = None,
-    preset: PresetOpt = None,
-    steps: StepsOpt = None,
-    seed: SeedOpt = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -131,7 +69,6 @@ def video(
             rich_help_panel=OUTPUT,
         ),
     ] = None,
-    resolution: ResolutionOpt = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[
         Path | None,
@@ -142,7 +79,6 @@ def video(
             rich_help_panel=RUN,
         ),
     ] = None,
-    device: DeviceOpt = None,
     print_config: PrintConfigOpt = False,
     log_every: LogEveryOpt = None,
     preview: Annotated[
@@ -165,24 +101,8 @@ def video(
 
     setup_logging(quiet)
     with errors_to_exit(debug):
-        clip, style = _positional(inputs, style)
-        overrides = flag_overrides(
-            content=clip,
-            style=style_value(style, style_blend),
-            preset=preset,
-            resolution=resolution,
-            steps=steps,
-            style_weight=style_weight,
-            content_weight=content_weight,
-            device=device,
-            seed=seed,
-            color=color.value if color else None,
-            temporal_weight=temporal_weight,
-            frame_steps=frame_steps,
-            long_term=long_term,
-            max_frames=max_frames,
-            fps=fps,
-        )
+        clip, style = _positional(inputs, flags.get("style"))
+        overrides = flags.overrides(content=clip, style=style_value(style, style_blend))
         overrides.update(_output_overrides(output))
         if resume is not None:
             resolved = _resume_config(resume, config, set_ or (), overrides)

@@ -23,6 +23,9 @@ INIT_MODES = ("content", "noise", "style")
 WEIGHT_SOURCES = ("caffe", "torchvision", "random")
 #: Device names `device` takes besides cuda:N.
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
+#: The optimisers (`optimizer.name`) and VGG19's pooling (`model.pooling`).
+OPTIMIZER_NAMES = ("lbfgs", "adam")
+POOLINGS = ("max", "avg")
 #: What `nst video` writes.
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif")
 #: `output` ending in one of these names the final image; the run folder goes beside it.
@@ -95,37 +98,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"steps": 60},
     "balanced": {"steps": 160},
     "quality": {"steps": 500},
-}
-
-#: The flags of `nst stylize` that set a config key, by the flag's Python name, and the key.
-#: Also how a config's misspelt key is answered: `style_weight: 5` means `weights.style`.
-FLAG_KEYS: dict[str, str] = {
-    "content": "content",
-    "style": "style",
-    "output": "output",
-    "resolution": "resolution",
-    "steps": "steps",
-    "lr": "optimizer.lr",
-    "style_weight": "weights.style",
-    "content_weight": "weights.content",
-    "tv_weight": "weights.tv",
-    "device": "device",
-    "seed": "seed",
-    "preset": "preset",
-    "init": "init",
-    "style_scale": "style_scale",
-    "optimizer": "optimizer.name",
-    "save_every": "save_every",
-    "pooling": "model.pooling",
-    "color": "color",
-    "tile": "tile",
-    "output_depth": "output_depth",
-    # nst video's own
-    "temporal_weight": "video.temporal_weight",
-    "frame_steps": "video.steps",
-    "long_term": "video.long_term",
-    "max_frames": "video.max_frames",
-    "fps": "video.fps",
 }
 
 #: Frames `save_every: auto` saves over a run: enough for `nst gif` to show the optimisation.

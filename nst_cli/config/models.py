@@ -10,13 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    Field,
-    StrictBool,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, Field, StrictBool, field_validator, model_validator
 
 from nst_cli.config.choices import (
     DEFAULT_PRESET,
@@ -161,7 +155,9 @@ class Config(Strict):
         default="auto",
         description="run the network over the image in tiles of about this many px (at least 64) with a halo, giving the same loss and gradient as untiled (docs: Print-size images): `auto` tiles only a scale that would not fit the device's memory otherwise, `off` never tiles",
     )
-    output_depth: Literal["auto", 8, 16] = Field(
+    output_depth: Annotated[  # a flag's value comes as text: --output-depth 16
+        Literal["auto", 8, 16], BeforeValidator(lambda v: int(v) if v in ("8", "16") else v)
+    ] = Field(
         default="auto",
         description="bits per channel of the final image given by `-o`: `16` writes 16-bit PNG or TIFF from the float image; `auto` is 16 for `.tif`/`.tiff`, 8 otherwise (JPEG and WebP are always 8)",
     )

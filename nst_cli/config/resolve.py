@@ -16,11 +16,11 @@ from pydantic import BaseModel, ValidationError
 from nst_cli.config.choices import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_STYLE_LAYERS,
-    FLAG_KEYS,
     IMAGE_SUFFIXES,
     INIT_MODES,
     WEIGHT_SOURCES,
 )
+from nst_cli.config.flags import FLAG_KEYS
 from nst_cli.config.loading import read_png_config, read_yaml, safe_yaml
 from nst_cli.config.models import Config
 from nst_cli.config.overrides import has_path, parse_set_option, set_by_path

@@ -15,7 +15,7 @@ from nst_cli.config.models import Config
 from nst_cli.errors import NSTError
 from nst_cli.studio.actions import Finished, Studio, Update
 from nst_cli.studio.runs import RunEntry
-from nst_cli.studio.settings import FORMATS, MAIN_FLAGS, AdvancedKey, advanced_fields
+from nst_cli.studio.settings import FORMATS, MAIN_KEYS, AdvancedKey, advanced_fields
 
 #: The style weight's slider: nst's useful range (weights.style multiplies the default balance).
 STYLE_WEIGHT_RANGE = (0.1, 20.0)
@@ -161,7 +161,7 @@ def _stylise_tab(studio: Studio, job: gr.State) -> tuple[list[Any], Any]:
 
     def request(values: Sequence[Any]) -> Any:
         photo, painting, *main, fmt, label = values[:9]
-        chosen = dict(zip(MAIN_FLAGS, main, strict=True))
+        chosen = dict(zip(MAIN_KEYS, main, strict=True))
         chosen["resolution"] = int(chosen["resolution"])
         answers = dict(zip((k.key for k in keys), values[9:], strict=True))
         return studio.request(photo, painting, chosen, fmt, label or "", answers)

@@ -15,22 +15,14 @@ import yaml
 from pydantic import BaseModel
 
 from nst_cli.config.docs import leaf_fields
+from nst_cli.config.flags import STYLIZE, SWEEP, flag_for
 from nst_cli.config.models import Config
 from nst_cli.config.resolve import input_files, resolve_config
 from nst_cli.errors import ConfigError
 
-#: The keys the studio's main controls set, each with the flag that sets it on the command
-#: line; the advanced fold holds every other key.
-MAIN_FLAGS: dict[str, str] = {
-    "preset": "--preset",
-    "weights.style": "--style-weight",
-    "color": "--color",
-    "resolution": "--resolution",
-    "style_scale": "--style-scale",
-}
-
-#: The main keys `nst sweep` has a flag for (the others go through `--set`).
-SWEEP_FLAGS = {"preset": "--preset", "resolution": "--resolution"}
+#: The keys the studio's main controls set (the command line's flags for them come from the
+#: flag table); the advanced fold holds every other key.
+MAIN_KEYS = ("preset", "weights.style", "color", "resolution", "style_scale")
 
 #: Keys that name only files or folders: the studio sets them itself (uploads, samples, its
 #: output folder). `init` and `model.weights` stay in the fold for their keywords; a path
@@ -58,7 +50,7 @@ def advanced_fields() -> list[AdvancedKey]:
     defaults = Config().model_dump(mode="json")
     fields = []
     for key, description in leaf_fields(Config):
-        if key in MAIN_FLAGS or key in PATH_KEYS:
+        if key in MAIN_KEYS or key in PATH_KEYS:
             continue
         value: Any = defaults
         for part in key.split("."):
@@ -118,7 +110,7 @@ class Request:
         words = ["nst", "stylize", str(self.content), str(self.style)]
         for key, value in self.main.items():
             if value != _default(key):
-                words += [MAIN_FLAGS[key], _yaml(value)]
+                words += _flag_words(key, value, STYLIZE)
         words += ["-o", str(self.output)]
         for item in self.sets:
             words += ["--set", item]
@@ -130,10 +122,7 @@ class Request:
         for name, value in self.main.items():
             if value == _default(name):
                 continue
-            if name in SWEEP_FLAGS:
-                words += [SWEEP_FLAGS[name], _yaml(value)]
-            else:
-                words += ["--set", f"{name}={_yaml(value)}"]
+            words += _flag_words(name, value, SWEEP)
         for item in self.sets:
             words += ["--set", item]
         words += ["--param", f"{key}={values}", "--score", "-o", str(root)]
@@ -190,3 +179,9 @@ def video_command_line(clip: Path, style: Path, main: Mapping[str, Any], folder:
         if value is not None and value != _default(key):
             words += [VIDEO_FLAGS[key], _yaml(value)]
     return shlex.join([*words, "-o", str(folder)])
+
+
+def _flag_words(key: str, value: Any, command: str) -> list[str]:
+    """`--style-weight 5` where `command` has a flag for `key`, else `--set key=5`."""
+    flag = flag_for(key, command)
+    return [flag, _yaml(value)] if flag else ["--set", f"{key}={_yaml(value)}"]

@@ -17,7 +17,7 @@ from nst_cli.config.models import Config
 from nst_cli.errors import ConfigError, ImageError
 from nst_cli.studio.runs import list_runs
 from nst_cli.studio.settings import (
-    MAIN_FLAGS,
+    MAIN_KEYS,
     PATH_KEYS,
     Request,
     advanced_fields,
@@ -30,7 +30,7 @@ from nst_cli.studio.uploads import Uploads
 def test_the_advanced_fold_holds_every_other_config_key() -> None:
     keys = [field.key for field in advanced_fields()]
     every = [key for key, _ in leaf_fields(Config)]
-    assert sorted(keys + list(MAIN_FLAGS) + list(PATH_KEYS)) == sorted(every)
+    assert sorted(keys + list(MAIN_KEYS) + list(PATH_KEYS)) == sorted(every)
     by_key = {field.key: field for field in advanced_fields()}
     assert by_key["optimizer.name"].choices == ("lbfgs", "adam")
     assert by_key["compile"].choices == ("true", "false")
