@@ -5,6 +5,12 @@ Not a test: run it by hand when defaults or losses change, and look at the sheet
     python benchmarks/quality.py --resolution 256 --variant raw="loss.normalize=false"
     python benchmarks/quality.py --variant a="weights.style=1" --variant b="weights.style=4"
     python benchmarks/quality.py --out outputs/quality --rescore  # measure kept results again
+    python benchmarks/quality.py --pairs real --paintings DIR --resolution 320 --preset fast
+
+`--pairs real` is the tuning set of real paintings (REAL below): the public-domain ones are
+in samples/paintings/; four more are read from public repositories into --paintings (default
+outputs/paintings; how: benchmarks/PAINTINGS.md). The paintings in jcjohnson/neural-style's
+examples/ are held out as the judge: none of them, nor a copy, is in this set.
 
 Each --variant is `label=key=value;key=value` (any config key, as --set); several variants
 become columns side by side. Writes into --out (default outputs/quality):
@@ -27,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -57,8 +64,27 @@ TUNING = {
     "chelsea-strokes": ("chelsea.png", "strokes.png"),  # an animal photo, a strong palette
     "rocket-cubist": ("rocket.jpg", "cubist.png"),  # a bright sky, a dark and muted painting
 }
-ALL_PAIRS = {**PAIRS, **TUNING}
+# Real paintings, composed (a sea, a room, a figure), two portraits as the "painting" (a face
+# must not be painted into the photo) and a portrait photo (its face must stay readable).
+REAL = {
+    "rocket-wave": ("rocket.jpg", "wave.jpg"),  # Hokusai: no figure, a composed sea
+    "chelsea-bedroom": ("chelsea.png", "vangogh-bedroom_in_arles.jpg"),  # a room in perspective
+    "coffee-degas": ("coffee.png", "degas-the_dance_foyer_at_the_opera.jpg"),  # small figures
+    "car-gauguin": ("car.png", "gauguin-te_fare.jpg"),  # a landscape
+    "rocket-lamuse": ("rocket.jpg", "la_muse.jpg"),  # Picasso: flat shapes, two figures
+    "chelsea-rain": ("chelsea.png", "rain_princess.jpg"),  # Afremov: strong palette
+    "coffee-lilies": ("coffee.png", "water_lilies_crop.jpg"),  # Monet: a texture
+    "car-toulouse": ("car.png", "toulouse-in_bed.png"),  # two faces the detectors miss
+    "rocket-vermeer": ("rocket.jpg", "girl_with_a_pearl_earring.jpg"),  # a portrait as the painting
+    "coffee-monalisa": ("coffee.png", "mona_lisa.jpg"),  # a close portrait as the painting
+    "astronaut-udnie": ("astronaut.png", "udnie.jpg"),  # a portrait photo
+    "astronaut-wave": ("astronaut.png", "wave.jpg"),  # a portrait photo
+}
+ALL_PAIRS = {**PAIRS, **TUNING, **REAL}
 SCORE_COLUMNS = ("style_swd", "palette_swd", "structure_ssim", "new_faces")
+#: Columns about objects: faces found in the painting, relu5_1's weight share in the run (its
+#: guided Gram counts as 1), and the SSIM of luminance inside the photo's face box.
+OBJECT_COLUMNS = ("painting_faces", "relu5_1_share", "face_ssim")
 CELL = 256
 
 
@@ -101,6 +127,10 @@ def main() -> None:
         help="comma-separated pair names, or `sheet` (the README's five), `tuning`, `all`",
     )
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--preset", default=None, help="the preset for every variant")
+    parser.add_argument(
+        "--paintings", default="outputs/paintings", help="folder of the REAL set's paintings"
+    )
     parser.add_argument("--out", default="outputs/quality")
     parser.add_argument(
         "--rescore",
@@ -114,7 +144,10 @@ def main() -> None:
         return
 
     variants = [_parse_variant(v) for v in args.variant] or [("defaults", [])]
-    groups = {"sheet": list(PAIRS), "tuning": list(TUNING), "all": list(ALL_PAIRS)}
+    groups = {
+        "sheet": list(PAIRS), "tuning": list(TUNING), "real": list(REAL), "all": list(ALL_PAIRS)
+    }  # fmt: skip
+    paintings = Path(args.paintings)
     pairs = [q for p in args.pairs.split(",") if p for q in groups.get(p, [p])]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,7 +157,7 @@ def main() -> None:
     rows: list[list[Path]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for pair in pairs:
-            content, style = (SAMPLES / name for name in ALL_PAIRS[pair])
+            content, style = _pair_paths(pair, paintings)
             row = [content, style]
             results[pair] = {}
             for label, sets in variants:
@@ -137,6 +170,7 @@ def main() -> None:
                         "resolution": args.resolution,
                         "steps": args.steps,
                         "device": args.device,
+                        "preset": args.preset,
                         "output": f"{tmp}/{pair}_{label}",
                     },
                 )
@@ -149,13 +183,14 @@ def main() -> None:
                 scores = evaluator.score(kept, content, style)
                 scores["worst"] = max(scores[f"style.{n}"] for n in STYLE_LAYERS)
                 scores.update(score_result(kept, content, style).as_dict())
+                scores.update(_object_scores(kept, content, style, config, cache))
                 results[pair][label] = {"seconds": seconds, **scores}
                 print(
                     f"{pair:<20}{label:<14}{seconds:7.1f} s  content {scores['content']:.3f}  "
                     f"worst {scores['worst']:.3f}  "
                     + " ".join(f"{scores[f'style.{n}']:.3g}" for n in STYLE_LAYERS)
                     + "  "
-                    + " ".join(f"{c} {scores[c]}" for c in SCORE_COLUMNS),
+                    + " ".join(f"{c} {scores[c]}" for c in (*SCORE_COLUMNS, *OBJECT_COLUMNS)),
                     flush=True,
                 )
                 row.append(kept)
@@ -173,7 +208,7 @@ def _rescore(out: Path) -> None:
     images it kept; the Gram evaluator's columns and the times stay as they were run."""
     results = json.loads((out / "results.json").read_text())
     for pair, by_label in results.items():
-        content, style = (SAMPLES / name for name in ALL_PAIRS[pair])
+        content, style = _pair_paths(pair, Path("outputs/paintings"))
         for label, values in by_label.items():
             started = time.perf_counter()
             values.update(score_result(out / f"{pair}_{label}.png", content, style).as_dict())
@@ -182,6 +217,65 @@ def _rescore(out: Path) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(_markdown(results, labels))
     print(_markdown(results, labels))
+
+
+def _mean(values: list[float | None], column: str) -> float:
+    """Geometric means (errors span decades, and one pair should not dominate); faces are
+    counted; columns some pairs lack average over the pairs that have them."""
+    present = [v for v in values if v is not None]
+    if column in ("new_faces", "painting_faces"):
+        return float(sum(present))
+    if not present:
+        return float("nan")
+    return math.exp(sum(math.log(max(v, 1e-12)) for v in present) / len(present))
+
+
+def _pair_paths(pair: str, paintings: Path) -> tuple[Path, Path]:
+    """The photo (samples/) and the painting (samples/; the REAL set's: samples/paintings/,
+    else --paintings)."""
+    content, style = ALL_PAIRS[pair]
+    folder = SAMPLES
+    if pair in REAL:
+        folder = SAMPLES / "paintings" if (SAMPLES / "paintings" / style).is_file() else paintings
+    if not (folder / style).is_file():
+        raise SystemExit(f"{folder / style}: missing; see benchmarks/PAINTINGS.md")
+    return SAMPLES / content, folder / style
+
+
+def _object_scores(
+    result: Path, content: Path, style: Path, config: Any, cache: ModelCache
+) -> dict[str, float | None]:
+    """Faces in the painting, relu5_1's share in the run, the photo's face box's SSIM."""
+    import numpy as np
+
+    from nst_cli.core import measures
+
+    def array(path: Path, size: tuple[int, int] | None = None) -> Any:
+        image = Image.open(path).convert("RGB")
+        return np.asarray(image.resize(size, Image.Resampling.LANCZOS) if size else image) / 255
+
+    made = array(result)
+    photo = array(content, (made.shape[1], made.shape[0]))
+    in_photo = measures.faces(photo) or []
+    face_ssim = None
+    if in_photo:
+        box = max(in_photo, key=lambda b: b.width * b.height)
+        crop = (slice(box.y, box.y + box.height), slice(box.x, box.x + box.width))
+        face_ssim = measures.structure(made[crop], photo[crop])
+    return {
+        "painting_faces": len(measures.faces(array(style)) or []),
+        "relu5_1_share": _relu5_share(config, style, cache),
+        "face_ssim": face_ssim,
+    }
+
+
+def _relu5_share(config: Any, style: Path, cache: ModelCache) -> float | None:
+    """relu5_1's weight in the run as a share of its configured weight (guided: 1)."""
+    try:
+        from nst_cli.run.losses import object_rules
+    except ImportError:  # an nst before the rules were named
+        return None
+    return object_rules(config, style, cache).get("relu5_1", 1.0)
 
 
 def _cell(value: float | None) -> str:
@@ -195,6 +289,7 @@ def _markdown(results: dict[str, dict[str, dict[str, float]]], labels: list[str]
         "worst",
         *(f"style.{n}" for n in STYLE_LAYERS),
         *SCORE_COLUMNS,
+        *OBJECT_COLUMNS,
     ]
     lines = [
         "| pair | variant | " + " | ".join(columns) + " |",
@@ -204,19 +299,12 @@ def _markdown(results: dict[str, dict[str, dict[str, float]]], labels: list[str]
         for label in labels:
             values = by_label[label]
             lines.append(
-                f"| {pair} | {label} | " + " | ".join(_cell(values[c]) for c in columns) + " |"
+                f"| {pair} | {label} | " + " | ".join(_cell(values.get(c)) for c in columns) + " |"
             )
     for label in labels:
         # Geometric means: errors span decades, and one pair should not dominate. Faces
         # are counted, not averaged.
-        means = [
-            sum(results[p][label][c] or 0 for p in results)
-            if c == "new_faces"
-            else math.exp(
-                sum(math.log(max(results[p][label][c], 1e-12)) for p in results) / len(results)
-            )
-            for c in columns
-        ]
+        means = [_mean([results[p][label].get(c) for p in results], c) for c in columns]
         lines.append(f"| **mean** | {label} | " + " | ".join(f"{m:.3g}" for m in means) + " |")
     return "\n".join(lines) + "\n"
 

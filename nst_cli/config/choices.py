@@ -58,7 +58,12 @@ METADATA_KEYS = ("run", "sweep")
 #: Keys added after nst began saving its settings, each with the value that reproduces what
 #: a run saved before them did: resuming or re-running such a run (`--resume`, `--config
 #: final.png`) keeps its behaviour where today's default differs.
-INTRODUCED: dict[str, Any] = {"optimizer.precondition": "none", "optimizer.carry_history": False}
+INTRODUCED: dict[str, Any] = {
+    "optimizer.precondition": "none",
+    "optimizer.carry_history": False,
+    "match_luminance": False,
+    "protect": "off",
+}
 
 
 def fill_introduced(data: dict[str, Any]) -> None:

@@ -29,35 +29,17 @@ from nst_cli.config.sections import (
     ModelConfig,
     OptimizerConfig,
     Strict,
+    StrictPositiveInt,
     StyleImage,
     VideoConfig,
     WeightsConfig,
     finite,
+    whole_numbers,
 )
 from nst_cli.core.schedule import MIN_STEPS_PER_SCALE, Stage, auto_scales, split_steps
 from nst_cli.errors import ConfigError
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-#: A whole number given as a number (YAML `true` is not 1 step).
-StrictPositiveInt = Annotated[int, Field(strict=True, gt=0)]
-
-
-def _whole_numbers(value: Any, alternative: str) -> Any:
-    """Check an int > 0, or a list of them; booleans are not numbers here."""
-    items = value if isinstance(value, list) else [value]
-    if isinstance(value, list) and not alternative and not value:
-        return value
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, int):
-            also = f", or {alternative}" if alternative else ""
-            raise ValueError(f"Input should be a valid integer{also} (got {item!r})")
-        if item <= 0:
-            raise ValueError(f"Input should be greater than 0 (got {item})")
-    if isinstance(value, list) and alternative and not value:
-        raise ValueError("Input should be a number, or a non-empty list, one per scale")
-    return value
 
 
 class Config(Strict):
@@ -103,6 +85,14 @@ class Config(Strict):
     color: Literal["style", "luminance", "histogram"] = Field(
         default="style",
         description="`style`: the palette follows the painting; `luminance`: the default run, then every saved image takes the content's colours (chroma) and keeps the result's luminance, so the painting's texture is as strong as with `style`; `histogram`: the style image's colours are first matched to the content's (mean and covariance in RGB)",
+    )
+    protect: Literal["faces", "off"] = Field(
+        default="faces",
+        description="`faces`: faces OpenCV's detectors find in the photo are held to the photo's features harder (a content term inside each face's box, feathered, at `weights.faces`), so eyes, nose and mouth stay readable while the rest is painted; `off`: every pixel alike",
+    )
+    match_luminance: StrictBool = Field(
+        default=True,
+        description="with `color: luminance`: the painting's luminance is first matched to the photo's (its mean and spread, Gatys et al. 2016), so a night photo stays dark; `false` keeps the painting's own light",
     )
     average: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
         default=0.0,
@@ -287,12 +277,12 @@ class Config(Strict):
     @classmethod
     def _steps_shape(cls, value: Any) -> Any:
         # One clear message instead of pydantic's one-per-union-member.
-        return _whole_numbers(value, "a list of them, one per scale")
+        return whole_numbers(value, "a list of them, one per scale")
 
     @field_validator("save_every", mode="before")
     @classmethod
     def _save_every_shape(cls, value: Any) -> Any:
-        return value if value == "auto" else _whole_numbers(value, "auto")
+        return value if value == "auto" else whole_numbers(value, "auto")
 
     @field_validator("scales", mode="before")
     @classmethod
@@ -301,7 +291,7 @@ class Config(Strict):
             return value
         if not isinstance(value, list):
             raise ValueError(f"use auto or a list of long sides like [256, 512] (got {value!r})")
-        return _whole_numbers(value, "")
+        return whole_numbers(value, "")
 
     @model_validator(mode="after")
     def _check_schedule(self) -> Config:

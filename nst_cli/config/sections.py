@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -30,6 +30,26 @@ def finite(value: float, *, allow_zero: bool = True) -> float:
         raise ValueError("must be a finite number (not NaN or inf)")
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError("must be positive" if not allow_zero else "must be >= 0")
+    return value
+
+
+#: A whole number given as a number (YAML `true` is not 1 step).
+StrictPositiveInt = Annotated[int, Field(strict=True, gt=0)]
+
+
+def whole_numbers(value: Any, alternative: str) -> Any:
+    """Check an int > 0, or a list of them; booleans are not numbers here."""
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not alternative and not value:
+        return value
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int):
+            also = f", or {alternative}" if alternative else ""
+            raise ValueError(f"Input should be a valid integer{also} (got {item!r})")
+        if item <= 0:
+            raise ValueError(f"Input should be greater than 0 (got {item})")
+    if isinstance(value, list) and alternative and not value:
+        raise ValueError("Input should be a number, or a non-empty list, one per scale")
     return value
 
 
@@ -108,7 +128,12 @@ class WeightsConfig(Strict):
         description="the palette term's weight: the image's colours matched to the painting's as a distribution (sliced Wasserstein of pixel colours, relative to the photo's own distance); with `color: style` and `luminance` (whose run is the default one), not with `histogram` or masks",
     )
 
-    @field_validator("content", "style", "tv", "palette")
+    faces: float = Field(
+        default=4.0,
+        description="with `protect: faces`: the weight of the content term inside the photo's faces (relative errors at relu3_1 and relu4_2 over each face's box)",
+    )
+
+    @field_validator("content", "style", "tv", "palette", "faces")
     @classmethod
     def _weights(cls, value: float) -> float:
         return finite(value)

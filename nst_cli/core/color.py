@@ -1,7 +1,9 @@
 """Colour control (Gatys et al. 2016, "Preserving colour in neural artistic style transfer"):
 keep the content's colours, or bring the photo's palette to the painting.
 
-- `luminance`: the run is the default one, in full colour; every saved image then takes its
+- `luminance`: the painting's luminance is first matched to the photo's, its mean and spread
+  (Gatys et al. 2016: a night photo stays dark, a bright one bright, the painting's chroma
+  kept); the run is then the default one, in full colour, and every saved image takes its
   luminance from the result and its chroma from the content (YCbCr), so the photo's colours
   survive exactly and the painting's texture is as strong as in the default mode (colour
   transfer after the run, neural-style's `-original_colors`). Optimising on luminance alone,
@@ -43,12 +45,39 @@ def match_color(source: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return mapped.float().reshape_as(source[0]).unsqueeze(0).clamp(0.0, 1.0)
 
 
+#: BT.601 luma and chroma rows (Pillow's YCbCr), for [3] RGB in [0, 1].
+_YCBCR = torch.tensor(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
+)
+
+
+def match_luminance(source: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """`source` [1, 3, H, W] with its luma (BT.601) shifted and scaled so its mean and spread
+    are `reference`'s. Each pixel's colour moves towards black where its luma falls and
+    towards white where it rises (x·Y'/Y, or 1 − (1 − x)·(1 − Y')/(1 − Y)): that luma
+    exactly, its hue kept, and no channel pushed out of [0, 1] (a shift of luma alone would
+    clip a saturated painting's colours on a dark photo and raise its mean again)."""
+    weights = _YCBCR[0].to(source.device, torch.float64)
+    rgb = source[0].double()
+    luma = torch.einsum("j,jhw->hw", weights, rgb)
+    target = torch.einsum("j,jhw->hw", weights, reference[0].double())
+    spread = luma.std().clamp_min(1e-6)
+    wanted = ((luma - luma.mean()) * (target.std() / spread) + target.mean()).clamp(0.0, 1.0)
+    darker = rgb * (wanted / luma.clamp_min(1e-6))
+    lighter = 1 - (1 - rgb) * ((1 - wanted) / (1 - luma).clamp_min(1e-6))
+    out = torch.where(wanted <= luma, darker, lighter)
+    return out.float().unsqueeze(0).clamp(0.0, 1.0)
+
+
 def prepare(
-    content: torch.Tensor, style: torch.Tensor, mode: str
+    content: torch.Tensor, style: torch.Tensor, mode: str, match: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The content and style the optimiser sees under colour mode `mode`."""
+    """The content and style the optimiser sees under colour mode `mode`; `match`: under
+    `luminance`, the painting's luminance matched to the photo's first."""
     if mode == "histogram":
         return content, match_color(style, content)
+    if mode == "luminance" and match:
+        return content, match_luminance(style, content)
     return content, style  # `luminance` puts the colours back afterwards (recolor)
 
 

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from nst_cli.config.models import Config
@@ -16,8 +17,9 @@ from nst_cli.core.devices import (
     runs_channels_last,
 )
 from nst_cli.core.features import FeatureExtractor, build_extractor
+from nst_cli.core.layers import downsampling_factor
 from nst_cli.core.losses.total import target_sums, targets_from_sums
-from nst_cli.core.objects import object_layers, texture_shares
+from nst_cli.core.objects import Fraction, object_boxes, object_layers, texture_shares
 from nst_cli.core.tiles import Tiler
 from nst_cli.run.inputs import layer_fits
 
@@ -36,6 +38,7 @@ class ModelCache:
         self._targets: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
         self._shares: dict[tuple[Any, ...], dict[str, float]] = {}
+        self._objects: dict[tuple[Any, ...], list[Fraction]] = {}
         #: What it has made so far: networks built and style targets computed (a sweep's
         #: runs share one of each; a long-lived process can watch them).
         self.made = {"networks": 0, "style targets": 0}
@@ -88,6 +91,24 @@ class ModelCache:
             self._compiled[key] = torch.compile(extractor)
         return self._compiled[key]
 
+    def faces(self, image: np.ndarray, key: tuple[Any, ...], said: str) -> list[Fraction]:
+        """The faces found in an image (H×W×3 in [0, 1], at its own size; core.objects),
+        found once per image and `key` (its path first) and said in one line: `said`, with
+        {where}, {it} and {is} for what was found."""
+        cached = self._objects.get(key)
+        if cached is None:
+            cached = object_boxes(image)
+            if cached:
+                one = len(cached) == 1
+                where = ", ".join(_where(box) for box in cached)
+                log.info(
+                    "%s: %s",
+                    key[0],
+                    said.format(where=where, it="it" if one else "them", be="is" if one else "are"),
+                )
+            self._objects[key] = cached
+        return cached
+
     def texture_shares(
         self,
         extractor: FeatureExtractor,
@@ -124,15 +145,23 @@ class ModelCache:
         form: str = "mean",
         statistic: str = "gram",
         tile: int | None = None,
+        keep: torch.Tensor | None = None,
     ) -> dict[str, Any]:
         """The style image's targets at these layers, computed once (in tiles of about
-        `tile` px when the image is that large) and kept."""
+        `tile` px when the image is that large) and kept. `keep` ([1, 1, H, W] at the
+        image's size): the object block's Grams are guided by it (core.objects.object_mask);
+        `key` must tell such targets apart."""
         full_key = (id(extractor), key, tuple(layers), form, statistic)
         cached = self._targets.get(full_key)
         if cached is None:
             tiler = Tiler.plan(extractor, style.shape[-2:], tile, list(layers))
+            masks = _at_object_layers(
+                None if keep is None else keep.to(style.device), style.shape[-2:], layers
+            )
             sums, shapes = tiler.accumulate(
-                style, list(layers), lambda features, _: target_sums(features, layers, statistic)
+                style,
+                list(layers),
+                lambda features, crops: target_sums(features, layers, statistic, masks, crops),
             )
             cached = targets_from_sums(sums, shapes, form, statistic)
             self.made["style targets"] += 1
@@ -140,3 +169,27 @@ class ModelCache:
                 self._targets.pop(next(iter(self._targets)))
             self._targets[full_key] = cached
         return cached
+
+
+def _at_object_layers(
+    keep: torch.Tensor | None, size: tuple[int, ...], layers: dict[str, float]
+) -> dict[str, torch.Tensor]:
+    """The mask at each object-block layer's resolution (area-averaged, as a region's)."""
+    if keep is None:
+        return {}
+    height, width = size[-2], size[-1]
+    out = {}
+    for name in object_layers(layers):
+        factor = downsampling_factor([name])
+        shape = (max(1, height // factor), max(1, width // factor))
+        out[name] = torch.nn.functional.interpolate(keep, size=shape, mode="area")
+    return out
+
+
+def _where(box: Fraction) -> str:
+    """'a face at the upper left (20% of its width)': where a found face is, in words."""
+    left, top, right, bottom = box
+    across = ("left", "centre", "right")[min(2, int((left + right) / 2 * 3))]
+    down = ("upper", "middle", "lower")[min(2, int((top + bottom) / 2 * 3))]
+    place = "centre" if (across, down) == ("centre", "middle") else f"{down} {across}"
+    return f"a face at the {place} ({(right - left):.0%} of its width)"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -18,7 +19,7 @@ from nst_cli.config.resolve import (
 from nst_cli.core import color
 from nst_cli.core.features import FeatureExtractor
 from nst_cli.core.layers import downsampling_factor, layer_index
-from nst_cli.core.objects import MEASURE_SIDE
+from nst_cli.core.objects import DETECT_SIDE, MEASURE_SIDE
 from nst_cli.core.pixels import (
     fit_long_side,
     resize_long_side,
@@ -84,6 +85,22 @@ class Inputs:
         """The style images at the size core.objects measures them (from the decoded images,
         so the answer is the same at every scale of a run); made once, on first use."""
         return [to_tensor(resize_long_side(style, MEASURE_SIDE)) for style in self.styles]
+
+    @cached_property
+    def detected_content(self) -> np.ndarray:
+        """The photo as core.objects looks for faces in it (see detected_styles)."""
+        return _detected(self.content)
+
+    @cached_property
+    def detected_styles(self) -> list[np.ndarray]:
+        """The style images as core.objects looks for faces in them: at their own size, up
+        to DETECT_SIDE px (the detectors search at a fixed size; a larger one adds nothing)."""
+        return [_detected(style) for style in self.styles]
+
+
+def _detected(image: Image.Image) -> np.ndarray:
+    """H×W×3 float32 in [0, 1], the long side at most DETECT_SIDE."""
+    return np.asarray(resize_long_side(image, min(max(image.size), DETECT_SIDE)), np.float32) / 255
 
 
 def load_inputs(config: Config, allow_large: bool = False) -> Inputs:
@@ -157,7 +174,7 @@ def stage_images(
     styles, prepared = [], content
     for index, image in enumerate(inputs.styles):
         style = to_tensor(resize_to(image, style_size(config, inputs, size, index)))
-        prepared, style = color.prepare(content, style, config.color)
+        prepared, style = color.prepare(content, style, config.color, config.match_luminance)
         styles.append(style)
     return prepared, styles
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from nst_cli.config.models import Config
 from nst_cli.config.sections import StyleImage
 from nst_cli.core.features import FeatureExtractor
 from nst_cli.core.layers import downsampling_factor
+from nst_cli.core.losses import region_content
 from nst_cli.core.losses.common import Crop, Sums, put_sums, take_sums
 from nst_cli.core.losses.guided import Region, region_norms_from_sums
 from nst_cli.core.losses.palette import PaletteTerm, pooled_colours, pooling_for
@@ -25,8 +28,12 @@ from nst_cli.core.losses.total import (
     style_norms_from_sums,
     style_transfer_loss,
 )
+from nst_cli.core.objects import MIN_KEPT, Fraction, kept_share, object_layers, object_mask
+from nst_cli.core.pixels import to_tensor
 from nst_cli.core.tiles import Tiler
+from nst_cli.io.images import load_image
 from nst_cli.run.cache import ModelCache
+from nst_cli.run.inputs import Inputs
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,7 @@ class StyleKey(NamedTuple):
     content_shape: tuple[int, ...]
     statistic: str
     color: str
+    objects: str
 
 
 def build_loss(
@@ -55,43 +63,31 @@ def build_loss(
     size: int,
     inputs_masks: Sequence[tuple[torch.Tensor, int]] = (),
     tile: int | None = None,
-    measured: Sequence[torch.Tensor] = (),
+    inputs: Inputs | None = None,
 ) -> WeightedSum:
     """Targets are computed once per scale: content features, and the style Grams (cached
     across runs; several style images blend by their weights). With `tile`, every pass
-    over an image runs in tiles of about that many px (core.tiles). `measured`: the style
-    images as core.objects measures them (Inputs.measured_styles); without them, the
-    scale's style images are measured."""
+    over an image runs in tiles of about that many px (core.tiles). `inputs`: the decoded
+    paintings, which core.objects measures at sizes of its own (the same answer at every
+    scale); without them, the scale's style images are measured."""
     styles = [style] if isinstance(style, torch.Tensor) else list(style)
     specs: list[StyleImage | None] = list(config.style_images) or [None]
-    blend = []
-    for index, (image, spec) in enumerate(zip(styles, specs, strict=False)):
-        style_key = StyleKey(
-            str(spec.path if spec else config.style), index, size,
-            config.style_scale_of(index) if spec else config.style_scale, config.style_resize,
-            tuple(content.shape), config.loss.style, config.color,
-        )  # fmt: skip
-        blend.append(
-            cache.style_targets(
-                extractor,
-                image,
-                style_key,
-                config.layers.style,
-                config.loss.gram,
-                config.loss.style,
-                tile,
-            )  # fmt: skip
-        )
+    shares, boxes = _object_rules(config, extractor, styles, specs, cache, inputs)
+    blend = [
+        _painting_targets(config, extractor, image, spec, index, size, content, cache, tile, found)
+        for index, (image, spec, found) in enumerate(zip(styles, specs, boxes, strict=False))
+    ]
     weights = [spec.weight if spec else 1.0 for spec in specs][: len(blend)]
-    shares = _texture_shares(config, extractor, measured or styles, specs, cache)
     targets = blend[0] if len(blend) == 1 else blend_targets(blend, weights)
     if inputs_masks:
         # No palette term: each painting's colours belong to its own region, and the term
         # compares the whole image's colours. Each region keeps its own painting's share.
         return _masked_loss(config, extractor, content, blend, weights, inputs_masks, tile, shares)
     layers = _blended_layers(config, shares, weights)
-    # One pass over the content serves both its targets and the style normalisers.
-    tiler = Tiler.plan(extractor, content.shape[-2:], tile, config.network_layers)
+    faces = _photo_faces(config, content, cache, inputs)
+    held = list(region_content.LAYERS) if faces else []
+    # One pass over the content serves its targets, the style normalisers and the faces'.
+    tiler = Tiler.plan(extractor, content.shape[-2:], tile, [*config.network_layers, *held])
     form = config.loss.gram
     wanted = [*config.layers.content, *(config.layers.style if config.loss.normalize else ())]
     if not wanted:
@@ -100,8 +96,8 @@ def build_loss(
         )
     kept, sums, shapes = tiler.collect(
         content,
-        wanted,
-        keep=list(config.layers.content),
+        list(dict.fromkeys([*wanted, *held])),
+        keep=list(dict.fromkeys([*config.layers.content, *held])),
         sums=(lambda features, _: norm_sums(features, targets, form))
         if config.loss.normalize
         else None,
@@ -109,28 +105,130 @@ def build_loss(
     # Each normalised style term is measured against how far the content's own Gram is
     # from the style's at this scale (see losses.style_norms).
     norms = style_norms_from_sums(sums, shapes, targets, form) if config.loss.normalize else None
-    return _with_palette(
-        _loss_for(config, kept, targets, layers, norms=norms), config, content, styles, weights
-    )
+    own = {name: kept[name] for name in config.layers.content}
+    loss = _loss_for(config, own, targets, layers, norms=norms)
+    if faces:
+        height, width = content.shape[-2:]
+        masks = _at_layers(1 - object_mask(faces, height, width, *FACE_EDGE), held)
+        term = region_content.RegionContent(kept, masks, region_content.LAYERS)
+        loss = loss.plus(Weighted("faces", config.weights.faces, term, headline=True))
+    return _with_palette(loss, config, content, styles, weights)
 
 
-def _texture_shares(
+def _painting_targets(
+    config: Config,
+    extractor: FeatureExtractor,
+    image: torch.Tensor,
+    spec: StyleImage | None,
+    index: int,
+    size: int,
+    content: torch.Tensor,
+    cache: ModelCache,
+    tile: int | None,
+    found: Sequence[Fraction],
+) -> dict[str, Any]:
+    """One painting's style targets at this scale (from the cache where a run before made
+    them), its object block guided round the faces `found` in it."""
+    style_key = StyleKey(
+        str(spec.path if spec else config.style), index, size,
+        config.style_scale_of(index) if spec else config.style_scale, config.style_resize,
+        tuple(content.shape), config.loss.style, config.color, config.loss.objects,
+    )  # fmt: skip
+    keep = object_mask(found, *image.shape[-2:]) if found else None
+    return cache.style_targets(
+        extractor, image, style_key, config.layers.style, config.loss.gram, config.loss.style,
+        tile, keep,
+    )  # fmt: skip
+
+
+#: A face's box in the photo is held with this margin round it, fading out over this share
+#: of its size (core.objects.object_mask's margin and feather).
+FACE_EDGE = (0.1, 0.3)
+
+
+def _photo_faces(
+    config: Config, content: torch.Tensor, cache: ModelCache, inputs: Inputs | None
+) -> list[Fraction]:
+    """The faces found in the photo (`protect: faces`, a weight on them), at its own size."""
+    if config.protect != "faces" or not config.weights.faces:
+        return []
+    image = inputs.detected_content if inputs else _array(content)
+    return cache.faces(image, (str(config.content), "photo"), PHOTO_FACES)
+
+
+def _at_layers(mask: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """A [1, 1, H, W] mask at each layer's resolution (area-averaged)."""
+    height, width = mask.shape[-2:]
+    out = {}
+    for name in layers:
+        factor = downsampling_factor([name])
+        size = (max(1, height // factor), max(1, width // factor))
+        out[name] = torch.nn.functional.interpolate(mask, size=size, mode="area")
+    return out
+
+
+#: What a run says of the faces it finds in a painting, and in the photo.
+PAINTING_FACES = (
+    "{where}; the deepest style layer leaves {it} out, so {it} {be} not painted into the "
+    "photo (loss.objects: allow paints the whole painting)"
+)
+PHOTO_FACES = (
+    "{where} in the photo, held to the photo's features harder so that {it} {be} still "
+    "readable (protect: off paints {it} like the rest)"
+)
+
+
+def object_rules(config: Config, painting: Path, cache: ModelCache) -> dict[str, float]:
+    """Each object-block style layer's share of its weight that `painting` keeps under
+    `config` (1 where it is kept, guided round the painting's faces or not): what a run's
+    info line says, for a benchmark or a check."""
+    image = load_image(painting, "style")
+    inputs = Inputs(image, (image,))
+    config = config.model_copy(update={"style": painting})  # the painting's own cache key
+    extractor = cache.network(config)[2]
+    styles = [to_tensor(image)]
+    shares, _ = _object_rules(config, extractor, styles, [None], cache, inputs)
+    return {name: shares[0].get(name, 1.0) for name in object_layers(config.layers.style)}
+
+
+def _object_rules(
     config: Config,
     extractor: FeatureExtractor,
     styles: Sequence[torch.Tensor],
     specs: Sequence[StyleImage | None],
     cache: ModelCache,
-) -> list[dict[str, float]]:
-    """Per painting, how much of each object-block style layer's weight it keeps (core.objects);
-    nothing is turned down with `loss.objects: allow`."""
+    inputs: Inputs | None,
+) -> tuple[list[dict[str, float]], list[list[Fraction]]]:
+    """Per painting (core.objects): how much of each object-block style layer's weight it
+    keeps, and the found faces its guided Grams leave out. A painting with faces keeps the
+    layer over the rest of it (a Gram statistic; under `loss.style: wasserstein`, or where
+    the faces fill the painting, the layer is off); one without is weighed by how
+    stationary it is. Nothing changes with `loss.objects: allow`."""
+    shares: list[dict[str, float]] = []
+    boxes: list[list[Fraction]] = []
     if config.loss.objects != "avoid":
-        return [{} for _ in styles]
-    return [
-        cache.texture_shares(
-            extractor, image, (str(spec.path if spec else config.style), index), config.layers.style
-        )
-        for index, (image, spec) in enumerate(zip(styles, specs, strict=False))
-    ]
+        return [{} for _ in styles], [[] for _ in styles]
+    device = styles[0].device
+    measured = [m.to(device) for m in inputs.measured_styles] if inputs else styles
+    looked = inputs.detected_styles if inputs else [_array(s) for s in styles]
+    for index, (image, spec) in enumerate(zip(measured, specs, strict=False)):
+        key = (str(spec.path if spec else config.style), index)
+        found = cache.faces(looked[index], key, PAINTING_FACES)
+        if found and config.loss.style == "gram" and kept_share(found) >= MIN_KEPT:
+            shares.append({})
+            boxes.append(found)
+        elif found:
+            shares.append({name: 0.0 for name in object_layers(config.layers.style)})
+            boxes.append([])
+        else:
+            shares.append(cache.texture_shares(extractor, image, key, config.layers.style))
+            boxes.append([])
+    return shares, boxes
+
+
+def _array(image: torch.Tensor) -> np.ndarray:
+    """[1, 3, H, W] as H×W×3 float32 on the CPU."""
+    return image[0].permute(1, 2, 0).float().cpu().numpy()
 
 
 def _blended_layers(

@@ -126,11 +126,10 @@ def _lane_at_scale(
         )
     masks = [(m.to(device), i) for m, i in stage_masks(prepared.inputs, content)]
     tile = plan_memory(config, prepared.inputs, stage.size).tile
-    objects = config.loss.objects == "avoid"
-    measured = [s.to(device) for s in prepared.inputs.measured_styles] if objects else []
     loss = build_loss(
-        config, extractor, content, styles, prepared.cache, stage.size, masks, tile, measured
-    )
+        config, extractor, content, styles, prepared.cache, stage.size, masks, tile,
+        prepared.inputs,
+    )  # fmt: skip
     if prepared.temporal is not None:
         size = (content.shape[-2], content.shape[-1])
         loss = loss.plus(

@@ -86,22 +86,3 @@ def test_every_option_the_pages_name_is_an_option_of_nst() -> None:
                 if flag not in every:
                     problems.append(f"{page.relative_to(ROOT)}: {flag} (in `{code}`)")
     assert not problems, "\n".join(sorted(set(problems)))
-
-
-#: Where the repository's own files live; a page naming a path under one of them names a file
-#: or folder of this repository.
-_PATH = re.compile(
-    r"(?<![\w/.:-])((?:tests|nst_cli|benchmarks|configs|samples|docs|\.ci)/[\w./*-]*\w/?)"
-)
-
-
-def test_every_path_the_pages_name_exists() -> None:
-    # A page that cites tests/test_losses.py after it moved sends a reader nowhere.
-    problems = []
-    for page in PAGES:
-        for path in set(_PATH.findall(page.read_text(encoding="utf-8"))):
-            if "*" in path or "<" in path:
-                continue  # a pattern (samples/*.png), not a file
-            if not (ROOT / path).exists():
-                problems.append(f"{page.relative_to(ROOT)}: {path}")
-    assert not problems, "\n".join(sorted(problems))

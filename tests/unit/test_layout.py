@@ -79,7 +79,7 @@ def test_no_module_is_over_500_lines() -> None:
 def test_every_sample_image_is_credited_in_sources() -> None:
     samples = Path(__file__).resolve().parents[2] / "samples"
     sources = (samples / "SOURCES.md").read_text(encoding="utf-8")
-    images = [p.name for p in samples.iterdir() if p.suffix in {".png", ".jpg", ".mp4"}]
+    images = [p.name for p in samples.rglob("*") if p.suffix in {".png", ".jpg", ".mp4"}]
     assert images and all(f"`{name}`" in sources for name in images), images
 
 
@@ -89,7 +89,7 @@ def test_every_path_the_docs_name_exists() -> None:
     import re
 
     root = PACKAGE.parent
-    pages = [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+    pages = [root / "README.md", root / "CHANGELOG.md", *sorted((root / "docs").rglob("*.md"))]
     cited = re.compile(
         r"(?<![\w/.-])((?:tests|nst_cli|benchmarks|samples|configs|docs|\.ci)/[\w./-]*\w)"
     )

@@ -292,15 +292,24 @@ def style_norms_from_sums(
 
 
 def target_sums(
-    features: Mapping[str, torch.Tensor], layers: Iterable[str], statistic: str = "gram"
+    features: Mapping[str, torch.Tensor],
+    layers: Iterable[str],
+    statistic: str = "gram",
+    masks: Mapping[str, torch.Tensor] | None = None,
+    crops: Mapping[str, Crop] | None = None,
 ) -> Sums:
     """The sums over a style image's positions its targets are made from (float64 moments
-    for a Gaussian, F·Fᵀ for a Gram), by layer; they add over tiles."""
+    for a Gaussian, F·Fᵀ for a Gram), by layer; they add over tiles. A layer with a mask in
+    `masks` (at the layer's resolution; `crops` cut a tile's window of it) sums (F·M)(F·M)ᵀ
+    and Σ M², the guided Gram's parts: the painting's positions under M ≈ 0 do not count."""
     out: Sums = {}
     for name in layers:
         layer = features[name].detach()
         if statistic == "wasserstein":
             put_sums(out, name, gaussian_sums(layer))
+        elif masks and name in masks:
+            mask = (crops[name] if crops else whole)(masks[name])
+            put_sums(out, name, {"outer": channel_outer(layer * mask), "power": mask.pow(2).sum()})
         else:
             put_sums(out, name, {"outer": channel_outer(layer)})
     return out
@@ -312,14 +321,18 @@ def targets_from_sums(
     form: str = "mean",
     statistic: str = "gram",
 ) -> dict[str, Any]:
-    """Each layer's style target from its target_sums over every position (layers of `shapes`)."""
+    """Each layer's style target from its target_sums over every position (layers of `shapes`);
+    a guided layer's Gram is scaled to the whole layer's positions from the mask's Σ M²."""
     out: dict[str, Any] = {}
     for name, shape in shapes.items():
         part = take_sums(sums, name)
         if statistic == "wasserstein":
             out[name] = gaussian_from_sums(part, shape[1] * shape[2])
-        else:
-            out[name] = gram_from_outer(part["outer"], shape, form).detach()
+            continue
+        outer = part["outer"]
+        if "power" in part:
+            outer = outer * (shape[1] * shape[2] / part["power"].clamp_min(1e-6))
+        out[name] = gram_from_outer(outer, shape, form).detach()
     return out
 
 

@@ -76,7 +76,7 @@ def test_the_commands_offer_the_tables_flags() -> None:
 
 def test_every_flag_names_a_config_key() -> None:
     defaults = Config().model_dump()
-    for name, flag in FLAGS.items():
+    for flag in FLAGS.values():
         _lookup(defaults, flag.key)  # KeyError: a flag for a key that is not there
 
 
