@@ -79,12 +79,13 @@ REAL = {
     "coffee-monalisa": ("coffee.png", "mona_lisa.jpg"),  # a close portrait as the painting
     "astronaut-udnie": ("astronaut.png", "udnie.jpg"),  # a portrait photo
     "astronaut-wave": ("astronaut.png", "wave.jpg"),  # a portrait photo
+    "astronaut-bedroom": ("astronaut.png", "vangogh-bedroom_in_arles.jpg"),  # a portrait photo
 }
 ALL_PAIRS = {**PAIRS, **TUNING, **REAL}
 SCORE_COLUMNS = ("style_swd", "palette_swd", "structure_ssim", "new_faces")
 #: Columns about objects: faces found in the painting, relu5_1's weight share in the run (its
 #: guided Gram counts as 1), and the SSIM of luminance inside the photo's face box.
-OBJECT_COLUMNS = ("painting_faces", "relu5_1_share", "face_ssim")
+OBJECT_COLUMNS = ("painting_faces", "relu5_1_share", "face_ssim", "face_kept")
 CELL = 256
 
 
@@ -223,7 +224,7 @@ def _mean(values: list[float | None], column: str) -> float:
     """Geometric means (errors span decades, and one pair should not dominate); faces are
     counted; columns some pairs lack average over the pairs that have them."""
     present = [v for v in values if v is not None]
-    if column in ("new_faces", "painting_faces"):
+    if column in ("new_faces", "painting_faces", "face_kept"):
         return float(sum(present))
     if not present:
         return float("nan")
@@ -257,15 +258,18 @@ def _object_scores(
     made = array(result)
     photo = array(content, (made.shape[1], made.shape[0]))
     in_photo = measures.faces(photo) or []
-    face_ssim = None
+    face_ssim = face_kept = None
     if in_photo:
         box = max(in_photo, key=lambda b: b.width * b.height)
         crop = (slice(box.y, box.y + box.height), slice(box.x, box.x + box.width))
         face_ssim = measures.structure(made[crop], photo[crop])
+        # The detector still finds the photo's face, at the same place.
+        face_kept = float(any(box.overlaps(found) for found in measures.faces(made) or []))
     return {
         "painting_faces": len(measures.faces(array(style)) or []),
         "relu5_1_share": _relu5_share(config, style, cache),
         "face_ssim": face_ssim,
+        "face_kept": face_kept,
     }
 
 

@@ -196,7 +196,7 @@ class LossConfig(Strict):
     )
     objects: Literal["avoid", "allow"] = Field(
         default="avoid",
-        description="`avoid`: a block-5 style layer (relu5_1 …) is turned down as far as the painting's features there differ from place to place (a face, an animal, an object rather than a texture), so the painting's objects are not painted into the photo; `allow`: every style layer at its weight",
+        description="`avoid`: the faces (people, cats) found in the painting are left out of its block-5 Grams (relu5_1 …), with a margin, so they are not painted into the photo while the rest of a composed painting keeps its deepest layer; a painting whose deepest features vary from place to place with nothing found (an animal in profile) has the layer turned down as far as they vary; `allow`: every style layer at its weight over the whole painting",
     )
 
 

@@ -34,10 +34,14 @@ def _chroma(path: Path, size: tuple[int, int]) -> np.ndarray:
 def test_luminance_keeps_the_contents_colours_and_the_default_does_not(
     tiny_config: Path, tmp_path: Path, content_path: Path
 ) -> None:
+    # The painting's own light (match_luminance: false): the run is the default one.
     runs = {
-        mode: _run(tiny_config, tmp_path / mode, f"color={mode}", "scales=[32,64]", "steps=[3,3]")
+        mode: _run(
+            tiny_config, tmp_path / mode, f"color={mode}", "scales=[32,64]", "steps=[3,3]",
+            "match_luminance=false",
+        )
         for mode in ("style", "luminance")
-    }
+    }  # fmt: skip
     with Image.open(runs["style"].final_image) as final:
         size = final.size
     content = _chroma(content_path, size)
@@ -61,6 +65,40 @@ def test_luminance_keeps_the_contents_colours_and_the_default_does_not(
     assert np.abs(lumas[0] - lumas[1]).mean() < 2.0 and np.median(np.abs(lumas[0] - lumas[1])) <= 1
     # The same optimisation, step for step: the same losses.
     assert runs["luminance"].losses == runs["style"].losses
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def _luma(path: Path, size: tuple[int, int] | None = None) -> float:
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        return float(np.asarray((image.resize(size) if size else image).convert("L")).mean())
+
+
+def test_luminance_keeps_a_dark_photo_dark(tmp_path: Path) -> None:
+    # The Hubble Deep Field (mean luminance 19 of 255) under Hokusai's bright wave: the
+    # painting's light is matched to the photo's first, so the night stays night; with the
+    # painting's own light the result turns pale grey.
+    means = {}
+    for match in ("true", "false"):
+        config = resolve_config(
+            None,
+            ["color=luminance", f"match_luminance={match}", "resolution=64", "steps=12"],
+            {
+                "content": str(SAMPLES / "hubble.jpg"),
+                "style": str(SAMPLES / "paintings" / "wave.jpg"),
+                "output": str(tmp_path / match),
+                "device": "cpu",
+            },
+        )
+        final = stylize(config).final_image
+        with Image.open(final) as image:
+            size = image.size
+        means[match] = _luma(final)
+        photo = _luma(SAMPLES / "hubble.jpg", size)
+    assert abs(means["true"] - photo) < 20, (means, photo)
+    assert means["false"] - photo > 40, (means, photo)
 
 
 def test_a_failed_luminance_run_keeps_its_colours_in_the_image_it_leaves(

@@ -8,9 +8,11 @@ import torch
 from nst_cli.core import tiles
 from nst_cli.core.features import FeatureExtractor, build_extractor
 from nst_cli.core.losses.guided import Region, region_norms
+from nst_cli.core.losses.region_content import RegionContent
 from nst_cli.core.losses.total import (
     ContentLoss,
     StyleLoss,
+    Weighted,
     WeightedSum,
     blend_targets,
     style_norms,
@@ -19,6 +21,7 @@ from nst_cli.core.losses.total import (
     target_sums,
     targets_from_sums,
 )
+from nst_cli.core.objects import object_mask
 from nst_cli.core.tiles import Tiler, halo, plan_tiles
 
 STYLE = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
@@ -78,11 +81,22 @@ def _loss(net: FeatureExtractor, case: str) -> WeightedSum:
             StyleLoss({}, layers, normalize=True, regions=regions),
             {"content": 1.0, "style": 2.0},
         )
-    return style_transfer_loss(
+    loss = style_transfer_loss(
         ContentLoss({"relu4_2": content["relu4_2"]}, {"relu4_2": 1.0}, normalize=True),
         StyleLoss(targets, layers, normalize=True, norms=style_norms(content, targets)),
         {"content": 1.0, "style": 2.0, "tv": tv},
     )
+    if case == "faces":  # a face's box held harder (protect: faces), feathered
+        held = dict.fromkeys(["relu3_1", "relu4_2"], 1.0)
+        with torch.no_grad():
+            targets = net(images["content"], list(held))
+        box = 1 - object_mask([(0.3, 0.2, 0.6, 0.7)], HEIGHT, WIDTH, 0.1, 0.3)
+        masks = {
+            n: torch.nn.functional.interpolate(box, size=targets[n].shape[-2:], mode="area")
+            for n in held
+        }
+        loss = loss.plus(Weighted("faces", 4.0, RegionContent(targets, masks, held), True))
+    return loss
 
 
 def _untiled(net: FeatureExtractor, loss: WeightedSum) -> tuple[float, torch.Tensor]:
@@ -113,6 +127,7 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     "case",
     [
         "gram",
+        "faces",
         pytest.param("masks", marks=pytest.mark.slow),
         pytest.param("wasserstein", marks=pytest.mark.slow),
         pytest.param("styles", marks=pytest.mark.slow),
@@ -162,12 +177,24 @@ def test_tiled_targets_are_the_untiled_ones(net) -> None:
         whole = net(images["content"], STYLE + CONTENT)
     kept, _, shapes = tiler.collect(images["content"], STYLE + CONTENT, keep=CONTENT)
     assert torch.allclose(kept["relu4_2"], whole["relu4_2"], rtol=1e-5, atol=1e-4)
-    for statistic in ("gram", "wasserstein"):
+    # A painting's guided object block (core.objects): its mask cut to each tile's window.
+    guide = 1 - object_mask([(0.3, 0.2, 0.6, 0.7)], HEIGHT, WIDTH)
+    masks = {
+        "relu5_1": torch.nn.functional.interpolate(
+            guide, size=whole["relu5_1"].shape[-2:], mode="area"
+        )
+    }
+    for statistic, guided in (("gram", None), ("wasserstein", None), ("gram", masks)):
         sums, shapes = tiler.accumulate(
-            images["content"], STYLE, lambda f, _, s=statistic: target_sums(f, STYLE, s)
+            images["content"],
+            STYLE,
+            lambda f, crops, s=statistic, m=guided: target_sums(f, STYLE, s, m, crops),
         )
         tiled = targets_from_sums(sums, shapes, statistic=statistic)
-        untiled = style_targets(whole, dict.fromkeys(STYLE, 1.0), statistic=statistic)
+        untiled_sums = target_sums(whole, STYLE, statistic, guided)
+        untiled = targets_from_sums(
+            untiled_sums, {n: tuple(whole[n].shape[1:]) for n in STYLE}, statistic=statistic
+        )
         for name in STYLE:
             a, b = (tiled[name], untiled[name])
             pairs = [(a, b)] if statistic == "gram" else [(a.mean, b.mean), (a.cov, b.cov)]
