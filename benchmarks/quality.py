@@ -141,7 +141,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.rescore:
-        _rescore(Path(args.out))
+        _rescore(Path(args.out), Path(args.paintings))
         return
 
     variants = [_parse_variant(v) for v in args.variant] or [("defaults", [])]
@@ -204,15 +204,19 @@ def main() -> None:
     print(f"sheet: {out / 'sheet.png'}")
 
 
-def _rescore(out: Path) -> None:
+def _rescore(out: Path, paintings: Path) -> None:
     """Replace the `nst score` columns of a finished benchmark with fresh measures of the
     images it kept; the Gram evaluator's columns and the times stay as they were run."""
     results = json.loads((out / "results.json").read_text())
     for pair, by_label in results.items():
-        content, style = _pair_paths(pair, Path("outputs/paintings"))
+        content, style = _pair_paths(pair, paintings)
         for label, values in by_label.items():
             started = time.perf_counter()
-            values.update(score_result(out / f"{pair}_{label}.png", content, style).as_dict())
+            kept = out / f"{pair}_{label}.png"
+            values.update(score_result(kept, content, style).as_dict())
+            measured = _object_scores(kept, content, style, None, ModelCache())
+            measured.pop("relu5_1_share")  # the run's, not the image's: kept as it was run
+            values.update(measured)
             print(f"{pair:<20}{label:<14}scored in {time.perf_counter() - started:.2f} s")
     labels = list(dict.fromkeys(label for by_label in results.values() for label in by_label))
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -257,7 +261,14 @@ def _object_scores(
 
     made = array(result)
     photo = array(content, (made.shape[1], made.shape[0]))
-    in_photo = measures.faces(photo) or []
+    # The photo's faces as found at its own size (a smaller copy can show a false one), in
+    # the result's pixels.
+    full = array(content)
+    ratio = made.shape[1] / full.shape[1]
+    in_photo = [
+        measures.Box(*(round(v * ratio) for v in (b.x, b.y, b.width, b.height)))
+        for b in measures.faces(full) or []
+    ]
     face_ssim = face_kept = None
     if in_photo:
         box = max(in_photo, key=lambda b: b.width * b.height)
@@ -275,6 +286,8 @@ def _object_scores(
 
 def _relu5_share(config: Any, style: Path, cache: ModelCache) -> float | None:
     """relu5_1's weight in the run as a share of its configured weight (guided: 1)."""
+    if config is None:
+        return None
     try:
         from nst_cli.run.losses import object_rules
     except ImportError:  # an nst before the rules were named

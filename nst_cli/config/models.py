@@ -267,7 +267,7 @@ class Config(Strict):
         own = self.style_images[index].scale
         return own if own is not None else self.style_scale
 
-    @field_validator("checkpoint", mode="before")
+    @field_validator("checkpoint", "protect", mode="before")
     @classmethod
     def _checkpoint_off(cls, value: Any) -> Any:
         # YAML 1.1 reads a bare `off` as false.

@@ -175,7 +175,10 @@ class WeightedSum:
 
     def term(self, name: str) -> Any:
         """The term called `name` (its targets, its layers); KeyError if there is none."""
-        return next(t.term for t in self.terms if t.name == name)
+        found = next((t for t in self.terms if t.name == name), None)
+        if found is None:
+            raise KeyError(name)
+        return found.term
 
     def plus(self, term: Weighted) -> WeightedSum:
         """This sum with one more term (a video frame's temporal term, say)."""

@@ -251,3 +251,11 @@ def test_resolution_has_an_upper_bound_and_a_long_number_is_cut_short() -> None:
     message = str(error.value)
     assert "less than or equal to 65535" in message and len(message) < 200
     assert resolve_config(None, ["resolution=65535"]).resolution == 65535
+
+
+def test_protect_off_is_read_as_yaml_writes_it() -> None:
+    # YAML 1.1 reads a bare `off` as false; `protect: off` (a file, or --set) means off.
+    from nst_cli.config.resolve import resolve_config
+
+    config = resolve_config(None, ["protect=off"], {"content": "a.png", "style": "b.png"})
+    assert config.protect == "off"
