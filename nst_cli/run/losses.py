@@ -13,10 +13,9 @@ import torch
 from nst_cli.config.models import Config
 from nst_cli.config.sections import StyleImage
 from nst_cli.core.features import FeatureExtractor
-from nst_cli.core.layers import downsampling_factor
 from nst_cli.core.losses import region_content
 from nst_cli.core.losses.common import Crop, Sums, put_sums, take_sums
-from nst_cli.core.losses.guided import Region, region_norms_from_sums
+from nst_cli.core.losses.guided import Region, masks_at_layers, region_norms_from_sums
 from nst_cli.core.losses.palette import PaletteTerm, pooled_colours, pooling_for
 from nst_cli.core.losses.total import (
     ContentLoss,
@@ -109,7 +108,7 @@ def build_loss(
     loss = _loss_for(config, own, targets, layers, norms=norms)
     if faces:
         height, width = content.shape[-2:]
-        masks = _at_layers(1 - object_mask(faces, height, width, *FACE_EDGE), held)
+        masks = masks_at_layers(1 - object_mask(faces, height, width, *FACE_EDGE), held)
         term = region_content.RegionContent(kept, masks, region_content.LAYERS)
         loss = loss.plus(Weighted("faces", config.weights.faces, term, headline=True))
     return _with_palette(loss, config, content, styles, weights)
@@ -154,17 +153,6 @@ def _photo_faces(
         return []
     image = inputs.detected_content if inputs else _array(content)
     return cache.faces(image, (str(config.content), "photo"), PHOTO_FACES)
-
-
-def _at_layers(mask: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-    """A [1, 1, H, W] mask at each layer's resolution (area-averaged)."""
-    height, width = mask.shape[-2:]
-    out = {}
-    for name in layers:
-        factor = downsampling_factor([name])
-        size = (max(1, height // factor), max(1, width // factor))
-        out[name] = torch.nn.functional.interpolate(mask, size=size, mode="area")
-    return out
 
 
 #: What a run says of the faces it finds in a painting, and in the photo.
@@ -297,15 +285,13 @@ def _masked_loss(
     layer), its object-block layers at its own painting's share; outside every mask only the
     content loss applies."""
     tiler = Tiler.plan(extractor, content.shape[-2:], tile, config.network_layers)
-    height, width = content.shape[-2:]
-    regions = []
-    for mask, index in masks:
-        at_layers = {}
-        for name in config.layers.style:
-            factor = downsampling_factor([name])
-            size = (height // factor, width // factor)
-            at_layers[name] = torch.nn.functional.interpolate(mask, size=size, mode="area")
-        regions.append(Region(per_style[index], at_layers, weights[index], shares[index]))
+    regions = [
+        Region(
+            per_style[index], masks_at_layers(mask, config.layers.style), weights[index],
+            shares[index],
+        )
+        for mask, index in masks
+    ]  # fmt: skip
 
     def region_sums(features: dict[str, torch.Tensor], crops: dict[str, Crop]) -> Sums:
         out: Sums = {}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 
+from nst_cli.core.layers import downsampling_factor
 from nst_cli.core.losses.common import Crop, Sums, whole
 from nst_cli.core.losses.gram import channel_outer
 
@@ -16,6 +17,18 @@ def masked_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     layer's resolution), (F·M)(F·M)ᵀ / (C·Σ M²), which equals the plain Gram for M ≡ 1."""
     channels = features.shape[1]
     return channel_outer(features * mask) / (channels * _mask_power(mask))
+
+
+def masks_at_layers(mask: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
+    """A [1, 1, H, W] mask at the image's size, area-averaged to each layer's resolution (a
+    layer of downsampling factor f is H // f × W // f): what a guided term weighs positions by."""
+    height, width = mask.shape[-2:]
+    out = {}
+    for name in layers:
+        factor = downsampling_factor([name])
+        size = (max(1, height // factor), max(1, width // factor))
+        out[name] = torch.nn.functional.interpolate(mask, size=size, mode="area")
+    return out
 
 
 def _mask_power(mask: torch.Tensor) -> torch.Tensor:
