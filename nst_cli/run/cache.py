@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,7 +18,7 @@ from nst_cli.core.devices import (
     runs_channels_last,
 )
 from nst_cli.core.features import FeatureExtractor, build_extractor
-from nst_cli.core.layers import downsampling_factor
+from nst_cli.core.losses.guided import masks_at_layers
 from nst_cli.core.losses.total import target_sums, targets_from_sums
 from nst_cli.core.objects import Fraction, object_boxes, object_layers, texture_shares
 from nst_cli.core.tiles import Tiler
@@ -39,6 +40,8 @@ class ModelCache:
         self._compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
         self._shares: dict[tuple[Any, ...], dict[str, float]] = {}
         self._objects: dict[tuple[Any, ...], list[Fraction]] = {}
+        #: The images whose faces a run has said (a clip says its first frame's once).
+        self._said: set[tuple[Any, ...]] = set()
         #: What it has made so far: networks built and style targets computed (a sweep's
         #: runs share one of each; a long-lived process can watch them).
         self.made = {"networks": 0, "style targets": 0}
@@ -93,12 +96,16 @@ class ModelCache:
 
     def faces(self, image: np.ndarray, key: tuple[Any, ...], said: str) -> list[Fraction]:
         """The faces found in an image (H×W×3 in [0, 1], at its own size; core.objects),
-        found once per image and `key` (its path first) and said in one line: `said`, with
-        {where}, {it} and {is} for what was found."""
-        cached = self._objects.get(key)
+        looked for once per image (by its pixels: a sweep's runs share the answer, a clip's
+        frames each get their own) and said in one line once per `key` (its path first):
+        `said`, with {where}, {it} and {be} for what was found."""
+        digest = (image.shape, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
+        memo = (*key, digest)
+        cached = self._objects.get(memo)
         if cached is None:
             cached = object_boxes(image)
-            if cached:
+            if cached and key not in self._said:
+                self._said.add(key)
                 one = len(cached) == 1
                 where = ", ".join(_where(box) for box in cached)
                 log.info(
@@ -106,7 +113,7 @@ class ModelCache:
                     key[0],
                     said.format(where=where, it="it" if one else "them", be="is" if one else "are"),
                 )
-            self._objects[key] = cached
+            self._objects[memo] = cached
         return cached
 
     def texture_shares(
@@ -155,8 +162,10 @@ class ModelCache:
         cached = self._targets.get(full_key)
         if cached is None:
             tiler = Tiler.plan(extractor, style.shape[-2:], tile, list(layers))
-            masks = _at_object_layers(
-                None if keep is None else keep.to(style.device), style.shape[-2:], layers
+            masks = (
+                masks_at_layers(keep.to(style.device), object_layers(layers))
+                if keep is not None
+                else {}
             )
             sums, shapes = tiler.accumulate(
                 style,
@@ -169,21 +178,6 @@ class ModelCache:
                 self._targets.pop(next(iter(self._targets)))
             self._targets[full_key] = cached
         return cached
-
-
-def _at_object_layers(
-    keep: torch.Tensor | None, size: tuple[int, ...], layers: dict[str, float]
-) -> dict[str, torch.Tensor]:
-    """The mask at each object-block layer's resolution (area-averaged, as a region's)."""
-    if keep is None:
-        return {}
-    height, width = size[-2], size[-1]
-    out = {}
-    for name in object_layers(layers):
-        factor = downsampling_factor([name])
-        shape = (max(1, height // factor), max(1, width // factor))
-        out[name] = torch.nn.functional.interpolate(keep, size=shape, mode="area")
-    return out
 
 
 def _where(box: Fraction) -> str:

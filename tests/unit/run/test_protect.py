@@ -60,3 +60,21 @@ def test_no_face_or_protect_off_adds_nothing() -> None:
         loss, _ = _loss(content, *sets)
         with pytest.raises(KeyError):
             loss.term("faces")
+
+
+def test_faces_are_looked_for_in_each_image_and_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    # A clip's frames share a path: each frame gets its own faces, the line comes once.
+    import numpy as np
+    from PIL import Image
+
+    from nst_cli.run.losses import PHOTO_FACES
+
+    cache = ModelCache()
+    face = np.asarray(Image.open(SAMPLES / "astronaut.png").convert("RGB"), np.float32) / 255
+    blank = np.full_like(face, 0.5)
+    with caplog.at_level(logging.INFO):
+        first = cache.faces(face, ("clip.mp4", "photo"), PHOTO_FACES)
+        second = cache.faces(blank, ("clip.mp4", "photo"), PHOTO_FACES)
+        third = cache.faces(face, ("clip.mp4", "photo"), PHOTO_FACES)
+    assert first and not second and third == first
+    assert caplog.text.count("a face at") == 1
