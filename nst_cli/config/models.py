@@ -131,7 +131,7 @@ class Config(Strict):
     )
     precision: Literal["auto", "tf32", "fp32", "bf16"] = Field(
         default="auto",
-        description="`auto` (`tf32` on CUDA, `bf16` on a CPU with bfloat16 matrix units (Intel AMX), `fp32` elsewhere; config.yaml's `run:` says which), `tf32` (float32, TensorFloat-32 matmuls/convolutions on CUDA; plain float32 elsewhere), `fp32` (strict float32), `bf16` (the network in bfloat16, as under autocast; Grams and losses stay float32)",
+        description="`auto` (`tf32` on CUDA, `bf16` on a CPU that computes bfloat16 natively (Intel AMX, AVX-512 BF16: AMD Zen 4 and later), `fp32` elsewhere; config.yaml's `run:` says which), `tf32` (float32, TensorFloat-32 matmuls/convolutions on CUDA; plain float32 elsewhere), `fp32` (strict float32), `bf16` (the network in bfloat16, as under autocast; Grams and losses stay float32)",
     )
     memory: Literal["normal", "low"] = Field(
         default="normal",
