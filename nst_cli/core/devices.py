@@ -63,7 +63,8 @@ def cpu_computes_bf16_fast() -> bool:
 
 def resolve_precision(device: torch.device, precision: str) -> str:
     """`precision: auto` decided for this device: TF32 on CUDA; bfloat16 on a CPU that
-    computes it natively (the same pictures in 0.4-0.6x the time; see docs/performance.md); strict float32 elsewhere. Any other value is kept."""
+    computes it natively (the same pictures in 0.4-0.6x the time; see docs/performance.md);
+    strict float32 elsewhere. Any other value is kept."""
     if precision != "auto":
         return precision
     if device.type == "cuda":
