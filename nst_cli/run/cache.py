@@ -94,11 +94,17 @@ class ModelCache:
             self._compiled[key] = torch.compile(extractor)
         return self._compiled[key]
 
-    def faces(self, image: np.ndarray, key: tuple[Any, ...], said: str) -> list[Fraction]:
+    def faces(
+        self,
+        image: np.ndarray,
+        key: tuple[Any, ...],
+        said: str | Callable[[list[Fraction]], str],
+    ) -> list[Fraction]:
         """The faces found in an image (H×W×3 in [0, 1], at its own size; core.objects),
         looked for once per image (by its pixels: a sweep's runs share the answer, a clip's
         frames each get their own) and said in one line once per `key` (its path first):
-        `said`, with {where}, {it} and {be} for what was found."""
+        `said` (or what it gives for the boxes found), with {where}, {it} (them),
+        {they}, {its} and {be} for what was found."""
         digest = (image.shape, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
         memo = (*key, digest)
         cached = self._objects.get(memo)
@@ -108,10 +114,17 @@ class ModelCache:
                 self._said.add(key)
                 one = len(cached) == 1
                 where = ", ".join(_where(box) for box in cached)
+                line = said if isinstance(said, str) else said(cached)
                 log.info(
                     "%s: %s",
                     key[0],
-                    said.format(where=where, it="it" if one else "them", be="is" if one else "are"),
+                    line.format(
+                        where=where,
+                        it="it" if one else "them",
+                        they="it" if one else "they",
+                        its="its" if one else "their",
+                        be="is" if one else "are",
+                    ),
                 )
             self._objects[memo] = cached
         return cached

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -157,13 +157,41 @@ def _photo_faces(
 
 #: What a run says of the faces it finds in a painting, and in the photo.
 PAINTING_FACES = (
-    "{where}; the deepest style layer leaves {it} out, so {it} {be} not painted into the "
+    "{where}; the deepest style layer leaves {it} out, so {they} {be} not painted into the "
     "photo (loss.objects: allow paints the whole painting)"
 )
 PHOTO_FACES = (
-    "{where} in the photo, held to the photo's features harder so that {it} {be} still "
+    "{where} in the photo, held to the photo's features harder so that {they} {be} still "
     "readable (protect: off paints {it} like the rest)"
 )
+#: The faces leave too little of the painting for a guided Gram (a close portrait).
+PAINTING_FACES_FILL = (
+    "{where}; {they} and {its} margin cover most of the painting, so the deepest style "
+    "layer is off and {they} {be} not painted into the photo (loss.objects: allow keeps the layer)"
+)
+#: `loss.style: wasserstein` has no guided statistic: the layer goes for the whole painting.
+PAINTING_FACES_W2 = (
+    "{where}; loss.style: wasserstein cannot leave {it} out of the deepest style layer alone, "
+    "so that layer is off and {they} {be} not painted into the photo (loss.style: gram keeps "
+    "the rest of the painting there; loss.objects: allow keeps the layer)"
+)
+
+
+def guided(config: Config, found: Sequence[Fraction]) -> bool:
+    """Whether a painting's found faces are left out of its block-5 Grams (a guided Gram
+    over the rest of it), rather than the block switched off."""
+    return config.loss.style == "gram" and kept_share(found) >= MIN_KEPT
+
+
+def _painting_said(config: Config) -> Callable[[list[Fraction]], str]:
+    """The info line for a painting's faces: what the rule does with them."""
+
+    def said(found: list[Fraction]) -> str:
+        if guided(config, found):
+            return PAINTING_FACES
+        return PAINTING_FACES_W2 if config.loss.style != "gram" else PAINTING_FACES_FILL
+
+    return said
 
 
 def object_rules(config: Config, painting: Path, cache: ModelCache) -> dict[str, float]:
@@ -201,8 +229,8 @@ def _object_rules(
     looked = inputs.detected_styles if inputs else [_array(s) for s in styles]
     for index, (image, spec) in enumerate(zip(measured, specs, strict=False)):
         key = (str(spec.path if spec else config.style), index)
-        found = cache.faces(looked[index], key, PAINTING_FACES)
-        if found and config.loss.style == "gram" and kept_share(found) >= MIN_KEPT:
+        found = cache.faces(looked[index], key, _painting_said(config))
+        if found and guided(config, found):
             shares.append({})
             boxes.append(found)
         elif found:

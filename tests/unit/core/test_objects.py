@@ -106,9 +106,23 @@ def test_an_animal_the_detectors_miss_turns_the_layer_down_and_textures_keep_it(
         assert _style_weights(painting)["relu5_1"] == 1.0, painting
 
 
-def test_a_close_portrait_turns_the_layer_off() -> None:
+def test_a_close_portrait_turns_the_layer_off_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # The Mona Lisa's face and its margin cover the painting: nothing of it is left to match.
-    assert _style_weights("paintings/mona_lisa.jpg")["relu5_1"] == 0.0
+    with caplog.at_level(logging.INFO):
+        assert _style_weights("paintings/mona_lisa.jpg")["relu5_1"] == 0.0
+    assert "cover most of the painting, so the deepest style layer is off" in caplog.text
+    assert "leaves it out" not in caplog.text
+
+
+def test_wasserstein_has_no_guided_statistic_so_a_paintings_face_turns_the_layer_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO):
+        weights = _style_weights("astronaut.png", "loss.style=wasserstein")
+    assert weights["relu5_1"] == 0.0 and weights["relu4_1"] == 1.0
+    assert "loss.style: wasserstein cannot leave it out" in caplog.text
 
 
 def test_allow_keeps_every_layer_and_a_blend_turns_down_by_share() -> None:

@@ -78,3 +78,16 @@ def test_faces_are_looked_for_in_each_image_and_said_once(caplog: pytest.LogCapt
         third = cache.faces(face, ("clip.mp4", "photo"), PHOTO_FACES)
     assert first and not second and third == first
     assert caplog.text.count("a face at") == 1
+
+
+def test_two_faces_are_said_in_the_plural(caplog: pytest.LogCaptureFixture) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from nst_cli.run.losses import PHOTO_FACES
+
+    face = np.asarray(Image.open(SAMPLES / "astronaut.png").convert("RGB"), np.float32) / 255
+    with caplog.at_level(logging.INFO):
+        found = ModelCache().faces(np.concatenate([face, face], axis=1), ("two.png",), PHOTO_FACES)
+    assert len(found) == 2
+    assert "so that they are still readable (protect: off paints them like" in caplog.text
