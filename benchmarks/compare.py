@@ -2,6 +2,7 @@
 
 Not a test: run it by hand, on the machine you report, e.g.
     python benchmarks/compare.py                                   # 256 px, 100 steps, all tools
+    python benchmarks/compare.py --size 448 --steps 150 --tools nst,reference --precision fp32
     python benchmarks/compare.py --size 448 --steps 150 --tools nst,reference \\
         --variant "one scale=scales=[448]" --variant "two scales=scales=[224,448];steps=[100,50]"
 
@@ -127,6 +128,8 @@ def _nst(
         if not any(s.startswith("steps=") for s in settings):
             command += ["--steps", str(args.steps)]
         command += ["--set", f"save_every={args.every}"]
+    if args.precision != "auto" and not any(s.startswith("precision=") for s in settings):
+        command += ["--set", f"precision={args.precision}"]
     for setting in settings:
         command += ["--set", setting]
     wall, peak = _run(command, out / "log.txt")
@@ -316,6 +319,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--every", type=int, default=10, help="save (and score) every N steps")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help="nst's precision (every nst run); fp32 compares with the float32 loop step for "
+        "step where auto would pick bfloat16 (AMX, AVX-512 BF16)",
+    )
     parser.add_argument("--tools", default=",".join(TOOLS))
     parser.add_argument(
         "--variant",
@@ -346,7 +355,7 @@ def main() -> None:
     if args.device != "cpu" and torch.cuda.is_available():
         machine += f", {torch.cuda.get_device_name()}"
     device = _device(args)
-    auto = resolve_precision(device, "auto")
+    auto = resolve_precision(device, args.precision)
     nst_precision = "bf16" if auto == "bf16" else "fp32"
     floors = {p: bare_step_seconds(args, p) for p in dict.fromkeys(["fp32", nst_precision])}
     print(machine + f"\nnst's precision: auto is {auto} here")
