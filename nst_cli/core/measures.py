@@ -161,7 +161,7 @@ class Box:
 def faces(image: np.ndarray) -> list[Box] | None:
     """Frontal faces (people and cats) at least a tenth of the short side tall, in an H×W×3
     image in [0, 1], upright or turned by a quarter, half or three-quarter turn (a painted-in
-    face is often on its side or upside down), as boxes in the image's own coordinates; None
+    face is often on its side or upside down), each once, as boxes in the image's own coordinates; None
     where this OpenCV build ships no detectors (opencv-python 5 dropped the cascade files).
 
     The search runs on a copy whose short side is DETECT_SHORT_SIDE px, where such a face is
@@ -189,7 +189,11 @@ def faces(image: np.ndarray) -> list[Box] | None:
                 if not _confirmed(confirmer, turned, int(x), int(y), int(w), int(h)):
                     continue
                 box = _unturned(int(x), int(y), int(w), int(h), turns, small_height, small_width)
-                found.append(_scaled(box, 1 / scale))
+                box = _scaled(box, 1 / scale)
+                # One face, once: the people and cat detectors, or two turns, can both
+                # find it (a painted wheel was counted as two new faces).
+                if not any(box.overlaps(other) for other in found):
+                    found.append(box)
     return found
 
 

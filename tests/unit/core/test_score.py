@@ -283,3 +283,23 @@ def test_score_of_an_oversized_image_names_a_flag_score_has(tmp_path: Path) -> N
     accepted = CliRunner().invoke(app, ["score", str(big), "--allow-large"])
     assert "No such option" not in accepted.output and "no such option" not in accepted.output
     assert "over the 100,000,000-pixel limit" not in accepted.output
+
+
+def test_a_face_two_detectors_find_is_one_face(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The people and cat detectors, or two turns, can find the same thing (a painted wheel
+    # was counted as two new faces): overlapping finds are one face, apart ones are two.
+    calls: list[int] = []
+    answers = {0: [(40, 40, 60, 60), (150, 150, 40, 40)], 4: [(44, 38, 58, 58)]}
+
+    class Detector:  # the people detector upright (call 0), then the cat one upright (4)
+        def detectMultiScale(self, grey, *args, **kwargs):  # noqa: N802 - OpenCV's name
+            calls.append(len(calls))
+            return answers.get(calls[-1], [])
+
+    if score.faces(_photo("rocket.jpg", (64, 64))) is None:
+        pytest.skip("this OpenCV ships no face detectors")
+    monkeypatch.setattr(score, "_cascade", lambda path: Detector())
+    monkeypatch.setattr(score, "_confirmed", lambda *args: True)
+    found = score.faces(np.zeros((240, 240, 3)))
+    assert found is not None and len(found) == 2
+    assert not found[0].overlaps(found[1])
