@@ -161,8 +161,9 @@ class Box:
 def faces(image: np.ndarray) -> list[Box] | None:
     """Frontal faces (people and cats) at least a tenth of the short side tall, in an H×W×3
     image in [0, 1], upright or turned by a quarter, half or three-quarter turn (a painted-in
-    face is often on its side or upside down), each once, as boxes in the image's own coordinates; None
-    where this OpenCV build ships no detectors (opencv-python 5 dropped the cascade files).
+    face is often on its side or upside down), each once, as boxes in the image's own
+    coordinates; None where this OpenCV build ships no detectors (opencv-python 5 dropped the
+    cascade files).
 
     The search runs on a copy whose short side is DETECT_SHORT_SIDE px, where such a face is
     the detectors' own 24 px window: the cost of a screen-size search at any size."""

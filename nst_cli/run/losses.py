@@ -167,7 +167,8 @@ PHOTO_FACES = (
 #: The faces leave too little of the painting for a guided Gram (a close portrait).
 PAINTING_FACES_FILL = (
     "{where}; {they} and {its} margin cover most of the painting, so the deepest style "
-    "layer is off and {they} {be} not painted into the photo (loss.objects: allow keeps the layer)"
+    "layer is off and {they} {be} not painted into the photo (loss.objects: allow keeps "
+    "the layer)"
 )
 #: `loss.style: wasserstein` has no guided statistic: the layer goes for the whole painting.
 PAINTING_FACES_W2 = (
